@@ -1,0 +1,11 @@
+"""rltx: transfer learning from random labels (Maennel et al., NeurIPS 2020).
+
+The only import-time side effect: oneDNN kernels are switched on unless the user
+chose otherwise, because TensorFlow reads the variable once, when it is imported
+(measured 2-3.4x faster training on the project's AMD CPUs).
+"""
+import os
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+__version__ = "0.1.0"
