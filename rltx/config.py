@@ -1,0 +1,253 @@
+"""Recipes: YAML → one validated, frozen `Recipe`.
+
+Every key, its type, default, unit and meaning is declared once, here, as a dataclass field;
+`rltx pretrain --help` and the README table are generated from these declarations.
+Defaults are the paper's (Appendix A of Maennel et al. 2020) where it gives one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from rltx.errors import UsageError
+
+ARCHITECTURE_NAMES = ("simple_cnn", "vgg16", "resnet18", "mlp", "wrn28")
+PATH_KEYS = ("data_dir", "manual_dir", "data_path")
+
+
+def key(default=dataclasses.MISSING, *, help: str, unit: str = "", choices=None, minimum=None,
+        maximum=None, exclusive_minimum: bool = False):
+    """A recipe key: its default, one-line help, unit and allowed values."""
+    metadata = dict(help=help, unit=unit, choices=choices, minimum=minimum, maximum=maximum,
+                    exclusive_minimum=exclusive_minimum)
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Recipe:
+    # --- what this recipe is -------------------------------------------------------------
+    description: str = key("", help="what the recipe reproduces (free text, stored with the run)")
+    # --- data (A.1, A.3) ---------------------------------------------------------------
+    dataset: str = key(help="tfds name (cifar10, cifar100, imagenet2012, ...), or gaussian, npz, image_folder")
+    data_dir: Optional[str] = key(None, help="tfds data directory holding the prepared dataset", unit="path")
+    manual_dir: Optional[str] = key(None, help="directory with the original archive, for tfds manual preparation", unit="path")
+    data_path: Optional[str] = key(None, help="the .npz file (x, y[, x_test, y_test]) or the image folder", unit="path")
+    offline: bool = key(False, help="never attempt a download; fail at once when data is missing")
+    image_size: int = key(0, help="resize images to this side (0: native size; imagenet2012: 224, A.3)", unit="pixels", minimum=0)
+    gaussian_spectrum: Union[str, list, None] = key(
+        None, help="eigenvalues of Sigma: a list or 'linspace(a, b, n)' (E.1 uses linspace(0.1, 3.0, 30))")
+    gaussian_patch_size: int = key(0, help="k: images of i.i.d. N(0, Sigma) k x k patches (0: vectors in R^d)", unit="pixels", minimum=0)
+    gaussian_image_size: int = key(0, help="side of gaussian images, a multiple of gaussian_patch_size", unit="pixels", minimum=0)
+    gaussian_rotate: bool = key(False, help="rotate Sigma by a random orthogonal matrix (else diagonal)")
+    gaussian_num_train: int = key(10000, help="size of the gaussian training split", unit="examples", minimum=1)
+    gaussian_num_test: int = key(2000, help="size of the gaussian held-out split", unit="examples", minimum=1)
+    num_examples_upstream: int = key(help="examples sampled uniformly from the training split (A.1 step 1)", unit="examples", minimum=1)
+    num_classes_upstream: int = key(10, help="number of random classes (A.1 step 3)", unit="classes", minimum=2)
+    labels_upstream: str = key("random", help="random: uniform random labels (A.1 step 3); real: the dataset's labels", choices=("random", "real"))
+    num_examples_downstream: int = key(0, help="examples reserved for fine-tuning, disjoint from upstream (A.1 step 2)", unit="examples", minimum=0)
+    num_examples_test: int = key(0, help="held-out examples for test metrics (0: the whole test split)", unit="examples", minimum=0)
+    # --- model (A.2, A.3) --------------------------------------------------------------
+    architecture: str = key(help="model: " + ", ".join(ARCHITECTURE_NAMES), choices=ARCHITECTURE_NAMES)
+    num_conv_layers: int = key(3, help="simple_cnn: convolutional layers (A.2)", unit="layers", minimum=1)
+    num_filters: int = key(16, help="simple_cnn: filters per convolutional layer (A.2)", unit="filters", minimum=1)
+    num_units: int = key(1024, help="simple_cnn: units of the dense layer (A.2)", unit="units", minimum=1)
+    kernel_size: int = key(3, help="simple_cnn: filter side (A.2: 3)", unit="pixels", minimum=1)
+    stride: int = key(1, help="simple_cnn: convolution stride (A.2: 1; E.2 uses 2 and 3)", unit="pixels", minimum=1)
+    padding: str = key("same", help="simple_cnn: convolution padding (A.2 does not say; same as VGG16)", choices=("same", "valid"))
+    pooling: str = key("none", help="simple_cnn: 2x2 max-pool after each convolution or none", choices=("none", "max"))
+    hidden_units: list = key([2048, 256], help="mlp: widths of the hidden layers (E.1: 2048, 256)", unit="units")
+    group_norm_groups: int = key(32, help="resnet18: GroupNorm groups (Wu & He 2018 default)", unit="groups", minimum=1)
+    resnet_stem: str = key("imagenet", help="resnet18: 7x7/2 conv + max-pool (imagenet) or 3x3/1 conv (cifar)", choices=("imagenet", "cifar"))
+    width_factor: int = key(4, help="wrn28: width factor (A.7: 4)", minimum=1)
+    first_conv_kernel_size: int = key(3, help="wrn28: side of the first convolution (A.7 used 5 for Fig. 3)", unit="pixels", minimum=1)
+    init_algorithm: str = key("he", help="kernel initialisation (A.3: He normal)", choices=("he", "orthogonal"))
+    init_scale: float = key(1.0, help="multiplier of the initial kernels (A.3 init_scale)", minimum=0.0, exclusive_minimum=True)
+    # --- training (A.3) ----------------------------------------------------------------
+    learning_rate: float = key(help="initial SGD learning rate; divided by 3 at 1/3 and 2/3 of the steps (A.3)", minimum=0.0, exclusive_minimum=True)
+    batch_size: int = key(256, help="global mini-batch size over all replicas (A.3: 256)", unit="examples", minimum=1)
+    momentum: float = key(0.9, help="SGD momentum (A.3: 0.9)", minimum=0.0, maximum=1.0)
+    epochs: Optional[float] = key(None, help="training length in passes over the upstream set (give this or total_steps)", unit="epochs", minimum=0.0, exclusive_minimum=True)
+    total_steps: Optional[int] = key(None, help="training length in SGD steps (give this or epochs)", unit="steps", minimum=1)
+    seed: int = key(0, help="seed of sampling, labels, initialisation and data order", minimum=0)
+    # --- evaluation and checkpoints ----------------------------------------------------------
+    num_eval_points: int = key(50, help="about this many metric points, denser early, always step 0 and the last", unit="points", minimum=2)
+    eval_batch_size: int = key(1024, help="batch size for computing metrics on whole sets", unit="examples", minimum=1)
+    checkpoint_every: int = key(0, help="keep the weights every this many steps (0: only the initial and the last)", unit="steps", minimum=0)
+    checkpoint_steps: list = key([], help="further steps whose weights are kept (e.g. [1, 6240] for Fig. 10)", unit="steps")
+
+    @property
+    def steps(self) -> int:
+        """Total SGD steps, from total_steps or from epochs over the upstream set."""
+        from rltx.hyperrule import total_steps_for_epochs
+        if self.total_steps is not None:
+            return self.total_steps
+        return total_steps_for_epochs(self.epochs, self.num_examples_upstream, self.batch_size)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
+_HINTS = typing.get_type_hints(Recipe)
+
+
+def load_recipe(path: str | Path, overrides: tuple[str, ...] = ()) -> Recipe:
+    """Read a YAML recipe (or the config stored in a run's run.h5), apply `key=value` overrides, validate."""
+    path = Path(path)
+    if path.suffix == ".h5":
+        from rltx.store import read_config_yaml
+        raw = _parse_yaml(read_config_yaml(path), str(path))
+    else:
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise UsageError(f"cannot read recipe {path}: {error.strerror}; check the path") from None
+        raw = _parse_yaml(text, str(path))
+    raw = _resolve_paths(raw, path.parent)
+    for override in overrides:
+        name, value = parse_override(override)
+        raw[name] = _resolve_paths({name: value}, Path.cwd())[name]
+    return make_recipe(raw)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the command line; the value is read as YAML (numbers, lists, null)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"--set {text!r} is not key=value; write e.g. --set learning_rate=0.01")
+    name = name.strip()
+    _check_known(name)
+    return name, _parse_yaml(value, f"--set {name}") if value.strip() else None
+
+
+def make_recipe(raw: dict) -> Recipe:
+    """Validate a mapping of recipe keys and freeze it into a `Recipe`."""
+    if not isinstance(raw, dict):
+        raise UsageError("a recipe must be a YAML mapping of key: value lines")
+    for name in raw:
+        _check_known(name)
+    missing = [n for n, f in FIELDS.items() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and raw.get(n) is None]
+    if missing:
+        raise UsageError(f"recipe is missing required key(s) {', '.join(missing)}; add them to the YAML or pass --set KEY=VALUE")
+    values = {name: _check_value(name, value) for name, value in raw.items()}
+    recipe = Recipe(**values)
+    _check_together(recipe)
+    return recipe
+
+
+def _parse_yaml(text: str, where: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "malformed YAML"
+        raise UsageError(f"{where}: {problem}{line}; fix the YAML syntax there") from None
+
+
+def _resolve_paths(raw, base: Path):
+    if not isinstance(raw, dict):
+        return raw
+    resolved = dict(raw)
+    for name in PATH_KEYS:
+        if isinstance(resolved.get(name), str):
+            resolved[name] = str((base / Path(resolved[name]).expanduser()).resolve())
+    return resolved
+
+
+def _check_known(name) -> None:
+    if name not in FIELDS:
+        close = difflib.get_close_matches(str(name), FIELDS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "see `rltx pretrain --help` for the keys"
+        raise UsageError(f"unknown recipe key {name!r}; {hint}")
+
+
+def _check_value(name: str, value):
+    hint, meta = _HINTS[name], FIELDS[name].metadata
+    allowed = typing.get_args(hint) if typing.get_origin(hint) is Union else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise UsageError(f"recipe key {name} must not be empty; give a value or remove the line")
+    value = _coerce(name, value, [t for t in allowed if t is not type(None)])
+    if meta["choices"] and value not in meta["choices"]:
+        raise UsageError(f"recipe key {name} is {value!r}; choose one of {', '.join(meta['choices'])}")
+    _check_range(name, value, meta)
+    return value
+
+
+def _coerce(name: str, value, types: list):
+    for wanted in types:
+        if wanted is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if wanted is bool and isinstance(value, bool):
+            return value
+        if wanted in (int, str, list) and isinstance(value, wanted) and not isinstance(value, bool):
+            return list(value) if wanted is list else value
+    expected = " or ".join(_TYPE_WORDS[t] for t in types)
+    raise UsageError(f"recipe key {name} is {value!r} ({type(value).__name__}); it must be {expected}")
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+
+
+def _check_range(name: str, value, meta) -> None:
+    low, high = meta["minimum"], meta["maximum"]
+    if low is not None and (value < low or (meta["exclusive_minimum"] and value == low)):
+        relation = ">" if meta["exclusive_minimum"] else ">="
+        raise UsageError(f"recipe key {name} is {value}; it must be {relation} {low}")
+    if high is not None and value > high:
+        raise UsageError(f"recipe key {name} is {value}; it must be <= {high}")
+
+
+def _check_together(recipe: Recipe) -> None:
+    """Constraints that involve several keys."""
+    if (recipe.epochs is None) == (recipe.total_steps is None):
+        raise UsageError("give exactly one of epochs and total_steps in the recipe (set the other to null)")
+    if recipe.batch_size > recipe.num_examples_upstream:
+        raise UsageError(f"batch_size {recipe.batch_size} is larger than num_examples_upstream "
+                         f"{recipe.num_examples_upstream}; lower batch_size or sample more examples")
+    if recipe.dataset in ("npz", "image_folder") and not recipe.data_path:
+        raise UsageError(f"dataset {recipe.dataset} needs data_path; set it to the file or folder")
+    if recipe.dataset == "gaussian":
+        _check_gaussian(recipe)
+    for name in ("hidden_units", "checkpoint_steps"):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in getattr(recipe, name)):
+            raise UsageError(f"recipe key {name} must be a list of non-negative integers, e.g. [1, 10]")
+
+
+def _check_gaussian(recipe: Recipe) -> None:
+    if recipe.gaussian_spectrum is None:
+        raise UsageError("dataset gaussian needs gaussian_spectrum, e.g. 'linspace(0.1, 3.0, 30)'")
+    if recipe.labels_upstream == "real":
+        raise UsageError("the gaussian source has no real labels; use labels_upstream: random")
+    size, patch = recipe.gaussian_image_size, recipe.gaussian_patch_size
+    if (size == 0) != (patch == 0) or (patch and size % patch):
+        raise UsageError("gaussian images need gaussian_image_size a multiple of gaussian_patch_size "
+                         "(set both to 0 for vectors)")
+
+
+def describe_keys() -> list[tuple[str, str, str, str]]:
+    """(key, default, unit, help) for every recipe key, for --help and the README."""
+    rows = []
+    for name, f in FIELDS.items():
+        if f.default is not dataclasses.MISSING:
+            default = "null" if f.default is None else str(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = str(f.default_factory())
+        else:
+            default = "(required)"
+        rows.append((name, default, f.metadata["unit"], f.metadata["help"]))
+    return rows
+

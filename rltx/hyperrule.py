@@ -1,0 +1,95 @@
+"""The paper's rules, one small function each, so they can be checked against Appendix A.
+
+Everything here is plain Python/numpy: no TensorFlow, no configuration objects.
+Sections refer to Maennel et al. (NeurIPS 2020), appendices in shared/papers/000_*.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Independent random streams derived from the one `seed` of a recipe, so that changing
+# how labels are drawn never changes which examples are sampled, and so on.
+STREAM_SAMPLE, STREAM_LABELS, STREAM_ORDER, STREAM_INIT = 1, 2, 3, 4
+
+
+def rng(seed: int, stream: int) -> np.random.Generator:
+    """A numpy generator for one purpose (`STREAM_*`) of a run with this seed."""
+    return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+
+
+def total_steps_for_epochs(epochs: float, num_examples: int, batch_size: int) -> int:
+    """Number of SGD steps for `epochs` passes over `num_examples` (A.5-A.12 give epochs)."""
+    return max(1, math.ceil(epochs * num_examples / batch_size))
+
+
+def learning_rate_boundaries(total_steps: int) -> tuple[int, int]:
+    """A.3: the learning rate is divided by 3 after 1/3 and after 2/3 of total_steps."""
+    return total_steps // 3, (2 * total_steps) // 3
+
+
+def learning_rate_at(step: int, base_learning_rate: float, total_steps: int) -> float:
+    """A.3: learning rate used by the update with 0-based index `step`."""
+    drops = sum(step >= boundary for boundary in learning_rate_boundaries(total_steps))
+    return base_learning_rate / 3.0**drops
+
+
+def sample_disjoint(num_available: int, sizes: tuple[int, ...], seed: int) -> tuple[np.ndarray, ...]:
+    """A.1 steps 1-2: draw disjoint index sets uniformly without replacement, in order.
+
+    The upstream set is drawn first, the downstream set from the remainder, so they never intersect.
+    """
+    if sum(sizes) > num_available:
+        raise ValueError(f"asked for {sum(sizes)} examples, the split holds {num_available}")
+    permutation = rng(seed, STREAM_SAMPLE).permutation(num_available)
+    offsets = np.cumsum((0,) + tuple(sizes))
+    return tuple(np.sort(permutation[a:b]) for a, b in zip(offsets[:-1], offsets[1:]))
+
+
+def random_labels(num_examples: int, num_classes: int, seed: int, salt: int = 0) -> np.ndarray:
+    """A.1 steps 3-4: labels drawn uniformly and independently from {0, ..., num_classes-1}.
+
+    `salt` separates the label draws of different sets (upstream training, held-out) of one run.
+    """
+    generator = np.random.default_rng(np.random.SeedSequence([seed, STREAM_LABELS, salt]))
+    return generator.integers(0, num_classes, size=num_examples, dtype=np.int64)
+
+
+def eval_steps(total_steps: int, num_points: int) -> np.ndarray:
+    """Steps at which metrics are computed: about `num_points`, denser early, always 0 and the last.
+
+    Half of the points are spaced geometrically (the early phase moves fastest, e.g. the
+    activation changes of App. F), half linearly; duplicates merge, so a short run gets fewer.
+    """
+    geometric = np.geomspace(1, total_steps, num=max(1, num_points // 2))
+    linear = np.linspace(0, total_steps, num=max(2, num_points - num_points // 2))
+    steps = np.round(np.concatenate([[0, total_steps], geometric, linear])).astype(np.int64)
+    return np.unique(np.clip(steps, 0, total_steps))
+
+
+def checkpoint_steps(total_steps: int, every: int, extra: tuple[int, ...] = ()) -> np.ndarray:
+    """Steps whose weights are kept: the initial weights (needed for rescaling, A.4), every
+    `every` steps (0: none in between), the `extra` steps asked for, and always the last."""
+    regular = np.arange(0, total_steps, every) if every > 0 else np.array([], dtype=np.int64)
+    steps = np.concatenate([[0, total_steps], regular, [s for s in extra if 0 <= s <= total_steps]])
+    return np.unique(steps.astype(np.int64))
+
+
+def batch_order(num_examples: int, batch_size: int, seed: int, first_step: int, num_steps: int) -> np.ndarray:
+    """Example indices of the mini-batches `first_step .. first_step+num_steps-1`, shape [num_steps, batch_size].
+
+    The examples are visited in a fresh uniform permutation each epoch; batches are consecutive
+    slices of the concatenated permutations, so every batch is full and the order at any step is a
+    pure function of (seed, step). That makes resuming at any step exact.
+    """
+    start, stop = first_step * batch_size, (first_step + num_steps) * batch_size
+    first_epoch, last_epoch = start // num_examples, (stop - 1) // num_examples
+    epochs = [_epoch_permutation(num_examples, seed, e) for e in range(first_epoch, last_epoch + 1)]
+    flat = np.concatenate(epochs)[start - first_epoch * num_examples: stop - first_epoch * num_examples]
+    return flat.reshape(num_steps, batch_size)
+
+
+def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    generator = np.random.default_rng(np.random.SeedSequence([seed, STREAM_ORDER, epoch]))
+    return generator.permutation(num_examples)

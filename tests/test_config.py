@@ -1,0 +1,96 @@
+"""Recipes: every invalid input is a one-line UsageError naming the problem and the fix."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rltx.config import ARCHITECTURE_NAMES, FIELDS, describe_keys, load_recipe, make_recipe
+from rltx.errors import UsageError
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+BASE = {"dataset": "cifar10", "architecture": "vgg16", "num_examples_upstream": 20000,
+        "learning_rate": 0.01, "epochs": 120}
+
+
+def recipe_file(tmp_path, text):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_quickstart_loads_and_round_trips():
+    recipe = load_recipe(RECIPES / "quickstart.yaml")
+    assert recipe.dataset == "gaussian" and recipe.batch_size == 256
+    assert make_recipe(yaml.safe_load(recipe.to_yaml())) == recipe
+
+
+def test_paper_defaults():
+    recipe = make_recipe(BASE)  # A.3: batch 256, momentum 0.9, He init, init_scale 1
+    assert (recipe.batch_size, recipe.momentum, recipe.init_algorithm, recipe.init_scale) == (256, 0.9, "he", 1.0)
+    assert recipe.steps == 9375  # 120 epochs x 20000 / 256
+
+
+def test_overrides_are_yaml_typed(tmp_path):
+    recipe = load_recipe(recipe_file(tmp_path, yaml.safe_dump(BASE)),
+                         ("learning_rate=0.5", "checkpoint_steps=[1, 6240]", "epochs=null", "total_steps=100"))
+    assert recipe.learning_rate == 0.5 and recipe.checkpoint_steps == [1, 6240] and recipe.steps == 100
+
+
+def test_paths_resolve_relative_to_the_recipe(tmp_path):
+    recipe = load_recipe(recipe_file(tmp_path, yaml.safe_dump({**BASE, "data_dir": "data"})))
+    assert recipe.data_dir == str(tmp_path / "data")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"learning_rat": 0.1}, "did you mean 'learning_rate'"),
+    ({"learning_rate": 0}, "learning_rate is 0.0; it must be > 0"),
+    ({"learning_rate": -1.0}, "must be > 0"),
+    ({"learning_rate": "fast"}, "must be a number"),
+    ({"num_classes_upstream": 1}, "must be >= 2"),
+    ({"batch_size": 40000}, "larger than num_examples_upstream"),
+    ({"batch_size": 2.5}, "must be an integer"),
+    ({"architecture": "vgg19"}, "choose one of simple_cnn"),
+    ({"total_steps": 10}, "exactly one of epochs and total_steps"),
+    ({"momentum": 1.5}, "must be <= 1.0"),
+    ({"offline": "yes"}, "true or false"),
+    ({"hidden_units": [1, -2]}, "list of non-negative integers"),
+    ({"dataset": "npz"}, "needs data_path"),
+    ({"dataset": "gaussian"}, "needs gaussian_spectrum"),
+])
+def test_invalid_values(change, words):
+    with pytest.raises(UsageError, match=words.replace("(", r"\(")) as caught:
+        make_recipe({**BASE, **change})
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_required_and_not_a_mapping(tmp_path):
+    with pytest.raises(UsageError, match="missing required key.*architecture"):
+        make_recipe({k: v for k, v in BASE.items() if k != "architecture"})
+    with pytest.raises(UsageError, match="YAML mapping"):
+        load_recipe(recipe_file(tmp_path, "- just\n- a list\n"))
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    with pytest.raises(UsageError, match="line 2"):
+        load_recipe(recipe_file(tmp_path, "dataset: cifar10\narchitecture: vgg16: x\n"))
+
+
+def test_bad_override_syntax_and_missing_file(tmp_path):
+    with pytest.raises(UsageError, match="not key=value"):
+        load_recipe(recipe_file(tmp_path, yaml.safe_dump(BASE)), ("learning_rate",))
+    with pytest.raises(UsageError, match="cannot read recipe"):
+        load_recipe(tmp_path / "absent.yaml")
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    with pytest.raises(UsageError):
+        load_recipe(recipe_file(tmp_path, "dataset: !!python/object/apply:os.system ['true']\n"))
+
+
+def test_every_key_documented_and_architectures_registered():
+    from rltx.models import ARCHITECTURES
+    assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
+    rows = describe_keys()
+    assert [r[0] for r in rows] == list(FIELDS) and all(r[3] for r in rows)
+    for architecture in ARCHITECTURES.values():
+        assert set(architecture.options) <= set(FIELDS)

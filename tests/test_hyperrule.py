@@ -1,0 +1,70 @@
+"""The paper's rules against what Appendix A says, and the sampling against its distribution."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from rltx import hyperrule
+
+
+@pytest.mark.parametrize("total", [9, 10, 7813, 10000])
+def test_learning_rate_divided_by_three_after_one_and_two_thirds(total):
+    # A.3: "divide it by 3 two times ... after 1/3 x total_steps and 2/3 x total_steps steps".
+    first, second = int(np.floor(total / 3)), int(np.floor(2 * total / 3))
+    assert hyperrule.learning_rate_at(0, 0.3, total) == 0.3
+    assert hyperrule.learning_rate_at(first - 1, 0.3, total) == 0.3
+    assert hyperrule.learning_rate_at(first, 0.3, total) == pytest.approx(0.1)
+    assert hyperrule.learning_rate_at(second - 1, 0.3, total) == pytest.approx(0.1)
+    assert hyperrule.learning_rate_at(second, 0.3, total) == pytest.approx(0.1 / 3)
+    assert hyperrule.learning_rate_at(total - 1, 0.3, total) == pytest.approx(0.1 / 3)
+
+
+def test_epochs_to_steps():
+    # A.6: 40 epochs of 50000 examples at batch 256.
+    assert hyperrule.total_steps_for_epochs(40, 50000, 256) == 7813
+    assert hyperrule.total_steps_for_epochs(1, 256, 256) == 1
+
+
+def test_upstream_and_downstream_disjoint_and_uniform():
+    num_available, trials = 100, 4000
+    counts = np.zeros(num_available)
+    for seed in range(trials):
+        upstream, downstream = hyperrule.sample_disjoint(num_available, (30, 20), seed)
+        assert len(upstream) == 30 and len(downstream) == 20
+        assert len(np.intersect1d(upstream, downstream)) == 0
+        assert len(np.unique(upstream)) == 30
+        counts[upstream] += 1
+    # Uniform sampling: every example lands upstream with probability 0.3.
+    assert stats.chisquare(counts).pvalue > 1e-3
+    with pytest.raises(ValueError):
+        hyperrule.sample_disjoint(10, (6, 5), 0)
+
+
+def test_random_labels_uniform_and_seeded():
+    labels = hyperrule.random_labels(50000, 10, seed=3)
+    assert labels.min() == 0 and labels.max() == 9
+    assert stats.chisquare(np.bincount(labels, minlength=10)).pvalue > 1e-3
+    np.testing.assert_array_equal(labels, hyperrule.random_labels(50000, 10, seed=3))
+    assert not np.array_equal(labels, hyperrule.random_labels(50000, 10, seed=4))
+    assert not np.array_equal(labels[:100], hyperrule.random_labels(100, 10, seed=3, salt=1))
+
+
+def test_batch_order_is_a_function_of_the_step():
+    whole = hyperrule.batch_order(50, 8, seed=1, first_step=0, num_steps=25)
+    np.testing.assert_array_equal(whole[7:12], hyperrule.batch_order(50, 8, 1, first_step=7, num_steps=5))
+    flat = whole.reshape(-1)
+    for epoch in range(4):  # 25 * 8 = 200 = four full epochs, each a permutation
+        assert sorted(flat[epoch * 50:(epoch + 1) * 50]) == list(range(50))
+    assert not np.array_equal(flat[:50], flat[50:100])
+
+
+def test_eval_steps_dense_early_with_both_ends():
+    steps = hyperrule.eval_steps(10000, 50)
+    assert steps[0] == 0 and steps[-1] == 10000
+    assert 35 <= len(steps) <= 50
+    assert np.sum(steps < 1000) > np.sum(steps >= 9000)
+    assert list(hyperrule.eval_steps(3, 50)) == [0, 1, 2, 3]
+
+
+def test_checkpoint_steps():
+    assert list(hyperrule.checkpoint_steps(10, 0)) == [0, 10]
+    assert list(hyperrule.checkpoint_steps(10, 4, (1, 99))) == [0, 1, 4, 8, 10]
