@@ -1,0 +1,204 @@
+"""Sources read from the user's own files: a .npz archive, or a folder of images per class."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from rltx.data.base import Split, check_indices, empty_split, resize_exact
+from rltx.errors import UsageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+# ----------------------------------------------------------------------------------------- npz
+@dataclass(frozen=True, eq=False)
+class ArraySource:
+    """In-memory arrays: x uint8 (raw pixels) or float32, y int64; test arrays may be empty."""
+
+    name: str
+    x_train: np.ndarray = field(repr=False)
+    y_train: np.ndarray = field(repr=False)
+    x_test: np.ndarray = field(repr=False)
+    y_test: np.ndarray = field(repr=False)
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def num_train(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.x_test)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.num_classes > 0
+
+    def _take(self, x: np.ndarray, y: np.ndarray, indices, split: str) -> Split:
+        idx = check_indices(indices, len(x), f"{self.name} {split}")
+        if idx.size == 0:
+            return empty_split(self.input_shape, x.dtype)
+        return Split(x[idx], y[idx])
+
+    def train(self, indices) -> Split:
+        return self._take(self.x_train, self.y_train, indices, "train")
+
+    def test(self, indices) -> Split:
+        return self._take(self.x_test, self.y_test, indices, "test")
+
+
+def _npz_images(x: np.ndarray, key: str, path: str) -> np.ndarray:
+    if x.ndim == 3:  # [N, H, W] grayscale -> [N, H, W, 1]
+        x = x[..., None]
+    if x.ndim < 2:
+        raise UsageError(f"{path}: '{key}' has shape {x.shape}; save images as [N, H, W(, C)] or vectors as [N, d]")
+    if x.dtype == np.uint8:
+        return x
+    if np.issubdtype(x.dtype, np.floating):
+        return x.astype(np.float32)
+    raise UsageError(f"{path}: '{key}' has dtype {x.dtype}; save raw pixels as uint8 (x.astype(np.uint8)) "
+                     "or inputs as float")
+
+
+def _npz_labels(y, n: int, key: str, path: str) -> np.ndarray:
+    if y is None:
+        return np.zeros(n, np.int64)
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+        raise UsageError(f"{path}: '{key}' must hold {n} non-negative integer labels, got {y.dtype} "
+                         f"{y.shape}; save one int label per example")
+    return y.astype(np.int64)
+
+
+def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:
+    """`path`: .npz with x [N,H,W,C] / [N,H,W] / [N,d], y [N] (optional: no labels), and optionally
+    x_test, y_test. uint8 x is kept raw; float x is used as is (as float32, not rescaled)."""
+    if not path:
+        raise UsageError("dataset npz needs data_path; set it to a .npz file holding x and y")
+    if not os.path.isfile(path):
+        raise UsageError(f"npz file {path} does not exist; fix data_path")
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    if "x" not in arrays:
+        raise UsageError(f"{path} has no array 'x' (found {sorted(arrays)}); save it with np.savez(path, x=..., y=...)")
+    if "x_test" in arrays and "y" in arrays and "y_test" not in arrays:
+        raise UsageError(f"{path} has x_test but no y_test; save y_test too")
+    x = _npz_images(arrays["x"], "x", path)
+    y = _npz_labels(arrays.get("y"), len(x), "y", path)
+    empty = np.zeros((0, *x.shape[1:]), x.dtype)
+    x_test = _npz_images(arrays["x_test"], "x_test", path) if "x_test" in arrays else empty
+    y_test = _npz_labels(arrays.get("y_test"), len(x_test), "y_test", path)
+    if x_test.shape[1:] != x.shape[1:] or x_test.dtype != x.dtype:
+        raise UsageError(f"{path}: x_test {x_test.dtype} {x_test.shape[1:]} differs from x {x.dtype} "
+                         f"{x.shape[1:]}; save both splits alike")
+    if image_size and x.ndim == 4 and x.shape[1:3] != (image_size, image_size):
+        raise UsageError(f"{path} holds {x.shape[1]}x{x.shape[2]} images but image_size is {image_size}; "
+                         "npz images are used at their stored size: resize them before saving or unset image_size")
+    num_classes = int(max(y.max(initial=-1), y_test.max(initial=-1)) + 1) if "y" in arrays else 0
+    for a in (x, y, x_test, y_test):
+        a.flags.writeable = False
+    return ArraySource(f"npz:{path}", x, y, x_test, y_test, num_classes)
+
+
+# -------------------------------------------------------------------------------- image folder
+def _image_files(class_dir: Path) -> list[Path]:
+    return sorted(p for p in class_dir.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _list_split(root: Path, class_names: list[str]) -> tuple[list[str], np.ndarray]:
+    files, labels = [], []
+    for class_dir in _class_dirs(root):
+        if class_dir.name not in class_names:
+            raise UsageError(f"{class_dir} is not a class of the training folder; "
+                             "give test/ the same class sub-folders as train/")
+        found = _image_files(class_dir)
+        files += [str(p) for p in found]
+        labels += [class_names.index(class_dir.name)] * len(found)
+    return files, np.asarray(labels, np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageFolderSource:
+    """Images in class sub-folders (class index = position of the folder name in sorted order),
+    decoded lazily per request with tf.io, as RGB (3 channels), resized to image_size x image_size
+    (bilinear, antialiased; aspect ratio not kept), uint8. Order: by class, then by file path."""
+
+    name: str
+    image_size: int
+    class_names: tuple[str, ...]
+    train_files: tuple[str, ...] = field(repr=False)
+    train_labels: np.ndarray = field(repr=False)
+    test_files: tuple[str, ...] = field(repr=False)
+    test_labels: np.ndarray = field(repr=False)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.image_size, self.image_size, 3)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_files)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.test_files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def has_labels(self) -> bool:
+        return True
+
+    def _load(self, path: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return tf.ensure_shape(resize_exact(image, self.image_size), self.input_shape)
+
+    def _take(self, files, labels, indices, split: str) -> Split:
+        idx = check_indices(indices, len(files), f"{self.name} {split}")
+        if idx.size == 0:
+            return empty_split(self.input_shape, np.uint8)
+        paths = tf.data.Dataset.from_tensor_slices([files[i] for i in idx])
+        images = paths.map(self._load, num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+        return Split(np.concatenate(list(images.as_numpy_iterator())), labels[idx])
+
+    def train(self, indices) -> Split:
+        return self._take(self.train_files, self.train_labels, indices, "train")
+
+    def test(self, indices) -> Split:
+        return self._take(self.test_files, self.test_labels, indices, "test")
+
+
+def open_image_folder(path: str | None, image_size: int | None) -> ImageFolderSource:
+    """`path`/CLASS/*.png... or `path`/train/CLASS/... plus `path`/test/CLASS/..."""
+    if not path:
+        raise UsageError("dataset image_folder needs data_path; set it to a folder with one sub-folder per class")
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"image folder {path} does not exist; fix data_path")
+    if not image_size:
+        raise UsageError("dataset image_folder needs image_size; set it to the side in pixels, e.g. 32 or 224")
+    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
+    train_root = root / "train" if split_layout else root
+    class_names = [p.name for p in _class_dirs(train_root)]
+    train_files, train_labels = _list_split(train_root, class_names)
+    if not train_files:
+        raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in class sub-folders of {train_root}; "
+                         "put each class's images in its own sub-folder")
+    test_files, test_labels = _list_split(root / "test", class_names) if split_layout else ([], np.zeros(0, np.int64))
+    return ImageFolderSource(f"image_folder:{path}", int(image_size), tuple(class_names),
+                             tuple(train_files), train_labels, tuple(test_files), test_labels)

@@ -1,0 +1,155 @@
+"""Synthetic centred Gaussian inputs: the idealised setting of Prop. 1 / App. C and App. E.1."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rltx.data.base import Split, check_indices, empty_split
+from rltx.errors import UsageError
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_LINSPACE = re.compile(rf"^\s*linspace\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*,\s*(\d+)\s*\)\s*$")
+_NUMBER_LIST = re.compile(rf"^\s*\[?\s*{_NUM}(?:\s*,\s*{_NUM})*\s*,?\s*\]?\s*$")
+_SPECTRUM_FIX = "give positive numbers, e.g. [1, 1.1, 1.2] or 'linspace(0.1, 3.0, 30)'"
+
+
+def parse_spectrum(spec) -> np.ndarray:
+    """Eigenvalues of Sigma as float64: a sequence of positive numbers, a string of comma-separated
+    numbers, or "linspace(a, b, n)" (= np.linspace(a, b, n); parsed with a regex, never eval).
+    E.g. App. E.1's diag(0.1, 0.2, ..., 3.0) is "linspace(0.1, 3.0, 30)"."""
+    if isinstance(spec, str):
+        values = _parse_spectrum_string(spec)
+    else:
+        try:
+            values = np.array(spec, dtype=np.float64)  # a copy: never freeze the caller's array
+        except (TypeError, ValueError):
+            raise UsageError(f"gaussian_spectrum {spec!r} is not a list of numbers; {_SPECTRUM_FIX}") from None
+    if values.ndim != 1 or values.size == 0:
+        raise UsageError(f"gaussian_spectrum {spec!r} must be a non-empty flat list; {_SPECTRUM_FIX}")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise UsageError(f"gaussian_spectrum {spec!r} has non-positive or non-finite values; {_SPECTRUM_FIX}")
+    return values
+
+
+def _parse_spectrum_string(text: str) -> np.ndarray:
+    match = _LINSPACE.match(text)
+    if match:
+        start, stop, count = float(match[1]), float(match[2]), int(match[3])
+        if count < 1:
+            raise UsageError(f"gaussian_spectrum {text!r} has n < 1; {_SPECTRUM_FIX}")
+        return np.linspace(start, stop, count)
+    if _NUMBER_LIST.match(text):
+        return np.asarray([float(v) for v in re.findall(_NUM, text)])
+    raise UsageError(f"gaussian_spectrum {text!r} is not understood; {_SPECTRUM_FIX}")
+
+
+def random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
+    """Haar-distributed orthogonal d x d matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianSource:
+    """Centred Gaussian data, generated once per split from `seed` (numpy PCG64; independent streams
+    for the rotation, the training split and the test split). Inputs are NOT scaled: they are
+    N(0, Sigma) by construction, Sigma = O diag(spectrum) O^T (O = identity unless rotate).
+
+    patch_size == 0: vectors x ~ N(0, Sigma) in R^d, d = len(spectrum) (App. E.1).
+    patch_size == k > 0: images [S, S, C] whose non-overlapping k x k patches are i.i.d. N(0, Sigma)
+    (Prop. 1 / App. C), C = d / k^2. Patch ordering: the d-vector of the patch at patch-row a,
+    patch-col b is image[a*k:(a+1)*k, b*k:(b+1)*k, :].reshape(-1), i.e. (row, col, channel)
+    order with channel fastest, the same order as `patch.reshape(-1)` of a [k, k, C] patch (and
+    of a Conv2D kernel [k, k, C, filters].reshape(d, filters)). No real labels: y is all zeros."""
+
+    spectrum: np.ndarray
+    seed: int = 0
+    patch_size: int = 0
+    image_size: int = 0
+    rotate: bool = False
+    num_train: int = 10000  # App. E.1, Figure 20: "Input size 10 000"
+    num_test: int = 2000
+    name: str = "gaussian"
+    num_classes: int = 0
+    rotation: np.ndarray = field(init=False, repr=False)
+    _splits: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        spectrum = parse_spectrum(self.spectrum)
+        spectrum.flags.writeable = False
+        object.__setattr__(self, "spectrum", spectrum)
+        self._check_geometry(spectrum.size)
+        d = spectrum.size
+        rotation = random_orthogonal(d, np.random.default_rng([self.seed, 0])) if self.rotate else np.eye(d)
+        rotation.flags.writeable = False
+        object.__setattr__(self, "rotation", rotation)
+        splits = {"train": self._draw(self.num_train, 1), "test": self._draw(self.num_test, 2)}
+        object.__setattr__(self, "_splits", splits)
+
+    def _check_geometry(self, d: int) -> None:
+        k, size = self.patch_size, self.image_size
+        if k == 0 and size == 0:
+            return
+        if k <= 0 or size <= 0:
+            raise UsageError("gaussian images need both gaussian_patch_size and gaussian_image_size > 0; "
+                             "set both, or both to 0 for vectors")
+        if d % (k * k):
+            raise UsageError(f"gaussian spectrum length {d} is not k*k*C for patch size k={k}; "
+                             f"give {k * k}*C values (e.g. {k * k * 3} for RGB)")
+        if size % k:
+            raise UsageError(f"gaussian_image_size {size} is not a multiple of gaussian_patch_size {k}; "
+                             f"use e.g. {max(k, size - size % k)}")
+
+    @property
+    def dim(self) -> int:
+        return int(self.spectrum.size)
+
+    @property
+    def channels(self) -> int:
+        return self.dim // (self.patch_size ** 2) if self.patch_size else 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if self.patch_size:
+            return (self.image_size, self.image_size, self.channels)
+        return (self.dim,)
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Sigma = O diag(spectrum) O^T, the covariance of every input vector / patch vector."""
+        return (self.rotation * self.spectrum) @ self.rotation.T
+
+    @property
+    def has_labels(self) -> bool:
+        return False
+
+    def _draw(self, n: int, stream: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, stream])
+        per_example = (self.image_size // self.patch_size) ** 2 if self.patch_size else 1
+        z = rng.standard_normal((n * per_example, self.dim))
+        vectors = (z * np.sqrt(self.spectrum)) @ self.rotation.T  # rows ~ N(0, O L O^T)
+        x = self._assemble(vectors.astype(np.float32), n)
+        x.flags.writeable = False
+        return x
+
+    def _assemble(self, vectors: np.ndarray, n: int) -> np.ndarray:
+        if not self.patch_size:
+            return vectors
+        k, c, grid = self.patch_size, self.channels, self.image_size // self.patch_size
+        patches = vectors.reshape(n, grid, grid, k, k, c)  # [n, patch-row, patch-col, k, k, C]
+        return patches.transpose(0, 1, 3, 2, 4, 5).reshape(n, self.image_size, self.image_size, c)
+
+    def _take(self, split: str, indices) -> Split:
+        data = self._splits[split]
+        idx = check_indices(indices, len(data), f"gaussian {split}")
+        if idx.size == 0:
+            return empty_split(self.input_shape, np.float32)
+        return Split(data[idx], np.zeros(idx.size, np.int64))
+
+    def train(self, indices) -> Split:
+        return self._take("train", indices)
+
+    def test(self, indices) -> Split:
+        return self._take("test", indices)
