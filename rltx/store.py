@@ -175,22 +175,20 @@ def checkpoint_steps_stored(run_dir: Path) -> list[int]:
     return sorted(int(p.stem.split("_")[1]) for p in (run_dir / CHECKPOINT_DIR).glob("step_*.h5"))
 
 
-def write_state(run_dir: Path, step: int, weights: dict[str, np.ndarray], optimizer: list[np.ndarray]) -> None:
-    """The latest resume point: the step reached, the weights and the optimizer variables in order."""
+def write_state(run_dir: Path, step: int, weights: dict[str, np.ndarray], optimizer: dict[str, np.ndarray]) -> None:
+    """The latest resume point: the step reached, the weights and the optimizer variables, by path."""
     with atomic_h5(run_dir / STATE_FILE) as handle:
         handle.attrs["step"] = step
         _write_arrays(handle.create_group("weights"), weights)
-        _write_arrays(handle.create_group("optimizer"), {f"{i:04d}": v for i, v in enumerate(optimizer)})
+        _write_arrays(handle.create_group("optimizer"), optimizer)
 
 
-def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], list[np.ndarray]] | None:
+def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]] | None:
     path = run_dir / STATE_FILE
     if not path.exists():
         return None
     with open_h5(path) as handle:
-        optimizer = _read_arrays(handle["optimizer"])
-        return (int(handle.attrs["step"]), _read_arrays(handle["weights"]),
-                [optimizer[k] for k in sorted(optimizer)])
+        return int(handle.attrs["step"]), _read_arrays(handle["weights"]), _read_arrays(handle["optimizer"])
 
 
 # --- one writer per run ------------------------------------------------------------------

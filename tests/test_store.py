@@ -95,6 +95,6 @@ def test_checkpoints_and_state(tmp_path):
     np.testing.assert_array_equal(store.read_checkpoint(tmp_path, 0)["conv_0/kernel"], np.ones((3, 3)))
     with pytest.raises(UsageError, match="stored steps: 0, 12"):
         store.read_checkpoint(tmp_path, 5)
-    store.write_state(tmp_path, 12, {"a/b": np.arange(3)}, [np.array(12), np.ones(2)])
+    store.write_state(tmp_path, 12, {"a/b": np.arange(3)}, {"sgd/iteration": np.array(12), "sgd/m": np.ones(2)})
     step, weights, optimizer = store.read_state(tmp_path)
-    assert step == 12 and list(weights) == ["a/b"] and int(optimizer[0]) == 12
+    assert step == 12 and list(weights) == ["a/b"] and int(optimizer["sgd/iteration"]) == 12
