@@ -1,0 +1,3 @@
+from rltx.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""The `rltx` command line: a thin shell over the library (rltx.config, rltx.training, ...)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rltx.config import describe_keys, load_recipe
+from rltx.errors import UsageError
+
+
+class FixableError(click.ClickException):
+    """Printed as one line 'Error: ...' with exit code 2 (bad input), never a traceback."""
+    exit_code = 2
+
+
+class Group(click.Group):
+    def invoke(self, context):
+        try:
+            return super().invoke(context)
+        except UsageError as error:
+            raise FixableError(str(error)) from None
+
+
+def _keys_help() -> str:
+    lines = ["\b", "Recipe keys (set in the YAML or with --set KEY=VALUE):"]
+    for name, default, unit, text in describe_keys():
+        unit = f" [{unit}]" if unit else ""
+        lines.append(f"  {name} = {default}{unit}: {text}")
+    return "\n".join(lines)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rltx")
+def main():
+    """rltx: what neural networks learn when trained with random labels (Maennel et al., NeurIPS 2020)."""
+
+
+@main.command(epilog=_keys_help())
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key (value read as YAML); repeatable.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory [default: runs/<recipe name>, or the directory of a given run.h5].")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue a run already in --out with the same recipe; --no-resume refuses to touch one.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool):
+    """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
+    config = load_recipe(recipe, overrides)
+    out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
+    from rltx.progress import make_reporter
+    from rltx.training import Diverged, Interrupted, pretrain as run_pretrain
+    reporter = make_reporter(quiet)
+    try:
+        summary = run_pretrain(config, out, resume=resume, reporter=reporter)
+    except Interrupted as stop:
+        reporter.close()
+        click.echo(str(stop), err=True)
+        raise SystemExit(130)
+    except Diverged as failure:
+        reporter.close()
+        raise click.ClickException(f"run failed: {failure}") from None
+    reporter.close()
+    metrics = summary.metrics
+    if not quiet and metrics:
+        click.echo(f"{summary.status}: {out} at step {summary.step}: train accuracy "
+                   f"{metrics['train_accuracy']:.4f}, test accuracy {metrics['test_accuracy']:.4f}")

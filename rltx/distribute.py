@@ -1,0 +1,93 @@
+"""Which tf.distribute strategy a run uses, and the input pipelines that feed it.
+
+A.3 fixes the global batch at 256: under any strategy each global batch is the same set of
+examples as on one device, split evenly over the replicas, so results do not depend on the
+number of devices beyond floating-point summation order.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from rltx.data import to_model_input
+from rltx.errors import UsageError
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirrored when TF_CONFIG names a cluster, Mirrored over all local GPUs, else one device.
+
+    Several logical CPU devices (set up by the caller, e.g. for tests) are mirrored too.
+    """
+    if json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if gpus:
+        return tf.distribute.OneDeviceStrategy(gpus[0].name)
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in cpus])
+    return tf.distribute.OneDeviceStrategy(cpus[0].name)
+
+
+def is_chief() -> bool:
+    """Only the chief (or worker 0 when there is no chief) writes run files (multi-worker runs)."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = config.get("task")
+    if not task:
+        return True
+    if "chief" in config.get("cluster", {}):
+        return task["type"] == "chief"
+    return task["type"] == "worker" and task.get("index", 0) == 0
+
+
+def check_batch_divides(batch_size: int, strategy: tf.distribute.Strategy, name: str = "batch_size") -> None:
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise UsageError(f"{name} {batch_size} is not divisible by the {replicas} replicas; "
+                         f"choose a multiple of {replicas}")
+
+
+def host_tensor(array: np.ndarray) -> tf.Variable:
+    """Keep a data array on the host as a variable: tf.data functions capture it by handle,
+    never as a graph constant (which would hit the 2 GB graph limit on CIFAR-sized data)."""
+    with tf.device("/cpu:0"):
+        return tf.Variable(array, trainable=False)
+
+
+def _replica_slices(index_batches: np.ndarray, context: tf.distribute.InputContext) -> np.ndarray:
+    """From [batches, global_batch] indices, the per-replica rows this input pipeline feeds, in order."""
+    replicas, pipelines = context.num_replicas_in_sync, context.num_input_pipelines
+    per_replica, local = index_batches.shape[1] // replicas, replicas // pipelines
+    split = index_batches.reshape(len(index_batches), replicas, per_replica)
+    mine = split[:, context.input_pipeline_id * local:(context.input_pipeline_id + 1) * local]
+    return mine.reshape(-1, per_replica)
+
+
+def distributed_batches(strategy, images: tf.Variable, labels: tf.Variable, index_batches: np.ndarray,
+                        weights: np.ndarray | None = None):
+    """A distributed dataset yielding, per step, the global batch `index_batches[step]`
+    (plus per-example weights, used to mask the padding of the last evaluation batch)."""
+    def dataset_fn(context):
+        rows = _replica_slices(index_batches, context)
+        columns = [rows] if weights is None else [rows, _replica_slices(weights, context)]
+        def gather(index, *weight):
+            return (to_model_input(tf.gather(images, index)), tf.gather(labels, index)) + weight
+        dataset = tf.data.Dataset.from_tensor_slices(tuple(columns)).map(gather)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+    return strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+def padded_batches(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """All indices 0..num_examples-1 in [batches, batch_size] rows, the last row padded;
+    weights are 1 for real examples and 0 for padding."""
+    num_batches = -(-num_examples // batch_size)
+    indices = np.zeros(num_batches * batch_size, dtype=np.int64)
+    indices[:num_examples] = np.arange(num_examples)
+    weights = (np.arange(num_batches * batch_size) < num_examples).astype(np.float32)
+    return indices.reshape(num_batches, batch_size), weights.reshape(num_batches, batch_size)

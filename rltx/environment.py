@@ -1,0 +1,43 @@
+"""What a run was computed with: package versions, devices, the strategy and rltx's git commit."""
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import tensorflow as tf
+
+PACKAGES = ("rltx", "tensorflow", "keras", "tensorflow-datasets", "numpy", "h5py", "scipy")
+
+
+def describe_environment(strategy: tf.distribute.Strategy) -> dict[str, str]:
+    """Stored in run.h5 /environment, so a result can be traced to the code and hardware behind it."""
+    versions = {f"version/{name}": _version(name) for name in PACKAGES}
+    devices = [f"{d.device_type}:{d.name}" for d in tf.config.list_logical_devices()]
+    return {**versions, "python": platform.python_version(), "hostname": socket.gethostname(),
+            "devices": ", ".join(devices), "strategy": type(strategy).__name__,
+            "num_replicas": str(strategy.num_replicas_in_sync), "git_commit": git_commit()}
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit() -> str:
+    """The commit of the rltx checkout this package runs from ('unknown' for a plain install).
+
+    `-dirty` is appended when the checkout has uncommitted changes."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")

@@ -1,0 +1,169 @@
+"""End-to-end pre-training: the run file holds what it should, metrics match an independent
+evaluation, kills and signals resume to the same result, and the replica count does not matter."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from rltx import store
+from rltx.config import make_recipe
+from rltx.errors import UsageError
+from rltx.training import Diverged, pretrain
+
+CLI = [sys.executable, "-m", "rltx"]
+
+
+def cli(*args, **kwargs):
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def final_state(run_dir):
+    step, weights, optimizer = store.read_state(run_dir)
+    return step, weights, store.read_metrics(run_dir)[-1]
+
+
+def test_run_holds_every_item_and_metrics_are_whole_set(tiny_recipe, tmp_path):
+    summary = pretrain(tiny_recipe, tmp_path / "run")
+    run_dir = tmp_path / "run"
+    record = store.read_run_record(run_dir)
+    assert record.status == "completed" == store.read_status(run_dir)
+    assert make_recipe(yaml.safe_load(record.config_yaml)) == tiny_recipe  # re-runnable as is
+    assert {"version/tensorflow", "version/keras", "devices", "git_commit", "strategy"} <= set(record.environment)
+    samples = record.samples
+    assert len(samples["upstream_indices"]) == 384 and len(samples["downstream_indices"]) == 64
+    assert not np.intersect1d(samples["upstream_indices"], samples["downstream_indices"]).size
+    rows = store.read_metrics(run_dir)
+    steps = [row["step"] for row in rows]
+    assert steps[0] == 0 and steps[-1] == 40 and steps == sorted(steps)
+    assert {"train_accuracy", "train_loss", "test_accuracy", "test_loss", "learning_rate", "wall_time",
+            "images_per_second", "weight_norm/conv_0", "weight_norm/dense_0", "weight_norm/head"} <= set(rows[0])
+    assert store.checkpoint_steps_stored(run_dir) == [0, 10, 20, 30, 40]
+    assert final_state(run_dir)[0] == 40
+
+    # Oracle: a plain Keras forward pass over the whole upstream set with the stored final
+    # weights gives the stored train accuracy and loss (A.3: not mini-batch numbers).
+    from rltx.training import build_recipe_model, open_recipe_source
+    source = open_recipe_source(tiny_recipe)
+    model = build_recipe_model(tiny_recipe, source.input_shape, 4)
+    weights = store.read_checkpoint(run_dir, 40)
+    for variable in model.weights:
+        variable.assign(weights[variable.path])
+    logits = model.predict(source.train(samples["upstream_indices"]).x, verbose=0)
+    labels = samples["upstream_labels"]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    loss = np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(labels)), labels])
+    assert summary.metrics["train_accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels), abs=1e-9)
+    assert summary.metrics["train_loss"] == pytest.approx(loss, rel=1e-4)
+    # The stored initial checkpoint is the He initialisation, not the trained weights.
+    assert rows[0]["weight_norm/conv_0"] == pytest.approx(
+        np.sqrt(sum(np.sum(v ** 2) for k, v in store.read_checkpoint(run_dir, 0).items() if k.startswith("conv_0/"))))
+
+
+def test_rerun_of_completed_run_changes_nothing_and_other_recipe_refused(tiny_recipe, tmp_path):
+    pretrain(tiny_recipe, tmp_path)
+    before = (tmp_path / store.RUN_FILE).read_bytes()
+    assert pretrain(tiny_recipe, tmp_path).status == "completed"
+    assert (tmp_path / store.RUN_FILE).read_bytes() == before
+    other = make_recipe({**tiny_recipe.to_dict(), "learning_rate": 0.5})
+    with pytest.raises(UsageError, match="another recipe.*learning_rate"):
+        pretrain(other, tmp_path)
+    with pytest.raises(UsageError, match="already holds a run"):
+        pretrain(tiny_recipe, tmp_path, resume=False)
+    assert (tmp_path / store.RUN_FILE).read_bytes() == before
+
+
+def test_divergence_marks_the_run_failed(tiny_recipe, tmp_path):
+    exploding = make_recipe({**tiny_recipe.to_dict(), "learning_rate": 1e12})
+    with pytest.raises(Diverged, match="last finite metrics"):
+        pretrain(exploding, tmp_path)
+    record = store.read_run_record(tmp_path)
+    assert record.status == "failed" and "Diverged" in record.error
+
+
+def _wait_for_rows(run_dir, count, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run_dir / store.METRICS_FILE).exists() and len(store.read_metrics(run_dir)) >= count:
+            return
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError("run made no progress")
+
+
+@pytest.fixture
+def long_yaml(tmp_path):
+    from tests.conftest import TINY
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "total_steps": 400, "num_eval_points": 30, "checkpoint_every": 0}))
+    return path
+
+
+def test_sigkill_at_several_moments_resumes_to_the_same_result(long_yaml, tmp_path):
+    reference = tmp_path / "reference"
+    assert cli("pretrain", long_yaml, "--out", reference, "--quiet").returncode == 0
+    killed = tmp_path / "killed"
+    for rows in (3, 9, 16):  # kill moments: early, middle and late eval points
+        process = subprocess.Popen(CLI + ["pretrain", str(long_yaml), "--out", str(killed), "--quiet"],
+                                   stderr=subprocess.PIPE, text=True)
+        _wait_for_rows(killed, rows, process)
+        time.sleep(0.1 * rows % 0.3)
+        process.kill()
+        process.wait()
+        for path in killed.rglob("*.h5"):  # everything left behind opens
+            h5py.File(path, "r").close()
+        assert store.read_status(killed) == "interrupted"
+    result = cli("pretrain", long_yaml, "--out", killed, "--quiet")
+    assert result.returncode == 0, result.stderr
+    step, weights, metrics = final_state(killed)
+    ref_step, ref_weights, ref_metrics = final_state(reference)
+    assert step == ref_step == 400
+    for name in ("train_accuracy", "train_loss", "test_accuracy", "test_loss"):
+        assert metrics[name] == ref_metrics[name]
+    for name in ref_weights:
+        np.testing.assert_array_equal(weights[name], ref_weights[name])
+    assert [r["step"] for r in store.read_metrics(killed)] == [r["step"] for r in store.read_metrics(reference)]
+
+
+def test_sigterm_saves_and_says_how_to_resume(long_yaml, tmp_path):
+    process = subprocess.Popen(CLI + ["pretrain", str(long_yaml), "--out", str(tmp_path / "run"), "--quiet"],
+                               stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(tmp_path / "run", 4, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Rerun the same command to resume" in stderr and "Traceback" not in stderr
+    assert store.read_run_record(tmp_path / "run").status == "interrupted"
+    assert store.read_state(tmp_path / "run")[0] > 0
+
+
+def test_two_replicas_match_one(tiny_yaml, tmp_path):
+    """2 logical CPU devices under MirroredStrategy give the metrics of one device (A.3: the global
+    batch stays batch_size, so only the summation order differs)."""
+    split = ("import sys, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
+             "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
+             "from rltx.cli import main; sys.argv[0] = 'rltx'; main()")
+    one = cli("pretrain", tiny_yaml, "--out", tmp_path / "one", "--quiet")
+    two = subprocess.run([sys.executable, "-c", split, "pretrain", str(tiny_yaml), "--out", str(tmp_path / "two"),
+                          "--quiet"], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert store.read_run_record(tmp_path / "two").environment["num_replicas"] == "2"
+    assert store.read_run_record(tmp_path / "one").environment["num_replicas"] == "1"
+    for row_one, row_two in zip(store.read_metrics(tmp_path / "one"), store.read_metrics(tmp_path / "two")):
+        for name in ("train_loss", "test_loss", "weight_norm/conv_0", "weight_norm/head"):
+            assert row_two[name] == pytest.approx(row_one[name], rel=1e-4), (row_one["step"], name)
+        assert abs(row_two["train_accuracy"] - row_one["train_accuracy"]) <= 2 / 384
+
+
+def test_cli_bad_input_one_line_exit_2(tiny_yaml, tmp_path):
+    result = cli("pretrain", tiny_yaml, "--set", "learning_rat=0.1", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "Error: unknown recipe key 'learning_rat'; did you mean 'learning_rate'?"
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
