@@ -251,3 +251,14 @@ def describe_keys() -> list[tuple[str, str, str, str]]:
         rows.append((name, default, f.metadata["unit"], f.metadata["help"]))
     return rows
 
+
+
+EMPTY = "''"
+
+
+def keys_markdown() -> str:
+    """The recipe-key table of the README (a test keeps the README equal to it)."""
+    lines = ["| key | default | unit | meaning |", "|---|---|---|---|"]
+    for name, default, unit, text in describe_keys():
+        lines.append(f"| `{name}` | {default or EMPTY} | {unit} | {text} |")
+    return "\n".join(lines)

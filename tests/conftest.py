@@ -17,6 +17,12 @@ TINY = {
 
 
 @pytest.fixture
+def tiny_dict():
+    """A recipe that trains in a few seconds: 6x6 Gaussian-patch images, one conv layer."""
+    return dict(TINY)
+
+
+@pytest.fixture
 def tiny_recipe():
     from rltx.config import make_recipe
     return make_recipe(dict(TINY))

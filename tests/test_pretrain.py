@@ -97,10 +97,9 @@ def _wait_for_rows(run_dir, count, process, timeout=120):
 
 
 @pytest.fixture
-def long_yaml(tmp_path):
-    from tests.conftest import TINY
+def long_yaml(tmp_path, tiny_dict):
     path = tmp_path / "long.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "total_steps": 400, "num_eval_points": 30, "checkpoint_every": 0}))
+    path.write_text(yaml.safe_dump({**tiny_dict, "total_steps": 400, "num_eval_points": 30, "checkpoint_every": 0}))
     return path
 
 

@@ -1,0 +1,29 @@
+"""The README is the contract: its key table, set-up commands and CI must not drift apart."""
+import re
+from pathlib import Path
+
+from rltx.config import keys_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def setup_commands():
+    section = README.split("## Set-up on a fresh machine")[1].split("\n## ")[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_exactly_two_setup_commands_quickstart_then_tests():
+    quickstart, tests = setup_commands()
+    assert "pip install ." in quickstart and "rltx pretrain recipes/quickstart.yaml" in quickstart
+    assert "pip install '.[test]'" in tests and "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert setup_commands()[1] in ci.splitlines()
+    assert "set -euo pipefail" in ci
+
+
+def test_key_table_is_current():
+    assert keys_markdown() in README
