@@ -1,6 +1,7 @@
 """The `rltx` command line: a thin shell over the library (rltx.config, rltx.training, ...)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -34,6 +35,9 @@ def _keys_help() -> str:
 @click.version_option(package_name="rltx")
 def main():
     """rltx: what neural networks learn when trained with random labels (Maennel et al., NeurIPS 2020)."""
+    # tf.data warns on every trace of a distributed dataset iterated inside tf.function; it is
+    # about its own internals and says nothing to an rltx user.
+    warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
 
 
 @main.command(epilog=_keys_help())

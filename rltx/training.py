@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 
 from rltx import hyperrule, store
 from rltx.config import Recipe
@@ -226,7 +227,6 @@ def _existing_run(run_dir: Path, recipe: Recipe, resume: bool):
     if not resume:
         raise UsageError(f"{run_dir} already holds a run ({record.status}); pass --resume to continue it "
                          "or choose another --out")
-    import yaml
     stored = yaml.safe_load(record.config_yaml)
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in recipe.to_dict().items() if stored.get(k) != v]
     if changed:
