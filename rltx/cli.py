@@ -54,7 +54,8 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
     config = load_recipe(recipe, overrides)
     out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
     from rltx.progress import make_reporter
-    from rltx.training import Diverged, Interrupted, pretrain as run_pretrain
+    from rltx.loop import Diverged, Interrupted
+    from rltx.training import pretrain as run_pretrain
     reporter = make_reporter(quiet)
     try:
         summary = run_pretrain(config, out, resume=resume, reporter=reporter)

@@ -76,6 +76,16 @@ class Recipe:
     epochs: Optional[float] = key(None, help="training length in passes over the upstream set (give this or total_steps)", unit="epochs", minimum=0.0, exclusive_minimum=True)
     total_steps: Optional[int] = key(None, help="training length in SGD steps (give this or epochs)", unit="steps", minimum=1)
     seed: int = key(0, help="seed of sampling, labels, initialisation and data order", minimum=0)
+    # --- downstream task and transfer (A.1 step 2-4, A.4, A.9, A.10; used by `rltx transfer`) ---
+    num_classes_downstream: int = key(10, help="classes of the downstream task (A.1 step 4)", unit="classes", minimum=2)
+    labels_downstream: str = key("real", help="real labels, or uniform random ones (A.1 step 4)", choices=("real", "random"))
+    learning_rate_downstream: Optional[float] = key(None, help="fine-tuning learning rate (null: learning_rate, A.4)", minimum=0.0, exclusive_minimum=True)
+    epochs_downstream: Optional[float] = key(None, help="fine-tuning length in passes over the downstream set (null: as upstream, A.4)", unit="epochs", minimum=0.0, exclusive_minimum=True)
+    total_steps_downstream: Optional[int] = key(None, help="fine-tuning length in steps (null: as upstream, A.4)", unit="steps", minimum=1)
+    transfer_layers: Union[str, int, list] = key("all", help="layers taken from the source: all, conv (A.9 'pretrained conv'), the first k, or a list of names")
+    transfer_mode: str = key("weights", help="weights: copy the source layers; covariance: sample first-layer filters from N(0, Sigma_w) of the sources (A.9)", choices=("weights", "covariance"))
+    rescaling: str = key("default", help="match each transferred layer's norm at the source's initialisation: l2, l1, none, or default (A.4: l2, none for ResNets)", choices=("default", "l2", "l1", "none"))
+    zero_transferred_biases: bool = key(False, help="reset the biases of transferred layers to zero (A.9 'no bias')")
     # --- evaluation and checkpoints ----------------------------------------------------------
     num_eval_points: int = key(50, help="about this many metric points, denser early, always step 0 and the last", unit="points", minimum=2)
     eval_batch_size: int = key(1024, help="batch size for computing metrics on whole sets", unit="examples", minimum=1)
@@ -89,6 +99,18 @@ class Recipe:
         if self.total_steps is not None:
             return self.total_steps
         return total_steps_for_epochs(self.epochs, self.num_examples_upstream, self.batch_size)
+
+    @property
+    def steps_downstream(self) -> int:
+        """Fine-tuning steps: as given, else the upstream schedule (A.4: same as upstream), i.e. the
+        same total_steps, or the same number of epochs over the downstream set."""
+        from rltx.hyperrule import total_steps_for_epochs
+        if self.total_steps_downstream is not None:
+            return self.total_steps_downstream
+        epochs = self.epochs_downstream if self.epochs_downstream is not None else self.epochs
+        if epochs is None:
+            return self.total_steps
+        return total_steps_for_epochs(epochs, self.num_examples_downstream, self.batch_size)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -215,6 +237,12 @@ def _check_together(recipe: Recipe) -> None:
     """Constraints that involve several keys."""
     if (recipe.epochs is None) == (recipe.total_steps is None):
         raise UsageError("give exactly one of epochs and total_steps in the recipe (set the other to null)")
+    if recipe.epochs_downstream is not None and recipe.total_steps_downstream is not None:
+        raise UsageError("give at most one of epochs_downstream and total_steps_downstream")
+    layers = recipe.transfer_layers
+    if not (layers in ("all", "conv") or (isinstance(layers, int) and layers >= 0)
+            or (isinstance(layers, list) and all(isinstance(name, str) for name in layers))):
+        raise UsageError(f"transfer_layers is {layers!r}; use all, conv, a number of layers, or a list of layer names")
     if recipe.batch_size > recipe.num_examples_upstream:
         raise UsageError(f"batch_size {recipe.batch_size} is larger than num_examples_upstream "
                          f"{recipe.num_examples_upstream}; lower batch_size or sample more examples")

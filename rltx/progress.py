@@ -22,8 +22,6 @@ class Reporter:
     def close(self) -> None: ...
 
 
-SilentReporter = Reporter
-
 
 def _eval_line(row: dict) -> str:
     return (f"eval step {row['step']} epoch {row['epoch']:.2f}: train acc {row['train_accuracy']:.4f} "
@@ -93,5 +91,5 @@ class RichReporter(Reporter):
 
 def make_reporter(quiet: bool) -> Reporter:
     if quiet:
-        return SilentReporter()
+        return Reporter()
     return RichReporter() if sys.stderr.isatty() else LogReporter()

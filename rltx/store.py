@@ -75,12 +75,15 @@ class RunRecord:
     status: str = "running"
     error: str = ""
     created: float = field(default_factory=time.time)
+    kind: str = "pretrain"  # pretrain | transfer | scratch
+    identity: dict = field(default_factory=dict)  # what else defines the run (a transfer's sources)
+    transfer: dict = field(default_factory=dict)  # how a transfer built its initial weights
 
 
 def write_run_record(run_dir: Path, record: RunRecord) -> None:
     with atomic_h5(run_dir / RUN_FILE) as handle:
         handle.attrs.update(format_version=FORMAT_VERSION, status=record.status, error=record.error,
-                            created=record.created, updated=time.time())
+                            created=record.created, updated=time.time(), kind=record.kind)
         config = handle.create_group("config")
         config.attrs["yaml"] = record.config_yaml
         environment = handle.create_group("environment")
@@ -88,6 +91,8 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
         samples = handle.create_group("samples")
         for name, values in record.samples.items():
             samples.create_dataset(name, data=values)
+        handle.create_group("identity").attrs.update(record.identity)
+        handle.create_group("transfer").attrs.update(record.transfer)
 
 
 def read_run_record(run_dir: Path) -> RunRecord:
@@ -99,7 +104,13 @@ def read_run_record(run_dir: Path) -> RunRecord:
             environment=dict(handle["environment"].attrs),
             samples={name: data[()] for name, data in handle["samples"].items()},
             status=str(handle.attrs["status"]), error=str(handle.attrs["error"]),
-            created=float(handle.attrs["created"]))
+            created=float(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
+            identity=_plain(handle["identity"].attrs), transfer=_plain(handle["transfer"].attrs))
+
+
+def _plain(attributes) -> dict:
+    """HDF5 attributes as Python values (numpy scalars to int/float, arrays to lists)."""
+    return {k: v.tolist() if hasattr(v, "tolist") else v for k, v in attributes.items()}
 
 
 def read_config_yaml(path: Path) -> str:

@@ -1,6 +1,5 @@
 """End-to-end pre-training: the run file holds what it should, metrics match an independent
 evaluation, kills and signals resume to the same result, and the replica count does not matter."""
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,8 @@ import yaml
 from rltx import store
 from rltx.config import make_recipe
 from rltx.errors import UsageError
-from rltx.training import Diverged, pretrain
+from rltx.loop import Diverged
+from rltx.training import pretrain
 
 CLI = [sys.executable, "-m", "rltx"]
 
@@ -71,7 +71,7 @@ def test_rerun_of_completed_run_changes_nothing_and_other_recipe_refused(tiny_re
     assert pretrain(tiny_recipe, tmp_path).status == "completed"
     assert (tmp_path / store.RUN_FILE).read_bytes() == before
     other = make_recipe({**tiny_recipe.to_dict(), "learning_rate": 0.5})
-    with pytest.raises(UsageError, match="another recipe.*learning_rate"):
+    with pytest.raises(UsageError, match="holds another run.*learning_rate: 0.05 -> 0.5"):
         pretrain(other, tmp_path)
     with pytest.raises(UsageError, match="already holds a run"):
         pretrain(tiny_recipe, tmp_path, resume=False)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rltx.hyperrule import learning_rate_boundaries
-from rltx.training import PaperSchedule
+from rltx.loop import PaperSchedule
 
 
 @pytest.mark.parametrize("total", [10, 7813])

@@ -1,0 +1,338 @@
+"""The training loop shared by every command that trains (pretrain, transfer), read top to bottom.
+
+`train(plan, run_dir, ...)` trains a model on a labelled training set with SGD + momentum and the
+A.3 schedule under a tf.distribute strategy. At each eval point it stores metrics on the *whole*
+training set and the held-out set (A.3), kept checkpoints and a resume state; rerun on the same
+directory it resumes from the last resume state and ends with the same weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from rltx import hyperrule, store
+from rltx.config import Recipe
+from rltx.distribute import check_batch_divides, choose_strategy, distributed_batches, host_tensor, padded_batches
+from rltx.environment import describe_environment
+from rltx.errors import UsageError
+from rltx.models import HEAD, transferable_layers
+from rltx.progress import Reporter
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the resume state was saved at `step`."""
+
+    def __init__(self, step: int, run_dir: Path):
+        super().__init__(f"interrupted at step {step}; state saved in {run_dir}. "
+                         "Rerun the same command to resume")
+        self.step = step
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: Path
+    status: str
+    step: int
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """The optimisation of one run (A.3), whatever the task."""
+    total_steps: int
+    learning_rate: float
+    momentum: float
+    batch_size: int
+    seed: int
+    num_eval_points: int
+    eval_batch_size: int
+    checkpoint_every: int
+    checkpoint_steps: tuple[int, ...]
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, *, downstream: bool) -> "TrainPlan":
+        """Upstream: the recipe's schedule; downstream: the same unless overridden (A.4)."""
+        learning_rate = recipe.learning_rate
+        if downstream and recipe.learning_rate_downstream is not None:
+            learning_rate = recipe.learning_rate_downstream
+        return cls(recipe.steps_downstream if downstream else recipe.steps, learning_rate, recipe.momentum,
+                   recipe.batch_size, recipe.seed, recipe.num_eval_points, recipe.eval_batch_size,
+                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps))
+
+
+@dataclass(frozen=True)
+class Examples:
+    """What a run trains and evaluates on: inputs (uint8 pixels or floats) and int64 labels."""
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+# --- A.3: the optimisation ----------------------------------------------------------------
+
+class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A.3: the initial learning rate, divided by 3 after 1/3 and 2/3 of the total steps."""
+
+    def __init__(self, base_learning_rate: float, total_steps: int):
+        self.base_learning_rate, self.total_steps = base_learning_rate, total_steps
+
+    def __call__(self, step):
+        first, second = hyperrule.learning_rate_boundaries(self.total_steps)
+        step = tf.cast(step, tf.int64)
+        drops = tf.cast(step >= first, tf.float32) + tf.cast(step >= second, tf.float32)
+        return self.base_learning_rate / tf.pow(3.0, drops)
+
+    def get_config(self):
+        return {"base_learning_rate": self.base_learning_rate, "total_steps": self.total_steps}
+
+
+class Steps:
+    """The compiled pieces of the loop: a chunk of SGD steps and a pass over a whole set."""
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                 strategy: tf.distribute.Strategy, global_batch: int):
+        self.model, self.optimizer, self.strategy, self.global_batch = model, optimizer, strategy, global_batch
+        self.train_chunk = tf.function(self._train_chunk)
+        self.evaluate = tf.function(self._evaluate)
+
+    def _sgd_step(self, images, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(self.model(images, training=True), tf.float32)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            # Sum over this replica's examples / global batch: the replicas' gradients add up
+            # to the gradient of the mean loss over the global batch.
+            loss = tf.reduce_sum(losses) / self.global_batch
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        return tf.stack([tf.reduce_sum(losses), _correct(logits, labels)])
+
+    def _train_chunk(self, iterator, num_steps):
+        totals = tf.zeros(2, tf.float64)
+        for _ in tf.range(num_steps):
+            images, labels = next(iterator)
+            per_replica = self.strategy.run(self._sgd_step, args=(images, labels))
+            totals += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
+        return totals
+
+    def _eval_batch(self, images, labels, weights):
+        logits = tf.cast(self.model(images, training=False), tf.float32)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        hits = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
+        return tf.stack([tf.reduce_sum(losses * weights), tf.reduce_sum(hits * weights), tf.reduce_sum(weights)])
+
+    def _evaluate(self, dataset):
+        totals = tf.zeros(3, tf.float64)  # float64: sums over up to millions of examples
+        for images, labels, weights in dataset:
+            per_replica = self.strategy.run(self._eval_batch, args=(images, labels, weights))
+            totals += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
+        return totals
+
+
+def _correct(logits, labels):
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32))
+
+
+def weights_of(variables) -> dict[str, np.ndarray]:
+    """Variables by path: `model.weights` (BatchNorm statistics included) or `optimizer.variables`."""
+    return {variable.path: np.asarray(variable.numpy()) for variable in variables}
+
+
+def assign_weights(variables, weights: dict[str, np.ndarray]) -> None:
+    missing = [v.path for v in variables if v.path not in weights]
+    if missing:
+        raise UsageError(f"stored weights lack {', '.join(missing[:3])}; they belong to another architecture")
+    for variable in variables:
+        variable.assign(weights[variable.path])
+
+
+def layer_norms(model: keras.Model) -> dict[str, float]:
+    """L2 norm of all parameters of each transferable layer and the head (A.4 rescales by these)."""
+    names = transferable_layers(model) + [HEAD]
+    return {name: float(np.sqrt(sum(np.sum(np.square(w.numpy(), dtype=np.float64))
+                                    for w in model.get_layer(name).weights))) for name in names}
+
+
+# --- the run ----------------------------------------------------------------------------
+
+def start(run_dir: Path, identity: dict, resume: bool):
+    """The record already in `run_dir` (None for a new run), after checking it is the same run.
+
+    `identity` is everything that defines the run (the recipe, the sources of a transfer); a
+    directory holding a run with another identity is refused, so nothing is ever overwritten."""
+    if not (run_dir / store.RUN_FILE).exists():
+        return None
+    record = store.read_run_record(run_dir)
+    if not resume:
+        raise UsageError(f"{run_dir} already holds a run ({record.status}); pass --resume to continue it "
+                         "or choose another --out")
+    stored = {**yaml.safe_load(record.config_yaml), **record.identity}
+    changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
+    if changed:
+        raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); choose another --out")
+    return record
+
+
+def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
+    """A rerun of a completed run does nothing and reports its final metrics."""
+    reporter.message(f"{run_dir} is already completed; nothing to do")
+    metrics = store.read_metrics(run_dir)
+    return RunSummary(run_dir, "completed", metrics[-1]["step"], metrics[-1])
+
+
+def train(plan: TrainPlan, run_dir: Path, record: store.RunRecord, examples: Examples,
+          make_model: Callable[[], keras.Model], reporter: Reporter, writer: bool) -> RunSummary:
+    """Train the model `make_model()` builds (its weights are those of step 0) and store the run."""
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(plan.seed)
+    strategy = choose_strategy()
+    check_batch_divides(plan.batch_size, strategy)
+    check_batch_divides(plan.eval_batch_size, strategy, "eval_batch_size")
+    record.environment = describe_environment(strategy)
+    return _Run(plan, run_dir, strategy, examples, make_model, record, reporter, writer).execute()
+
+
+class _Run:
+    """The state of one training run between eval points."""
+
+    def __init__(self, plan, run_dir, strategy, examples, make_model, record, reporter, writer):
+        self.plan, self.run_dir, self.strategy, self.reporter = plan, run_dir, strategy, reporter
+        self.record, self.writer = record, writer
+        self.total_steps = plan.total_steps
+        self.eval_at = set(hyperrule.eval_steps(self.total_steps, plan.num_eval_points).tolist())
+        self.keep_at = set(hyperrule.checkpoint_steps(self.total_steps, plan.checkpoint_every,
+                                                      plan.checkpoint_steps).tolist())
+        self.num_train = len(examples.train_y)
+        self.train_set = (host_tensor(examples.train_x), host_tensor(examples.train_y))
+        self.test_set = (host_tensor(examples.test_x), host_tensor(examples.test_y))
+        with strategy.scope():
+            self.model = make_model()
+            self.optimizer = keras.optimizers.SGD(PaperSchedule(plan.learning_rate, self.total_steps),
+                                                  momentum=plan.momentum, name="sgd")
+            self.optimizer.build(self.model.trainable_variables)
+        self.steps = Steps(self.model, self.optimizer, strategy, plan.batch_size)
+        self.stop_signal = None
+
+    def execute(self) -> RunSummary:
+        self._write_record("running")
+        try:
+            with self._signals_checkpoint():
+                step, metrics = self._restore()
+                step, metrics = self._train(step, metrics)
+        except Interrupted:
+            self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
+            raise
+        except BaseException as error:
+            self._write_record("failed", f"{type(error).__name__}: {error}")
+            raise
+        self._write_record("completed")
+        return RunSummary(self.run_dir, "completed", step, metrics[-1])
+
+    def _restore(self) -> tuple[int, list[dict]]:
+        state = store.read_state(self.run_dir)
+        if state is None:
+            return 0, []
+        step, weights, optimizer_values = state
+        assign_weights(self.model.weights, weights)
+        assign_weights(self.optimizer.variables, optimizer_values)
+        self.reporter.message(f"resuming {self.run_dir} at step {step}")
+        return step, [row for row in store.read_metrics(self.run_dir) if row["step"] <= step]
+
+    def _train(self, step: int, metrics: list[dict]) -> tuple[int, list[dict]]:
+        plan = self.plan
+        wall_offset = metrics[-1]["wall_time"] if metrics else 0.0
+        started = time.monotonic()
+        order = hyperrule.batch_order(self.num_train, plan.batch_size, plan.seed, step, self.total_steps - step)
+        iterator = iter(distributed_batches(self.strategy, *self.train_set, order))
+        self.reporter.start(self.total_steps, step)
+        if step == 0:
+            metrics = [self._eval_point(0, wall_offset, 0.0, [])]
+        chunk, interval_images, interval_seconds = 1, 0, 0.0
+        while step < self.total_steps:
+            target = min(self._next_event(step), step + chunk)
+            tick = time.monotonic()
+            loss_sum, correct = self.steps.train_chunk(iterator, tf.constant(target - step)).numpy()
+            seconds = time.monotonic() - tick
+            images = (target - step) * plan.batch_size
+            if not np.isfinite(loss_sum):
+                raise Diverged(f"training loss became {loss_sum} between steps {step} and {target}; "
+                               f"last finite metrics: {metrics[-1]}")
+            interval_images, interval_seconds = interval_images + images, interval_seconds + seconds
+            chunk = max(1, int((target - step) / max(seconds, 1e-3)))  # about one progress update a second
+            step = target
+            self.reporter.train(step, step * plan.batch_size / self.num_train, loss_sum / images,
+                                correct / images, images / max(seconds, 1e-9))
+            if step in self.eval_at:
+                wall = wall_offset + time.monotonic() - started
+                metrics.append(self._eval_point(step, wall, interval_images / interval_seconds, metrics))
+                interval_images, interval_seconds = 0, 0.0
+            elif step in self.keep_at:
+                self._save(step, metrics)
+            if self.stop_signal is not None:
+                self._save(step, metrics)
+                raise Interrupted(step, self.run_dir)
+        return step, metrics
+
+    def _next_event(self, step: int) -> int:
+        return min(s for s in self.eval_at | self.keep_at if s > step)
+
+    def _eval_point(self, step: int, wall_time: float, images_per_second: float, previous: list[dict]) -> dict:
+        """A.3: accuracy and loss on the entire training set (not the mini-batch) and the held-out set."""
+        row = {"step": step, "epoch": step * self.plan.batch_size / self.num_train,
+               "learning_rate": hyperrule.learning_rate_at(step, self.plan.learning_rate, self.total_steps)}
+        for name, (images, labels) in (("train", self.train_set), ("test", self.test_set)):
+            batches, weights = padded_batches(int(labels.shape[0]), self.plan.eval_batch_size)
+            loss, hits, count = self.steps.evaluate(
+                distributed_batches(self.strategy, images, labels, batches, weights)).numpy()
+            row[f"{name}_accuracy"], row[f"{name}_loss"] = float(hits / count), float(loss / count)
+        row.update({f"weight_norm/{k}": v for k, v in layer_norms(self.model).items()})
+        row.update(wall_time=wall_time, images_per_second=images_per_second)
+        self.reporter.eval(row)
+        self._save(step, previous + [row])
+        return row
+
+    def _save(self, step: int, metrics: list[dict]) -> None:
+        """Kept checkpoint (on its schedule), metrics, then the resume state: a kill between two of
+        these writes leaves metrics rows past the resume step, which `_restore` drops."""
+        if not self.writer:
+            return
+        weights = weights_of(self.model.weights)
+        if step in self.keep_at:
+            store.write_checkpoint(self.run_dir, step, weights)
+        if metrics:
+            store.write_metrics(self.run_dir, metrics)
+        store.write_state(self.run_dir, step, weights, weights_of(self.optimizer.variables))
+
+    def _write_record(self, status: str, error: str = "") -> None:
+        self.record.status, self.record.error = status, error
+        if self.writer:
+            store.write_run_record(self.run_dir, self.record)
+
+    @contextlib.contextmanager
+    def _signals_checkpoint(self):
+        """SIGINT / SIGTERM: finish the current chunk, save the resume state, exit cleanly."""
+        def remember(signum, _frame):
+            self.stop_signal = signum
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be installed from the main thread
+            return
+        previous = {s: signal.signal(s, remember) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
