@@ -11,7 +11,7 @@ import numpy as np
 
 # Independent random streams derived from the one `seed` of a recipe, so that changing
 # how labels are drawn never changes which examples are sampled, and so on.
-STREAM_SAMPLE, STREAM_LABELS, STREAM_ORDER, STREAM_INIT = 1, 2, 3, 4
+STREAM_SAMPLE, STREAM_LABELS, STREAM_ORDER, STREAM_DOWNSTREAM, STREAM_HELD_OUT, STREAM_COVARIANCE = 1, 2, 3, 5, 6, 7
 
 
 def rng(seed: int, stream: int) -> np.random.Generator:
@@ -35,16 +35,23 @@ def learning_rate_at(step: int, base_learning_rate: float, total_steps: int) -> 
     return base_learning_rate / 3.0**drops
 
 
-def sample_disjoint(num_available: int, sizes: tuple[int, ...], seed: int) -> tuple[np.ndarray, ...]:
-    """A.1 steps 1-2: draw disjoint index sets uniformly without replacement, in order.
+def sample_upstream(num_available: int, count: int, seed: int) -> np.ndarray:
+    """A.1 step 1: `count` indices drawn uniformly without replacement from the training split."""
+    if count > num_available:
+        raise ValueError(f"asked for {count} examples, the split holds {num_available}")
+    return np.sort(rng(seed, STREAM_SAMPLE).permutation(num_available)[:count])
 
-    The upstream set is drawn first, the downstream set from the remainder, so they never intersect.
-    """
-    if sum(sizes) > num_available:
-        raise ValueError(f"asked for {sum(sizes)} examples, the split holds {num_available}")
-    permutation = rng(seed, STREAM_SAMPLE).permutation(num_available)
-    offsets = np.cumsum((0,) + tuple(sizes))
-    return tuple(np.sort(permutation[a:b]) for a, b in zip(offsets[:-1], offsets[1:]))
+
+def sample_remainder(num_available: int, exclude: np.ndarray, count: int, seed: int, stream: int) -> np.ndarray:
+    """A.1 step 2: `count` indices drawn uniformly from the remainder of the split, i.e. never one
+    of `exclude` (the upstream examples), so the two sets cannot intersect.
+
+    The draw depends only on (seed, stream) and the remainder, so pre-training (which records the
+    downstream set it reserves) and transfer with the same seed draw the same examples."""
+    remainder = np.setdiff1d(np.arange(num_available), exclude)
+    if count > len(remainder):
+        raise ValueError(f"asked for {count} examples, {len(remainder)} remain outside the {len(exclude)} excluded")
+    return np.sort(rng(seed, stream).permutation(remainder)[:count])
 
 
 def random_labels(num_examples: int, num_classes: int, seed: int, salt: int = 0) -> np.ndarray:
@@ -54,6 +61,17 @@ def random_labels(num_examples: int, num_classes: int, seed: int, salt: int = 0)
     """
     generator = np.random.default_rng(np.random.SeedSequence([seed, STREAM_LABELS, salt]))
     return generator.integers(0, num_classes, size=num_examples, dtype=np.int64)
+
+
+def rescale_factor(initial: list[np.ndarray], trained: list[np.ndarray], norm: str) -> float:
+    """A.4: the positive constant c such that c * (trained layer) has the norm of the layer at
+    initialisation; norm is over all parameters of the layer (kernel and bias). 'none' gives 1."""
+    if norm == "none":
+        return 1.0
+    order = {"l2": 2, "l1": 1}[norm]
+    def layer_norm(arrays):
+        return np.linalg.norm(np.concatenate([np.ravel(a).astype(np.float64) for a in arrays]), ord=order)
+    return float(layer_norm(initial) / layer_norm(trained))
 
 
 def eval_steps(total_steps: int, num_points: int) -> np.ndarray:

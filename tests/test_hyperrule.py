@@ -26,17 +26,31 @@ def test_epochs_to_steps():
 
 def test_upstream_and_downstream_disjoint_and_uniform():
     num_available, trials = 100, 4000
-    counts = np.zeros(num_available)
+    up_counts, down_counts = np.zeros(num_available), np.zeros(num_available)
     for seed in range(trials):
-        upstream, downstream = hyperrule.sample_disjoint(num_available, (30, 20), seed)
-        assert len(upstream) == 30 and len(downstream) == 20
+        upstream = hyperrule.sample_upstream(num_available, 30, seed)
+        downstream = hyperrule.sample_remainder(num_available, upstream, 20, seed, hyperrule.STREAM_DOWNSTREAM)
+        assert len(upstream) == 30 == len(np.unique(upstream)) and len(downstream) == 20
         assert len(np.intersect1d(upstream, downstream)) == 0
-        assert len(np.unique(upstream)) == 30
-        counts[upstream] += 1
-    # Uniform sampling: every example lands upstream with probability 0.3.
-    assert stats.chisquare(counts).pvalue > 1e-3
+        up_counts[upstream] += 1
+        down_counts[downstream] += 1
+    # Uniform sampling: every example lands upstream with probability 0.3, downstream 0.2.
+    assert stats.chisquare(up_counts).pvalue > 1e-3 and stats.chisquare(down_counts).pvalue > 1e-3
     with pytest.raises(ValueError):
-        hyperrule.sample_disjoint(10, (6, 5), 0)
+        hyperrule.sample_upstream(10, 11, 0)
+    with pytest.raises(ValueError):
+        hyperrule.sample_remainder(10, np.arange(6), 5, 0, hyperrule.STREAM_DOWNSTREAM)
+
+
+def test_rescale_factor_matches_the_initial_norm():
+    rng = np.random.default_rng(0)
+    initial, trained = [rng.normal(size=(3, 3, 3, 8)), np.zeros(8)], [rng.normal(size=(3, 3, 3, 8)) * 7, rng.normal(size=8)]
+    for norm, order in (("l2", 2), ("l1", 1)):
+        factor = hyperrule.rescale_factor(initial, trained, norm)
+        flat = lambda arrays: np.concatenate([a.ravel() for a in arrays])  # noqa: E731
+        assert factor > 0
+        assert np.linalg.norm(factor * flat(trained), ord=order) == pytest.approx(np.linalg.norm(flat(initial), ord=order))
+    assert hyperrule.rescale_factor(initial, trained, "none") == 1.0
 
 
 def test_random_labels_uniform_and_seeded():

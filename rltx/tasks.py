@@ -1,0 +1,108 @@
+"""What a run trains and evaluates on (A.1): the sampled example sets, their labels, the model.
+
+Upstream (pre-training) and downstream (fine-tuning) tasks are drawn from the same training split
+with the rules of `rltx.hyperrule`, so that they never intersect.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from rltx import hyperrule
+from rltx.config import Recipe
+from rltx.data import open_source
+from rltx.errors import UsageError
+from rltx.loop import Examples
+from rltx.models import ARCHITECTURES, build_model
+
+# Separate label draws for each labelled set of a run (`hyperrule.random_labels` salt).
+UPSTREAM, UPSTREAM_TEST, DOWNSTREAM, DOWNSTREAM_TEST = 0, 1, 2, 3
+# The recipe keys that decide which data a run sees (a transfer must use its source's data).
+DATA_KEYS = ("dataset", "data_dir", "data_path", "image_size", "gaussian_spectrum", "gaussian_patch_size",
+             "gaussian_image_size", "gaussian_rotate", "gaussian_num_train", "gaussian_num_test")
+
+
+def open_recipe_source(recipe: Recipe):
+    return open_source(recipe.dataset, data_dir=recipe.data_dir, manual_dir=recipe.manual_dir,
+                       offline=recipe.offline, data_path=recipe.data_path, image_size=recipe.image_size or None,
+                       seed=recipe.seed, gaussian_spectrum=recipe.gaussian_spectrum,
+                       gaussian_patch_size=recipe.gaussian_patch_size, gaussian_image_size=recipe.gaussian_image_size,
+                       gaussian_rotate=recipe.gaussian_rotate, gaussian_num_train=recipe.gaussian_num_train,
+                       gaussian_num_test=recipe.gaussian_num_test)
+
+
+def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    options = {name: getattr(recipe, name) for name in ARCHITECTURES[recipe.architecture].options}
+    return build_model(recipe.architecture, input_shape, num_classes, init_algorithm=recipe.init_algorithm,
+                       init_scale=recipe.init_scale, seed=recipe.seed, **options)
+
+
+def upstream_samples(recipe: Recipe, source) -> dict[str, np.ndarray]:
+    """A.1 steps 1-3: the upstream indices and labels, the reserved downstream indices (step 2),
+    and the held-out set."""
+    needed = recipe.num_examples_upstream + recipe.num_examples_downstream
+    if needed > source.num_train:
+        raise UsageError(f"upstream + downstream examples ({needed}) exceed the {source.num_train} of the "
+                         "training split; sample fewer")
+    upstream = hyperrule.sample_upstream(source.num_train, recipe.num_examples_upstream, recipe.seed)
+    downstream = _remainder(source, upstream, recipe.num_examples_downstream, recipe.seed, "downstream")
+    test, from_train = held_out(recipe, source, np.union1d(upstream, downstream))
+    labels, classes = recipe.labels_upstream, recipe.num_classes_upstream
+    return {"upstream_indices": upstream, "downstream_indices": downstream, "test_indices": test,
+            "test_from_train": np.array(from_train),
+            "upstream_labels": task_labels(recipe, source, upstream, True, labels, classes, UPSTREAM),
+            "test_labels": task_labels(recipe, source, test, from_train, labels, classes, UPSTREAM_TEST)}
+
+
+def downstream_samples(recipe: Recipe, source, upstream: np.ndarray) -> dict[str, np.ndarray]:
+    """A.1 steps 2 and 4: the downstream set drawn from what remains after the upstream examples
+    (of every source run), its labels, and the held-out set."""
+    downstream = _remainder(source, upstream, recipe.num_examples_downstream, recipe.seed, "downstream")
+    test, from_train = held_out(recipe, source, np.union1d(upstream, downstream))
+    labels, classes = recipe.labels_downstream, recipe.num_classes_downstream
+    return {"downstream_indices": downstream, "test_indices": test, "test_from_train": np.array(from_train),
+            "excluded_upstream_indices": upstream,
+            "downstream_labels": task_labels(recipe, source, downstream, True, labels, classes, DOWNSTREAM),
+            "test_labels": task_labels(recipe, source, test, from_train, labels, classes, DOWNSTREAM_TEST)}
+
+
+def _remainder(source, exclude: np.ndarray, count: int, seed: int, what: str) -> np.ndarray:
+    stream = hyperrule.STREAM_DOWNSTREAM if what == "downstream" else hyperrule.STREAM_HELD_OUT
+    try:
+        return hyperrule.sample_remainder(source.num_train, exclude, count, seed, stream)
+    except ValueError:
+        left = source.num_train - len(exclude)
+        raise UsageError(f"{count} {what} examples would overlap the {len(exclude)} upstream examples: only "
+                         f"{left} of the {source.num_train} training examples remain; ask for at most {left}") from None
+
+
+def held_out(recipe: Recipe, source, exclude: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The test split (its first num_examples_test examples, or all), or, for sources without one,
+    num_examples_test further training examples outside `exclude`."""
+    if source.num_test == 0:
+        if recipe.num_examples_test == 0:
+            raise UsageError(f"dataset {recipe.dataset} has no test split; set num_examples_test to carve "
+                             "a held-out set from the training split")
+        return _remainder(source, exclude, recipe.num_examples_test, recipe.seed, "held-out"), True
+    count = recipe.num_examples_test or source.num_test
+    if count > source.num_test:
+        raise UsageError(f"num_examples_test {count} exceeds the {source.num_test} held-out examples; lower it")
+    return np.arange(count), False
+
+
+def task_labels(recipe: Recipe, source, indices: np.ndarray, from_train: bool, kind: str, num_classes: int,
+                salt: int) -> np.ndarray:
+    """A.1 steps 3-4: uniform random labels, or the dataset's own."""
+    if kind == "random":
+        return hyperrule.random_labels(len(indices), num_classes, recipe.seed, salt)
+    if source.num_classes != num_classes:
+        raise UsageError(f"{recipe.dataset} has {source.num_classes} real classes but the recipe asks for "
+                         f"{num_classes}; set the number of classes to {source.num_classes} for real labels")
+    return (source.train if from_train else source.test)(indices).y.astype(np.int64)
+
+
+def load_examples(source, train_indices: np.ndarray, train_labels: np.ndarray, samples: dict) -> Examples:
+    """The inputs of the sampled sets; labels always come from the samples, never from the source."""
+    test_split = source.train if bool(samples["test_from_train"]) else source.test
+    return Examples(source.train(train_indices).x, train_labels, test_split(samples["test_indices"]).x,
+                    samples["test_labels"])
