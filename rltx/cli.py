@@ -40,25 +40,29 @@ def main():
     warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
 
 
-@main.command(epilog=_keys_help())
-@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key (value read as YAML); repeatable.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory [default: runs/<recipe name>, or the directory of a given run.h5].")
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue a run already in --out with the same recipe; --no-resume refuses to touch one.")
-@click.option("--quiet", is_flag=True, help="No progress output.")
-def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool):
-    """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
-    config = load_recipe(recipe, overrides)
-    out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
-    from rltx.progress import make_reporter
+RECIPE_ARGUMENT = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def run_options(command):
+    """The options every training command shares."""
+    for option in reversed([
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a recipe key (value read as YAML); repeatable."),
+        click.option("--resume/--no-resume", default=True, show_default=True,
+                     help="Continue a run already in --out with the same recipe; --no-resume refuses to touch one."),
+        click.option("--quiet", is_flag=True, help="No progress output."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _train_and_report(label: str, quiet: bool, train) -> list:
+    """Run `train(reporter)`; signals and divergence become messages and exit codes."""
     from rltx.loop import Diverged, Interrupted
-    from rltx.training import pretrain as run_pretrain
-    reporter = make_reporter(quiet)
+    from rltx.progress import make_reporter
+    reporter = make_reporter(quiet, label)
     try:
-        summary = run_pretrain(config, out, resume=resume, reporter=reporter)
+        summaries = train(reporter)
     except Interrupted as stop:
         reporter.close()
         click.echo(str(stop), err=True)
@@ -67,7 +71,47 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
         reporter.close()
         raise click.ClickException(f"run failed: {failure}") from None
     reporter.close()
-    metrics = summary.metrics
-    if not quiet and metrics:
-        click.echo(f"{summary.status}: {out} at step {summary.step}: train accuracy "
-                   f"{metrics['train_accuracy']:.4f}, test accuracy {metrics['test_accuracy']:.4f}")
+    if not quiet:
+        for summary in summaries:
+            metrics = summary.metrics
+            click.echo(f"{summary.status}: {summary.run_dir} at step {summary.step}: train accuracy "
+                       f"{metrics['train_accuracy']:.4f}, test accuracy {metrics['test_accuracy']:.4f}")
+    return summaries
+
+
+@main.command(epilog=_keys_help())
+@RECIPE_ARGUMENT
+@run_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory [default: runs/<recipe name>, or the directory of a given run.h5].")
+def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool):
+    """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
+    config = load_recipe(recipe, overrides)
+    out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
+    from rltx.training import pretrain as run_pretrain
+    _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
+
+
+@main.command(epilog=_keys_help())
+@RECIPE_ARGUMENT
+@click.option("--from", "sources", multiple=True, required=True, metavar="RUN|scratch",
+              help="Source run directory; repeat to pool Sigma_w over runs (covariance mode); "
+                   "'scratch' trains from a fresh initialisation.")
+@click.option("--from-step", type=int, help="Checkpoint step of the source [default: its last].")
+@click.option("--with-baseline", is_flag=True,
+              help="Also train the paired from-scratch run into OUT-scratch (same data, seed, fresh layers).")
+@run_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory [default: runs/<recipe name>-transfer, or -scratch].")
+def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with_baseline: bool,
+             overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool):
+    """Fine-tune on the downstream task (A.4, A.9, A.10) from pre-trained runs, or from scratch."""
+    config = load_recipe(recipe, overrides)
+    scratch = sources == ("scratch",)
+    if "scratch" in sources and not scratch:
+        raise UsageError("--from scratch cannot be combined with source runs; use --with-baseline for the pair")
+    out = out or Path("runs") / f"{recipe.stem}-{'scratch' if scratch else 'transfer'}"
+    from rltx.transfer import transfer as run_transfer
+    paths = [] if scratch else [Path(s) for s in sources]
+    _train_and_report("transfer", quiet, lambda reporter: run_transfer(
+        config, out, paths, from_step=from_step, with_baseline=with_baseline, resume=resume, reporter=reporter))

@@ -61,10 +61,10 @@ class LogReporter(Reporter):
 class RichReporter(Reporter):
     """A live progress bar with step, epoch, loss, accuracy, images/s and ETA."""
 
-    def __init__(self, console: Console | None = None):
+    def __init__(self, label: str, console: Console | None = None):
         self.console = console or Console(stderr=True)
         self.progress = Progress(
-            TextColumn("[bold]pretrain"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
+            TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
             TextColumn("epoch {task.fields[epoch]:.2f}"), TextColumn("loss {task.fields[loss]:.4f}"),
             TextColumn("acc {task.fields[accuracy]:.4f}"), TextColumn("{task.fields[rate]:.0f} img/s"),
             TimeRemainingColumn(), console=self.console)
@@ -89,7 +89,8 @@ class RichReporter(Reporter):
         self.progress.stop()
 
 
-def make_reporter(quiet: bool) -> Reporter:
+def make_reporter(quiet: bool, label: str) -> Reporter:
+    """`label` names the command on the progress bar."""
     if quiet:
         return Reporter()
-    return RichReporter() if sys.stderr.isatty() else LogReporter()
+    return RichReporter(label) if sys.stderr.isatty() else LogReporter()

@@ -1,0 +1,226 @@
+"""Transfer (Sec. 1.1, 2.4; A.4, A.9, A.10): the fine-tuning model's initial weights are built from
+one or more pre-trained runs, then the downstream task is trained with the shared loop.
+
+- `weights` mode: the chosen layers are copied from the source checkpoint, each multiplied by the
+  positive constant that gives it the norm it had at the source's initialisation (A.4); the head
+  and every other layer are freshly initialised.
+- `covariance` mode (A.9, Sec. 2.4): the first layer's filters are drawn from N(0, Sigma_w), where
+  Sigma_w = E[w w^T] is estimated from the first-layer filters of the sources (uncentred, as in
+  Prop. 1, whose filters have E[w] = 0), pooled over all of them; its bias is zero and every other
+  layer is fresh.
+- `scratch`: the same downstream task from a fresh initialisation (no source weights).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import yaml
+
+from rltx import hyperrule, loop, store
+from rltx.config import Recipe, make_recipe
+from rltx.distribute import is_chief
+from rltx.errors import UsageError
+from rltx.loop import RunSummary, assign_weights, weights_of
+from rltx.models import ARCHITECTURES, transferable_layers
+from rltx.progress import Reporter
+from rltx.tasks import DATA_KEYS, build_recipe_model, downstream_samples, load_examples, open_recipe_source
+
+
+@dataclass(frozen=True)
+class SourceRun:
+    """A pre-trained run, at the checkpoint a transfer starts from."""
+    run_dir: Path
+    recipe: Recipe
+    step: int
+    weights: dict[str, np.ndarray]
+    initial: dict[str, np.ndarray]
+    upstream_indices: np.ndarray
+    digest: str  # sha256 of the checkpoint file, so a transfer records exactly what it started from
+
+
+def open_source_run(run_dir: Path, step: int | None = None) -> SourceRun:
+    """The source run at checkpoint `step` (default: its last, which needs a completed run)."""
+    run_dir = Path(run_dir)
+    record = store.read_run_record(run_dir)
+    stored = store.checkpoint_steps_stored(run_dir)
+    if step is None:
+        if record.status != "completed":
+            raise UsageError(f"source {run_dir} is {store.read_status(run_dir)}, not completed; finish it or pass "
+                             f"--from-step with one of its stored steps: {', '.join(map(str, stored)) or 'none'}")
+        step = stored[-1]
+    weights = store.read_checkpoint(run_dir, step)
+    digest = hashlib.sha256(store.checkpoint_path(run_dir, step).read_bytes()).hexdigest()
+    return SourceRun(run_dir.resolve(), make_recipe(yaml.safe_load(record.config_yaml)), step, weights,
+                     store.read_checkpoint(run_dir, 0), record.samples["upstream_indices"], digest)
+
+
+def check_compatible(recipe: Recipe, sources: list[SourceRun]) -> None:
+    """A transfer needs its sources' architecture (layer shapes) and training split (A.1)."""
+    architecture_keys = ("architecture",) + ARCHITECTURES[recipe.architecture].options
+    for source in sources:
+        for keys, what in ((architecture_keys, "architecture"), (DATA_KEYS, "data")):
+            differ = [f"{k}={getattr(source.recipe, k)!r}" for k in keys if getattr(source.recipe, k) != getattr(recipe, k)]
+            if differ:
+                raise UsageError(f"source {source.run_dir} has another {what} ({', '.join(differ[:3])}); "
+                                 f"use a recipe with the source's {what} keys")
+
+
+def select_layers(model: keras.Model, spec) -> list[str]:
+    """The layers to take from the source: all, conv (A.9 'pretrained conv'), the first k, or names."""
+    layers = transferable_layers(model)
+    if spec == "all":
+        return layers
+    if spec == "conv":
+        return [name for name in layers if isinstance(model.get_layer(name), keras.layers.Conv2D)]
+    if isinstance(spec, int):
+        if spec > len(layers):
+            raise UsageError(f"transfer_layers {spec} exceeds the {len(layers)} transferable layers of this model")
+        return layers[:spec]
+    unknown = [name for name in spec if name not in layers]
+    if unknown:
+        raise UsageError(f"transfer_layers names unknown layer(s) {', '.join(unknown)}; valid: {', '.join(layers)}")
+    return [name for name in layers if name in spec]
+
+
+def rescaling_norm(recipe: Recipe) -> str:
+    """A.4: l2 for Simple CNN and VGG16, none for ResNets, unless the recipe says otherwise."""
+    return ARCHITECTURES[recipe.architecture].default_rescaling if recipe.rescaling == "default" else recipe.rescaling
+
+
+def _variables_of(weights: dict[str, np.ndarray], layer: str) -> list[str]:
+    return sorted(name for name in weights if name.startswith(f"{layer}/"))
+
+
+def transferred_weights(fresh: dict[str, np.ndarray], source: SourceRun, layers: list[str], norm: str,
+                        zero_biases: bool) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """A.4: source layers times their rescaling factors, everything else as freshly initialised."""
+    weights, factors = dict(fresh), {}
+    for layer in layers:
+        names = _variables_of(source.weights, layer)
+        factors[layer] = hyperrule.rescale_factor([source.initial[n] for n in names],
+                                                  [source.weights[n] for n in names], norm)
+        for name in names:
+            weights[name] = (source.weights[name] * factors[layer]).astype(fresh[name].dtype)
+            if zero_biases and name.endswith("/bias"):
+                weights[name] = np.zeros_like(fresh[name])
+    return weights, factors
+
+
+def filter_covariance(kernels: list[np.ndarray]) -> np.ndarray:
+    """Sigma_w = E[w w^T] over all filters of the given kernels (float64, uncentred as in Prop. 1).
+
+    A kernel [kh, kw, c, filters] holds one filter per column of its [kh*kw*c, filters] reshape, in
+    the (row, column, channel) order of the input patches."""
+    filters = np.concatenate([k.reshape(-1, k.shape[-1]).astype(np.float64) for k in kernels], axis=1)
+    return filters @ filters.T / filters.shape[1]
+
+
+def sample_filters(sigma_w: np.ndarray, shape: tuple[int, ...], generator: np.random.Generator) -> np.ndarray:
+    """Filters w ~ N(0, Sigma_w), one per output channel, by the symmetric square root of Sigma_w
+    (valid for singular Sigma_w, e.g. fewer source filters than dimensions)."""
+    eigenvalues, eigenvectors = np.linalg.eigh(sigma_w)
+    root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+    normal = generator.standard_normal((sigma_w.shape[0], shape[-1]))
+    return (root @ normal).reshape(shape)
+
+
+def covariance_weights(fresh: dict[str, np.ndarray], sources: list[SourceRun], first_layer: str, norm: str,
+                       seed: int) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray]:
+    """A.9 'covariance': first-layer filters sampled from the sources' Sigma_w, bias zero, rescaled
+    like a transferred layer; all other layers fresh."""
+    kernel, bias = f"{first_layer}/kernel", f"{first_layer}/bias"
+    sigma_w = filter_covariance([source.weights[kernel] for source in sources])
+    sampled = sample_filters(sigma_w, fresh[kernel].shape, hyperrule.rng(seed, hyperrule.STREAM_COVARIANCE))
+    initial = [sources[0].initial[name] for name in _variables_of(sources[0].initial, first_layer)]
+    factor = hyperrule.rescale_factor(initial, [sampled], norm)
+    weights = dict(fresh)
+    weights[kernel] = (sampled * factor).astype(fresh[kernel].dtype)
+    if bias in weights:
+        weights[bias] = np.zeros_like(fresh[bias])
+    return weights, {first_layer: factor}, sigma_w
+
+
+def initial_weights(model: keras.Model, recipe: Recipe, sources: list[SourceRun]) -> tuple[dict, dict]:
+    """The step-0 weights of a transfer run, and how they were built (stored in run.h5 /transfer)."""
+    fresh, norm = weights_of(model.weights), rescaling_norm(recipe)
+    details = {"mode": recipe.transfer_mode, "rescaling": norm}
+    if recipe.transfer_mode == "covariance":
+        first = transferable_layers(model)[0]
+        weights, factors, sigma_w = covariance_weights(fresh, sources, first, norm, recipe.seed)
+        details.update(layers=json.dumps([first]), sigma_w=sigma_w,
+                       sigma_w_filters=sum(s.weights[f"{first}/kernel"].shape[-1] for s in sources))
+    else:
+        if len(sources) > 1:
+            raise UsageError("several --from runs are pooled only with transfer_mode: covariance; give one source")
+        layers = select_layers(model, recipe.transfer_layers)
+        weights, factors = transferred_weights(fresh, sources[0], layers, norm, recipe.zero_transferred_biases)
+        details["layers"] = json.dumps(layers)
+    details.update({f"factor/{layer}": factor for layer, factor in factors.items()})
+    return weights, details
+
+
+# --- the command ------------------------------------------------------------------------
+
+def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: int | None = None,
+             with_baseline: bool = False, resume: bool = True, reporter: Reporter | None = None) -> list[RunSummary]:
+    """Fine-tune on the downstream task from `sources` (none: from scratch), into `run_dir`; with
+    `with_baseline`, also the paired from-scratch run into `<run_dir>-scratch` (same data, seed and
+    initialisation of the layers that are not transferred)."""
+    run_dir, reporter = Path(run_dir), reporter or Reporter()
+    source_runs = [open_source_run(path, from_step) for path in sources]
+    check_compatible(recipe, source_runs)
+    data = open_recipe_source(recipe)
+    if source_runs:
+        upstream = np.unique(np.concatenate([s.upstream_indices for s in source_runs]))
+    else:  # the upstream set a pre-training run of this recipe and seed would use (A.1 step 1)
+        upstream = hyperrule.sample_upstream(data.num_train, recipe.num_examples_upstream, recipe.seed)
+    samples = downstream_samples(recipe, data, upstream)
+    for source in source_runs:
+        overlap = np.intersect1d(samples["downstream_indices"], source.upstream_indices)
+        if overlap.size:
+            raise UsageError(f"{overlap.size} downstream examples (e.g. {overlap[:3].tolist()}) are upstream "
+                             f"examples of {source.run_dir}; downstream examples must be fresh (A.1)")
+    examples = load_examples(data, samples["downstream_indices"], samples["downstream_labels"], samples)
+    links = {"sources": json.dumps([str(s.run_dir) for s in source_runs]),
+             "source_digests": json.dumps([s.digest for s in source_runs]),
+             "from_step": json.dumps([s.step for s in source_runs])}
+    runs = [("transfer", run_dir)] if source_runs else [("scratch", run_dir)]
+    if source_runs and with_baseline:
+        runs.append(("scratch", Path(f"{run_dir}-scratch")))
+    summaries = []
+    for kind, directory in runs:
+        paired = [str(d.resolve()) for k, d in runs if d != directory]
+        summaries.append(_fine_tune(recipe, directory, kind, source_runs, samples, examples,
+                                    {**links, "kind": kind}, paired, resume, reporter))
+    return summaries
+
+
+def _fine_tune(recipe, run_dir, kind, sources, samples, examples, identity, paired, resume, reporter) -> RunSummary:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    writer = is_chief()
+    with (store.RunLock(run_dir) if writer else contextlib.nullcontext()):
+        existing = loop.start(run_dir, {**recipe.to_dict(), **identity}, resume)
+        if existing is not None and existing.status == "completed":
+            return loop.completed_summary(run_dir, reporter)
+        record = store.RunRecord(recipe.to_yaml(), {}, samples, kind=kind, identity=identity,
+                                 transfer={"paired_with": json.dumps([str(p) for p in paired])})
+        if existing is not None:
+            record.created = existing.created
+        input_shape = tuple(examples.train_x.shape[1:])
+
+        def make_model():
+            model = build_recipe_model(recipe, input_shape, recipe.num_classes_downstream)
+            if kind == "transfer":
+                weights, details = initial_weights(model, recipe, sources)
+                assign_weights(model.weights, weights)
+                record.transfer.update(details)
+            return model
+
+        plan = loop.TrainPlan.from_recipe(recipe, downstream=True)
+        return loop.train(plan, run_dir, record, examples, make_model, reporter, writer)

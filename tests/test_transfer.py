@@ -1,0 +1,181 @@
+"""Transfer: rescaling (A.4), which weights move (A.9, A.10), covariance sampling (Sec. 2.4),
+fresh downstream data (A.1), and the Figure 5 comparison end to end from the CLI."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from rltx import store
+from rltx.cli import main
+from rltx.config import make_recipe
+from rltx.loop import weights_of
+from rltx.models import HEAD, build_model, transferable_layers
+from rltx.tasks import build_recipe_model
+from rltx.transfer import SourceRun, filter_covariance, sample_filters, transferred_weights
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def test_rescaling_keeps_predictions_and_scales_logits_by_the_product_of_factors():
+    """A.4: a ReLU network without biases is positively homogeneous in each layer's weights, so
+    rescaling multiplies the logits by the product of the factors and keeps every arg-max."""
+    def model_of(seed, scale):
+        return build_model("simple_cnn", (12, 12, 3), 5, init_scale=scale, seed=seed, num_conv_layers=2,
+                           num_filters=6, num_units=16, pooling="max")
+    initial, trained = weights_of(model_of(0, 1.0).weights), weights_of(model_of(1, 3.0).weights)
+    for weights in (initial, trained):
+        weights.update({name: np.zeros_like(v) for name, v in weights.items() if name.endswith("/bias")})
+    source = SourceRun(Path("."), None, 1, trained, initial, np.arange(0), "")
+    model = model_of(2, 1.0)
+    layers = transferable_layers(model) + [HEAD]
+    rescaled, factors = transferred_weights(trained, source, layers, "l2", zero_biases=False)
+    images = np.random.default_rng(0).normal(size=(64, 12, 12, 3)).astype(np.float32)
+    for variable in model.weights:
+        variable.assign(trained[variable.path])
+    before = model.predict(images, verbose=0).astype(np.float64)
+    for variable in model.weights:
+        variable.assign(rescaled[variable.path])
+    after = model.predict(images, verbose=0).astype(np.float64)
+    assert all(f < 1 for f in factors.values())  # trained at 3x the initial scale
+    np.testing.assert_allclose(after, before * np.prod(list(factors.values())), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(after.argmax(1), before.argmax(1))
+
+
+def test_sampled_filter_covariance_converges_to_sigma_w():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(27, 27)))[0]
+    sigma_w = basis @ np.diag(np.linspace(0.1, 3.0, 27)) @ basis.T
+    filters = np.concatenate([sample_filters(sigma_w, (3, 3, 3, 64), rng).reshape(27, 64) for _ in range(300)], axis=1)
+    estimate, n = filters @ filters.T / filters.shape[1], filters.shape[1]
+    # Wishart standard error of each entry: sqrt((S_ii S_jj + S_ij^2) / n); allow 5 of them.
+    tolerance = 5 * np.sqrt((np.outer(np.diag(sigma_w), np.diag(sigma_w)) + sigma_w ** 2) / n)
+    assert np.all(np.abs(estimate - sigma_w) <= tolerance)
+
+
+def test_filter_covariance_is_the_mean_outer_product_of_all_filters():
+    rng = np.random.default_rng(1)
+    kernels = [rng.normal(size=(3, 3, 2, 5)), rng.normal(size=(3, 3, 2, 7))]
+    explicit = sum(np.outer(k[..., j].ravel(), k[..., j].ravel()) for k in kernels for j in range(k.shape[-1])) / 12
+    np.testing.assert_allclose(filter_covariance(kernels), explicit, rtol=1e-12)
+
+
+def test_singular_sigma_w_samples_stay_in_its_span():
+    rng = np.random.default_rng(2)
+    span = rng.normal(size=(27, 4))
+    sampled = sample_filters(span @ span.T, (3, 3, 3, 50), rng).reshape(27, 50)
+    residual = sampled - span @ np.linalg.lstsq(span, sampled, rcond=None)[0]
+    assert np.abs(residual).max() < 1e-8 * np.abs(sampled).max()
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    from tests_support import tiny_recipe_dict
+    directory = tmp_path_factory.mktemp("transfer")
+    recipe = {**tiny_recipe_dict(), "labels_downstream": "random", "num_classes_downstream": 3, "total_steps": 20}
+    (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert invoke("pretrain", directory / "r.yaml", "--out", directory / "source", "--quiet").exit_code == 0
+    return directory
+
+
+def test_which_weights_move(source_run):
+    recipe_path, source = source_run / "r.yaml", source_run / "source"
+    result = invoke("transfer", recipe_path, "--from", source, "--out", source_run / "first", "--with-baseline",
+                    "--set", "transfer_layers=1", "--quiet")
+    assert result.exit_code == 0, result.output
+    transferred = store.read_checkpoint(source_run / "first", 0)
+    baseline = store.read_checkpoint(source_run / "first-scratch", 0)
+    pretrained = store.read_checkpoint(source, 20)
+    record = store.read_run_record(source_run / "first")
+    factor = record.transfer["factor/conv_0"]
+    assert json.loads(record.transfer["layers"]) == ["conv_0"] and factor > 0
+    np.testing.assert_allclose(transferred["conv_0/kernel"], pretrained["conv_0/kernel"] * factor, rtol=1e-6)
+    np.testing.assert_allclose(transferred["conv_0/bias"], pretrained["conv_0/bias"] * factor, rtol=1e-6)
+    # Oracle for "fresh": an independent build of the model with the transfer's seed.
+    fresh = weights_of(build_recipe_model(make_recipe(yaml.safe_load(recipe_path.read_text())), (6, 6, 3), 3).weights)
+    for name in ("dense_0/kernel", "dense_0/bias", "head/kernel", "head/bias"):
+        np.testing.assert_array_equal(transferred[name], fresh[name])
+        np.testing.assert_array_equal(baseline[name], fresh[name])  # the pair shares its fresh layers
+    assert not np.allclose(transferred["head/kernel"], pretrained["head/kernel"][:, :3])
+    # The records link the pair and name the source with a content hash.
+    assert json.loads(record.transfer["paired_with"]) == [str((source_run / "first-scratch").resolve())]
+    assert json.loads(record.identity["sources"]) == [str(source.resolve())]
+    assert len(json.loads(record.identity["source_digests"])[0]) == 64
+
+
+def test_pretrained_conv_without_bias(source_run):
+    result = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", source_run / "nb",
+                    "--set", "transfer_layers=conv", "--set", "zero_transferred_biases=true", "--quiet")
+    assert result.exit_code == 0, result.output
+    weights = store.read_checkpoint(source_run / "nb", 0)
+    assert not weights["conv_0/bias"].any() and weights["conv_0/kernel"].any()
+    assert json.loads(store.read_run_record(source_run / "nb").transfer["layers"]) == ["conv_0"]
+
+
+def test_any_checkpoint_as_source_and_bad_steps(source_run):
+    result = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--from-step", "10",
+                    "--out", source_run / "early", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(store.read_run_record(source_run / "early").identity["from_step"]) == [10]
+    missing = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--from-step", "7",
+                     "--out", source_run / "never")
+    assert missing.exit_code == 2 and "no checkpoint at step 7; stored steps: 0, 10, 20" in missing.output
+
+
+def test_overlap_other_architecture_and_rerun_refused(source_run):
+    recipe, source = source_run / "r.yaml", source_run / "source"
+    too_many = invoke("transfer", recipe, "--from", source, "--set", "num_examples_downstream=200",
+                      "--out", source_run / "overlap")
+    assert too_many.exit_code == 2 and "would overlap the 384 upstream examples" in too_many.output
+    other = invoke("transfer", recipe, "--from", source, "--set", "num_filters=4", "--out", source_run / "arch")
+    assert other.exit_code == 2 and "another architecture (num_filters=8)" in other.output
+    assert not (source_run / "overlap" / "run.h5").exists() and not (source_run / "arch" / "run.h5").exists()
+    not_a_run = invoke("transfer", recipe, "--from", source_run / "missing", "--out", source_run / "x")
+    assert not_a_run.exit_code == 2 and "does not exist" in not_a_run.output
+
+
+def test_downstream_is_fresh_and_matches_what_pretraining_reserved(source_run):
+    pre = store.read_run_record(source_run / "source").samples
+    post = store.read_run_record(source_run / "first").samples
+    assert not np.intersect1d(post["downstream_indices"], pre["upstream_indices"]).size
+    np.testing.assert_array_equal(post["downstream_indices"], pre["downstream_indices"])
+
+
+def test_figure5_comparison_end_to_end(tmp_path):
+    """The six curves of Fig. 5 (A.9) for two seeds, on sklearn's digits (real images, offline)."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    np.savez(tmp_path / "digits.npz", x=np.round(digits.images / 16 * 255).astype(np.uint8)[..., None],
+             y=digits.target)
+    recipe = tmp_path / "fig5.yaml"
+    recipe.write_text((Path(__file__).parent.parent / "recipes" / "fig5.yaml").read_text())
+    small = ["--set", "dataset=npz", "--set", "data_path=" + str(tmp_path / "digits.npz"), "--set", "num_examples_test=200",
+             "--set", "num_examples_upstream=600", "--set", "num_examples_downstream=600", "--set", "total_steps=30",
+             "--set", "batch_size=100", "--set", "num_filters=8", "--set", "num_units=16", "--set", "learning_rate=0.05",
+             "--set", "num_eval_points=4", "--set", "eval_batch_size=200"]
+    variants = {"pretrained": [], "no_rescaling": ["--set", "rescaling=none"],
+                "pretrained_conv": ["--set", "transfer_layers=conv"],
+                "pretrained_conv_no_bias": ["--set", "transfer_layers=conv", "--set", "zero_transferred_biases=true"],
+                "covariance": ["--set", "transfer_mode=covariance"]}
+    for seed in (0, 1):
+        seeded = small + ["--set", f"seed={seed}"]
+        assert invoke("pretrain", recipe, *seeded, "--out", tmp_path / f"pre{seed}", "--quiet").exit_code == 0
+        for name, extra in variants.items():
+            result = invoke("transfer", recipe, "--from", tmp_path / f"pre{seed}", *seeded, *extra,
+                            "--out", tmp_path / f"{name}{seed}", "--quiet")
+            assert result.exit_code == 0, result.output
+        assert invoke("transfer", recipe, "--from", "scratch", *seeded, "--out", tmp_path / f"scratch{seed}",
+                      "--quiet").exit_code == 0
+        scratch = store.read_run_record(tmp_path / f"scratch{seed}").samples["downstream_indices"]
+        for name in variants:
+            record = store.read_run_record(tmp_path / f"{name}{seed}")
+            assert record.status == "completed"
+            np.testing.assert_array_equal(record.samples["downstream_indices"], scratch)  # same data for all curves
+            assert [r["step"] for r in store.read_metrics(tmp_path / f"{name}{seed}")] == [0, 1, 30]
+        assert store.read_run_record(tmp_path / f"no_rescaling{seed}").transfer["factor/conv_0"] == 1.0
+        assert store.read_run_record(tmp_path / f"covariance{seed}").transfer["mode"] == "covariance"

@@ -1,0 +1,16 @@
+"""Shared test data that fixtures of any scope can use."""
+
+TINY = {
+    "description": "tiny test run",
+    "dataset": "gaussian", "gaussian_spectrum": "linspace(0.1, 3.0, 27)", "gaussian_patch_size": 3,
+    "gaussian_image_size": 6, "gaussian_rotate": True, "gaussian_num_train": 512, "gaussian_num_test": 128,
+    "num_examples_upstream": 384, "num_examples_downstream": 64, "num_classes_upstream": 4,
+    "architecture": "simple_cnn", "num_conv_layers": 1, "num_filters": 8, "num_units": 16,
+    "stride": 3, "padding": "valid", "learning_rate": 0.05, "batch_size": 64, "total_steps": 40,
+    "num_eval_points": 8, "eval_batch_size": 128, "checkpoint_every": 10, "seed": 3,
+}
+
+
+def tiny_recipe_dict() -> dict:
+    """A recipe that trains in a few seconds: 6x6 Gaussian-patch images, one conv layer."""
+    return dict(TINY)
