@@ -1,0 +1,92 @@
+"""What every analysis reads: a run's recipe and samples, its checkpoints, its model and examples."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import yaml
+
+from rltx import store
+from rltx.config import Recipe, make_recipe
+from rltx.data import to_model_input
+from rltx.errors import UsageError
+from rltx.tasks import build_recipe_model, open_recipe_source
+
+
+@dataclass(frozen=True)
+class Run:
+    """A stored run, as analyses see it."""
+    run_dir: Path
+    recipe: Recipe
+    kind: str                      # pretrain | transfer | scratch
+    samples: dict[str, np.ndarray]
+    steps: tuple[int, ...]         # stored checkpoints
+
+    @property
+    def num_classes(self) -> int:
+        return self.recipe.num_classes_upstream if self.kind == "pretrain" else self.recipe.num_classes_downstream
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        """The examples this run was trained on (upstream for pre-training, downstream for transfer)."""
+        return self.samples["upstream_indices" if self.kind == "pretrain" else "downstream_indices"]
+
+
+def open_run(path: str | Path) -> Run:
+    run_dir = Path(path)
+    if run_dir.name == store.RUN_FILE:
+        run_dir = run_dir.parent
+    record = store.read_run_record(run_dir)
+    return Run(run_dir.resolve(), make_recipe(yaml.safe_load(record.config_yaml)), record.kind, record.samples,
+               tuple(store.checkpoint_steps_stored(run_dir)))
+
+
+def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:
+    """The checkpoints to analyse: one given step, all stored ones (a curve over training), or the last."""
+    if all_steps:
+        return list(run.steps)
+    if step is None:
+        if not run.steps:
+            raise UsageError(f"{run.run_dir} has no checkpoint yet; wait for its first one")
+        return [run.steps[-1]]
+    if step not in run.steps:
+        raise UsageError(f"{run.run_dir} has no checkpoint at step {step}; stored steps: "
+                         f"{', '.join(map(str, run.steps))}")
+    return [step]
+
+
+def model_at(run: Run, step: int, input_shape: tuple[int, ...]) -> keras.Model:
+    """The run's model with the weights of its checkpoint at `step`."""
+    model = build_recipe_model(run.recipe, input_shape, run.num_classes)
+    weights = store.read_checkpoint(run.run_dir, step)
+    for variable in model.weights:
+        variable.assign(weights[variable.path])
+    return model
+
+
+def examples(run: Run, which: str, limit: int = 0) -> np.ndarray:
+    """Model inputs (scaled as in training, A.3) of the run's training set or held-out set;
+    `limit` > 0 keeps the first `limit` of them (in stored order, which is sorted by index)."""
+    source = open_recipe_source(run.recipe)
+    if which == "train":
+        indices, split = run.train_indices, source.train
+    else:
+        indices = run.samples["test_indices"]
+        split = source.train if bool(run.samples["test_from_train"]) else source.test
+    if limit:
+        indices = indices[:limit]
+    return np.asarray(to_model_input(split(indices).x))
+
+
+def kernel_filters(run: Run, step: int, layer: str) -> np.ndarray:
+    """The filters of `layer` as columns of a [fan_in, filters] matrix, in the (row, column, channel)
+    order of its input patches (the order `rltx.analysis.patches` uses)."""
+    weights = store.read_checkpoint(run.run_dir, step)
+    name = f"{layer}/kernel"
+    if name not in weights:
+        layers = sorted({key.split("/")[0] for key in weights if key.endswith("/kernel")})
+        raise UsageError(f"{run.run_dir} has no layer {layer!r} with a kernel; layers: {', '.join(layers)}")
+    kernel = weights[name].astype(np.float64)
+    return kernel.reshape(-1, kernel.shape[-1])

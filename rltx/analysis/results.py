@@ -1,0 +1,57 @@
+"""Analysis results: one HDF5 file per result, with the inputs it used; JSON; a rich table."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from rltx import __version__, store
+
+
+@dataclass
+class Result:
+    """`arrays` are stored as datasets; `inputs` (runs, steps, layer, options) as a JSON attribute;
+    `table` rows are what the terminal shows."""
+    kind: str
+    inputs: dict
+    arrays: dict[str, np.ndarray]
+    table: list[dict] = field(default_factory=list)
+
+
+def write_result(result: Result, path: Path) -> None:
+    with store.atomic_h5(Path(path)) as handle:
+        handle.attrs.update(kind=result.kind, inputs=json.dumps(result.inputs), rltx_version=__version__,
+                            created=time.time())
+        for name, values in result.arrays.items():
+            handle.create_dataset(name, data=values)
+
+
+def read_result(path: Path) -> Result:
+    with store.open_h5(Path(path)) as handle:
+        arrays = {}
+        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if hasattr(item, "shape") else None)
+        return Result(str(handle.attrs["kind"]), json.loads(handle.attrs["inputs"]), arrays)
+
+
+def to_json(result: Result) -> str:
+    def plain(value):
+        return value.tolist() if isinstance(value, np.ndarray) else value
+    return json.dumps({"kind": result.kind, "inputs": result.inputs, "table": result.table,
+                       "arrays": {k: plain(v) for k, v in result.arrays.items()}}, default=float)
+
+
+def print_table(result: Result, console: Console | None = None) -> None:
+    console = console or Console()
+    if not result.table:
+        return
+    table = Table(title=result.kind)
+    for column in result.table[0]:
+        table.add_column(column, justify="right")
+    for row in result.table:
+        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
+    console.print(table)
