@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rltx.analysis.commands import analyze
 from rltx.config import describe_keys, load_recipe
 from rltx.errors import UsageError
 
@@ -115,3 +116,6 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
     paths = [] if scratch else [Path(s) for s in sources]
     _train_and_report("transfer", quiet, lambda reporter: run_transfer(
         config, out, paths, from_step=from_step, with_baseline=with_baseline, resume=resume, reporter=reporter))
+
+
+main.add_command(analyze)

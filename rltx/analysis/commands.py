@@ -1,0 +1,114 @@
+"""`rltx analyze KIND RUN...`: one click command per kind, each a thin shell over its library function."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+
+
+def output_options(command):
+    """-o/--json and the checkpoint choice shared by every kind."""
+    for option in reversed([
+        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Store the result in this HDF5 file."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table."),
+    ]):
+        command = option(command)
+    return command
+
+
+def checkpoint_options(command):
+    for option in reversed([
+        click.option("--step", type=int, help="Checkpoint step [default: the last stored]."),
+        click.option("--all-steps", is_flag=True, help="Every stored checkpoint (a curve over training)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def layer_options(command):
+    for option in reversed([
+        click.option("--layer", help="Layer name [default: the first transferable layer]."),
+        click.option("--num-examples", type=int, default=0, show_default=True,
+                     help="Training examples for Sigma_x (0: all the run was trained on)."),
+        click.option("--uncentered", is_flag=True, help="Use E[x x^T] instead of the covariance for Sigma_x."),
+    ]):
+        command = option(command)
+    return command
+
+
+def emit(result, output: Path | None, as_json: bool) -> None:
+    from rltx.analysis.results import print_table, to_json, write_result
+    if output is not None:
+        write_result(result, output)
+    if as_json:
+        click.echo(to_json(result))
+    else:
+        print_table(result)
+        if output is not None:
+            click.echo(f"stored in {output}")
+
+
+@click.group()
+def analyze():
+    """Analyse stored runs; each KIND stores HDF5 (-o), prints a table, or JSON (--json)."""
+
+
+@analyze.command()
+@RUNS
+@layer_options
+@checkpoint_options
+@click.option("--tolerance", default=1e-6, show_default=True,
+              help="Relative tolerance grouping equal eigenvalues of Sigma_x into one eigenspace.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random orthonormal basis (Fig. 2 baseline).")
+@output_options
+def misalignment(runs, layer, num_examples, uncentered, step, all_steps, tolerance, seed, output, as_json):
+    """Misalignment of Sigma_w (pooled over RUNS) with Sigma_x (Def. 2, Prop. 2.7, A.6, Fig. 2)."""
+    from rltx.analysis.covariance import analyze_misalignment
+    emit(analyze_misalignment(runs, layer=layer, step=step, all_steps=all_steps, num_examples=num_examples,
+                              centered=not uncentered, tolerance=tolerance, seed=seed), output, as_json)
+
+
+@analyze.command("transfer-function")
+@RUNS
+@layer_options
+@checkpoint_options
+@click.option("--tolerance", default=1e-6, show_default=True, help="Eigenvalue grouping tolerance (relative).")
+@output_options
+def transfer_function(runs, layer, num_examples, uncentered, step, all_steps, tolerance, output, as_json):
+    """f(sigma): tau_i = sqrt(v_i^T Sigma_w v_i) against sigma_i (Def. 3, Sec. 2.3, A.8, Fig. 4)."""
+    from rltx.analysis.covariance import analyze_transfer_function
+    emit(analyze_transfer_function(runs, layer=layer, step=step, all_steps=all_steps, num_examples=num_examples,
+                                   centered=not uncentered, tolerance=tolerance), output, as_json)
+
+
+@analyze.command()
+@RUNS
+@layer_options
+@click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
+@click.option("--top-k", default=10, show_default=True, help="Eigenvectors of Sigma_w to match.")
+@click.option("--threshold", default=0.4, show_default=True, help="Minimum |<v_x, v_w>| of a match (Fig. 3).")
+@output_options
+def eigenvectors(runs, layer, num_examples, uncentered, step, top_k, threshold, output, as_json):
+    """Top eigenvectors of Sigma_w and the data eigenvectors they combine (Fig. 3, A.7, D.1)."""
+    from rltx.analysis.covariance import analyze_eigenvectors
+    emit(analyze_eigenvectors(runs, layer=layer, step=step, num_examples=num_examples, centered=not uncentered,
+                              top_k=top_k, threshold=threshold), output, as_json)
+
+
+@analyze.command("eigen-stability")
+@RUNS
+@layer_options
+@click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
+@click.option("--between", type=click.Choice(["data", "runs"]), default="data", show_default=True,
+              help="Sigma_x of two disjoint halves of the data, or Sigma_w of two disjoint groups of RUNS.")
+@click.option("--relative-gap", default=0.05, show_default=True, help="Eigenvalues this close form a 2-D pair.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the split into halves.")
+@output_options
+def eigen_stability(runs, layer, num_examples, uncentered, step, between, relative_gap, seed, output, as_json):
+    """Stability of eigenvalues and eigenvectors between disjoint halves (D.1)."""
+    from rltx.analysis.covariance import analyze_eigen_stability
+    emit(analyze_eigen_stability(runs, layer=layer, step=step, num_examples=num_examples, centered=not uncentered,
+                                 between=between, relative_gap=relative_gap, seed=seed), output, as_json)
