@@ -68,17 +68,21 @@ def _choice(name: str, value, valid: tuple):
 
 
 def simple_cnn(inputs, num_classes, kernels, *, num_conv_layers: int, num_filters: int, num_units: int,
-               kernel_size: int = 3, stride: int = 1, padding: str = "same", pooling: str = "none"):
+               kernel_size: int = 3, stride: int = 1, padding: str = "same", pooling: str = "none",
+               pool_size: int = 2, pool_stride: int = 2):
     """A.2 Simple CNN: num_conv_layers x [conv 3x3 stride 1 (with bias) + ReLU], Flatten,
-    dense num_units + ReLU, head. kernel_size/stride/padding/pooling generalise it (pooling is an
-    rltx extension: 2x2 stride-2 SAME max-pool after each conv, as in VGG16)."""
+    dense num_units + ReLU, head. kernel_size/stride/padding/pooling generalise it: pooling "max"
+    puts a SAME max-pool after each conv (as in VGG16), "final" one VALID max-pool after the last
+    conv (E.3's network: 3x3, stride 2)."""
     _choice("padding", padding, ("same", "valid"))
-    _choice("pooling", pooling, ("none", "max"))
+    _choice("pooling", pooling, ("none", "max", "final"))
     x = inputs
     for i in range(num_conv_layers):
         x = _conv(x, kernels, num_filters, kernel_size, f"conv_{i}", stride, padding, activation="relu")
         if pooling == "max":
-            x = keras.layers.MaxPooling2D(2, 2, padding="same", name=f"pool_{i}")(x)
+            x = keras.layers.MaxPooling2D(pool_size, pool_stride, padding="same", name=f"pool_{i}")(x)
+    if pooling == "final":
+        x = keras.layers.MaxPooling2D(pool_size, pool_stride, padding="valid", name="pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = _dense(x, kernels, num_units, "dense_0", activation="relu")
     return keras.Model(inputs, _dense(x, kernels, num_classes, HEAD), name="simple_cnn")

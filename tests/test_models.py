@@ -152,7 +152,8 @@ def test_registry_metadata():
         "simple_cnn": "l2", "vgg16": "l2", "mlp": "l2", "resnet18": "none", "wrn28": "none"}
     assert ARCHITECTURES["vgg16"].options == ()
     assert set(ARCHITECTURES["simple_cnn"].options) == {
-        "num_conv_layers", "num_filters", "num_units", "kernel_size", "stride", "padding", "pooling"}
+        "num_conv_layers", "num_filters", "num_units", "kernel_size", "stride", "padding", "pooling",
+        "pool_size", "pool_stride"}
     assert set(ARCHITECTURES["resnet18"].options) == {"group_norm_groups", "resnet_stem"}
     assert set(ARCHITECTURES["wrn28"].options) == {"width_factor", "first_conv_kernel_size"}
     assert ARCHITECTURES["mlp"].options == ("hidden_units",)
@@ -183,6 +184,7 @@ def test_unknown_missing_and_bad_options():
 @pytest.mark.parametrize("kernel_size,stride,padding,pooling", [
     (3, 1, "same", "none"), (3, 1, "valid", "none"), (3, 2, "valid", "none"),
     (5, 2, "same", "none"), (3, 1, "same", "max"), (3, 2, "valid", "max"), (1, 3, "valid", "none"),
+    (3, 1, "same", "final"), (3, 1, "valid", "final"),
 ])
 def test_simple_cnn_geometry(kernel_size, stride, padding, pooling):
     size = 23
@@ -196,4 +198,10 @@ def test_simple_cnn_geometry(kernel_size, stride, padding, pooling):
         if pooling == "max":
             size = math.ceil(size / 2)  # 2x2 stride-2 SAME pooling
             assert model.get_layer(f"pool_{i}").output.shape == (None, size, size, 4)
+    if pooling == "final":  # E.3: one 3x3 stride-2 VALID max-pool after the last conv
+        model = build_model("simple_cnn", (23, 23, 1), 3, num_conv_layers=2, num_filters=4, num_units=5,
+                            kernel_size=kernel_size, stride=stride, padding=padding, pooling=pooling,
+                            pool_size=3, pool_stride=2)
+        size = (size - 3) // 2 + 1
+        assert model.get_layer("pool").output.shape == (None, size, size, 4)
     assert model.get_layer("dense_0").kernel.shape == (size * size * 4, 5)
