@@ -1,0 +1,272 @@
+"""Learning-curve summaries (Maennel et al. 2020, App. B): the area under the accuracy curve of each
+run, statistics over the seeds of a group, and the pre-trained vs from-scratch pairs behind the
+scatter plots of Figures 12-15.
+
+Definitions
+-----------
+- AUC (App. B, "Visualizing the experiments": "we use the area under the curve (AUC) to sketch the
+  training with a single number"). App. B gives neither the grid nor a normalisation. Here the
+  accuracy is linearly interpolated between the stored evaluation points (trapezoid rule in the
+  training step) and the area is divided by the length of the interval, so the AUC is the
+  time-averaged accuracy and lies in [0, 1] (App. B.1 reads the test-accuracy AUCs of Fig. 12 as
+  "y > 0.7", i.e. on the accuracy scale). rltx evaluates at step 0 (README, "Metrics"), so the
+  interval is [0, horizon] and the AUC is area / horizon. Epochs are steps * batch / examples, a
+  linear change of the x axis, under which this normalised AUC does not change: the step grid and
+  the epoch grid give the same number. The trapezoid weights each eval point by the time it
+  covers, so the denser early points of rltx's eval grid (A.3) do not bias it.
+- Groups (App. B, "Experimental setup": runs are gathered in a group when they share the
+  hyper-parameters and differ in the random seed). `group_by="auto"`: runs whose resolved recipes
+  are equal apart from `seed` (and `description`, `data_dir`, `manual_dir`, `offline`, which say
+  where the data lives, not what is trained), with the same kind (pretrain / transfer / scratch) and
+  the same source step (`from_step`). An explicit key (one recipe key or a list of them, "from_step" allowed)
+  groups on those values only; the kind is always part of the key, so pre-trained and from-scratch
+  runs are never pooled. Statistics over a group: mean, standard deviation with ddof=1 (the sample
+  standard deviation; NaN for a group of one run), minimum and maximum.
+- Pairs (App. B: "compare the downstream performance of the pre-trained models to that of models
+  trained from scratch with same hyperparameters"): each transfer run among the inputs with the
+  scratch run it names in `paired_with` (written by `rltx transfer --with-baseline`); the partner is
+  taken from the inputs, else read from disk. Both AUCs of a pair are taken over the same horizon,
+  the last step both have reached. `pair_groups` averages the pairs of a group: one dot of the
+  Fig. 12-15 scatter plots ("Each dot corresponds to one group of experiments").
+  Axis orientation: the captions of Figs. 12-15 say that points *below* the x = y line are
+  experiments where the pre-trained models train faster, i.e. x = pre-trained AUC, y = scratch AUC.
+  The arrays are named by what they hold (pretrained_*, scratch_*), not by axis.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from rltx import store
+from rltx.analysis.inputs import Run, open_run
+from rltx.analysis.results import Result
+from rltx.config import FIELDS
+from rltx.errors import UsageError
+
+METRICS = ("train_auc", "test_auc", "final_train_accuracy", "final_test_accuracy")
+STATISTICS = ("mean", "std", "min", "max")
+STD_DDOF = 1  # sample standard deviation over the seeds of a group
+# group_by="auto" ignores the seed and the keys that only say where the data lives or describe the run
+NOT_GROUPED = ("seed", "description", "data_dir", "manual_dir", "offline")
+
+
+def accuracy_auc(steps, accuracy, horizon=None) -> float:
+    """Area under the accuracy curve divided by the length of the interval (App. B "AUC"; the
+    normalisation is ours, see the module docstring): trapezoid rule in the step between the
+    evaluation points, from the first step to `horizon` (default: the last step). A horizon between
+    two eval points cuts the curve there (linear interpolation). For a curve starting at step 0 this
+    is area / horizon; it lies in [0, 1] for accuracies in [0, 1], and a constant accuracy a gives a.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    if steps.ndim != 1 or steps.shape != accuracy.shape:
+        raise ValueError(f"steps and accuracy must be 1-D of the same length, got {steps.shape} and {accuracy.shape}")
+    if steps.size < 2:
+        raise ValueError(f"an accuracy curve needs at least two evaluation points, got {steps.size}")
+    if not (np.all(np.isfinite(steps)) and np.all(np.isfinite(accuracy))):
+        raise ValueError("steps and accuracy must be finite")
+    if np.any(np.diff(steps) <= 0):
+        raise ValueError("steps must be strictly increasing")
+    horizon = steps[-1] if horizon is None else float(horizon)
+    if not steps[0] < horizon <= steps[-1]:
+        raise ValueError(f"horizon {horizon:g} is outside the curve (steps {steps[0]:g} to {steps[-1]:g}); "
+                         "choose a horizon after the first and at most the last step")
+    inside = steps < horizon
+    x = np.append(steps[inside], horizon)
+    y = np.append(accuracy[inside], np.interp(horizon, steps, accuracy))
+    area = np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2)
+    return float(area / (horizon - steps[0]))
+
+
+def group_statistics(values, groups, num_groups: int | None = None) -> dict[str, np.ndarray]:
+    """Per group g (values[groups == g]): count, mean, std (ddof=STD_DDOF=1; NaN for one value), min, max."""
+    values, groups = np.asarray(values, dtype=np.float64), np.asarray(groups, dtype=np.int64)
+    num_groups = int(groups.max()) + 1 if num_groups is None else num_groups
+    out = {name: np.full(num_groups, np.nan) for name in STATISTICS}
+    out["count"] = np.zeros(num_groups, dtype=np.int64)
+    for g in range(num_groups):
+        members = values[groups == g]
+        out["count"][g] = members.size
+        if members.size:
+            mean = members.sum() / members.size
+            out["mean"][g], out["min"][g], out["max"][g] = mean, members.min(), members.max()
+            if members.size > STD_DDOF:
+                out["std"][g] = np.sqrt(np.sum((members - mean) ** 2) / (members.size - STD_DDOF))
+    return out
+
+
+# --- runs -------------------------------------------------------------------------------
+
+@dataclass
+class _Curve:
+    run: Run
+    record: store.RunRecord
+    steps: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    numbers: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.run.run_dir)
+
+    def auc(self, horizon=None) -> tuple[float, float]:
+        return accuracy_auc(self.steps, self.train, horizon), accuracy_auc(self.steps, self.test, horizon)
+
+
+def _load_curve(path) -> _Curve:
+    run = open_run(path)
+    record = store.read_run_record(run.run_dir)
+    rows = store.read_metrics(run.run_dir)
+    if len(rows) < 2:
+        raise UsageError(f"{run.run_dir} has {len(rows)} evaluation point(s); an accuracy curve needs step 0 and a "
+                         "later one: let the run go on, or leave it out")
+    curve = _Curve(run, record, np.array([r["step"] for r in rows], dtype=np.int64),
+                   np.array([r["train_accuracy"] for r in rows]), np.array([r["test_accuracy"] for r in rows]))
+    train_auc, test_auc = curve.auc()
+    curve.numbers = {"train_auc": train_auc, "test_auc": test_auc,
+                     "final_train_accuracy": float(curve.train[-1]), "final_test_accuracy": float(curve.test[-1])}
+    return curve
+
+
+def _key_values(curve: _Curve, group_by) -> dict:
+    """The values that define the group of a run (kind always included)."""
+    recipe = curve.run.recipe.to_dict()
+    every = {**recipe, "kind": curve.run.kind, "from_step": json.loads(curve.record.identity.get("from_step", "[]"))}
+    if group_by == "auto":
+        return {name: value for name, value in every.items() if name not in NOT_GROUPED}
+    return {"kind": curve.run.kind, **{name: every[name] for name in group_by}}
+
+
+def _group_keys(group_by) -> str | tuple[str, ...]:
+    if group_by == "auto":
+        return "auto"
+    keys = (group_by,) if isinstance(group_by, str) else tuple(group_by)
+    valid = set(FIELDS) | {"kind", "from_step"}
+    unknown = [k for k in keys if k not in valid]
+    if unknown or not keys:
+        raise UsageError(f"group_by names unknown key(s) {', '.join(unknown) or '(none)'}; use 'auto' or recipe "
+                         "keys such as learning_rate, init_scale, num_classes_upstream (or from_step)")
+    return keys
+
+
+def _label(key: dict, varying: list[str]) -> str:
+    shown = [k for k in varying if k != "kind" and k in key and key[k] != []]  # no from_step for pre-training
+    return ", ".join([str(key["kind"])] + [f"{k}={key[k]}" for k in shown])
+
+
+def _strings(values) -> np.ndarray:
+    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
+
+
+def _partner(curve: _Curve, by_path: dict[str, _Curve]) -> _Curve | None:
+    """The scratch run paired with a transfer run: among the inputs, else on disk (at the stored path,
+    or next to the transfer run under the same name when the runs were moved together)."""
+    paired = json.loads(curve.record.transfer.get("paired_with", "[]"))
+    if not paired:
+        return None
+    stored = Path(paired[0])
+    for candidate in (stored, curve.run.run_dir.parent / stored.name):
+        key = str(candidate.resolve())
+        if key in by_path:
+            return by_path[key]
+        if (candidate / store.RUN_FILE).exists():
+            return _load_curve(candidate)
+    raise UsageError(f"the scratch run {stored} paired with {curve.run.run_dir} is not found (nor next to it); "
+                     "restore it or pass its directory among the runs")
+
+
+def analyze_curves(run_paths, *, group_by="auto") -> Result:
+    """AUCs and final accuracies per run, per group of seeds, and per pre-trained / scratch pair."""
+    if isinstance(run_paths, (str, Path)):
+        run_paths = [run_paths]
+    keys = _group_keys(group_by)
+    curves = [_load_curve(path) for path in run_paths]
+    if not curves:
+        raise UsageError("no runs given; pass one or more run directories")
+    by_path: dict[str, _Curve] = {}
+    for curve in curves:
+        if curve.name in by_path:
+            raise UsageError(f"{curve.name} is given twice; pass each run once")
+        by_path[curve.name] = curve
+
+    # Groups, in order of first appearance.
+    key_json, group_of, group_keys = {}, [], []
+    for curve in curves:
+        values = _key_values(curve, keys)
+        text = json.dumps(values, sort_keys=True, default=str)
+        if text not in key_json:
+            key_json[text] = len(group_keys)
+            group_keys.append(values)
+        group_of.append(key_json[text])
+    group_of = np.array(group_of, dtype=np.int64)
+    varying = sorted({k for key in group_keys for k in key if any(other.get(k) != key[k] for other in group_keys)})
+    labels = [_label(key, varying) for key in group_keys]
+
+    arrays = {
+        "runs": _strings(c.name for c in curves),
+        "kind": _strings(c.run.kind for c in curves),
+        "seed": np.array([c.run.recipe.seed for c in curves], dtype=np.int64),
+        "status": _strings(c.record.status for c in curves),
+        "last_step": np.array([c.steps[-1] for c in curves], dtype=np.int64),
+        "group": group_of,
+        **{m: np.array([c.numbers[m] for c in curves]) for m in METRICS},
+        "groups/label": _strings(labels),
+        "groups/key": _strings(json.dumps(k, sort_keys=True, default=str) for k in group_keys),
+        "groups/kind": _strings(k["kind"] for k in group_keys),
+    }
+    stats = {m: group_statistics(arrays[m], group_of, len(group_keys)) for m in METRICS}
+    arrays["groups/count"] = stats[METRICS[0]]["count"]
+    for metric in METRICS:
+        for statistic in STATISTICS:
+            arrays[f"groups/{metric}_{statistic}"] = stats[metric][statistic]
+
+    # Pairs: each transfer run among the inputs with its paired scratch run.
+    pairs = []
+    for index, curve in enumerate(curves):
+        if curve.run.kind != "transfer":
+            continue
+        scratch = _partner(curve, by_path)
+        if scratch is None:
+            continue
+        horizon = int(min(curve.steps[-1], scratch.steps[-1]))
+        pairs.append((index, curve, scratch, horizon, curve.auc(horizon), scratch.auc(horizon)))
+    pair_group = np.array([group_of[p[0]] for p in pairs], dtype=np.int64)
+    arrays.update({
+        "pairs/transfer_run": _strings(p[1].name for p in pairs),
+        "pairs/scratch_run": _strings(p[2].name for p in pairs),
+        "pairs/group": pair_group,
+        "pairs/seed": np.array([p[1].run.recipe.seed for p in pairs], dtype=np.int64),
+        "pairs/labels_downstream": _strings(p[1].run.recipe.labels_downstream for p in pairs),
+        "pairs/horizon": np.array([p[3] for p in pairs], dtype=np.int64),
+        "pairs/pretrained_train_auc": np.array([p[4][0] for p in pairs], dtype=np.float64),
+        "pairs/scratch_train_auc": np.array([p[5][0] for p in pairs], dtype=np.float64),
+        "pairs/pretrained_test_auc": np.array([p[4][1] for p in pairs], dtype=np.float64),
+        "pairs/scratch_test_auc": np.array([p[5][1] for p in pairs], dtype=np.float64),
+    })
+    # One scatter dot per group (Figs. 12-15): the mean over the group's pairs.
+    dot_groups = sorted(set(pair_group.tolist()))
+    remap = np.array([dot_groups.index(g) for g in pair_group], dtype=np.int64)
+    arrays["pair_groups/group"] = np.array(dot_groups, dtype=np.int64)
+    arrays["pair_groups/label"] = _strings(labels[g] for g in dot_groups)
+    arrays["pair_groups/count"] = np.array([np.sum(pair_group == g) for g in dot_groups], dtype=np.int64)
+    for name in ("pretrained_train_auc", "scratch_train_auc", "pretrained_test_auc", "scratch_test_auc"):
+        arrays[f"pair_groups/{name}"] = (group_statistics(arrays[f"pairs/{name}"], remap, len(dot_groups))["mean"]
+                                         if pairs else np.zeros(0))
+
+    table = []
+    for g, label in enumerate(labels):
+        row = {"group": label, "runs": int(arrays["groups/count"][g])}
+        for metric in METRICS:
+            row[metric] = float(arrays[f"groups/{metric}_mean"][g])
+            if metric.endswith("auc"):
+                row[f"{metric} std"] = float(arrays[f"groups/{metric}_std"][g])
+        table.append(row)
+    inputs = {"runs": [c.name for c in curves], "group_by": keys if keys == "auto" else list(keys),
+              "auc": "trapezoid in step over [0, last step] / last step (App. B AUC, time-averaged accuracy)",
+              "std_ddof": STD_DDOF}
+    return Result("curves", inputs, arrays, table)

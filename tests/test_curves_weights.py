@@ -1,0 +1,226 @@
+"""Curves (Maennel et al. App. B AUC, groups, pre-trained/scratch pairs) and weights (Liu et al. Sec. 3
+distance to the pretrained point, Neyshabur et al. B.3 per-module distances), against closed forms,
+numpy, and the raw HDF5 files of tiny runs made with the CLI."""
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from rltx import store
+from rltx.analysis.curves import accuracy_auc, analyze_curves, group_statistics
+from rltx.analysis.results import read_result, write_result
+from rltx.analysis.weights import analyze_weights
+from rltx.cli import main
+from rltx.errors import UsageError
+from tests_support import tiny_recipe_dict
+
+SEEDS = (0, 1)
+STEPS = 6
+
+
+# --- accuracy_auc: closed forms --------------------------------------------------------------
+
+@pytest.mark.parametrize("a", [0.0, 0.37, 1.0])
+def test_auc_of_a_constant_is_the_constant(a):
+    steps = [0, 1, 3, 10, 11, 40]
+    assert accuracy_auc(steps, [a] * len(steps)) == pytest.approx(a, abs=1e-15)
+    assert accuracy_auc(steps, [a] * len(steps), horizon=7) == pytest.approx(a, abs=1e-15)
+
+
+def test_auc_of_a_linear_ramp_is_one_half():
+    steps = np.array([0, 1, 2, 5, 13, 50, 100])  # irregular: a line is exact under the trapezoid rule
+    assert accuracy_auc(steps, steps / 100) == pytest.approx(0.5, rel=1e-14)
+    # up to a horizon h inside the run the ramp reaches h/100, so the mean is h/200
+    assert accuracy_auc(steps, steps / 100, horizon=30) == pytest.approx(30 / 200, rel=1e-14)
+
+
+def test_auc_on_irregular_steps_is_the_hand_computed_trapezoid():
+    steps, accuracy = [0, 1, 4, 10], [0.1, 0.5, 0.2, 0.9]
+    area = 1 * (0.1 + 0.5) / 2 + 3 * (0.5 + 0.2) / 2 + 6 * (0.2 + 0.9) / 2  # = 4.65
+    assert accuracy_auc(steps, accuracy) == pytest.approx(area / 10, rel=1e-14)
+    # horizon 7 cuts the last segment at 0.2 + (3/6) * 0.7 = 0.55
+    cut = 1 * (0.1 + 0.5) / 2 + 3 * (0.5 + 0.2) / 2 + 3 * (0.2 + 0.55) / 2
+    assert accuracy_auc(steps, accuracy, horizon=7) == pytest.approx(cut / 7, rel=1e-14)
+    # epochs are steps times a constant: the normalised AUC does not change
+    assert accuracy_auc(np.array(steps) * 0.25, accuracy) == pytest.approx(area / 10, rel=1e-14)
+    with pytest.raises(ValueError, match="outside the curve"):
+        accuracy_auc(steps, accuracy, horizon=11)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        accuracy_auc([0, 2, 2], [0.1, 0.2, 0.3])
+
+
+def test_group_statistics_against_numpy():
+    values = np.array([0.61, 0.64, 0.70, 0.52, 0.55, 0.58, 0.90])
+    groups = np.array([0, 0, 1, 2, 2, 2, 3])  # group 3 has one run
+    stats = group_statistics(values, groups)
+    for g in range(4):
+        members = values[groups == g]
+        assert stats["count"][g] == members.size
+        assert stats["mean"][g] == pytest.approx(np.mean(members), rel=1e-14)
+        assert stats["min"][g] == members.min() and stats["max"][g] == members.max()
+        if members.size > 1:  # ddof=1: the sample standard deviation over seeds
+            assert stats["std"][g] == pytest.approx(np.std(members, ddof=1), rel=1e-12)
+    assert stats["std"][0] == pytest.approx(np.sqrt(((0.61 - 0.625) ** 2 + (0.64 - 0.625) ** 2) / 1), rel=1e-12)
+    assert np.isnan(stats["std"][1]) and np.isnan(stats["std"][3])
+
+
+# --- tiny real runs ---------------------------------------------------------------------
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """pre<s>: pre-training; t<s>: transfer with its paired baseline t<s>-scratch; seeds 0 and 1."""
+    directory = tmp_path_factory.mktemp("curves_weights")
+    recipe = {**tiny_recipe_dict(), "labels_downstream": "random", "num_classes_downstream": 3,
+              "total_steps": STEPS, "num_eval_points": 5, "checkpoint_every": 3, "gaussian_num_train": 256,
+              "gaussian_num_test": 64, "num_examples_upstream": 128, "num_examples_downstream": 64,
+              "batch_size": 32, "eval_batch_size": 64}
+    (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
+    for seed in SEEDS:
+        invoke("pretrain", directory / "r.yaml", "--set", f"seed={seed}", "--out", directory / f"pre{seed}", "--quiet")
+        invoke("transfer", directory / "r.yaml", "--from", directory / f"pre{seed}", "--set", f"seed={seed}",
+               "--with-baseline", "--out", directory / f"t{seed}", "--quiet")
+    return directory
+
+
+def raw_curve(run_dir):
+    """Oracle: steps and accuracies straight from metrics.h5, and the AUC by numpy's trapezoid."""
+    with h5py.File(run_dir / "metrics.h5", "r") as handle:
+        steps, train, test = handle["step"][()], handle["train_accuracy"][()], handle["test_accuracy"][()]
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    return {"train_auc": trapezoid(train, steps) / steps[-1], "test_auc": trapezoid(test, steps) / steps[-1],
+            "final_train_accuracy": train[-1], "final_test_accuracy": test[-1]}
+
+
+def raw_weights(run_dir, step):
+    """Oracle: the checkpoint file read with h5py directly."""
+    with h5py.File(run_dir / "checkpoints" / f"step_{step:08d}.h5", "r") as handle:
+        group = handle["weights"]
+        return {f"{layer}/{name}": group[layer][name][()].astype(np.float64)
+                for layer in group for name in group[layer]}
+
+
+def frobenius(a, b, layer):
+    return np.sqrt(sum(np.sum((a[k] - b[k]) ** 2) for k in a if k.startswith(f"{layer}/")))
+
+
+def test_curves_groups_and_pairs_on_real_runs(runs, tmp_path):
+    names = [f"pre{s}" for s in SEEDS] + [f"t{s}" for s in SEEDS] + [f"t{s}-scratch" for s in SEEDS]
+    result = analyze_curves([runs / n for n in names])
+    arrays = result.arrays
+    assert list(arrays["runs"]) == [str((runs / n).resolve()) for n in names]
+    for i, name in enumerate(names):
+        for metric, value in raw_curve(runs / name).items():
+            assert arrays[metric][i] == pytest.approx(value, rel=1e-12), (name, metric)
+    # auto groups: same recipe apart from the seed, and the same kind
+    assert arrays["group"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert list(arrays["groups/kind"]) == ["pretrain", "transfer", "scratch"]
+    assert list(arrays["groups/label"]) == ["pretrain", f"transfer, from_step=[{STEPS}]", f"scratch, from_step=[{STEPS}]"]
+    assert arrays["groups/count"].tolist() == [2, 2, 2]
+    for g in range(3):
+        members = arrays["test_auc"][arrays["group"] == g]
+        assert arrays["groups/test_auc_mean"][g] == pytest.approx(np.mean(members), rel=1e-12)
+        assert arrays["groups/test_auc_std"][g] == pytest.approx(np.std(members, ddof=1), rel=1e-9, abs=1e-15)
+        assert arrays["groups/test_auc_min"][g] == members.min()
+    # pairs through "paired_with": transfer t<s> with t<s>-scratch
+    assert list(arrays["pairs/transfer_run"]) == [str((runs / f"t{s}").resolve()) for s in SEEDS]
+    assert list(arrays["pairs/scratch_run"]) == [str((runs / f"t{s}-scratch").resolve()) for s in SEEDS]
+    assert arrays["pairs/seed"].tolist() == list(SEEDS) and arrays["pairs/horizon"].tolist() == [STEPS, STEPS]
+    for p, seed in enumerate(SEEDS):
+        assert arrays["pairs/pretrained_train_auc"][p] == pytest.approx(raw_curve(runs / f"t{seed}")["train_auc"])
+        assert arrays["pairs/scratch_test_auc"][p] == pytest.approx(raw_curve(runs / f"t{seed}-scratch")["test_auc"])
+    # one Fig. 12-15 dot for the group of transfer runs: the mean over its pairs
+    assert arrays["pair_groups/group"].tolist() == [1] and arrays["pair_groups/count"].tolist() == [2]
+    assert arrays["pair_groups/scratch_train_auc"][0] == pytest.approx(np.mean(arrays["pairs/scratch_train_auc"]))
+    assert [row["runs"] for row in result.table] == [2, 2, 2]
+    # the scratch partners are read from disk when only the transfer runs are given
+    alone = analyze_curves([runs / "t0", runs / "t1"]).arrays
+    np.testing.assert_array_equal(alone["pairs/scratch_test_auc"], arrays["pairs/scratch_test_auc"])
+    # the result round-trips through HDF5 (string datasets included)
+    write_result(result, tmp_path / "curves.h5")
+    back = read_result(tmp_path / "curves.h5").arrays
+    assert [s.decode() for s in back["pairs/scratch_run"]] == list(arrays["pairs/scratch_run"])
+    np.testing.assert_array_equal(back["groups/train_auc_mean"], arrays["groups/train_auc_mean"])
+    # an explicit key pools what it does not name (but never the kinds)
+    by_lr = analyze_curves([runs / n for n in names], group_by="learning_rate").arrays
+    assert by_lr["group"].tolist() == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(UsageError, match="unknown key"):
+        analyze_curves([runs / "t0"], group_by="learning_rat")
+
+
+def test_distance_to_init_is_zero_at_step_0_and_numpy_at_the_last_step(runs):
+    result = analyze_weights([runs / "t0", runs / "pre1"], all_steps=True)
+    arrays = result.arrays
+    layers = list(arrays["layers"])
+    assert layers == ["conv_0", "dense_0", "head"]
+    assert arrays["row_step"].tolist() == [0, 3, STEPS, 0, 3, STEPS] and arrays["row_run"].tolist() == [0] * 3 + [1] * 3
+    assert np.all(arrays["distance"][arrays["row_step"] == 0] == 0)
+    for r, name in enumerate(("t0", "pre1")):
+        init, last = raw_weights(runs / name, 0), raw_weights(runs / name, STEPS)
+        expected = np.array([frobenius(last, init, layer) for layer in layers])
+        row = np.flatnonzero((arrays["row_run"] == r) & (arrays["row_step"] == STEPS))[0]
+        np.testing.assert_allclose(arrays["distance"][row], expected, rtol=1e-12)
+        assert expected.min() > 0
+        n = {"t0": 64, "pre1": 128}[name]  # Liu Sec. 3: divided by sqrt(number of training examples)
+        assert arrays["num_examples"][r] == n
+        assert arrays["distance_liu"][row] == pytest.approx(expected.sum() / np.sqrt(n), rel=1e-12)
+        assert arrays["distance_total"][row] == pytest.approx(np.sqrt(np.sum(expected ** 2)), rel=1e-12)
+
+
+def test_distance_to_source_and_rescaling_of_a_transfer_run(runs):
+    arrays = analyze_weights([runs / "t1"], reference="source").arrays
+    record = store.read_run_record(runs / "t1")
+    from_step = json.loads(record.identity["from_step"])[0]
+    source, transferred = raw_weights(runs / "pre1", from_step), raw_weights(runs / "t1", STEPS)
+    np.testing.assert_allclose(arrays["distance"][0, :2], [frobenius(transferred, source, "conv_0"),
+                                                          frobenius(transferred, source, "dense_0")], rtol=1e-12)
+    assert np.isnan(arrays["distance"][0, 2])  # the head is fresh: it has no source
+    assert arrays["distance_total"][0] == pytest.approx(np.sqrt(np.sum(arrays["distance"][0, :2] ** 2)), rel=1e-12)
+    # A.4: the stored factors, and the norms they relate (l2 rescaling: back to the source's initial norm)
+    factors = [record.transfer["factor/conv_0"], record.transfer["factor/dense_0"], np.nan]
+    np.testing.assert_array_equal(arrays["rescaling/factor"][0], factors)
+    np.testing.assert_allclose(arrays["rescaling/norm_ratio"][0, :2], factors[:2], rtol=1e-6)
+    np.testing.assert_allclose(arrays["rescaling/transferred_norm"][0, :2],
+                               arrays["rescaling/source_init_norm"][0, :2], rtol=1e-6)
+    source_init = raw_weights(runs / "pre1", 0)
+    assert arrays["rescaling/source_init_norm"][0, 0] == pytest.approx(
+        np.sqrt(sum(np.sum(source_init[f"conv_0/{v}"] ** 2) for v in ("kernel", "bias"))), rel=1e-12)
+
+
+def test_distance_between_two_runs(runs):
+    itself = analyze_weights([runs / "t0"], all_steps=True, other=runs / "t0").arrays
+    assert np.all(itself["other_distance"] == 0) and np.all(itself["other_distance_total"] == 0)
+    pair = analyze_weights([runs / "t0"], other=runs / "t0-scratch").arrays
+    a, b = raw_weights(runs / "t0", STEPS), raw_weights(runs / "t0-scratch", STEPS)
+    np.testing.assert_allclose(pair["other_distance"][0], [frobenius(a, b, l) for l in ("conv_0", "dense_0", "head")],
+                               rtol=1e-12)
+    assert pair["other_distance"][0, 0] > 0
+
+
+def test_fixable_errors(runs, tmp_path):
+    with pytest.raises(UsageError, match="reference='source' needs a transfer run.*pretrain"):
+        analyze_weights([runs / "pre0"], reference="source")
+    with pytest.raises(UsageError, match="reference='source' needs a transfer run.*scratch"):
+        analyze_weights([runs / "t0-scratch"], reference="source")
+    with pytest.raises(UsageError, match="layers differ between"):  # 4 upstream classes vs 3 downstream
+        analyze_weights([runs / "t0"], other=runs / "pre0")
+    renamed = tmp_path / "renamed"
+    shutil.copytree(runs / "pre0", renamed)
+    for step in store.checkpoint_steps_stored(renamed):
+        weights = store.read_checkpoint(renamed, step)
+        store.write_checkpoint(renamed, step, {k.replace("dense_0", "dense_9"): v for k, v in weights.items()})
+    with pytest.raises(UsageError, match="layers differ between runs"):
+        analyze_weights([runs / "pre0", renamed])
+    with pytest.raises(UsageError, match="no checkpoint at step 5"):
+        analyze_weights([runs / "pre0"], step=5)
+    with pytest.raises(UsageError, match="reference must be one of"):
+        analyze_weights([runs / "pre0"], reference="start")
