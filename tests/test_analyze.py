@@ -88,3 +88,13 @@ def test_fixable_errors_exit_2(runs):
     assert one.exit_code == 2 and "at least two runs" in one.output
     layer = invoke("analyze", "misalignment", runs / "run0", "--layer", "conv_9")
     assert layer.exit_code == 2 and "no layer 'conv_9'" in layer.output
+
+
+def test_activations_from_the_cli(runs, tmp_path):
+    result = invoke("analyze", "activations", runs / "run0", "--all-steps", "--num-examples", "50",
+                    "-o", tmp_path / "a.h5")
+    assert result.exit_code == 0, result.output
+    stored = read_result(tmp_path / "a.h5")
+    assert stored.inputs["steps"][0] == [0, 5, 10, 15, 20]
+    histogram = stored.arrays["0/example_histogram"]
+    assert histogram.shape[:2] == (5, 2) and np.all(histogram.sum(axis=-1) == 50)

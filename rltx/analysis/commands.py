@@ -112,3 +112,38 @@ def eigen_stability(runs, layer, num_examples, uncentered, step, between, relati
     from rltx.analysis.covariance import analyze_eigen_stability
     emit(analyze_eigen_stability(runs, layer=layer, step=step, num_examples=num_examples, centered=not uncentered,
                                  between=between, relative_gap=relative_gap, seed=seed), output, as_json)
+
+
+@analyze.command()
+@RUNS
+@checkpoint_options
+@click.option("--num-examples", default=5000, show_default=True, help="Examples to run (A.11: 5k held-out).")
+@click.option("--examples", "which", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="The run's held-out set or its training set.")
+@click.option("--bins", default=20, show_default=True, help="Histogram bins over [0, 1].")
+@click.option("--conv-neurons", type=click.Choice(["position", "channel"]), default="position", show_default=True,
+              help="A conv neuron is one channel at one position, or one channel active anywhere.")
+@output_options
+def activations(runs, step, all_steps, num_examples, which, bins, conv_neurons, output, as_json):
+    """Fraction of examples activating each ReLU neuron and of neurons each example activates
+    (Sec. 3, Fig. 7, A.11, Fig. 10, 11)."""
+    from rltx.analysis.activations import analyze_activations
+    emit(analyze_activations(runs, step=step, all_steps=all_steps, num_examples=num_examples, which=which,
+                             bins=bins, conv_neurons=conv_neurons), output, as_json)
+
+
+@analyze.command("activation-trajectory")
+@click.argument("pretrain_run", type=click.Path(path_type=Path))
+@click.argument("transfer_run", type=click.Path(path_type=Path))
+@click.option("--num-examples", default=5000, show_default=True, help="Held-out examples to run.")
+@click.option("--examples", "which", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="The pre-training run's held-out set or its training set.")
+@click.option("--conv-neurons", type=click.Choice(["position", "channel"]), default="position", show_default=True,
+              help="A conv neuron is one channel at one position, or one channel active anywhere.")
+@output_options
+def activation_trajectory(pretrain_run, transfer_run, num_examples, which, conv_neurons, output, as_json):
+    """Activation frequency at every checkpoint of a pre-training run and then of a transfer run
+    started from it, with the switch marked (App. F, Fig. 24)."""
+    from rltx.analysis.activations import analyze_trajectory
+    emit(analyze_trajectory(pretrain_run, transfer_run, num_examples=num_examples, which=which,
+                            conv_neurons=conv_neurons), output, as_json)
