@@ -98,3 +98,13 @@ def test_activations_from_the_cli(runs, tmp_path):
     assert stored.inputs["steps"][0] == [0, 5, 10, 15, 20]
     histogram = stored.arrays["0/example_histogram"]
     assert histogram.shape[:2] == (5, 2) and np.all(histogram.sum(axis=-1) == 50)
+
+
+def test_curves_and_weights_from_the_cli(runs, tmp_path):
+    result = invoke("analyze", "curves", runs / "run0", runs / "run1", "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed["kind"] == "curves" and len(printed["arrays"]["train_auc"]) == 2
+    result = invoke("analyze", "weights", runs / "run0", "--all-steps", "-o", tmp_path / "w.h5")
+    assert result.exit_code == 0, result.output
+    assert read_result(tmp_path / "w.h5").arrays["distance"].shape[0] == 5

@@ -147,3 +147,30 @@ def activation_trajectory(pretrain_run, transfer_run, num_examples, which, conv_
     from rltx.analysis.activations import analyze_trajectory
     emit(analyze_trajectory(pretrain_run, transfer_run, num_examples=num_examples, which=which,
                             conv_neurons=conv_neurons), output, as_json)
+
+
+@analyze.command()
+@RUNS
+@click.option("--group-by", default="auto", show_default=True,
+              help="Recipe key(s), comma-separated, that define a group (auto: everything but the seed).")
+@output_options
+def curves(runs, group_by, output, as_json):
+    """Area under the train/test accuracy curves, group statistics over seeds, and pretrained vs
+    from-scratch pairs (App. B, the table behind Fig. 12-15)."""
+    from rltx.analysis.curves import analyze_curves
+    keys = group_by if group_by == "auto" or "," not in group_by else group_by.split(",")
+    emit(analyze_curves(runs, group_by=keys), output, as_json)
+
+
+@analyze.command()
+@RUNS
+@checkpoint_options
+@click.option("--reference", type=click.Choice(["init", "source"]), default="init", show_default=True,
+              help="Distance to the run's own initialisation or to its transfer source.")
+@click.option("--other", type=click.Path(path_type=Path), help="Also the per-module L2 distance to this run.")
+@output_options
+def weights(runs, step, all_steps, reference, other, output, as_json):
+    """Per-layer ||W - W0||_F, its Liu et al. normalisation, distances between runs, and the
+    rescaling norms of transfers (Liu et al. Sec. 3; Neyshabur et al. B.3; A.4)."""
+    from rltx.analysis.weights import analyze_weights
+    emit(analyze_weights(runs, step=step, all_steps=all_steps, reference=reference, other=other), output, as_json)
