@@ -42,6 +42,12 @@ def main():
 
 
 RECIPE_ARGUMENT = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+INIT_OPTION = click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
+                           help="Initial weights from `rltx construct-init` (sets the recipe key init_file).")
+
+
+def _init_override(init: Path | None) -> tuple[str, ...]:
+    return () if init is None else (f"init_file={init}",)
 
 
 def run_options(command):
@@ -85,9 +91,11 @@ def _train_and_report(label: str, quiet: bool, train) -> list:
 @run_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory [default: runs/<recipe name>, or the directory of a given run.h5].")
-def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool):
+@INIT_OPTION
+def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool,
+             init: Path | None):
     """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
-    config = load_recipe(recipe, overrides)
+    config = load_recipe(recipe, overrides + _init_override(init))
     out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
     from rltx.training import pretrain as run_pretrain
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
@@ -104,10 +112,11 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
 @run_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory [default: runs/<recipe name>-transfer, or -scratch].")
+@INIT_OPTION
 def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with_baseline: bool,
-             overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool):
+             overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool, init: Path | None):
     """Fine-tune on the downstream task (A.4, A.9, A.10) from pre-trained runs, or from scratch."""
-    config = load_recipe(recipe, overrides)
+    config = load_recipe(recipe, overrides + _init_override(init))
     scratch = sources == ("scratch",)
     if "scratch" in sources and not scratch:
         raise UsageError("--from scratch cannot be combined with source runs; use --with-baseline for the pair")
@@ -116,6 +125,34 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
     paths = [] if scratch else [Path(s) for s in sources]
     _train_and_report("transfer", quiet, lambda reporter: run_transfer(
         config, out, paths, from_step=from_step, with_baseline=with_baseline, resume=resume, reporter=reporter))
+
+
+@main.command("construct-init", epilog=_keys_help())
+@RECIPE_ARGUMENT
+@click.option("--layers", required=True, metavar="1,2,3",
+              help="Conv layers to construct from the data, 1-based and increasing (Table 1's {1,2,3}).")
+@click.option("--covariance-from", "covariance_runs", multiple=True, type=click.Path(path_type=Path),
+              help="Sample layer 1 from N(0, Sigma_w) of these trained runs instead (Sec. 2.4); repeatable.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key (value read as YAML); repeatable.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The init file to write (HDF5); never overwritten.")
+def construct_init(recipe: Path, layers: str, covariance_runs: tuple[Path, ...], overrides: tuple[str, ...],
+                   output: Path):
+    """Build conv filters from the data's patch covariances, layer by layer (Sec. 2.5, E.3)."""
+    config = load_recipe(recipe, overrides)
+    try:
+        numbers = [int(part) for part in layers.split(",")]
+    except ValueError:
+        raise UsageError(f"--layers {layers!r} is not a comma-separated list of layer numbers, e.g. 1,2,3") from None
+    if output.exists():
+        raise UsageError(f"{output} exists; choose another -o or remove it")
+    from rltx.construct import construct_init as build, write_init
+    weights, records, indices = build(config, numbers, covariance_runs)
+    write_init(output, config, weights, records, indices)
+    for layer, record in records.items():
+        click.echo(f"{layer}: {record.method}, {', '.join(f'{k} {v:.4g}' for k, v in record.numbers.items())}")
+    click.echo(f"wrote {output}")
 
 
 main.add_command(analyze)

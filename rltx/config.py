@@ -17,7 +17,7 @@ import yaml
 from rltx.errors import UsageError
 
 ARCHITECTURE_NAMES = ("simple_cnn", "vgg16", "resnet18", "mlp", "wrn28")
-PATH_KEYS = ("data_dir", "manual_dir", "data_path")
+PATH_KEYS = ("data_dir", "manual_dir", "data_path", "init_file")
 
 
 def key(default=dataclasses.MISSING, *, help: str, unit: str = "", choices=None, minimum=None,
@@ -88,6 +88,14 @@ class Recipe:
     transfer_mode: str = key("weights", help="weights: copy the source layers; covariance: sample first-layer filters from N(0, Sigma_w) of the sources (A.9)", choices=("weights", "covariance"))
     rescaling: str = key("default", help="match each transferred layer's norm at the source's initialisation: l2, l1, none, or default (A.4: l2, none for ResNets)", choices=("default", "l2", "l1", "none"))
     zero_transferred_biases: bool = key(False, help="reset the biases of transferred layers to zero (A.9 'no bias')")
+    # --- initialisation from the data (Sec. 2.5, E.3; used by `rltx construct-init`) -----------------
+    init_file: Optional[str] = key(None, help="initial weights from `rltx construct-init` (all layers but the head)", unit="path")
+    construct_eigenvectors: Union[str, list] = key("top", help="eigenvectors used per constructed layer: top, bottom (Table 5), a range e4..e19 (Table 6), or a list of these, one per layer")
+    construct_tau: Union[str, list] = key("f1", help="weights tau of the chosen eigenvectors: f1, f2, f3 (E.3, Fig. 23), a list, or a transfer-function result .h5")
+    construct_method: str = key("direct", help="filters tau_i e_i (direct, Table 1) or sampled from N(0, sum tau_i^2 e_i e_i^T) (sample, Table 4)", choices=("direct", "sample"))
+    construct_rescale: str = key("none", help="rescale constructed kernels to the norm of their He initialisation (he) or not", choices=("none", "he"))
+    construct_centered: bool = key(True, help="eigenvectors of the patch covariance (true) or of E[x x^T] (false)")
+    construct_num_examples: int = key(0, help="training images for the patch covariances (0: all num_examples_upstream)", unit="examples", minimum=0)
     # --- evaluation and checkpoints ----------------------------------------------------------
     num_eval_points: int = key(50, help="about this many metric points, denser early, always step 0 and the last", unit="points", minimum=2)
     eval_batch_size: int = key(1024, help="batch size for computing metrics on whole sets", unit="examples", minimum=1)
@@ -187,6 +195,9 @@ def _resolve_paths(raw, base: Path):
     for name in PATH_KEYS:
         if isinstance(resolved.get(name), str):
             resolved[name] = str((base / Path(resolved[name]).expanduser()).resolve())
+    tau = resolved.get("construct_tau")
+    if isinstance(tau, str) and tau.endswith(".h5"):  # a measured tau curve is a file too
+        resolved["construct_tau"] = str((base / Path(tau).expanduser()).resolve())
     return resolved
 
 
@@ -245,6 +256,11 @@ def _check_together(recipe: Recipe) -> None:
     if not (layers in ("all", "conv") or (isinstance(layers, int) and layers >= 0)
             or (isinstance(layers, list) and all(isinstance(name, str) for name in layers))):
         raise UsageError(f"transfer_layers is {layers!r}; use all, conv, a number of layers, or a list of layer names")
+    tau = recipe.construct_tau
+    if isinstance(tau, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in tau):
+        raise UsageError("construct_tau as a list must hold non-negative numbers, e.g. [1, 2, 4]")
+    if isinstance(recipe.construct_eigenvectors, list) and not all(isinstance(v, str) for v in recipe.construct_eigenvectors):
+        raise UsageError("construct_eigenvectors as a list holds one of top, bottom, e4..e19 per layer")
     if recipe.batch_size > recipe.num_examples_upstream:
         raise UsageError(f"batch_size {recipe.batch_size} is larger than num_examples_upstream "
                          f"{recipe.num_examples_upstream}; lower batch_size or sample more examples")

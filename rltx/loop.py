@@ -213,9 +213,10 @@ class _Run:
         self.plan, self.run_dir, self.strategy, self.reporter = plan, run_dir, strategy, reporter
         self.record, self.writer = record, writer
         self.total_steps = plan.total_steps
-        self.eval_at = set(hyperrule.eval_steps(self.total_steps, plan.num_eval_points).tolist())
         self.keep_at = set(hyperrule.checkpoint_steps(self.total_steps, plan.checkpoint_every,
                                                       plan.checkpoint_steps).tolist())
+        # Every kept checkpoint also gets metrics, so a table at given iterations (Table 1) reads them.
+        self.eval_at = set(hyperrule.eval_steps(self.total_steps, plan.num_eval_points).tolist()) | self.keep_at
         self.num_train = len(examples.train_y)
         self.train_set = (host_tensor(examples.train_x), host_tensor(examples.train_y))
         self.test_set = (host_tensor(examples.test_x), host_tensor(examples.test_y))
@@ -280,15 +281,13 @@ class _Run:
                 wall = wall_offset + time.monotonic() - started
                 metrics.append(self._eval_point(step, wall, interval_images / interval_seconds, metrics))
                 interval_images, interval_seconds = 0, 0.0
-            elif step in self.keep_at:
-                self._save(step, metrics)
             if self.stop_signal is not None:
                 self._save(step, metrics)
                 raise Interrupted(step, self.run_dir)
         return step, metrics
 
     def _next_event(self, step: int) -> int:
-        return min(s for s in self.eval_at | self.keep_at if s > step)
+        return min(s for s in self.eval_at if s > step)
 
     def _eval_point(self, step: int, wall_time: float, images_per_second: float, previous: list[dict]) -> dict:
         """A.3: accuracy and loss on the entire training set (not the mini-batch) and the held-out set."""

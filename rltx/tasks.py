@@ -13,7 +13,7 @@ from rltx.config import Recipe
 from rltx.data import open_source
 from rltx.errors import UsageError
 from rltx.loop import Examples
-from rltx.models import ARCHITECTURES, build_model
+from rltx.models import ARCHITECTURES, HEAD, build_model
 
 # Separate label draws for each labelled set of a run (`hyperrule.random_labels` salt).
 UPSTREAM, UPSTREAM_TEST, DOWNSTREAM, DOWNSTREAM_TEST = 0, 1, 2, 3
@@ -31,10 +31,24 @@ def open_recipe_source(recipe: Recipe):
                        gaussian_num_test=recipe.gaussian_num_test)
 
 
-def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int,
+                       with_init_file: bool = True) -> keras.Model:
+    """The recipe's model, freshly initialised (A.3), then, if the recipe names an `init_file`,
+    with every layer but the head taken from it (the head always keeps the standard initialisation)."""
     options = {name: getattr(recipe, name) for name in ARCHITECTURES[recipe.architecture].options}
-    return build_model(recipe.architecture, input_shape, num_classes, init_algorithm=recipe.init_algorithm,
-                       init_scale=recipe.init_scale, seed=recipe.seed, **options)
+    model = build_model(recipe.architecture, input_shape, num_classes, init_algorithm=recipe.init_algorithm,
+                        init_scale=recipe.init_scale, seed=recipe.seed, **options)
+    if with_init_file and recipe.init_file:
+        from rltx.construct import read_init_weights
+        stored = read_init_weights(recipe.init_file)
+        for variable in model.weights:
+            if variable.path.startswith(f"{HEAD}/"):
+                continue
+            if variable.path not in stored or stored[variable.path].shape != tuple(variable.shape):
+                raise UsageError(f"{recipe.init_file} does not fit this model ({variable.path}); build it with "
+                                 "`rltx construct-init` from a recipe of the same architecture")
+            variable.assign(stored[variable.path])
+    return model
 
 
 def upstream_samples(recipe: Recipe, source) -> dict[str, np.ndarray]:

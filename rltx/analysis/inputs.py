@@ -59,7 +59,7 @@ def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:
 
 def model_at(run: Run, step: int, input_shape: tuple[int, ...]) -> keras.Model:
     """The run's model with the weights of its checkpoint at `step`."""
-    model = build_recipe_model(run.recipe, input_shape, run.num_classes)
+    model = build_recipe_model(run.recipe, input_shape, run.num_classes, with_init_file=False)
     weights = store.read_checkpoint(run.run_dir, step)
     for variable in model.weights:
         variable.assign(weights[variable.path])

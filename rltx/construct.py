@@ -1,0 +1,193 @@
+"""Initialisations computed from the data alone (Sec. 2.5, Appendix E.3).
+
+For each selected convolutional layer, in order: the covariance of the layer's input patches (the
+outputs of the layers already constructed) over the training images, its eigenvectors e_i, a
+choice of them and weights tau_i; the filters are tau_i e_i (`direct`, E.3's Table 1), or samples
+of N(0, sum_i tau_i^2 e_i e_i^T) (`sample`, E.3's Table 4). Alternatively the first layer is
+sampled from Sigma_w learned by trained runs (Sec. 2.4). Biases of constructed layers are zero;
+all other layers (dense layers, the head) keep the standard initialisation (A.3).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from rltx import hyperrule, store
+from rltx.analysis.patches import input_moments
+from rltx.config import Recipe
+from rltx.data import to_model_input
+from rltx.errors import UsageError
+from rltx.loop import weights_of
+from rltx.models import transferable_layers
+from rltx.tasks import build_recipe_model, open_recipe_source
+
+# E.3 / Fig. 23: tau_1..tau_16 weighting the 16 most significant eigenvectors. The paper gives f2
+# exactly (all ones, Table 2) but f1 and f3 only in words: f1 "downweights the largest eigenvalue"
+# (Table 1), f3 "downweights the largest eigenvalue less" (Table 3), with values "between 1 and 4".
+# These are rltx's concrete choices; any list can be given instead.
+TAU_CURVES = {
+    "f1": (1.0, 2.0, 3.0) + (4.0,) * 13,
+    "f2": (1.0,) * 16,
+    "f3": (2.5, 3.25) + (4.0,) * 14,
+}
+_RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
+
+
+def select_eigenvectors(spec: str, dimension: int, count: int) -> np.ndarray:
+    """0-based indices (eigenvalues in decreasing order) of the chosen eigenvectors: `top` (the
+    `count` largest, Sec. 2.5), `bottom` (the smallest, Table 5), or a 1-based range `e4..e19` (Table 6)."""
+    if spec == "top":
+        chosen = np.arange(count)
+    elif spec == "bottom":
+        chosen = np.arange(dimension - count, dimension)
+    elif _RANGE.match(str(spec)):
+        first, last = (int(g) for g in _RANGE.match(spec).groups())
+        chosen = np.arange(first - 1, last)
+    else:
+        raise UsageError(f"construct_eigenvectors {spec!r} is not top, bottom or a range like e4..e19")
+    if len(chosen) == 0 or chosen.min() < 0 or chosen.max() >= dimension or len(chosen) > dimension:
+        raise UsageError(f"eigenvectors {spec} do not fit a layer input of dimension {dimension}; choose fewer")
+    return chosen
+
+
+def tau_values(curve, chosen: np.ndarray, dimension: int) -> np.ndarray:
+    """Weights of the chosen eigenvectors. A named curve or a list gives tau for the chosen ones in
+    order; a transfer-function result (.h5 from `rltx analyze transfer-function`) gives tau per data
+    eigenvector, measured on a layer input of the same dimension (its last checkpoint)."""
+    if isinstance(curve, str) and curve.endswith(".h5"):
+        from rltx.analysis.results import read_result
+        measured = read_result(Path(curve)).arrays.get("tau")
+        if measured is None or measured.shape[-1] != dimension:
+            raise UsageError(f"{curve} is not a transfer-function result for inputs of dimension {dimension}; "
+                             "analyze a layer of the same patch size")
+        return np.asarray(measured[-1], dtype=np.float64)[chosen]
+    values = TAU_CURVES.get(curve, curve) if isinstance(curve, str) else curve
+    if isinstance(values, str) or len(values) < len(chosen):
+        raise UsageError(f"construct_tau {curve!r} gives {0 if isinstance(values, str) else len(values)} values "
+                         f"for {len(chosen)} eigenvectors; use f1, f2, f3, a long enough list, or a .h5 result")
+    return np.asarray(values[:len(chosen)], dtype=np.float64)
+
+
+@dataclass
+class LayerRecord:
+    """How one layer was built (stored in the init file under /construction/<layer>)."""
+    method: str
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+def filters_from_eigenvectors(vectors: np.ndarray, tau: np.ndarray, shape: tuple[int, ...], method: str,
+                              generator: np.random.Generator) -> np.ndarray:
+    """`direct`: column j is tau_j e_j (needs as many eigenvectors as filters); `sample`: filters
+    drawn from N(0, E diag(tau^2) E^T)."""
+    if method == "direct":
+        if vectors.shape[1] != shape[-1]:
+            raise UsageError(f"direct construction uses one eigenvector per filter: {vectors.shape[1]} chosen for "
+                             f"{shape[-1]} filters; choose {shape[-1]} or use construct_method: sample")
+        return (vectors * tau).reshape(shape)
+    normal = generator.standard_normal((vectors.shape[1], shape[-1]))
+    return ((vectors * tau) @ normal).reshape(shape)
+
+
+def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: Recipe, spec: str,
+                    generator: np.random.Generator) -> LayerRecord:
+    """Build `layer`'s filters from the covariance of its input patches (the current weights of the
+    earlier layers define those inputs) and assign them, with a zero bias."""
+    moments = input_moments(model, layer, inputs)
+    covariance = moments.covariance(recipe.construct_centered)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]  # decreasing
+    target = model.get_layer(layer)
+    shape = tuple(target.kernel.shape)
+    chosen = select_eigenvectors(spec, len(eigenvalues), shape[-1])
+    tau = tau_values(recipe.construct_tau, chosen, len(eigenvalues))
+    kernel = filters_from_eigenvectors(eigenvectors[:, chosen], tau, shape, recipe.construct_method, generator)
+    factor = 1.0
+    if recipe.construct_rescale == "he":  # match the norm of the layer's standard (He) initialisation
+        factor = float(np.linalg.norm(np.asarray(target.kernel.numpy(), np.float64)) / np.linalg.norm(kernel))
+    target.kernel.assign((kernel * factor).astype(np.float32))
+    if target.bias is not None:
+        target.bias.assign(np.zeros(target.bias.shape, np.float32))
+    return LayerRecord(recipe.construct_method,
+                       {"eigenvalues": eigenvalues, "chosen": chosen, "tau": tau, "mean": moments.mean},
+                       {"rescale_factor": factor, "patches": moments.count})
+
+
+def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator) -> LayerRecord:
+    """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs."""
+    from rltx.analysis.inputs import kernel_filters, open_run
+    from rltx.transfer import filter_covariance, sample_filters
+    filters = [kernel_filters(run, run.steps[-1], layer) for run in map(open_run, runs)]
+    sigma_w = filter_covariance(filters)
+    target = model.get_layer(layer)
+    if sigma_w.shape[0] != int(np.prod(target.kernel.shape[:-1])):
+        raise UsageError(f"the runs' {layer} filters have dimension {sigma_w.shape[0]}; this recipe's have "
+                         f"{int(np.prod(target.kernel.shape[:-1]))}; use runs of the same architecture")
+    target.kernel.assign(sample_filters(sigma_w, tuple(target.kernel.shape), generator).astype(np.float32))
+    if target.bias is not None:
+        target.bias.assign(np.zeros(target.bias.shape, np.float32))
+    return LayerRecord("learned_covariance", {"sigma_w": sigma_w}, {"source_filters": sum(f.shape[1] for f in filters)})
+
+
+def conv_layers(model: keras.Model) -> list[str]:
+    return [name for name in transferable_layers(model) if isinstance(model.get_layer(name), keras.layers.Conv2D)]
+
+
+def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = ()):
+    """The initial weights with conv layers `layer_numbers` (1-based, as in Table 1) constructed,
+    how each was built, and the training examples used (the recipe's upstream sample, A.1)."""
+    source = open_recipe_source(recipe)
+    indices = hyperrule.sample_upstream(source.num_train, recipe.num_examples_upstream, recipe.seed)
+    if recipe.construct_num_examples:
+        indices = indices[:recipe.construct_num_examples]
+    inputs = np.asarray(to_model_input(source.train(indices).x))
+    model = build_recipe_model(recipe, tuple(inputs.shape[1:]), recipe.num_classes_upstream, with_init_file=False)
+    convs = conv_layers(model)
+    if sorted(set(layer_numbers)) != list(layer_numbers) or not set(layer_numbers) <= set(range(1, len(convs) + 1)):
+        raise UsageError(f"--layers {','.join(map(str, layer_numbers))} must be increasing numbers among "
+                         f"1..{len(convs)} (the model's conv layers: {', '.join(convs)})")
+    specs = recipe.construct_eigenvectors
+    specs = specs if isinstance(specs, list) else [specs] * len(layer_numbers)
+    if len(specs) != len(layer_numbers):
+        raise UsageError(f"construct_eigenvectors lists {len(specs)} choices for {len(layer_numbers)} layers; "
+                         "give one per constructed layer or a single one")
+    generator = hyperrule.rng(recipe.seed, hyperrule.STREAM_COVARIANCE)
+    records = {}
+    for number, spec in zip(layer_numbers, specs):
+        name = convs[number - 1]
+        if number == 1 and covariance_runs:
+            records[name] = learned_first_layer(model, name, list(covariance_runs), generator)
+        else:
+            records[name] = construct_layer(model, name, inputs, recipe, spec, generator)
+    return weights_of(model.weights), records, indices
+
+
+def write_init(path: Path, recipe: Recipe, weights: dict, records: dict[str, LayerRecord], indices: np.ndarray) -> None:
+    """The init file: /weights like a checkpoint, /construction/<layer> (arrays and attributes),
+    /sample_indices, and the recipe (attribute `recipe_yaml`)."""
+    with store.atomic_h5(Path(path)) as handle:
+        handle.attrs["recipe_yaml"] = recipe.to_yaml()
+        group = handle.create_group("weights")
+        for name, values in weights.items():
+            group.create_dataset(name, data=values)
+        handle.create_dataset("sample_indices", data=indices)
+        construction = handle.create_group("construction")
+        for layer, record in records.items():
+            entry = construction.create_group(layer)
+            entry.attrs.update(method=record.method, **record.numbers)
+            for name, values in record.arrays.items():
+                entry.create_dataset(name, data=values)
+
+
+def read_init_weights(path: Path) -> dict[str, np.ndarray]:
+    with store.open_h5(Path(path)) as handle:
+        if "weights" not in handle or "construction" not in handle:
+            raise UsageError(f"{path} is not an init file of `rltx construct-init`; build one with it")
+        arrays = {}
+        handle["weights"].visititems(
+            lambda name, item: arrays.__setitem__(name, item[()]) if hasattr(item, "shape") else None)
+        return arrays

@@ -1,0 +1,107 @@
+"""construct-init: filters from the data's patch covariances (Sec. 2.5, E.3)."""
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from scipy.linalg import subspace_angles
+
+from rltx import store
+from rltx.cli import main
+from rltx.config import make_recipe
+from rltx.construct import (TAU_CURVES, construct_init, filters_from_eigenvectors, read_init_weights,
+                            select_eigenvectors, tau_values)
+from rltx.errors import UsageError
+from rltx.tasks import open_recipe_source
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def gapped_recipe(tiny_dict, **changes):
+    # Sigma with a clear gap after the 8th eigenvalue, randomly rotated: its top-8 eigenspace is the
+    # oracle the constructed filters must span.
+    return make_recipe({**tiny_dict, "gaussian_spectrum": [10.0] * 8 + [1.0] * 19, "gaussian_num_train": 4096,
+                        "num_examples_upstream": 4000, "num_examples_downstream": 0, "num_filters": 8,
+                        "construct_tau": "f2", **changes})
+
+
+def test_first_layer_spans_the_top_eigenspace_of_sigma(tiny_dict):
+    recipe = gapped_recipe(tiny_dict)
+    weights, records, indices = construct_init(recipe, [1])
+    kernel = weights["conv_0/kernel"].reshape(27, 8).astype(np.float64)
+    truth = np.linalg.eigh(open_recipe_source(recipe).covariance)[1][:, -8:]
+    assert np.max(subspace_angles(kernel, truth)) < 0.02  # radians
+    np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1.0, rtol=1e-5)  # f2: tau = 1
+    assert not weights["conv_0/bias"].any()
+    assert len(indices) == 4000 and records["conv_0"].numbers["patches"] == 4000 * 4
+    # Table 5's choice, the smallest eigenvectors: orthogonal to the top eigenspace.
+    bottom, _, _ = construct_init(gapped_recipe(tiny_dict, construct_eigenvectors="bottom"), [1])
+    assert np.min(subspace_angles(bottom["conv_0/kernel"].reshape(27, 8).astype(np.float64), truth)) > 1.5
+
+
+def test_sampled_filters_have_the_requested_covariance():
+    rng = np.random.default_rng(0)
+    vectors = np.linalg.qr(rng.normal(size=(27, 27)))[0][:, :16]
+    tau = np.asarray(TAU_CURVES["f1"])
+    requested = (vectors * tau ** 2) @ vectors.T
+    samples = np.concatenate([filters_from_eigenvectors(vectors, tau, (3, 3, 3, 64), "sample", rng).reshape(27, 64)
+                              for _ in range(300)], axis=1)
+    estimate, n = samples @ samples.T / samples.shape[1], samples.shape[1]
+    tolerance = 5 * np.sqrt((np.outer(np.diag(requested), np.diag(requested)) + requested ** 2) / n) + 1e-12
+    assert np.all(np.abs(estimate - requested) <= tolerance)
+
+
+def test_eigenvector_choices_and_tau_curves(tmp_path):
+    assert list(select_eigenvectors("top", 27, 16)) == list(range(16))
+    assert list(select_eigenvectors("bottom", 27, 16)) == list(range(11, 27))
+    assert list(select_eigenvectors("e4..e19", 27, 16)) == list(range(3, 19))  # Table 6, 1-based
+    with pytest.raises(UsageError, match="do not fit"):
+        select_eigenvectors("e20..e30", 27, 16)
+    chosen = np.arange(16)
+    assert list(tau_values("f2", chosen, 27)) == [1.0] * 16
+    assert tau_values("f1", chosen, 27)[0] < tau_values("f3", chosen, 27)[0] < tau_values("f1", chosen, 27)[-1]
+    with pytest.raises(UsageError, match="gives 3 values"):
+        tau_values([1, 2, 3], chosen, 27)
+
+
+def test_cli_layers_init_file_and_training_from_it(tmp_path, tiny_dict):
+    recipe = {**tiny_dict, "num_conv_layers": 2, "stride": 1, "padding": "same", "num_filters": 9,
+              "construct_tau": "f3", "total_steps": 5}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1,2", "--set", "construct_eigenvectors=[top, e2..e10]",
+                    "-o", tmp_path / "init.h5")
+    assert result.exit_code == 0, result.output
+    import h5py
+    with h5py.File(tmp_path / "init.h5") as handle:
+        assert list(handle["construction"]) == ["conv_0", "conv_1"]
+        assert list(handle["construction/conv_1/chosen"][()]) == list(range(1, 10))
+        assert handle["construction/conv_1/eigenvalues"].shape == (81,)  # 3x3 patches of 9 channels
+        assert len(handle["sample_indices"][()]) == 384
+    init = read_init_weights(tmp_path / "init.h5")
+    assert invoke("pretrain", tmp_path / "r.yaml", "--init", tmp_path / "init.h5", "--out", tmp_path / "run",
+                  "--quiet").exit_code == 0
+    start = store.read_checkpoint(tmp_path / "run", 0)
+    for name in ("conv_0/kernel", "conv_1/kernel", "conv_1/bias", "dense_0/kernel"):
+        np.testing.assert_array_equal(start[name], init[name])
+    # The head is never taken from an init file; pretrain and a later transfer both accept --init.
+    recipe_downstream = ["--set", "labels_downstream=random", "--set", "num_classes_downstream=3"]
+    assert invoke("transfer", tmp_path / "r.yaml", "--from", "scratch", "--init", tmp_path / "init.h5",
+                  *recipe_downstream, "--out", tmp_path / "t", "--quiet").exit_code == 0
+    np.testing.assert_array_equal(store.read_checkpoint(tmp_path / "t", 0)["conv_1/kernel"], init["conv_1/kernel"])
+
+
+def test_cli_errors_exit_2(tmp_path, tiny_dict):
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_dict))
+    bad_layers = invoke("construct-init", tmp_path / "r.yaml", "--layers", "2", "-o", tmp_path / "i.h5")
+    assert bad_layers.exit_code == 2 and "among 1..1" in bad_layers.output
+    assert invoke("construct-init", tmp_path / "r.yaml", "--layers", "x", "-o", tmp_path / "i.h5").exit_code == 2
+    too_many = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--set", "num_filters=30",
+                      "-o", tmp_path / "i.h5")
+    assert too_many.exit_code == 2 and "do not fit" in too_many.output
+    assert invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", tmp_path / "i.h5").exit_code == 0
+    again = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", tmp_path / "i.h5")
+    assert again.exit_code == 2 and "exists" in again.output
+    other = invoke("pretrain", tmp_path / "r.yaml", "--init", tmp_path / "i.h5", "--set", "num_filters=4",
+                   "--out", tmp_path / "run")
+    assert other.exit_code == 2 and "does not fit this model" in other.output
