@@ -129,18 +129,32 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
 
 @main.command("construct-init", epilog=_keys_help())
 @RECIPE_ARGUMENT
-@click.option("--layers", required=True, metavar="1,2,3",
+@click.option("--layers", metavar="1,2,3",
               help="Conv layers to construct from the data, 1-based and increasing (Table 1's {1,2,3}).")
 @click.option("--covariance-from", "covariance_runs", multiple=True, type=click.Path(path_type=Path),
               help="Sample layer 1 from N(0, Sigma_w) of these trained runs instead (Sec. 2.4); repeatable.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key (value read as YAML); repeatable.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The init file to write (HDF5); never overwritten.")
-def construct_init(recipe: Path, layers: str, covariance_runs: tuple[Path, ...], overrides: tuple[str, ...],
-                   output: Path):
+@click.option("--table", type=click.Path(file_okay=False, path_type=Path),
+              help="Instead: for each of table_layer_sets, construct, train, and tabulate the accuracies after "
+                   "table_iterations steps (Table 1-6), with runs, init files and table.h5 in this directory.")
+def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path, ...], overrides: tuple[str, ...],
+                   output: Path | None, table: Path | None):
     """Build conv filters from the data's patch covariances, layer by layer (Sec. 2.5, E.3)."""
     config = load_recipe(recipe, overrides)
+    if table is not None:
+        from rltx.analysis.results import print_table, write_result
+        from rltx.construct import construct_table
+        from rltx.progress import make_reporter
+        result = construct_table(config, table, make_reporter(True, "construct"))
+        write_result(result, table / "table.h5")
+        print_table(result)
+        click.echo(f"stored in {table / 'table.h5'}")
+        return
+    if layers is None or output is None:
+        raise UsageError("construct-init needs --layers and -o INIT.h5 (or --table DIR)")
     try:
         numbers = [int(part) for part in layers.split(",")]
     except ValueError:

@@ -96,6 +96,8 @@ class Recipe:
     construct_rescale: str = key("none", help="rescale constructed kernels to the norm of their He initialisation (he) or not", choices=("none", "he"))
     construct_centered: bool = key(True, help="eigenvectors of the patch covariance (true) or of E[x x^T] (false)")
     construct_num_examples: int = key(0, help="training images for the patch covariances (0: all num_examples_upstream)", unit="examples", minimum=0)
+    table_layer_sets: list = key([[], [1], [1, 2], [1, 2, 3]], help="construct-init --table: the sets of constructed conv layers (Table 1 columns)")
+    table_iterations: list = key([100, 1000], help="construct-init --table: training steps at which accuracies are read (Table 1 rows)", unit="steps")
     # --- evaluation and checkpoints ----------------------------------------------------------
     num_eval_points: int = key(50, help="about this many metric points, denser early, always step 0 and the last", unit="points", minimum=2)
     eval_batch_size: int = key(1024, help="batch size for computing metrics on whole sets", unit="examples", minimum=1)
@@ -268,7 +270,9 @@ def _check_together(recipe: Recipe) -> None:
         raise UsageError(f"dataset {recipe.dataset} needs data_path; set it to the file or folder")
     if recipe.dataset == "gaussian":
         _check_gaussian(recipe)
-    for name in ("hidden_units", "checkpoint_steps"):
+    if not all(isinstance(s, list) and all(isinstance(n, int) and n >= 1 for n in s) for s in recipe.table_layer_sets):
+        raise UsageError("table_layer_sets must be a list of lists of conv layer numbers, e.g. [[], [1], [1, 2]]")
+    for name in ("hidden_units", "checkpoint_steps", "table_iterations"):
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in getattr(recipe, name)):
             raise UsageError(f"recipe key {name} must be a list of non-negative integers, e.g. [1, 10]")
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 
@@ -150,15 +151,14 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     if sorted(set(layer_numbers)) != list(layer_numbers) or not set(layer_numbers) <= set(range(1, len(convs) + 1)):
         raise UsageError(f"--layers {','.join(map(str, layer_numbers))} must be increasing numbers among "
                          f"1..{len(convs)} (the model's conv layers: {', '.join(convs)})")
-    specs = recipe.construct_eigenvectors
-    specs = specs if isinstance(specs, list) else [specs] * len(layer_numbers)
-    if len(specs) != len(layer_numbers):
-        raise UsageError(f"construct_eigenvectors lists {len(specs)} choices for {len(layer_numbers)} layers; "
-                         "give one per constructed layer or a single one")
+    specs = recipe.construct_eigenvectors  # a list gives the choice for conv layer 1, 2, ... in turn
+    if isinstance(specs, list) and len(specs) < max(layer_numbers):
+        raise UsageError(f"construct_eigenvectors lists {len(specs)} choices but layer {max(layer_numbers)} is "
+                         "constructed; give one per conv layer or a single one")
     generator = hyperrule.rng(recipe.seed, hyperrule.STREAM_COVARIANCE)
     records = {}
-    for number, spec in zip(layer_numbers, specs):
-        name = convs[number - 1]
+    for number in layer_numbers:
+        name, spec = convs[number - 1], specs[number - 1] if isinstance(specs, list) else specs
         if number == 1 and covariance_runs:
             records[name] = learned_first_layer(model, name, list(covariance_runs), generator)
         else:
@@ -191,3 +191,41 @@ def read_init_weights(path: Path) -> dict[str, np.ndarray]:
         handle["weights"].visititems(
             lambda name, item: arrays.__setitem__(name, item[()]) if hasattr(item, "shape") else None)
         return arrays
+
+
+def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
+    """Table 1 (Sec. 2.5, E.3) and its variants (Tables 2-6): for each set of constructed layers,
+    build the init file, train on the recipe's task from it, and read train / test accuracy after
+    each of `table_iterations` steps. Returns an analysis `Result` (kind construct-table)."""
+    import dataclasses
+
+    from rltx.analysis.results import Result
+    from rltx.training import pretrain
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    iterations = sorted(recipe.table_iterations)
+    rows, accuracy = [], np.zeros((len(recipe.table_layer_sets), len(iterations), 2))
+    for column, layers in enumerate(recipe.table_layer_sets):
+        label = "{" + ", ".join(map(str, layers)) + "}"
+        name = "layers_" + ("_".join(map(str, layers)) or "none")
+        init_file = None
+        if layers:
+            init_file = out_dir / f"{name}.h5"
+            if not init_file.exists():
+                write_init(init_file, recipe, *construct_init(recipe, list(layers)))
+        trained = dataclasses.replace(recipe, init_file=str(init_file) if init_file else None,
+                                      total_steps=iterations[-1], epochs=None,
+                                      checkpoint_steps=sorted(set(recipe.checkpoint_steps) | set(iterations)))
+        pretrain(trained, out_dir / name, reporter=reporter)
+        by_step = {row["step"]: row for row in store.read_metrics(out_dir / name)}
+        for row_index, step in enumerate(iterations):
+            accuracy[column, row_index] = by_step[step]["train_accuracy"], by_step[step]["test_accuracy"]
+            rows.append({"layers constructed": label, "iterations": step,
+                         "train accuracy": float(accuracy[column, row_index, 0]),
+                         "test accuracy": float(accuracy[column, row_index, 1])})
+    inputs = {"recipe": recipe.to_dict(), "runs": [str(out_dir / p) for p in sorted(
+        p.name for p in out_dir.iterdir() if p.is_dir())]}
+    labels = ["{" + ",".join(map(str, s)) + "}" for s in recipe.table_layer_sets]
+    arrays = {"accuracy": accuracy, "iterations": np.array(iterations),  # accuracy [sets, iterations, train/test]
+              "layer_sets": np.array(labels, dtype=h5py.string_dtype())}
+    return Result("construct-table", inputs, arrays, rows)

@@ -1,4 +1,6 @@
 """construct-init: filters from the data's patch covariances (Sec. 2.5, E.3)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -105,3 +107,31 @@ def test_cli_errors_exit_2(tmp_path, tiny_dict):
     other = invoke("pretrain", tmp_path / "r.yaml", "--init", tmp_path / "i.h5", "--set", "num_filters=4",
                    "--out", tmp_path / "run")
     assert other.exit_code == 2 and "does not fit this model" in other.output
+
+
+def test_table_from_the_cli_on_real_images(tmp_path, tiny_dict):
+    """Table 1's procedure end to end on scikit-learn's digit images (offline): one row per layer
+    set and iteration count, equal to the metrics of the runs it trained."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    np.savez(tmp_path / "digits.npz", x=np.round(digits.images / 16 * 255).astype(np.uint8)[..., None], y=digits.target)
+    recipe = yaml.safe_load((Path(__file__).parent.parent / "recipes" / "table1.yaml").read_text())
+    recipe.update(dataset="npz", data_path=str(tmp_path / "digits.npz"), num_examples_upstream=1000,
+                  num_examples_test=300, num_units=32, num_filters=8, batch_size=100, learning_rate=0.05,
+                  pool_size=2, table_iterations=[5, 20], total_steps=20, construct_tau=[1.0, 2.0] + [4.0] * 6)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(recipe))
+    result = invoke("construct-init", tmp_path / "t.yaml", "--table", tmp_path / "table")
+    assert result.exit_code == 0, result.output
+    from rltx.analysis.results import read_result
+    table = read_result(tmp_path / "table" / "table.h5")
+    assert table.arrays["accuracy"].shape == (4, 2, 2)
+    assert [s.decode() if isinstance(s, bytes) else s for s in table.arrays["layer_sets"]] == ["{}", "{1}", "{1,2}", "{1,2,3}"]
+    metrics = {row["step"]: row for row in store.read_metrics(tmp_path / "table" / "layers_1_2")}
+    assert table.arrays["accuracy"][2, 1, 1] == metrics[20]["test_accuracy"]
+    assert (tmp_path / "table" / "layers_1_2_3.h5").exists() and not (tmp_path / "table" / "layers_none.h5").exists()
+
+
+def test_every_recipe_loads():
+    from rltx.config import load_recipe
+    for path in sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml")):
+        assert load_recipe(path).description, path
