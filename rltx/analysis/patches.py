@@ -28,13 +28,9 @@ class MomentAccumulator:
 
     def add(self, vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors, dtype=np.float64).reshape(-1, self.dimension)
-        self.add_sums(len(vectors), vectors.sum(axis=0), vectors.T @ vectors)
-
-    def add_sums(self, count: int, total: np.ndarray, outer: np.ndarray) -> None:
-        """Add the count, sum and sum of outer products of a block computed elsewhere."""
-        self.count += int(count)
-        self.total += total
-        self.outer += outer
+        self.count += len(vectors)
+        self.total += vectors.sum(axis=0)
+        self.outer += vectors.T @ vectors
 
     @property
     def mean(self) -> np.ndarray:
@@ -56,17 +52,31 @@ def layer_input_model(model: keras.Model, layer: str) -> keras.Model:
     return keras.Model(model.inputs, target.input)
 
 
+def _padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """Output size and (before, after) padding of one spatial axis, as Keras computes them."""
+    if padding == "valid":
+        return (size - kernel) // stride + 1, 0, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2, total - total // 2
+
+
 def patch_extractor(layer: keras.layers.Layer):
     """A function from a batch of the layer's inputs to its input vectors [n, d]."""
     if isinstance(layer, keras.layers.Conv2D):
-        height, width = layer.kernel_size
-        stride_h, stride_w = layer.strides
+        (height, width), (stride_h, stride_w) = layer.kernel_size, layer.strides
         if layer.dilation_rate != (1, 1):
             raise UsageError(f"layer {layer.name} is dilated; patch covariances need dilation 1")
 
         def extract(batch):
-            patches = tf.image.extract_patches(batch, sizes=[1, height, width, 1], strides=[1, stride_h, stride_w, 1],
-                                               rates=[1, 1, 1, 1], padding=layer.padding.upper())
+            # The window offsets (i, j) as shifted strided views, concatenated channel-last: the
+            # (row, column, channel) order of the kernel; much faster than tf.image.extract_patches.
+            rows, top, bottom = _padding(batch.shape[1], height, stride_h, layer.padding)
+            cols, left, right = _padding(batch.shape[2], width, stride_w, layer.padding)
+            padded = tf.pad(batch, [[0, 0], [top, bottom], [left, right], [0, 0]])
+            views = [padded[:, i:i + (rows - 1) * stride_h + 1:stride_h, j:j + (cols - 1) * stride_w + 1:stride_w, :]
+                     for i in range(height) for j in range(width)]
+            patches = tf.concat(views, axis=-1)
             return tf.reshape(patches, [-1, patches.shape[-1]])
         return extract
     if isinstance(layer, keras.layers.Dense):
@@ -75,17 +85,18 @@ def patch_extractor(layer: keras.layers.Layer):
 
 
 def input_moments(model: keras.Model, layer: str, inputs: np.ndarray, batch_size: int = 256) -> MomentAccumulator:
-    """Streaming moments of the input vectors of `layer` over `inputs` (model inputs, already scaled)."""
+    """Streaming moments of the input vectors of `layer` over `inputs` (model inputs, already scaled).
+
+    TensorFlow extracts a batch's vectors; their sums and outer products are taken in float64 (numpy)."""
     to_input, extract = layer_input_model(model, layer), patch_extractor(model.get_layer(layer))
 
     @tf.function
-    def block_sums(batch):
-        vectors = tf.cast(extract(to_input(batch, training=False)), tf.float64)
-        return tf.shape(vectors)[0], tf.reduce_sum(vectors, 0), tf.matmul(vectors, vectors, transpose_a=True)
+    def vectors(batch):
+        return extract(to_input(batch, training=False))
 
     accumulator = None
     for start in range(0, len(inputs), batch_size):
-        count, total, outer = (t.numpy() for t in block_sums(tf.constant(inputs[start:start + batch_size])))
-        accumulator = accumulator or MomentAccumulator(len(total))
-        accumulator.add_sums(count, total, outer)
+        block = vectors(tf.constant(inputs[start:start + batch_size])).numpy()
+        accumulator = accumulator or MomentAccumulator(block.shape[-1])
+        accumulator.add(block)
     return accumulator
