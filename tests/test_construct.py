@@ -135,3 +135,27 @@ def test_every_recipe_loads():
     from rltx.config import load_recipe
     for path in sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml")):
         assert load_recipe(path).description, path
+
+
+def test_measured_tau_curve_and_learned_covariance(tmp_path, tiny_dict):
+    """A tau curve measured by `analyze transfer-function`, and layer 1 sampled from the Sigma_w
+    of trained runs (Sec. 2.4): both recorded in the init file."""
+    recipe = {**tiny_dict, "num_filters": 27, "total_steps": 5}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert invoke("pretrain", tmp_path / "r.yaml", "--out", tmp_path / "run", "--quiet").exit_code == 0
+    assert invoke("analyze", "transfer-function", tmp_path / "run", "-o", tmp_path / "f.h5").exit_code == 0
+    result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--set", f"construct_tau={tmp_path / 'f.h5'}",
+                    "-o", tmp_path / "measured.h5")
+    assert result.exit_code == 0, result.output
+    import h5py
+    from rltx.analysis.results import read_result
+    measured = read_result(tmp_path / "f.h5").arrays["tau"][-1]
+    with h5py.File(tmp_path / "measured.h5") as handle:
+        np.testing.assert_allclose(handle["construction/conv_0/tau"][()], measured)  # all 27 of them, in order
+    result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--covariance-from", tmp_path / "run",
+                    "-o", tmp_path / "learned.h5")
+    assert result.exit_code == 0, result.output
+    kernel = store.read_checkpoint(tmp_path / "run", 5)["conv_0/kernel"].reshape(27, 27).astype(np.float64)
+    with h5py.File(tmp_path / "learned.h5") as handle:
+        assert handle["construction/conv_0"].attrs["method"] == "learned_covariance"
+        np.testing.assert_allclose(handle["construction/conv_0/sigma_w"][()], kernel @ kernel.T / 27, rtol=1e-6)
