@@ -17,11 +17,20 @@ class FixableError(click.ClickException):
 
 
 class Group(click.Group):
+    """Turns the library's exceptions into one-line messages: bad input exits 2, a failed write 1,
+    an interrupt 130; genuine bugs keep their traceback."""
+
     def invoke(self, context):
+        from rltx.store import StoreWriteError
         try:
             return super().invoke(context)
         except UsageError as error:
             raise FixableError(str(error)) from None
+        except StoreWriteError as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise SystemExit(130) from None
 
 
 def _keys_help() -> str:

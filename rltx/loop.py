@@ -203,6 +203,8 @@ def train(plan: TrainPlan, run_dir: Path, record: store.RunRecord, examples: Exa
     check_batch_divides(plan.batch_size, strategy)
     check_batch_divides(plan.eval_batch_size, strategy, "eval_batch_size")
     record.environment = describe_environment(strategy)
+    if writer:  # the lock is held: temporaries in the run directory are a killed writer's leftovers
+        store.remove_stale_temporaries(run_dir)
     return _Run(plan, run_dir, strategy, examples, make_model, record, reporter, writer).execute()
 
 
@@ -238,7 +240,8 @@ class _Run:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
             raise
         except BaseException as error:
-            self._write_record("failed", f"{type(error).__name__}: {error}")
+            with contextlib.suppress(store.StoreWriteError):  # a full disk may refuse this record too
+                self._write_record("failed", f"{type(error).__name__}: {error}")
             raise
         self._write_record("completed")
         return RunSummary(self.run_dir, "completed", step, metrics[-1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,11 @@ RUN_FILE, METRICS_FILE, STATE_FILE, LOCK_FILE, CHECKPOINT_DIR = (
     "run.h5", "metrics.h5", "state.h5", "run.lock", "checkpoints")
 
 
+class StoreWriteError(Exception):
+    """A file could not be written (disk full, file-size limit, permissions); the previous version
+    of the file is intact."""
+
+
 @contextlib.contextmanager
 def atomic_h5(path: Path):
     """Write an HDF5 file so that `path` is always either the old or the complete new file."""
@@ -41,8 +47,22 @@ def atomic_h5(path: Path):
             os.fsync(raw.fileno())
         os.replace(temporary, path)
         _fsync_directory(path.parent)
+    except (OSError, RuntimeError) as error:
+        if isinstance(error, RuntimeError) and "errno" not in str(error):
+            raise  # not an I/O failure (HDF5 reports failed writes at close as RuntimeError with errno)
+        raise StoreWriteError(f"cannot write {path}: {_reason(error)}; the previous version is intact. Free disk space "
+                              "(or raise the file-size limit) and rerun the same command") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _reason(error: Exception) -> str:
+    """The operating system's words for a failed write (HDF5 wraps them in a long message)."""
+    found = re.search(r"error message = '([^']+)'", str(error))
+    return found.group(1) if found else (getattr(error, "strerror", None) or str(error))
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -200,6 +220,12 @@ def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], dict[str, np.
         return None
     with open_h5(path) as handle:
         return int(handle.attrs["step"]), _read_arrays(handle["weights"]), _read_arrays(handle["optimizer"])
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files left by a killed writer (call only while holding the run's lock)."""
+    for temporary in list(run_dir.glob(".*.tmp")) + list((run_dir / CHECKPOINT_DIR).glob(".*.tmp")):
+        temporary.unlink(missing_ok=True)
 
 
 # --- one writer per run ------------------------------------------------------------------
