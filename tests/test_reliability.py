@@ -223,3 +223,15 @@ def test_any_recipe_text_gives_a_recipe_or_a_usage_error(tmp_path_factory, text)
         load_recipe(path)
     except UsageError as error:
         assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize("delay", [2.0, 5.0])
+def test_killed_analyze_leaves_no_partial_result(completed, tmp_path, delay):
+    output = tmp_path / "w.h5"
+    process = start("analyze", "weights", completed / "run", "--all-steps", "-o", output)
+    time.sleep(delay)
+    process.kill()
+    process.wait()
+    if output.exists():
+        assert "distance" in h5py.File(output, "r")
+    assert invoke("analyze", "weights", completed / "run", "--all-steps", "-o", tmp_path / "again.h5").exit_code == 0

@@ -51,7 +51,29 @@ def emit(result, output: Path | None, as_json: bool) -> None:
             click.echo(f"stored in {output}")
 
 
-@click.group()
+# Modules that add their kinds with `add_commands(group)`; imported when `analyze` is first used,
+# so that `rltx --help` and the other commands do not pay for TensorFlow-heavy imports.
+EXTRA_KINDS: tuple[str, ...] = ()
+
+
+class AnalyzeGroup(click.Group):
+    def _load_extra_kinds(self):
+        if not getattr(self, "_extra_loaded", False):
+            self._extra_loaded = True
+            import importlib
+            for module in EXTRA_KINDS:
+                importlib.import_module(module).add_commands(self)
+
+    def list_commands(self, context):
+        self._load_extra_kinds()
+        return super().list_commands(context)
+
+    def get_command(self, context, name):
+        self._load_extra_kinds()
+        return super().get_command(context, name)
+
+
+@click.group(cls=AnalyzeGroup)
 def analyze():
     """Analyse stored runs; each KIND stores HDF5 (-o), prints a table, or JSON (--json)."""
 
