@@ -54,7 +54,8 @@ def emit(result, output: Path | None, as_json: bool) -> None:
 # Modules that add their kinds with `add_commands(group)`; imported when `analyze` is first used,
 # so that `rltx --help` and the other commands do not pay for TensorFlow-heavy imports.
 EXTRA_KINDS: tuple[str, ...] = ("rltx.analysis.spectrum", "rltx.analysis.similarity", "rltx.analysis.curvature",
-                                  "rltx.analysis.interpolation", "rltx.analysis.transferability")
+                                  "rltx.analysis.interpolation", "rltx.analysis.transferability",
+                                  "rltx.analysis.representation")
 
 
 class AnalyzeGroup(click.Group):
