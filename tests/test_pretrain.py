@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from rltx import store
+from tests_support import wait_for_rows
 from rltx.config import make_recipe
 from rltx.errors import UsageError
 from rltx.loop import Diverged
@@ -86,16 +87,6 @@ def test_divergence_marks_the_run_failed(tiny_recipe, tmp_path):
     assert record.status == "failed" and "Diverged" in record.error
 
 
-def _wait_for_rows(run_dir, count, process, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (run_dir / store.METRICS_FILE).exists() and len(store.read_metrics(run_dir)) >= count:
-            return
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.05)
-    raise AssertionError("run made no progress")
-
-
 @pytest.fixture
 def long_yaml(tmp_path, tiny_dict):
     path = tmp_path / "long.yaml"
@@ -110,7 +101,7 @@ def test_sigkill_at_several_moments_resumes_to_the_same_result(long_yaml, tmp_pa
     for rows in (3, 9, 16):  # kill moments: early, middle and late eval points
         process = subprocess.Popen(CLI + ["pretrain", str(long_yaml), "--out", str(killed), "--quiet"],
                                    stderr=subprocess.PIPE, text=True)
-        _wait_for_rows(killed, rows, process)
+        wait_for_rows(killed, rows, process)
         time.sleep(0.1 * rows % 0.3)
         process.kill()
         process.wait()
@@ -132,7 +123,7 @@ def test_sigkill_at_several_moments_resumes_to_the_same_result(long_yaml, tmp_pa
 def test_sigterm_saves_and_says_how_to_resume(long_yaml, tmp_path):
     process = subprocess.Popen(CLI + ["pretrain", str(long_yaml), "--out", str(tmp_path / "run"), "--quiet"],
                                stderr=subprocess.PIPE, text=True)
-    _wait_for_rows(tmp_path / "run", 4, process)
+    wait_for_rows(tmp_path / "run", 4, process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rltx import store
+from tests_support import wait_for_rows
 from rltx.cli import main
 from rltx.config import FIELDS, make_recipe
 from rltx.errors import UsageError
@@ -29,16 +30,6 @@ def invoke(*args):
 def start(*args, **kwargs):
     return subprocess.Popen(CLI + [str(a) for a in args], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, **kwargs)
-
-
-def wait_for_rows(run_dir, count, process, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (run_dir / store.METRICS_FILE).exists() and len(store.read_metrics(run_dir)) >= count:
-            return
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.05)
-    raise AssertionError("no progress")
 
 
 def snapshot(directory):

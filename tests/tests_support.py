@@ -1,4 +1,7 @@
-"""Shared test data that fixtures of any scope can use."""
+"""Shared test data and helpers that fixtures of any scope can use."""
+import time
+
+from rltx import store
 
 TINY = {
     "description": "tiny test run",
@@ -14,3 +17,14 @@ TINY = {
 def tiny_recipe_dict() -> dict:
     """A recipe that trains in a few seconds: 6x6 Gaussian-patch images, one conv layer."""
     return dict(TINY)
+
+
+def wait_for_rows(run_dir, count, process, timeout=120):
+    """Wait until a run started in `process` has stored `count` metric rows (it must stay alive)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run_dir / store.METRICS_FILE).exists() and len(store.read_metrics(run_dir)) >= count:
+            return
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError("run made no progress")
