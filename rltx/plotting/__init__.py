@@ -1,0 +1,1 @@
+"""Figures of the papers drawn from stored run and analysis files (`rltx plot`); never recomputes."""

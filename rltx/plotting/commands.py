@@ -1,0 +1,52 @@
+"""`rltx plot KIND INPUT... -o FILE`: one click command per kind, each a thin shell over a function
+that returns a matplotlib figure (so tests can read the plotted data back from its artists)."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+INPUTS = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+
+# Modules that add their kinds with `add_commands(group)`, imported when `plot` is first used.
+KIND_MODULES: tuple[str, ...] = ()
+
+
+def figure_options(command):
+    """-o, --title and --style, shared by every kind."""
+    for option in reversed([
+        click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Image file: .png, .pdf or .svg."),
+        click.option("--title", help="Figure title."),
+        click.option("--style", type=click.Choice(["paper", "screen"]), default="paper", show_default=True,
+                     help="paper: column width, 8 pt; screen: larger."),
+    ]):
+        command = option(command)
+    return command
+
+
+def finish(figure, output: Path, title: str | None) -> None:
+    from rltx.plotting.figure import save
+    click.echo(f"wrote {save(figure, output, title)}")
+
+
+class PlotGroup(click.Group):
+    def _load_kinds(self):
+        if not getattr(self, "_kinds_loaded", False):
+            self._kinds_loaded = True
+            for module in KIND_MODULES:
+                importlib.import_module(module).add_commands(self)
+
+    def list_commands(self, context):
+        self._load_kinds()
+        return super().list_commands(context)
+
+    def get_command(self, context, name):
+        self._load_kinds()
+        return super().get_command(context, name)
+
+
+@click.group(cls=PlotGroup)
+def plot():
+    """Draw the papers' figures from stored run and analysis files (never retrains or recomputes)."""

@@ -1,0 +1,77 @@
+"""What every figure shares: the Agg backend, one style, reading inputs, saving, clear errors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # rltx draws files, never windows; selected before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rltx.errors import UsageError  # noqa: E402
+
+FORMATS = (".png", ".pdf", ".svg")
+# One consistent style: `paper` is sized for a column of a two-column paper (3.3 in wide, 8 pt
+# text); `screen` is larger for slides and notebooks.
+STYLES = {
+    "paper": {"figure.figsize": (3.3, 2.5), "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
+              "legend.fontsize": 6.5, "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2,
+              "figure.dpi": 200, "savefig.dpi": 300},
+    "screen": {"figure.figsize": (6.4, 4.8), "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
+               "legend.fontsize": 9, "lines.linewidth": 1.8, "figure.dpi": 100, "savefig.dpi": 150},
+}
+COMMON = {"axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+          "savefig.bbox": "tight"}
+
+
+def new_figure(style: str = "paper", nrows: int = 1, ncols: int = 1, **subplots):
+    """A figure in the chosen style; wider for several columns."""
+    if style not in STYLES:
+        raise UsageError(f"unknown style {style!r}; choose {' or '.join(STYLES)}")
+    params = {**COMMON, **STYLES[style]}
+    width, height = params["figure.figsize"]
+    with plt.rc_context(params):
+        figure, axes = plt.subplots(nrows, ncols, figsize=(width * ncols ** 0.8, height * nrows ** 0.8),
+                                    squeeze=False, **subplots)
+    figure.set_layout_engine("constrained")
+    figure.rltx_style = params
+    return figure, axes
+
+
+def require(arrays: dict, names: tuple[str, ...], path: Path, producer: str) -> None:
+    """A one-line error naming what a file lacks and the command that produces it."""
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise UsageError(f"{path} lacks {', '.join(missing)}; produce it with `{producer}`")
+
+
+def read_analysis(path: Path, kind: str, producer: str):
+    """An analysis result of the given kind (`rltx analyze KIND ... -o FILE`)."""
+    from rltx.analysis.results import read_result
+    result = read_result(Path(path))
+    if result.kind != kind:
+        raise UsageError(f"{path} holds a {result.kind} result, not {kind}; produce one with `{producer}`")
+    return result
+
+
+def save(figure, output: Path, title: str | None = None) -> Path:
+    """Write the figure (format from the suffix) through a temporary file, then close it."""
+    output = Path(output)
+    if output.suffix.lower() not in FORMATS:
+        raise UsageError(f"output {output} must end in {', '.join(FORMATS)}")
+    if not output.parent.exists() or not os.access(output.parent, os.W_OK):
+        raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
+    if title:
+        figure.suptitle(title)
+    temporary = output.with_name(f".{output.stem}.{os.getpid()}{output.suffix}")
+    try:
+        with plt.rc_context(figure.rltx_style):
+            figure.savefig(temporary)
+        os.replace(temporary, output)
+    except OSError as error:
+        raise UsageError(f"cannot write {output}: {error.strerror}; choose another -o") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+        plt.close(figure)
+    return output
