@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from rltx.analysis.commands import analyze
+from rltx.plotting.commands import plot
 from rltx.config import describe_keys, load_recipe
 from rltx.errors import UsageError
 
@@ -179,3 +180,4 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
 
 
 main.add_command(analyze)
+main.add_command(plot)
