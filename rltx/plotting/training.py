@@ -1,0 +1,493 @@
+"""Figures of training runs and of the analyses built on them (Maennel et al. 2020):
+
+- `curves`: train (solid) and test (dotted) accuracy against step or epoch for groups of runs, the
+  mean over seeds with a band of +-1 std or min/max (Fig. 1, 5, 6, 8, 9; App. Fig. 16-18);
+- `auc-scatter`: pre-trained vs from-scratch AUC, one dot per group (App. B, Fig. 12-15);
+- `table`: Table 1-7 style tables as Markdown, LaTeX or an image;
+- `activations`: per-layer histograms of neuron / example activation fractions (Fig. 7, 10, 11) and
+  the activation frequency over pre-training then fine-tuning (Fig. 24).
+
+Groups of runs (`curves`): runs whose resolved recipes are equal apart from the seed (and the keys
+that only say where the data lives, `rltx.analysis.curves.NOT_GROUPED`), with the same kind
+(pretrain / transfer / scratch) and source step, as in `rltx analyze curves` (App. B). Runs of a
+group that were evaluated at different points are put on the union of their x values by linear
+interpolation, restricted to the range every run of the group covers (no extrapolation); runs with
+equal eval points (the usual case: same recipe, different seed) are used as stored.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+
+from rltx.errors import UsageError
+from rltx.plotting.figure import new_figure, read_analysis, require
+
+CURVES_PRODUCER = "rltx analyze curves RUN... -o FILE"
+ACTIVATIONS_PRODUCER = "rltx analyze activations RUN... -o FILE"
+TRAJECTORY_PRODUCER = "rltx analyze activation-trajectory PRETRAIN TRANSFER -o FILE"
+TABLE_PRODUCER = "rltx construct-init RECIPE --table DIR` (DIR/table.h5) or `rltx analyze curves RUN... -o FILE"
+TEXT_FORMATS = (".md", ".tex")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+# --- runs and groups --------------------------------------------------------------------------
+
+def expand_runs(inputs) -> list[Path]:
+    """Run directories from the inputs: a run directory (holding run.h5), its run.h5, or a sweep
+    directory whose children are run directories."""
+    from rltx import store
+    runs = []
+    for path in map(Path, inputs):
+        if path.name == store.RUN_FILE:
+            path = path.parent
+        if (path / store.RUN_FILE).exists():
+            runs.append(path)
+        elif path.is_dir():
+            children = sorted(child for child in path.iterdir() if (child / store.RUN_FILE).exists())
+            if not children:
+                raise UsageError(f"{path} holds no run (no run.h5 in it or its sub-directories); "
+                                 "produce runs with `rltx pretrain` or `rltx transfer`")
+            runs.extend(children)
+        else:
+            raise UsageError(f"{path} is not a run directory (no run.h5); produce one with `rltx pretrain` "
+                             "or `rltx transfer`")
+    return runs
+
+
+def _group_label(key: dict, varying: list[str]) -> str:
+    shown = [k for k in varying if k != "kind" and key.get(k) not in (None, [])]
+    return ", ".join([str(key["kind"])] + [f"{k}={key[k]}" for k in shown])
+
+
+def run_groups(run_dirs) -> list[dict]:
+    """Runs grouped as in `rltx analyze curves` (all recipe keys but the seed, plus kind and source
+    step), in order of first appearance: [{"label", "key", "runs": [(run_dir, metric rows)]}]."""
+    from rltx import store
+    from rltx.analysis.curves import NOT_GROUPED
+    from rltx.analysis.inputs import open_run
+    groups: dict[str, dict] = {}
+    for run_dir in run_dirs:
+        run = open_run(run_dir)
+        rows = store.read_metrics(run.run_dir)
+        if not rows:
+            raise UsageError(f"{run_dir} lacks metrics.h5 (no evaluation point yet); produce it with "
+                             "`rltx pretrain` or `rltx transfer` (let the run reach its first eval point)")
+        identity = store.read_run_record(run.run_dir).identity
+        key = {name: value for name, value in run.recipe.to_dict().items() if name not in NOT_GROUPED}
+        key.update(kind=run.kind, from_step=json.loads(identity.get("from_step", "[]")))
+        text = json.dumps(key, sort_keys=True, default=str)
+        group = groups.setdefault(text, {"key": key, "runs": []})
+        if any(Path(d).resolve() == run.run_dir for d, _ in group["runs"]):
+            raise UsageError(f"{run_dir} is given twice; pass each run once")
+        group["runs"].append((run.run_dir, rows))
+    keys = [g["key"] for g in groups.values()]
+    varying = sorted({k for key in keys for k in key if any(other.get(k) != key[k] for other in keys)})
+    for group in groups.values():
+        group["label"] = _group_label(group["key"], varying)
+    return list(groups.values())
+
+
+def group_curve(runs, x: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """x values and the [runs, points] values of one metric for a group: as stored when the runs
+    share their x values, else linearly interpolated onto the union of x values inside the range
+    every run covers."""
+    xs = [np.array([row[x] for row in rows], dtype=np.float64) for _, rows in runs]
+    ys = [np.array([row[metric] for row in rows], dtype=np.float64) for _, rows in runs]
+    if all(v.shape == xs[0].shape and np.array_equal(v, xs[0]) for v in xs):
+        return xs[0], np.stack(ys)
+    low, high = max(v[0] for v in xs), min(v[-1] for v in xs)
+    grid = np.unique(np.concatenate(xs))
+    grid = grid[(grid >= low) & (grid <= high)]
+    if grid.size == 0:
+        raise UsageError("the runs of a group cover no common range of " + x + "; plot them separately")
+    return grid, np.stack([np.interp(grid, v, y) for v, y in zip(xs, ys)])
+
+
+def _parse_floats(text: str | None, count: int, option: str):
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise UsageError(f"{option} takes {count} comma-separated numbers, got {text!r}")
+    return values
+
+
+def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accuracy="both", labels=None):
+    """Mean train (solid) and test (dotted) accuracy of each group of runs against `x` ("step" or
+    "epoch"), with a band of +-1 std (ddof=1) or the min/max over the group's seeds. `zoom`
+    (x0, x1, y0, y1) sets the axes limits (Fig. 5 RIGHT); `labels` replaces the group labels."""
+    from matplotlib.lines import Line2D
+    if x not in ("step", "epoch"):
+        raise UsageError(f"x must be step or epoch, not {x!r}")
+    if band not in ("std", "minmax", "none"):
+        raise UsageError(f"band must be std, minmax or none, not {band!r}")
+    if accuracy not in ("both", "train", "test"):
+        raise UsageError(f"accuracy must be both, train or test, not {accuracy!r}")
+    groups = run_groups(expand_runs(inputs))
+    if labels is not None and len(labels) != len(groups):
+        raise UsageError(f"--labels gives {len(labels)} label(s) for {len(groups)} group(s): "
+                         + "; ".join(g["label"] for g in groups))
+    metrics = {"both": ("train", "test"), "train": ("train",), "test": ("test",)}[accuracy]
+    figure, axes = new_figure(style)
+    ax = axes[0, 0]
+    colours = [f"C{i % 10}" for i in range(len(groups))]
+    for index, group in enumerate(groups):
+        label = labels[index] if labels is not None else group["label"]
+        for metric in metrics:
+            steps, values = group_curve(group["runs"], x, f"{metric}_accuracy")
+            mean = values.mean(axis=0)
+            ax.plot(steps, mean, color=colours[index], linestyle="-" if metric == "train" else ":",
+                    label=label if metric == metrics[0] else "_nolegend_")
+            if band != "none" and len(values) > 1:
+                if band == "std":
+                    spread = values.std(axis=0, ddof=1)
+                    low, high = mean - spread, mean + spread
+                else:
+                    low, high = values.min(axis=0), values.max(axis=0)
+                ax.fill_between(steps, low, high, color=colours[index], alpha=0.2, linewidth=0)
+    ax.set_xlabel("step" if x == "step" else "epoch")
+    ax.set_ylabel("accuracy")
+    if zoom is not None:
+        x0, x1, y0, y1 = zoom
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+    handles, names = ax.get_legend_handles_labels()
+    if accuracy == "both":
+        handles += [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle=":")]
+        names += ["train", "test"]
+    ax.legend(handles, names, loc="best", frameon=False)
+    figure.rltx_groups = groups
+    return figure
+
+
+# --- AUC scatter (App. B, Fig. 12-15) ------------------------------------------------------------
+
+def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group"):
+    """Pre-trained (x) vs from-scratch (y) AUC of the `metric` accuracy, one dot per group of pairs
+    (`dots="group"`, the paper's "each dot corresponds to one group of experiments") or per pair
+    (`"pair"`), with the x = y line: points below it are groups where the pre-trained models train
+    faster (captions of Fig. 12-15). Marker per architecture, colour per transfer depth
+    (`transfer_layers`), read from the stored group keys."""
+    if metric not in ("train", "test"):
+        raise UsageError(f"metric must be train or test, not {metric!r}")
+    if dots not in ("group", "pair"):
+        raise UsageError(f"dots must be group or pair, not {dots!r}")
+    prefix = "pair_groups" if dots == "group" else "pairs"
+    points: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for path in map(Path, inputs):
+        arrays = read_analysis(path, "curves", CURVES_PRODUCER).arrays
+        names = (f"{prefix}/pretrained_{metric}_auc", f"{prefix}/scratch_{metric}_auc", f"{prefix}/group",
+                 "groups/key")
+        require(arrays, names, path, CURVES_PRODUCER)
+        pretrained, scratch = arrays[names[0]], arrays[names[1]]
+        if pretrained.size == 0:
+            raise UsageError(f"{path} holds no pre-trained / from-scratch pairs; produce them with `rltx transfer "
+                             "... --with-baseline` and pass both runs to `rltx analyze curves`")
+        keys = [json.loads(k.decode() if isinstance(k, bytes) else k) for k in arrays["groups/key"]]
+        for px, py, group in zip(pretrained, scratch, arrays[names[2]]):
+            key = keys[int(group)]
+            category = (str(key.get("architecture", "?")), str(key.get("transfer_layers", "?")))
+            points.setdefault(category, []).append((float(px), float(py)))
+    figure, axes = new_figure(style)
+    ax = axes[0, 0]
+    every = np.array([p for values in points.values() for p in values])
+    low, high = every.min(), every.max()
+    margin = max(0.02, 0.05 * (high - low))
+    ax.plot([low - margin, high + margin], [low - margin, high + margin], color="C1", linewidth=1,
+            label="x = y", zorder=1)
+    architectures = sorted({a for a, _ in points})
+    depths = sorted({d for _, d in points})
+    for (architecture, depth), values in sorted(points.items()):
+        values = np.array(values)
+        ax.scatter(values[:, 0], values[:, 1], s=14, marker=MARKERS[architectures.index(architecture) % len(MARKERS)],
+                   color=f"C{(depths.index(depth) + 2) % 10}", label=f"{architecture}, transfer {depth}", zorder=2)
+    what = "train" if metric == "train" else "test"
+    ax.set_xlabel(f"pre-trained AUC ({what} accuracy)")
+    ax.set_ylabel(f"from-scratch AUC ({what} accuracy)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(loc="best", frameon=False)
+    return figure
+
+
+# --- tables (Table 1-7) ---------------------------------------------------------------------------
+
+def table_rows(path, *, digits: int = 2) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a table from a construct-table result (Table 1 layout: a row per
+    iteration and train/test, a column per set of constructed layers) or a curves result (a row per
+    group: runs, mean +- std of the train and test AUC, mean final accuracies)."""
+    from rltx.analysis.results import read_result
+    path = Path(path)
+    result = read_result(path)
+
+    def number(value) -> str:
+        return "nan" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+    def text(value) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    arrays = result.arrays
+    if result.kind == "construct-table":
+        require(arrays, ("accuracy", "iterations", "layer_sets"), path, TABLE_PRODUCER)
+        header = ["iterations", "data"] + [text(s) for s in arrays["layer_sets"]]
+        rows = []
+        for i, step in enumerate(arrays["iterations"]):
+            for j, name in enumerate(("train", "test")):
+                rows.append([str(int(step)), name] + [number(v) for v in arrays["accuracy"][:, i, j]])
+        return header, rows
+    if result.kind == "curves":
+        names = ("groups/label", "groups/count", *(f"groups/{m}_{s}" for m in ("train_auc", "test_auc")
+                                                    for s in ("mean", "std")),
+                 "groups/final_train_accuracy_mean", "groups/final_test_accuracy_mean")
+        require(arrays, names, path, CURVES_PRODUCER)
+        header = ["group", "runs", "train AUC", "test AUC", "final train", "final test"]
+        rows = []
+        for g, label in enumerate(arrays["groups/label"]):
+            auc = [f"{number(arrays[f'groups/{m}_mean'][g])} ± {number(arrays[f'groups/{m}_std'][g])}"
+                   for m in ("train_auc", "test_auc")]
+            rows.append([text(label), str(int(arrays["groups/count"][g])), *auc,
+                         number(arrays["groups/final_train_accuracy_mean"][g]),
+                         number(arrays["groups/final_test_accuracy_mean"][g])])
+        return header, rows
+    raise UsageError(f"{path} holds a {result.kind} result, not a table; produce one with `{TABLE_PRODUCER}`")
+
+
+def format_table(header, rows, suffix: str) -> str:
+    """Markdown (.md) or LaTeX tabular (.tex) text."""
+    if suffix == ".md":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines) + "\n"
+    if suffix == ".tex":
+        def escape(cell: str) -> str:
+            cell = "".join({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
+                            "{": r"\{", "}": r"\}", "$": r"\$"}.get(c, c) for c in cell)
+            return cell.replace("±", r"$\pm$")
+        lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(header) - 2) + "}", r"\toprule",
+                 " & ".join(map(escape, header)) + r" \\", r"\midrule"]
+        lines += [" & ".join(map(escape, row)) + r" \\" for row in rows]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    raise UsageError(f"a table is written as {', '.join(TEXT_FORMATS)}, .png, .pdf or .svg, not {suffix!r}")
+
+
+def write_text(text: str, output: Path) -> Path:
+    """Write through a temporary file renamed over the output."""
+    output = Path(output)
+    if not output.parent.exists() or not os.access(output.parent, os.W_OK):
+        raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
+    temporary = output.with_name(f".{output.stem}.{os.getpid()}{output.suffix}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, output)
+    except OSError as error:
+        raise UsageError(f"cannot write {output}: {error.strerror}; choose another -o") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return output
+
+
+def draw_table(inputs, *, style="paper", digits=2):
+    """The table of `table_rows` as a matplotlib table (for .png / .pdf / .svg)."""
+    if len(inputs) != 1:
+        raise UsageError(f"a table is drawn from one result file, got {len(inputs)}")
+    header, rows = table_rows(inputs[0], digits=digits)
+    figure, axes = new_figure(style)
+    ax = axes[0, 0]
+    ax.axis("off")
+    size = figure.rltx_style["font.size"] - 1
+    widths = np.array([max(len(cell) for cell in column) for column in zip(header, *rows)], dtype=float) + 2
+    table = ax.table(cellText=rows, colLabels=header, cellLoc="center", colWidths=list(widths / widths.sum()),
+                     bbox=[0, 0, 1, 1])
+    table.auto_set_font_size(False)
+    table.set_fontsize(size)
+    for (row, _), cell in table.get_celld().items():
+        cell.set_linewidth(0.5)
+        if row == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("0.92")
+    # about 0.6 em per character and 2 em per row
+    figure.set_size_inches(widths.sum() * 0.6 * size / 72, (len(rows) + 1) * 2 * size / 72)
+    return figure
+
+
+# --- activations (Fig. 7, 10, 11, 24) --------------------------------------------------------------
+
+def _select_layers(names: list[str], layers) -> list[str]:
+    if not layers:
+        return list(names)
+    unknown = [name for name in layers if name not in names]
+    if unknown:
+        raise UsageError(f"no layer {', '.join(unknown)} in the result; layers: {', '.join(names)}")
+    return list(layers)
+
+
+def _run_name(run: str) -> str:
+    return Path(run).name
+
+
+def draw_activations(inputs, *, style="paper", layers=None, steps=None, labels=None):
+    """From `activations` results: one row per ReLU layer, the histogram of the fraction of examples
+    activating each neuron (left; share of the layer's neurons per bin) and of the fraction of
+    neurons each example activates (right; share of examples per bin), one outline per (result, run,
+    checkpoint) overlaid (e.g. init / after pre-training / after fine-tuning, Fig. 7, 10, 11).
+    From one `activation_trajectory` result: the mean fraction of active neurons per layer against the
+    step, the switch from pre-training to fine-tuning as a vertical line (Fig. 24)."""
+    from rltx.analysis.results import read_result
+    inputs = [Path(p) for p in inputs]
+    first = read_result(inputs[0])
+    if first.kind == "activation_trajectory":
+        if len(inputs) != 1:
+            raise UsageError("an activation trajectory is drawn from one result file; pass one")
+        return _draw_trajectory(inputs[0], first, style=style, layers=layers)
+    series = []  # (label, layer names, neuron hist [L, B], example hist [L, B], edges)
+    for path in inputs:
+        result = read_analysis(path, "activations", ACTIVATIONS_PRODUCER)
+        arrays = result.arrays
+        require(arrays, ("bin_edges",), path, ACTIVATIONS_PRODUCER)
+        for r, run in enumerate(result.inputs["runs"]):
+            require(arrays, tuple(f"{r}/{n}" for n in ("steps", "neuron_histogram", "example_histogram",
+                                                        "num_neurons", "num_examples")), path, ACTIVATIONS_PRODUCER)
+            for s, step in enumerate(arrays[f"{r}/steps"]):
+                if steps is not None and int(step) not in steps:
+                    continue
+                neurons = arrays[f"{r}/neuron_histogram"][s] / arrays[f"{r}/num_neurons"][:, None]
+                examples = arrays[f"{r}/example_histogram"][s] / arrays[f"{r}/num_examples"]
+                series.append((f"{_run_name(run)}, step {int(step)}", list(result.inputs["layers"][r]),
+                               neurons, examples, arrays["bin_edges"]))
+    if not series:
+        raise UsageError(f"no checkpoint at step(s) {', '.join(map(str, steps or []))} in the results; "
+                         f"produce them with `{ACTIVATIONS_PRODUCER} --step N`")
+    if labels is not None:
+        if len(labels) != len(series):
+            raise UsageError(f"--labels gives {len(labels)} label(s) for {len(series)} curve(s): "
+                             + "; ".join(s[0] for s in series))
+        series = [(label, *rest) for label, (_, *rest) in zip(labels, series)]
+    names = []
+    for _, layer_names, *_ in series:
+        names += [n for n in layer_names if n not in names]
+    shown = _select_layers(names, layers)
+    figure, axes = new_figure(style, len(shown), 2, sharex=True)
+    for row, layer in enumerate(shown):
+        for index, (label, layer_names, neurons, examples, edges) in enumerate(series):
+            if layer not in layer_names:
+                continue
+            l = layer_names.index(layer)
+            for column, values in enumerate((neurons[l], examples[l])):
+                axes[row, column].stairs(values, edges, color=f"C{index % 10}", fill=False, linewidth=1,
+                                         label=label if row == 0 and column == 0 else None)
+        axes[row, 0].set_ylabel(f"{layer}\nshare of neurons")
+        axes[row, 1].set_ylabel("share of examples")
+    axes[-1, 0].set_xlabel("fraction of examples activating a neuron")
+    axes[-1, 1].set_xlabel("fraction of neurons an example activates")
+    figure.legend(loc="outside upper center", ncols=min(len(series), 3), frameon=False)
+    figure.rltx_series = [(s[0], s[1]) for s in series]
+    figure.rltx_layers = shown
+    return figure
+
+
+def _draw_trajectory(path, result, *, style, layers):
+    arrays = result.arrays
+    require(arrays, ("steps", "activation", "switch_step"), path, TRAJECTORY_PRODUCER)
+    names = list(result.inputs.get("layers", [f"layer {i + 1}" for i in range(arrays["activation"].shape[1])]))
+    shown = _select_layers(names, layers)
+    figure, axes = new_figure(style)
+    ax = axes[0, 0]
+    for index, layer in enumerate(shown):
+        ax.plot(arrays["steps"], arrays["activation"][:, names.index(layer)], color=f"C{index % 10}", label=layer)
+    switch = float(arrays["switch_step"])
+    ax.axvline(switch, color="0.3", linestyle="--", linewidth=1, label="switch to fine-tuning")
+    ax.set_xlabel("step (pre-training, then fine-tuning)")
+    ax.set_ylabel("fraction of active neurons")
+    ax.legend(loc="best", frameon=False)
+    figure.rltx_layers = shown
+    return figure
+
+
+# --- the commands --------------------------------------------------------------------------------
+
+def _names(text: str | None):
+    return None if not text else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_commands(group) -> None:
+    from rltx.plotting.commands import INPUTS, figure_options, finish
+    if "curves" in getattr(group, "commands", {}):
+        return
+
+    @group.command("curves")
+    @INPUTS
+    @click.option("--x", "x", type=click.Choice(["step", "epoch"]), default="step", show_default=True,
+                  help="x axis: training step or epoch.")
+    @click.option("--band", type=click.Choice(["std", "minmax", "none"]), default="std", show_default=True,
+                  help="Band over the seeds of a group: +-1 std (ddof=1) or min/max.")
+    @click.option("--accuracy", type=click.Choice(["both", "train", "test"]), default="both", show_default=True,
+                  help="Train (solid), test (dotted) or both.")
+    @click.option("--zoom", help="Axes limits X0,X1,Y0,Y1 (Fig. 5 RIGHT).")
+    @click.option("--labels", help="Comma-separated legend labels, one per group in order of appearance.")
+    @figure_options
+    def curves(inputs, x, band, accuracy, zoom, labels, output, title, style):
+        """Mean train/test accuracy of groups of runs (same recipe, different seeds) with bands over
+        the seeds (Fig. 1, 5, 6, 8, 9, 16-18). INPUTS: run directories or sweep directories."""
+        figure = draw_curves(inputs, style=style, x=x, band=band, accuracy=accuracy,
+                             zoom=_parse_floats(zoom, 4, "--zoom"), labels=_names(labels))
+        finish(figure, output, title)
+
+    @group.command("auc-scatter")
+    @INPUTS
+    @click.option("--metric", type=click.Choice(["train", "test"]), default="train", show_default=True,
+                  help="AUC of the train or the test accuracy.")
+    @click.option("--dots", type=click.Choice(["group", "pair"]), default="group", show_default=True,
+                  help="One dot per group of seeds (the paper) or per pre-trained/scratch pair.")
+    @figure_options
+    def auc_scatter(inputs, metric, dots, output, title, style):
+        """Pre-trained (x) vs from-scratch (y) AUC with the x = y line (App. B, Fig. 12-15).
+        INPUTS: `rltx analyze curves ... -o FILE` results."""
+        finish(draw_auc_scatter(inputs, style=style, metric=metric, dots=dots), output, title)
+
+    @group.command("table")
+    @INPUTS
+    @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                  help="Table file: .md (Markdown), .tex (LaTeX), or .png/.pdf/.svg (an image).")
+    @click.option("--digits", default=2, show_default=True, help="Decimals of each number.")
+    @click.option("--title", help="Title (images only).")
+    @click.option("--style", type=click.Choice(["paper", "screen"]), default="paper", show_default=True,
+                  help="paper: column width, 8 pt; screen: larger.")
+    def table(inputs, output, digits, title, style):
+        """Table 1-7 style table from a `construct-init --table` result (table.h5) or an
+        `analyze curves` result, as Markdown, LaTeX or an image (chosen by the -o suffix)."""
+        suffix = output.suffix.lower()
+        if suffix in TEXT_FORMATS:
+            if len(inputs) != 1:
+                raise UsageError(f"a table is made from one result file, got {len(inputs)}")
+            text = format_table(*table_rows(inputs[0], digits=digits), suffix)
+            written = write_text(text, output)  # first, so that a failed write prints only the error
+            click.echo(text, nl=False)
+            click.echo(f"wrote {written}")
+        else:
+            finish(draw_table(inputs, style=style, digits=digits), output, title)
+
+    @group.command("activations")
+    @INPUTS
+    @click.option("--layers", help="Comma-separated layer names (default: all).")
+    @click.option("--steps", help="Comma-separated checkpoint steps to show (default: all in the files).")
+    @click.option("--labels", help="Comma-separated legend labels, one per (file, run, step) curve.")
+    @figure_options
+    def activations(inputs, layers, steps, labels, output, title, style):
+        """Per-layer histograms of neuron and example activation fractions, overlaid over results
+        (Fig. 7, 10, 11), or an activation trajectory with the switch marked (Fig. 24).
+        INPUTS: `rltx analyze activations` results, or one `activation-trajectory` result."""
+        chosen = None
+        if steps:
+            try:
+                chosen = {int(s) for s in steps.split(",")}
+            except ValueError:
+                raise UsageError(f"--steps takes comma-separated integers, got {steps!r}") from None
+        finish(draw_activations(inputs, style=style, layers=_names(layers), steps=chosen, labels=_names(labels)),
+               output, title)

@@ -1,0 +1,230 @@
+"""`rltx plot curves|auc-scatter|table|activations` from tiny real runs and analysis files: the plotted
+data equals the stored data, the images are non-trivial, bad inputs give one-line errors."""
+import h5py
+import matplotlib.image
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from rltx import store
+from rltx.cli import Group, main
+from rltx.plotting.commands import plot
+from rltx.plotting.training import (add_commands, draw_activations, draw_auc_scatter, draw_curves, draw_table,
+                                    table_rows)
+
+add_commands(plot)
+add_commands(plot)  # guarded: adding twice is harmless
+# `plot` under a group of rltx.cli's class, as `rltx plot` will be: UsageError -> one line, exit 2
+CLI = Group(commands={"plot": plot})
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def invoke_plot(*args):
+    return CliRunner().invoke(CLI, ["plot"] + [str(a) for a in args])
+
+
+def stored(path, name):
+    with h5py.File(path) as handle:
+        return handle[name][()]
+
+
+def text(values):
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from tests_support import tiny_recipe_dict
+    d = tmp_path_factory.mktemp("plot_training")
+    recipe = {**tiny_recipe_dict(), "total_steps": 20, "checkpoint_every": 5, "num_eval_points": 6,
+              "labels_downstream": "random", "num_classes_downstream": 3}
+    (d / "r.yaml").write_text(yaml.safe_dump(recipe))
+    for seed in (0, 1):
+        invoke("pretrain", d / "r.yaml", "--set", f"seed={seed}", "--out", d / f"pre{seed}", "--quiet")
+        invoke("transfer", d / "r.yaml", "--from", d / f"pre{seed}", "--set", f"seed={seed}",
+               "--out", d / "sweep" / f"tr{seed}", "--with-baseline", "--quiet")
+    invoke("analyze", "curves", *sorted((d / "sweep").iterdir()), "-o", d / "curves.h5")
+    invoke("analyze", "activations", d / "pre0", "--step", "0", "--num-examples", "64", "-o", d / "act_init.h5")
+    invoke("analyze", "activations", d / "pre0", d / "sweep" / "tr0", "--num-examples", "64", "-o", d / "act.h5")
+    invoke("analyze", "activation-trajectory", d / "pre0", d / "sweep" / "tr0", "--num-examples", "64",
+           "-o", d / "traj.h5")
+    table = {**recipe, "table_layer_sets": [[], [1]], "table_iterations": [5, 10], "construct_num_examples": 128}
+    (d / "t.yaml").write_text(yaml.safe_dump(table))
+    invoke("construct-init", d / "t.yaml", "--table", d / "table")
+    return d
+
+
+def check_image(path):
+    assert path.exists() and path.stat().st_size > 5000
+    assert matplotlib.image.imread(path).std() > 0
+
+
+def metric(run_dir, name):
+    with h5py.File(run_dir / store.METRICS_FILE) as handle:
+        return handle[name][()]
+
+
+def test_curves_mean_and_band_equal_the_stored_metrics(files, tmp_path):
+    sweep = files / "sweep"
+    figure = draw_curves([sweep], band="minmax")  # a sweep directory expands to its runs
+    ax = figure.axes[0]
+    # groups in order of appearance (sorted children): transfer (tr0, tr1), then scratch
+    groups = {"transfer": ["tr0", "tr1"], "scratch": ["tr0-scratch", "tr1-scratch"]}
+    assert [line.get_label() for line in ax.lines[::2]] == list(groups)
+    for g, runs in enumerate(groups.values()):
+        steps = metric(sweep / runs[0], "step")
+        for m, name in enumerate(("train_accuracy", "test_accuracy")):
+            line = ax.lines[2 * g + m]
+            values = np.stack([metric(sweep / run, name) for run in runs])
+            np.testing.assert_array_equal(line.get_xdata(), steps)
+            np.testing.assert_allclose(line.get_ydata(), values.mean(axis=0))
+            assert line.get_linestyle() == ("-" if m == 0 else ":")
+            band = ax.collections[2 * g + m].get_paths()[0].vertices
+            np.testing.assert_allclose(band[:, 1].min(), values.min(), atol=1e-12)
+            np.testing.assert_allclose(band[:, 1].max(), values.max(), atol=1e-12)
+        assert ax.lines[2 * g].get_color() == ax.lines[2 * g + 1].get_color()
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "accuracy"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["transfer", "scratch", "train", "test"]
+
+    epochs = draw_curves([sweep / "tr0", sweep / "tr1"], x="epoch", band="std", accuracy="train",
+                         zoom=(0, 2, 0.1, 0.9), labels=["pre-trained"])
+    ax = epochs.axes[0]
+    assert len(ax.lines) == 1 and ax.get_xlabel() == "epoch" and ax.get_xlim() == (0, 2)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), metric(sweep / "tr0", "epoch"))
+    values = np.stack([metric(sweep / r, "train_accuracy") for r in ("tr0", "tr1")])
+    upper = ax.collections[0].get_paths()[0].vertices[:, 1].max()
+    np.testing.assert_allclose(upper, np.max(values.mean(0) + values.std(0, ddof=1)), atol=1e-12)
+
+    result = invoke_plot("curves", sweep, "--x", "epoch", "--band", "minmax", "--zoom", "0,5,0,1",
+                         "-o", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    check_image(tmp_path / "c.png")
+
+
+def test_auc_scatter_is_pretrained_on_x_scratch_on_y(files, tmp_path):
+    path = files / "curves.h5"
+    for which in ("train", "test"):
+        ax = draw_auc_scatter([path], metric=which).axes[0]
+        offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+        expected = np.stack([stored(path, f"pair_groups/pretrained_{which}_auc"),
+                             stored(path, f"pair_groups/scratch_{which}_auc")], axis=1)
+        np.testing.assert_allclose(offsets, expected)
+        assert ax.get_xlabel().startswith("pre-trained AUC") and ax.get_ylabel().startswith("from-scratch AUC")
+        diagonal = ax.lines[0]
+        np.testing.assert_array_equal(diagonal.get_xdata(), diagonal.get_ydata())
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["x = y", "simple_cnn, transfer all"]
+    pairs = np.concatenate([c.get_offsets() for c in draw_auc_scatter([path], dots="pair").axes[0].collections])
+    np.testing.assert_allclose(np.sort(pairs[:, 0]), np.sort(stored(path, "pairs/pretrained_train_auc")))
+    result = invoke_plot("auc-scatter", path, "--metric", "test", "-o", tmp_path / "a.png")
+    assert result.exit_code == 0, result.output
+    check_image(tmp_path / "a.png")
+
+
+def test_tables_as_markdown_latex_and_image(files, tmp_path):
+    path = files / "table" / "table.h5"
+    accuracy, iterations = stored(path, "accuracy"), stored(path, "iterations")
+    cells = draw_table([path], digits=3).axes[0].tables[0].get_celld()
+    assert [cells[0, c].get_text().get_text() for c in range(4)] == ["iterations", "data", "{}", "{1}"]
+    for i, step in enumerate(iterations):
+        for j in range(2):
+            row = 1 + 2 * i + j
+            assert cells[row, 0].get_text().get_text() == str(step)
+            shown = [float(cells[row, 2 + s].get_text().get_text()) for s in range(accuracy.shape[0])]
+            np.testing.assert_allclose(shown, accuracy[:, i, j], atol=5e-4)
+
+    result = invoke_plot("table", path, "-o", tmp_path / "t.md")
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "t.md").read_text()
+    assert markdown in result.output and markdown.splitlines()[0] == "| iterations | data | {} | {1} |"
+    assert markdown.splitlines()[2] == f"| 5 | train | {accuracy[0, 0, 0]:.2f} | {accuracy[1, 0, 0]:.2f} |"
+    assert invoke_plot("table", path, "-o", tmp_path / "t.tex").exit_code == 0
+    latex = (tmp_path / "t.tex").read_text()
+    assert latex.startswith(r"\begin{tabular}{llrr}") and r"\{1\}" in latex and latex.count(r"\\") == 5
+
+    curves = files / "curves.h5"
+    header, rows = table_rows(curves, digits=3)
+    assert header[:3] == ["group", "runs", "train AUC"]
+    assert [r[0] for r in rows] == text(stored(curves, "groups/label"))
+    assert rows[0][2] == (f"{stored(curves, 'groups/train_auc_mean')[0]:.3f} ± "
+                          f"{stored(curves, 'groups/train_auc_std')[0]:.3f}")
+    for suffix in ("png", "pdf"):
+        result = invoke_plot("table", curves, "-o", tmp_path / f"t.{suffix}")
+        assert result.exit_code == 0, result.output
+    check_image(tmp_path / "t.png")
+
+
+def test_activation_histograms_overlay_results(files, tmp_path):
+    init, act = files / "act_init.h5", files / "act.h5"
+    figure = draw_activations([init, act])
+    layers = figure.rltx_layers
+    assert layers == ["conv_0", "dense_0"]
+    axes = np.array(figure.axes).reshape(len(layers), 2)
+    # curves: pre0 step 0 (init file), then pre0 step 20 and tr0 step 20 (second file)
+    sources = [(init, 0, 0), (act, 0, 0), (act, 1, 0)]
+    assert [s[0] for s in figure.rltx_series] == ["pre0, step 0", "pre0, step 20", "tr0, step 20"]
+    edges = stored(act, "bin_edges")
+    for row in range(len(layers)):
+        for k, (path, r, s) in enumerate(sources):
+            neurons = stored(path, f"{r}/neuron_histogram")[s, row] / stored(path, f"{r}/num_neurons")[row]
+            examples = stored(path, f"{r}/example_histogram")[s, row] / stored(path, f"{r}/num_examples")
+            for column, expected in enumerate((neurons, examples)):
+                values, drawn_edges, _ = axes[row, column].patches[k].get_data()
+                np.testing.assert_allclose(values, expected)
+                np.testing.assert_allclose(drawn_edges, edges)
+    selected = draw_activations([act], layers=["dense_0"], steps={20}, labels=["pre-trained", "fine-tuned"])
+    assert selected.rltx_layers == ["dense_0"] and len(selected.axes) == 2
+    assert [t.get_text() for t in selected.legends[0].get_texts()] == ["pre-trained", "fine-tuned"]
+    result = invoke_plot("activations", init, act, "-o", tmp_path / "h.png")
+    assert result.exit_code == 0, result.output
+    check_image(tmp_path / "h.png")
+
+
+def test_activation_trajectory_marks_the_switch(files, tmp_path):
+    path = files / "traj.h5"
+    ax = draw_activations([path]).axes[0]
+    steps, activation = stored(path, "steps"), stored(path, "activation")
+    for l in range(activation.shape[1]):
+        np.testing.assert_array_equal(ax.lines[l].get_xdata(), steps)
+        np.testing.assert_allclose(ax.lines[l].get_ydata(), activation[:, l])
+    switch = ax.lines[activation.shape[1]]
+    assert list(switch.get_xdata()) == [stored(path, "switch_step")] * 2
+    result = invoke_plot("activations", path, "--layers", "conv_0", "-o", tmp_path / "tr.png")
+    assert result.exit_code == 0, result.output
+    check_image(tmp_path / "tr.png")
+
+
+def test_bad_inputs_give_one_line_errors(files, tmp_path):
+    cases = [
+        (("curves", files / "r.yaml"), "not a run directory"),
+        (("curves", tmp_path), "holds no run"),
+        (("curves", files / "sweep", "--zoom", "0,1"), "--zoom takes 4"),
+        (("curves", files / "sweep", "--labels", "a"), "--labels gives 1 label(s) for 2 group(s)"),
+        (("auc-scatter", files / "act.h5"), "holds a activations result, not curves; produce one with `rltx analyze curves"),
+        (("activations", files / "curves.h5"), "not activations; produce one with `rltx analyze activations"),
+        (("activations", files / "act.h5", "--layers", "nope"), "no layer nope"),
+        (("table", files / "traj.h5"), "not a table; produce one with `rltx construct-init"),
+        (("curves", files / "sweep", "-o", tmp_path / "missing" / "x.png"), "cannot write"),
+        (("table", files / "curves.h5", "-o", tmp_path / "missing" / "x.md"), "cannot write"),
+    ]
+    for args, message in cases:
+        if "-o" not in args:
+            args = (*args, "-o", tmp_path / ("x.md" if args[0] == "table" else "x.png"))
+        result = invoke_plot(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    # a curves file without pairs: only scratch runs
+    invoke("analyze", "curves", files / "sweep" / "tr0-scratch", "-o", tmp_path / "scratch.h5")
+    result = invoke_plot("auc-scatter", tmp_path / "scratch.h5", "-o", tmp_path / "x.png")
+    assert result.exit_code == 2 and "--with-baseline" in result.output
+    # a curves result lacking the pair arrays (an older or foreign file)
+    with h5py.File(tmp_path / "scratch.h5", "a") as handle:
+        del handle["pair_groups"]
+    result = invoke_plot("auc-scatter", tmp_path / "scratch.h5", "-o", tmp_path / "x.png")
+    assert result.exit_code == 2 and "lacks pair_groups/pretrained_train_auc" in result.output
