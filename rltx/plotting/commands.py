@@ -10,7 +10,7 @@ import click
 INPUTS = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 
 # Modules that add their kinds with `add_commands(group)`, imported when `plot` is first used.
-KIND_MODULES: tuple[str, ...] = ("rltx.plotting.diagnostics",)
+KIND_MODULES: tuple[str, ...] = ("rltx.plotting.training", "rltx.plotting.diagnostics")
 
 
 def figure_options(command):
