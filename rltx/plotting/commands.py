@@ -2,6 +2,7 @@
 that returns a matplotlib figure (so tests can read the plotted data back from its artists)."""
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 
@@ -10,11 +11,21 @@ import click
 INPUTS = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 
 # Modules that add their kinds with `add_commands(group)`, imported when `plot` is first used.
-KIND_MODULES: tuple[str, ...] = ("rltx.plotting.training", "rltx.plotting.diagnostics")
+KIND_MODULES: tuple[str, ...] = ("rltx.plotting.training", "rltx.plotting.alignment", "rltx.plotting.diagnostics")
 
 
 def figure_options(command):
-    """-o, --title and --style, shared by every kind."""
+    """-o, --title and --style, shared by every kind; the whole command draws inside the style, so
+    legends and text added after the figure was made follow it too."""
+    draw = command
+
+    @functools.wraps(draw)
+    def styled(*args, style, **kwargs):
+        from rltx.plotting.figure import style_context
+        with style_context(style):
+            return draw(*args, style=style, **kwargs)
+
+    command = styled
     for option in reversed([
         click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
                      help="Image file: .png, .pdf or .svg."),

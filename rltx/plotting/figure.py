@@ -25,13 +25,18 @@ COMMON = {"axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.
           "savefig.bbox": "tight"}
 
 
-def new_figure(style: str = "paper", nrows: int = 1, ncols: int = 1, **subplots):
-    """A figure in the chosen style; wider for several columns."""
+def style_context(style: str):
+    """matplotlib settings of the style, for everything drawn inside the `with` block."""
     if style not in STYLES:
         raise UsageError(f"unknown style {style!r}; choose {' or '.join(STYLES)}")
-    params = {**COMMON, **STYLES[style]}
-    width, height = params["figure.figsize"]
-    with plt.rc_context(params):
+    return plt.rc_context({**COMMON, **STYLES[style]})
+
+
+def new_figure(style: str = "paper", nrows: int = 1, ncols: int = 1, **subplots):
+    """A figure in the chosen style; wider for several columns."""
+    params = {**COMMON, **STYLES.get(style, {})}
+    width, height = params.get("figure.figsize", (6.4, 4.8))
+    with style_context(style):
         figure, axes = plt.subplots(nrows, ncols, figsize=(width * ncols ** 0.8, height * nrows ** 0.8),
                                     squeeze=False, **subplots)
     figure.set_layout_engine("constrained")
