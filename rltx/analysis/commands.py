@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from rltx.lazy_group import LazyGroup
+
 RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 
 
@@ -51,31 +53,10 @@ def emit(result, output: Path | None, as_json: bool) -> None:
             click.echo(f"stored in {output}")
 
 
-# Modules that add their kinds with `add_commands(group)`; imported when `analyze` is first used,
-# so that `rltx --help` and the other commands do not pay for TensorFlow-heavy imports.
-EXTRA_KINDS: tuple[str, ...] = ("rltx.analysis.spectrum", "rltx.analysis.similarity", "rltx.analysis.curvature",
-                                  "rltx.analysis.interpolation", "rltx.analysis.transferability",
-                                  "rltx.analysis.representation")
-
-
-class AnalyzeGroup(click.Group):
-    def _load_extra_kinds(self):
-        if not getattr(self, "_extra_loaded", False):
-            self._extra_loaded = True
-            import importlib
-            for module in EXTRA_KINDS:
-                importlib.import_module(module).add_commands(self)
-
-    def list_commands(self, context):
-        self._load_extra_kinds()
-        return super().list_commands(context)
-
-    def get_command(self, context, name):
-        self._load_extra_kinds()
-        return super().get_command(context, name)
-
-
-@click.group(cls=AnalyzeGroup)
+# The kinds of these modules are added on first use (`add_commands(group)` in each).
+@click.group(cls=LazyGroup, command_modules=(
+    "rltx.analysis.spectrum", "rltx.analysis.similarity", "rltx.analysis.curvature",
+    "rltx.analysis.interpolation", "rltx.analysis.transferability", "rltx.analysis.representation"))
 def analyze():
     """Analyse stored runs; each KIND stores HDF5 (-o), prints a table, or JSON (--json)."""
 

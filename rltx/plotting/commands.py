@@ -3,16 +3,13 @@ that returns a matplotlib figure (so tests can read the plotted data back from i
 from __future__ import annotations
 
 import functools
-import importlib
 from pathlib import Path
 
 import click
 
+from rltx.lazy_group import LazyGroup
+
 INPUTS = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-
-# Modules that add their kinds with `add_commands(group)`, imported when `plot` is first used.
-KIND_MODULES: tuple[str, ...] = ("rltx.plotting.training", "rltx.plotting.alignment", "rltx.plotting.diagnostics")
-
 
 def figure_options(command):
     """-o, --title and --style, shared by every kind; the whole command draws inside the style, so
@@ -42,22 +39,7 @@ def finish(figure, output: Path, title: str | None) -> None:
     click.echo(f"wrote {save(figure, output, title)}")
 
 
-class PlotGroup(click.Group):
-    def _load_kinds(self):
-        if not getattr(self, "_kinds_loaded", False):
-            self._kinds_loaded = True
-            for module in KIND_MODULES:
-                importlib.import_module(module).add_commands(self)
-
-    def list_commands(self, context):
-        self._load_kinds()
-        return super().list_commands(context)
-
-    def get_command(self, context, name):
-        self._load_kinds()
-        return super().get_command(context, name)
-
-
-@click.group(cls=PlotGroup)
+@click.group(cls=LazyGroup, command_modules=(
+    "rltx.plotting.training", "rltx.plotting.alignment", "rltx.plotting.diagnostics"))
 def plot():
     """Draw the papers' figures from stored run and analysis files (never retrains or recomputes)."""
