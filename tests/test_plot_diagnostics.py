@@ -5,35 +5,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from rltx.cli import Group, main
-from rltx.plotting.commands import plot
-from rltx.plotting.diagnostics import (add_commands, draw_barrier, draw_cka, draw_hessian, draw_landscape,
+from rltx.plotting.diagnostics import (draw_barrier, draw_cka, draw_hessian, draw_landscape,
                                        draw_spectrum)
-
-add_commands(plot)
-# `plot` under a group of rltx.cli's class, as `rltx plot` will be: UsageError -> one line, exit 2
-CLI = Group(commands={"plot": plot})
-
-
-def invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def invoke_plot(*args):
-    return CliRunner().invoke(CLI, ["plot"] + [str(a) for a in args])
-
-
-def stored(path, name):
-    with h5py.File(path) as handle:
-        return handle[name][()]
-
-
-def text(values):
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+from tests_support import invoke_ok as invoke, invoke_plot, stored, text
 
 
 @pytest.fixture(scope="module")

@@ -5,37 +5,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from rltx import store
-from rltx.cli import Group, main
-from rltx.plotting.commands import plot
-from rltx.plotting.training import (add_commands, draw_activations, draw_auc_scatter, draw_curves, draw_table,
+from rltx.plotting.training import (draw_activations, draw_auc_scatter, draw_curves, draw_table,
                                     table_rows)
-
-add_commands(plot)
-add_commands(plot)  # guarded: adding twice is harmless
-# `plot` under a group of rltx.cli's class, as `rltx plot` will be: UsageError -> one line, exit 2
-CLI = Group(commands={"plot": plot})
-
-
-def invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def invoke_plot(*args):
-    return CliRunner().invoke(CLI, ["plot"] + [str(a) for a in args])
-
-
-def stored(path, name):
-    with h5py.File(path) as handle:
-        return handle[name][()]
-
-
-def text(values):
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+from tests_support import invoke_ok as invoke, invoke_plot, stored, text
 
 
 @pytest.fixture(scope="module")

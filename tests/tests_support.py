@@ -28,3 +28,33 @@ def wait_for_rows(run_dir, count, process, timeout=120):
         assert process.poll() is None, process.stderr.read()
         time.sleep(0.05)
     raise AssertionError("run made no progress")
+
+
+def invoke_ok(*args):
+    """Run the rltx CLI in-process and require success."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def invoke_plot(*args):
+    """`rltx plot ...` in-process, whatever its exit code."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    return CliRunner().invoke(main, ["plot"] + [str(a) for a in args])
+
+
+def stored(path, name):
+    """One dataset of an HDF5 file, read independently of rltx."""
+    import h5py
+    with h5py.File(path) as handle:
+        return handle[name][()]
+
+
+def text(values):
+    """Strings stored by h5py (bytes or str) as str."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
