@@ -17,14 +17,10 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from tests_support import tiny_recipe_dict
+    from tests_support import pretrain_seeds, tiny_recipe_dict
     directory = tmp_path_factory.mktemp("analyze")
     recipe = {**tiny_recipe_dict(), "num_filters": 32, "total_steps": 20, "checkpoint_every": 5}
-    (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
-    for seed in (0, 1):
-        result = invoke("pretrain", directory / "r.yaml", "--set", f"seed={seed}", "--out", directory / f"run{seed}",
-                        "--quiet")
-        assert result.exit_code == 0, result.output
+    pretrain_seeds(directory, recipe)
     separated = {**recipe, "gaussian_spectrum": [3 * 0.7 ** i for i in range(27)], "total_steps": 1}
     (directory / "separated.yaml").write_text(yaml.safe_dump(separated))
     assert invoke("pretrain", directory / "separated.yaml", "--out", directory / "separated", "--quiet").exit_code == 0

@@ -4,7 +4,6 @@ are real, bad input is one line with exit 2."""
 import h5py
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
 from matplotlib import image
 
@@ -28,14 +27,10 @@ def draw(*args):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from tests_support import tiny_recipe_dict
+    from tests_support import pretrain_seeds, tiny_recipe_dict
     directory = tmp_path_factory.mktemp("plot_alignment")
     recipe = {**tiny_recipe_dict(), "num_filters": 32, "total_steps": 20, "checkpoint_every": 5}
-    (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
-    for seed in (0, 1):
-        result = invoke("pretrain", directory / "r.yaml", "--set", f"seed={seed}", "--out", directory / f"run{seed}",
-                        "--quiet")
-        assert result.exit_code == 0, result.output
+    pretrain_seeds(directory, recipe)
     (directory / "mis").mkdir()
     commands = [("misalignment", "run0", "--all-steps", "mis/m0.h5"),
                 ("misalignment", "run1", "--all-steps", "mis/m1.h5"),

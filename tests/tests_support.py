@@ -58,3 +58,12 @@ def stored(path, name):
 def text(values):
     """Strings stored by h5py (bytes or str) as str."""
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def pretrain_seeds(directory, recipe: dict, seeds=(0, 1)):
+    """Write `recipe` to directory/r.yaml and pre-train it once per seed into directory/run<seed>."""
+    import yaml
+    (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
+    for seed in seeds:
+        invoke_ok("pretrain", directory / "r.yaml", "--set", f"seed={seed}", "--out", directory / f"run{seed}",
+                  "--quiet")
