@@ -48,6 +48,9 @@ class Recipe:
     gaussian_rotate: bool = key(False, help="rotate Sigma by a random orthogonal matrix (else diagonal)")
     gaussian_num_train: int = key(10000, help="size of the gaussian training split", unit="examples", minimum=1)
     gaussian_num_test: int = key(2000, help="size of the gaussian held-out split", unit="examples", minimum=1)
+    gaussian_seed: Optional[int] = key(None, help="gaussian: seed of the data (Sigma's rotation, examples, class means); null: the run's seed", minimum=0)
+    gaussian_num_classes: int = key(0, help="gaussian: classes with their own mean image, giving real labels (0: no real labels)", unit="classes", minimum=0)
+    gaussian_class_separation: float = key(1.0, help="gaussian: scale of the class means, each drawn like an example (patches ~ N(0, Sigma))", minimum=0.0)
     num_examples_upstream: int = key(help="examples sampled uniformly from the training split (A.1 step 1)", unit="examples", minimum=1)
     num_classes_upstream: int = key(10, help="number of random classes (A.1 step 3)", unit="classes", minimum=2)
     labels_upstream: str = key("random", help="random: uniform random labels (A.1 step 3); real: the dataset's labels", choices=("random", "real"))
@@ -78,6 +81,7 @@ class Recipe:
     epochs: Optional[float] = key(None, help="training length in passes over the upstream set (give this or total_steps)", unit="epochs", minimum=0.0, exclusive_minimum=True)
     total_steps: Optional[int] = key(None, help="training length in SGD steps (give this or epochs)", unit="steps", minimum=1)
     seed: int = key(0, help="seed of sampling, labels, initialisation and data order", minimum=0)
+    mixed_precision: str = key("none", help="compute dtype policy of training (weights, loss and all analysis stay float32/float64)", choices=("none", "mixed_float16", "mixed_bfloat16"))
     # --- downstream task and transfer (A.1 step 2-4, A.4, A.9, A.10; used by `rltx transfer`) ---
     num_classes_downstream: int = key(10, help="classes of the downstream task (A.1 step 4)", unit="classes", minimum=2)
     labels_downstream: str = key("real", help="real labels, or uniform random ones (A.1 step 4)", choices=("real", "random"))
@@ -280,8 +284,9 @@ def _check_together(recipe: Recipe) -> None:
 def _check_gaussian(recipe: Recipe) -> None:
     if recipe.gaussian_spectrum is None:
         raise UsageError("dataset gaussian needs gaussian_spectrum, e.g. 'linspace(0.1, 3.0, 30)'")
-    if recipe.labels_upstream == "real":
-        raise UsageError("the gaussian source has no real labels; use labels_upstream: random")
+    if recipe.labels_upstream == "real" and recipe.gaussian_num_classes < 2:
+        raise UsageError("the gaussian source has no real labels; use labels_upstream: random, "
+                         "or set gaussian_num_classes >= 2")
     size, patch = recipe.gaussian_image_size, recipe.gaussian_patch_size
     if (size == 0) != (patch == 0) or (patch and size % patch):
         raise UsageError("gaussian images need gaussian_image_size a multiple of gaussian_patch_size "

@@ -77,12 +77,11 @@ import numpy as np
 from rltx.analysis.inputs import Run, examples, model_at, open_run, select_steps
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
+from rltx.tasks import DATA_KEYS
 
 ROW_NORMS = ("unit", "max")
 WHICH = ("train", "test")
 INPUT_LAYER = "inputs"
-_DATA_KEYS = ("dataset", "data_dir", "data_path", "image_size", "gaussian_spectrum", "gaussian_patch_size",
-              "gaussian_image_size", "gaussian_rotate", "gaussian_num_train", "gaussian_num_test")
 
 
 # ---------------------------------------------------------------- the mathematics (Sec. 2, 4)
@@ -158,7 +157,7 @@ def _split(run: Run, which: str, num_examples: int) -> tuple[np.ndarray, np.ndar
 
 
 def _data_identity(run: Run, which: str) -> tuple:
-    identity = tuple(getattr(run.recipe, key) for key in _DATA_KEYS)
+    identity = tuple(getattr(run.recipe, key) for key in DATA_KEYS)
     if run.recipe.dataset == "gaussian":
         identity += (run.recipe.seed,)
     if which == "test":

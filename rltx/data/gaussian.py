@@ -62,7 +62,14 @@ class GaussianSource:
     (Prop. 1 / App. C), C = d / k^2. Patch ordering: the d-vector of the patch at patch-row a,
     patch-col b is image[a*k:(a+1)*k, b*k:(b+1)*k, :].reshape(-1), i.e. (row, col, channel)
     order with channel fastest, the same order as `patch.reshape(-1)` of a [k, k, C] patch (and
-    of a Conv2D kernel [k, k, C, filters].reshape(d, filters)). No real labels: y is all zeros."""
+    of a Conv2D kernel [k, k, C, filters].reshape(d, filters)).
+
+    num_classes == 0: no real labels, y is all zeros. num_classes = K >= 2: a labelled task for
+    offline transfer experiments. K class means m_1..m_K are drawn like examples (their patches are
+    N(0, Sigma)) and scaled by class_separation s; an example of class y (uniform) is m_y plus an
+    N(0, Sigma)-patch draw. Over the draw of the means every patch is N(0, (1 + s^2) Sigma), so the
+    data keeps the eigenvectors Prop. 1 aligns to, and the class signal lives where the data
+    varies most, as in natural images."""
 
     spectrum: np.ndarray
     seed: int = 0
@@ -73,6 +80,7 @@ class GaussianSource:
     num_test: int = 2000
     name: str = "gaussian"
     num_classes: int = 0
+    class_separation: float = 1.0
     rotation: np.ndarray = field(init=False, repr=False)
     _splits: dict = field(init=False, repr=False)
 
@@ -85,8 +93,20 @@ class GaussianSource:
         rotation = random_orthogonal(d, np.random.default_rng([self.seed, 0])) if self.rotate else np.eye(d)
         rotation.flags.writeable = False
         object.__setattr__(self, "rotation", rotation)
-        splits = {"train": self._draw(self.num_train, 1), "test": self._draw(self.num_test, 2)}
+        if self.num_classes == 1:
+            raise UsageError("gaussian_num_classes must be 0 (no labels) or at least 2")
+        means = self.class_separation * self._draw(self.num_classes, 5) if self.num_classes else None
+        splits = {"train": self._labelled(self.num_train, 1, 3, means), "test": self._labelled(self.num_test, 2, 4, means)}
         object.__setattr__(self, "_splits", splits)
+
+    def _labelled(self, n: int, stream: int, label_stream: int, means) -> tuple[np.ndarray, np.ndarray]:
+        x = self._draw(n, stream)
+        if means is None:
+            return x, np.zeros(n, np.int64)
+        y = np.random.default_rng([self.seed, label_stream]).integers(0, self.num_classes, n)
+        x = x + means[y]
+        x.flags.writeable = False
+        return x, y
 
     def _check_geometry(self, d: int) -> None:
         k, size = self.patch_size, self.image_size
@@ -123,7 +143,7 @@ class GaussianSource:
 
     @property
     def has_labels(self) -> bool:
-        return False
+        return self.num_classes > 0
 
     def _draw(self, n: int, stream: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, stream])
@@ -142,11 +162,11 @@ class GaussianSource:
         return patches.transpose(0, 1, 3, 2, 4, 5).reshape(n, self.image_size, self.image_size, c)
 
     def _take(self, split: str, indices) -> Split:
-        data = self._splits[split]
-        idx = check_indices(indices, len(data), f"gaussian {split}")
+        x, y = self._splits[split]
+        idx = check_indices(indices, len(x), f"gaussian {split}")
         if idx.size == 0:
             return empty_split(self.input_shape, np.float32)
-        return Split(data[idx], np.zeros(idx.size, np.int64))
+        return Split(x[idx], y[idx])
 
     def train(self, indices) -> Split:
         return self._take("train", indices)

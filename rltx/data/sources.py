@@ -12,7 +12,8 @@ def open_source(dataset: str, *, data_dir: str | None = None, manual_dir: str | 
                 offline: bool = False, data_path: str | None = None, image_size: int | None = None,
                 seed: int = 0, gaussian_spectrum=None, gaussian_patch_size: int = 0,
                 gaussian_image_size: int = 0, gaussian_rotate: bool = False,
-                gaussian_num_train: int = 10000, gaussian_num_test: int = 2000) -> Source:
+                gaussian_num_train: int = 10000, gaussian_num_test: int = 2000, gaussian_num_classes: int = 0,
+                gaussian_class_separation: float = 1.0) -> Source:
     """dataset: 'gaussian' (synthetic, from seed and the gaussian_* keys), 'npz' or 'image_folder'
     (read from data_path), or any tensorflow-datasets image classification name (data_dir,
     manual_dir, offline). image_size 0 or None means native size (imagenet2012: 224, A.3).
@@ -23,7 +24,8 @@ def open_source(dataset: str, *, data_dir: str | None = None, manual_dir: str | 
             raise UsageError("dataset gaussian needs gaussian_spectrum; set it, e.g. 'linspace(0.1, 3.0, 30)'")
         return GaussianSource(gaussian_spectrum, seed=seed, patch_size=gaussian_patch_size,
                               image_size=gaussian_image_size, rotate=gaussian_rotate,
-                              num_train=gaussian_num_train, num_test=gaussian_num_test)
+                              num_train=gaussian_num_train, num_test=gaussian_num_test,
+                              num_classes=gaussian_num_classes, class_separation=gaussian_class_separation)
     if kind.lower() == "npz":
         return open_npz(data_path, image_size)
     if kind.lower() == "image_folder":
