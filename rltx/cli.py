@@ -8,6 +8,7 @@ import click
 
 from rltx.analysis.commands import analyze
 from rltx.plotting.commands import plot
+from rltx.sweep.command import sweep
 from rltx.config import describe_keys, load_recipe
 from rltx.errors import UsageError
 
@@ -52,6 +53,8 @@ def main():
 
 
 RECIPE_ARGUMENT = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+PROFILE_OPTION = click.option("--profile", metavar="NAME",
+                              help="Apply the recipe's profile NAME (e.g. quick: scaled down for a CPU) before --set.")
 INIT_OPTION = click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
                            help="Initial weights from `rltx construct-init` (sets the recipe key init_file).")
 
@@ -68,6 +71,7 @@ def run_options(command):
         click.option("--resume/--no-resume", default=True, show_default=True,
                      help="Continue a run already in --out with the same recipe; --no-resume refuses to touch one."),
         click.option("--quiet", is_flag=True, help="No progress output."),
+        PROFILE_OPTION,
     ]):
         command = option(command)
     return command
@@ -103,9 +107,9 @@ def _train_and_report(label: str, quiet: bool, train) -> list:
               help="Run directory [default: runs/<recipe name>, or the directory of a given run.h5].")
 @INIT_OPTION
 def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool,
-             init: Path | None):
+             profile: str | None, init: Path | None):
     """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
-    config = load_recipe(recipe, overrides + _init_override(init))
+    config = load_recipe(recipe, overrides + _init_override(init), profile)
     out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
     from rltx.training import pretrain as run_pretrain
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
@@ -124,9 +128,10 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
               help="Run directory [default: runs/<recipe name>-transfer, or -scratch].")
 @INIT_OPTION
 def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with_baseline: bool,
-             overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool, init: Path | None):
+             overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool, profile: str | None,
+             init: Path | None):
     """Fine-tune on the downstream task (A.4, A.9, A.10) from pre-trained runs, or from scratch."""
-    config = load_recipe(recipe, overrides + _init_override(init))
+    config = load_recipe(recipe, overrides + _init_override(init), profile)
     scratch = sources == ("scratch",)
     if "scratch" in sources and not scratch:
         raise UsageError("--from scratch cannot be combined with source runs; use --with-baseline for the pair")
@@ -145,15 +150,16 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
               help="Sample layer 1 from N(0, Sigma_w) of these trained runs instead (Sec. 2.4); repeatable.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key (value read as YAML); repeatable.")
+@PROFILE_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The init file to write (HDF5); never overwritten.")
 @click.option("--table", type=click.Path(file_okay=False, path_type=Path),
               help="Instead: for each of table_layer_sets, construct, train, and tabulate the accuracies after "
                    "table_iterations steps (Table 1-6), with runs, init files and table.h5 in this directory.")
 def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path, ...], overrides: tuple[str, ...],
-                   output: Path | None, table: Path | None):
+                   profile: str | None, output: Path | None, table: Path | None):
     """Build conv filters from the data's patch covariances, layer by layer (Sec. 2.5, E.3)."""
-    config = load_recipe(recipe, overrides)
+    config = load_recipe(recipe, overrides, profile)
     if table is not None:
         from rltx.analysis.results import print_table, write_result
         from rltx.construct import construct_table
@@ -181,3 +187,4 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
 
 main.add_command(analyze)
 main.add_command(plot)
+main.add_command(sweep)

@@ -111,3 +111,31 @@ def batch_order(num_examples: int, batch_size: int, seed: int, first_step: int, 
 def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     generator = np.random.default_rng(np.random.SeedSequence([seed, STREAM_ORDER, epoch]))
     return generator.permutation(num_examples)
+
+
+# --- App. B: experiment sweeps ---------------------------------------------------------------
+
+def sample_hyperparameter(spec, generator: np.random.Generator):
+    """App. B.1-B.4: one group's value of a swept hyper-parameter. `{log_uniform: [a, b]}` is
+    "random log_uniform(a, b)", `{uniform: [v1, v2, ...]}` is "random uniform([v1, v2, ...])" (a
+    uniform choice among the listed values); anything else is a fixed value."""
+    if isinstance(spec, dict) and len(spec) == 1:
+        (kind, values), = spec.items()
+        if kind == "log_uniform":
+            low, high = values
+            return float(math.exp(generator.uniform(math.log(low), math.log(high))))
+        if kind == "uniform":
+            return values[int(generator.integers(len(values)))]
+    return spec
+
+
+def group_generator(sweep_seed: int, architecture_index: int, group: int) -> np.random.Generator:
+    """The generator of one group's hyper-parameters: a group keeps its values when other groups or
+    architectures are added to the sweep."""
+    return np.random.default_rng(np.random.SeedSequence([sweep_seed, architecture_index, group]))
+
+
+def experiments_per_group(seeds: int, transfer_depths: int, downstream_labels: int) -> int:
+    """App. B: every combination of (a) seed, (b) pre-trained / from scratch, (c) transfer one /
+    all layers, (d) real / random downstream labels; e.g. B.1: 2 x 2 x 2 x 2 = 16."""
+    return seeds * 2 * transfer_depths * downstream_labels

@@ -59,6 +59,19 @@ def atomic_h5(path: Path):
             pass
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file so that `path` is always either the old or the complete new file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as error:
+        raise StoreWriteError(f"cannot write {path}: {_reason(error)}; free disk space or fix the "
+                              "permissions and rerun the same command") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _reason(error: Exception) -> str:
     """The operating system's words for a failed write (HDF5 wraps them in a long message)."""
     found = re.search(r"error message = '([^']+)'", str(error))

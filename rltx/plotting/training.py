@@ -24,6 +24,7 @@ import click
 import numpy as np
 
 from rltx.errors import UsageError
+from rltx.store import atomic_write_text
 from rltx.plotting.figure import new_figure, read_analysis, require
 
 CURVES_PRODUCER = "rltx analyze curves RUN... -o FILE"
@@ -282,14 +283,7 @@ def write_text(text: str, output: Path) -> Path:
     output = Path(output)
     if not output.parent.exists() or not os.access(output.parent, os.W_OK):
         raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
-    temporary = output.with_name(f".{output.stem}.{os.getpid()}{output.suffix}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, output)
-    except OSError as error:
-        raise UsageError(f"cannot write {output}: {error.strerror}; choose another -o") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write_text(output, text)
     return output
 
 

@@ -1,0 +1,85 @@
+"""`rltx sweep`: the command line over rltx.sweep."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rltx.config import read_recipe_file
+from rltx.errors import UsageError
+from rltx.sweep import expand, run_local, summarize, write_plan
+
+EXECUTORS = ("local", "ray")
+
+
+@click.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Sweep directory: plan.json, group recipes, runs, logs/, curves.h5 [default: runs/<recipe name>].")
+@click.option("--profile", metavar="NAME", help="Apply the recipe's profile NAME (e.g. quick) before --set.")
+@click.option("--quick", is_flag=True, help="Same as --profile quick.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key in every run (value read as YAML); repeatable.")
+@click.option("--plan-only", is_flag=True,
+              help="Write the plan and print one command per run (stage 1 before stage 2) for an external "
+                   "scheduler (Slurm array, Kubernetes indexed job); run nothing.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Local executor: concurrent runs [default: one per visible GPU, else 1].")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="local: worker processes on this machine; ray: one Ray task per run (pip install 'rltx[ray]').")
+@click.option("--address", help="Ray: the cluster address (e.g. ray://head:10001) [default: start a local Ray].")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=None,
+              help="Ray: GPUs each run requests [default: 1 when the cluster has GPUs, else 0].")
+def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, overrides: tuple[str, ...],
+          plan_only: bool, workers: int | None, executor: str, address: str | None, gpus_per_run: float | None):
+    """Run an experiment of App. B: groups x seeds x pre-trained / from scratch x transfer depth x
+    real / random downstream labels. Completed runs are skipped and interrupted ones resumed, so the
+    same command continues a killed sweep. Ends with the group summaries of `analyze curves`."""
+    if quick and profile not in (None, "quick"):
+        raise UsageError("--quick is --profile quick; give only one of them")
+    profile = "quick" if quick else profile
+    if executor == "local" and (address is not None or gpus_per_run is not None):
+        raise UsageError("--address and --gpus-per-run are for --executor ray; drop them or add --executor ray")
+    if executor == "ray" and workers is not None:
+        raise UsageError("--workers is for the local executor; Ray runs as many tasks as the cluster has room for")
+    recipe_file = read_recipe_file(recipe).profile(profile)
+    out = out or Path("runs") / (recipe.stem + (f"-{profile}" if profile else ""))
+    plan = expand(recipe_file, out, overrides)
+    plan_path = write_plan(plan)
+    counts = plan.counts()
+    click.echo(f"{plan_path}: {counts['groups']} groups, {counts['experiments']} experiments "
+               f"({counts['pretrain_runs']} pre-training runs, {counts['transfer_commands']} transfer commands, "
+               "each training a pre-trained model and its from-scratch pair)", err=plan_only)
+    if plan_only:
+        for stage in ("pretrain", "transfer"):
+            click.echo(f"# stage {stage}: start after the previous stage completed" if stage == "transfer"
+                       else "# stage pretrain: independent runs")
+            for run in plan.runs:
+                if run.stage == stage:
+                    click.echo(run.command())
+        return
+    if executor == "ray":
+        from rltx.sweep.ray_executor import run_ray
+        outcomes = run_ray(plan, address=address, gpus_per_run=gpus_per_run, echo=click.echo)
+    else:
+        outcomes = run_local(plan, workers=workers or _default_workers(), echo=click.echo)
+    _report(plan, outcomes)
+
+
+def _default_workers() -> int:
+    from rltx.sweep.execute import visible_gpus
+    return max(1, len(visible_gpus()))
+
+
+def _report(plan, outcomes) -> None:
+    from rltx.analysis.results import print_table
+    tally = {status: sum(o.status == status for o in outcomes) for status in ("completed", "skipped", "failed", "blocked")}
+    click.echo(", ".join(f"{count} {status}" for status, count in tally.items()))
+    result = summarize(plan)
+    if result is not None:
+        print_table(result)
+        click.echo(f"group summaries in {Path(plan.out) / 'curves.h5'}")
+    if tally["failed"] or tally["blocked"]:
+        failed = [o for o in outcomes if o.status == "failed"]
+        raise click.ClickException(f"{len(failed)} runs failed (first: {failed[0].name}, log {failed[0].log}); "
+                                   "fix the cause and rerun the same command to finish the sweep")

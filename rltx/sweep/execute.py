@@ -1,0 +1,158 @@
+"""Running a sweep plan: what every executor shares, and the local executor (N worker processes,
+one GPU each when GPUs are present).
+
+A planned run is done when all its run directories are completed; it is then skipped. Any other
+run is started with its command, which resumes an interrupted run from its saved state (the run
+store's own resume), so killing a sweep and starting it again redoes nothing that was finished.
+A run starts only after the runs it needs (`after`) completed; when one fails, the runs that need
+it are reported as blocked and the others go on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from rltx.sweep.plan import Plan, PlannedRun
+
+POLL_S = 0.5
+STOP_GRACE_S = 120  # a stopped run saves its state at the end of its current chunk of steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    name: str
+    status: str      # completed (ran now) | skipped (was complete) | failed | blocked
+    seconds: float = 0.0
+    log: str = ""
+
+
+def run_status(run_dir: str | Path) -> str:
+    """absent, or the stored status of the run (running, completed, failed, interrupted)."""
+    from rltx.store import read_status
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.h5").exists():
+        return "absent"
+    return read_status(run_dir)
+
+
+def is_done(run: PlannedRun) -> bool:
+    return all(run_status(d) == "completed" for d in run.run_dirs)
+
+
+def log_path(plan: Plan, run: PlannedRun) -> Path:
+    return Path(plan.out) / "logs" / (run.name.replace("/", "__") + ".log")
+
+
+def rltx_command(run: PlannedRun) -> list[str]:
+    """The run's command with this interpreter's rltx (the `rltx` script need not be on PATH)."""
+    return [sys.executable, "-m", "rltx", *run.argv]
+
+
+def visible_gpus() -> list[str]:
+    """Indices of the GPUs this process may use (CUDA_VISIBLE_DEVICES when set)."""
+    import tensorflow as tf
+    count = len(tf.config.list_physical_devices("GPU"))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip()][:count]
+    return [str(i) for i in range(count)]
+
+
+class Scheduler:
+    """Which runs may start: a run is ready when every run it needs is done, blocked when one failed."""
+
+    def __init__(self, plan: Plan, echo: Callable[[str], None]):
+        self.pending = list(plan.runs)
+        self.outcomes: dict[str, Outcome] = {}
+        self.echo = echo
+        for run in list(self.pending):
+            if is_done(run):
+                self.finish(Outcome(run.name, "skipped"))
+                self.pending.remove(run)
+
+    def finish(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.name] = outcome
+        if outcome.status != "skipped":
+            self.echo(f"{outcome.status}: {outcome.name} ({outcome.seconds:.0f} s)"
+                      + (f", log {outcome.log}" if outcome.status == "failed" else ""))
+
+    def take_ready(self) -> PlannedRun | None:
+        """The next run whose prerequisites are done; runs behind a failure become blocked."""
+        for run in list(self.pending):
+            states = [self.outcomes.get(name) for name in run.after]
+            if any(s is not None and s.status in ("failed", "blocked") for s in states):
+                self.pending.remove(run)
+                self.finish(Outcome(run.name, "blocked"))
+            elif all(s is not None for s in states):
+                self.pending.remove(run)
+                return run
+        return None
+
+    @property
+    def finished(self) -> bool:
+        return not self.pending
+
+
+def run_local(plan: Plan, *, workers: int, echo: Callable[[str], None] = print) -> list[Outcome]:
+    """Execute `plan` with `workers` concurrent processes; worker slot i gets GPU i (of the visible
+    ones) when there are GPUs. Ctrl-C / SIGTERM stops every running run (they save their state)."""
+    gpus = visible_gpus()
+    scheduler = Scheduler(plan, echo)
+    free_slots = list(range(workers))
+    running: dict[int, tuple[PlannedRun, subprocess.Popen, float, Path]] = {}
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while not scheduler.finished or running:
+            while free_slots and (run := scheduler.take_ready()) is not None:
+                slot = free_slots.pop(0)
+                running[slot] = (run, *_start(plan, run, gpus[slot % len(gpus)] if gpus else None))
+            if not running and not scheduler.finished:
+                raise RuntimeError(f"runs {[r.name for r in scheduler.pending]} wait for runs not in the plan")
+            for slot, (run, process, started, log) in list(running.items()):
+                if process.poll() is not None:
+                    del running[slot]
+                    free_slots.append(slot)
+                    done = process.returncode == 0 and is_done(run)
+                    scheduler.finish(Outcome(run.name, "completed" if done else "failed",
+                                             time.monotonic() - started, str(log)))
+            time.sleep(POLL_S if running else 0)
+    except KeyboardInterrupt:
+        _stop(process for _, process, _, _ in running.values())
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return [scheduler.outcomes[run.name] for run in plan.runs]
+
+
+def _start(plan: Plan, run: PlannedRun, gpu: str | None) -> tuple[subprocess.Popen, float, Path]:
+    log = log_path(plan, run)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    with open(log, "ab") as handle:  # appended: a resumed run keeps the log of its first attempt
+        process = subprocess.Popen(rltx_command(run), stdout=handle, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)  # our own signals reach it only through _stop
+    return process, time.monotonic(), log
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop(processes) -> None:
+    processes = list(processes)
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()

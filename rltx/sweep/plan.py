@@ -1,0 +1,192 @@
+"""An experiment of App. B expanded into runs: groups x seeds x pre-trained / from scratch x
+transfer one / all layers x real / random downstream labels.
+
+The `sweep:` section of a recipe file (its other keys are shared by every run):
+
+    sweep:
+      architectures: [simple_cnn, vgg16, resnet18]
+      groups: 20                         # groups per architecture
+      seeds: 2                           # seeds seed, seed+1, ... of every group
+      transfer_layers: [1, all]          # (c) transfer one / all layers
+      labels_downstream: [real, random]  # (d)
+      seed: 0                            # seed of the hyper-parameter draws
+      sample:                            # drawn once per group (App. B.1-B.4)
+        init_scale: {log_uniform: [0.5, 1.35]}
+        num_classes_upstream: {uniform: [2, 5, 10, 25, 50, 100]}
+      by_architecture:                   # drawn (or fixed) only for that architecture
+        simple_cnn: {num_conv_layers: {uniform: [1, 2, 3, 4, 5]}}
+
+Every group gets a recipe file OUT/<architecture>/gNN/recipe.yaml; its runs are one pre-training per
+seed and one `rltx transfer --with-baseline` per (seed, transfer depth, downstream labels), which
+trains the pre-trained model and its from-scratch pair: two of App. B's experiments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from pathlib import Path
+
+from rltx import hyperrule
+from rltx.config import ARCHITECTURE_NAMES, RecipeFile, make_recipe, parse_override
+from rltx.errors import UsageError
+
+PLAN_FILE = "plan.json"
+SECTION_KEYS = ("architectures", "groups", "seeds", "transfer_layers", "labels_downstream", "seed", "sample",
+                "by_architecture")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    architectures: tuple[str, ...]
+    groups: int
+    seeds: int
+    transfer_layers: tuple
+    labels_downstream: tuple[str, ...]
+    seed: int = 0
+    sample: dict = dataclasses.field(default_factory=dict)
+    by_architecture: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_section(cls, section: dict, where: str) -> "SweepSpec":
+        if not section:
+            raise UsageError(f"{where} has no sweep: section; sweep a recipe that declares one (e.g. recipes/cifar10_a.yaml)")
+        unknown = sorted(set(section) - set(SECTION_KEYS))
+        if unknown:
+            raise UsageError(f"{where}: unknown sweep entries {', '.join(unknown)}; the entries are {', '.join(SECTION_KEYS)}")
+        values = {**section, "architectures": tuple(section.get("architectures") or ()),
+                  "transfer_layers": tuple(section.get("transfer_layers") or ("all",)),
+                  "labels_downstream": tuple(section.get("labels_downstream") or ("real",))}
+        spec = cls(**{"groups": 1, "seeds": 1, **values})
+        spec.check(where)
+        return spec
+
+    def check(self, where: str) -> None:
+        bad = [a for a in self.architectures if a not in ARCHITECTURE_NAMES]
+        if not self.architectures or bad:
+            raise UsageError(f"{where}: sweep architectures must be a non-empty list of {', '.join(ARCHITECTURE_NAMES)}")
+        for name in ("groups", "seeds"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise UsageError(f"{where}: sweep {name} must be a positive integer")
+        for name, spec in [*self.sample.items(), *(kv for v in self.by_architecture.values() for kv in v.items())]:
+            _check_distribution(name, spec, where)
+
+
+def _check_distribution(name: str, spec, where: str) -> None:
+    if not (isinstance(spec, dict) and len(spec) == 1):
+        return
+    (kind, values), = spec.items()
+    ok = ((kind == "log_uniform" and isinstance(values, list) and len(values) == 2 and 0 < values[0] <= values[1])
+          or (kind == "uniform" and isinstance(values, list) and values))
+    if not ok:
+        raise UsageError(f"{where}: sweep value of {name} must be {{log_uniform: [low, high]}} with 0 < low <= high, "
+                         f"or {{uniform: [v1, v2, ...]}}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    name: str                   # e.g. simple_cnn/g03/s0-all-real
+    stage: str                  # pretrain | transfer
+    argv: tuple[str, ...]       # arguments of `rltx`
+    run_dirs: tuple[str, ...]   # the run directories it completes
+    after: tuple[str, ...]      # runs that must complete first
+    experiments: int            # App. B experiments it produces (downstream models)
+
+    def command(self) -> str:
+        return "rltx " + shlex.join(self.argv)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    recipe: str
+    out: str
+    groups: tuple[dict, ...]    # name, architecture, recipe file, sampled values
+    runs: tuple[PlannedRun, ...]
+
+    def counts(self) -> dict[str, int]:
+        return {"groups": len(self.groups), "experiments": sum(r.experiments for r in self.runs),
+                "pretrain_runs": sum(r.stage == "pretrain" for r in self.runs),
+                "transfer_commands": sum(r.stage == "transfer" for r in self.runs)}
+
+    def downstream_dirs(self) -> list[str]:
+        return [d for run in self.runs if run.stage == "transfer" for d in run.run_dirs]
+
+
+def group_values(spec: SweepSpec, architecture: str, group: int) -> dict:
+    """The sampled (and per-architecture fixed) recipe keys of one group."""
+    generator = hyperrule.group_generator(spec.seed, ARCHITECTURE_NAMES.index(architecture), group)
+    entries = {**spec.sample, **spec.by_architecture.get(architecture, {})}
+    return {name: hyperrule.sample_hyperparameter(value, generator) for name, value in entries.items()}
+
+
+def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), quiet: bool = True) -> Plan:
+    """All groups and runs of the sweep of `recipe_file` (a profile already applied), into `out`."""
+    spec = SweepSpec.from_section(recipe_file.sweep, str(recipe_file.path))
+    out = Path(out).resolve()
+    fixed = dict(parse_override(text) for text in overrides)
+    groups, runs = [], []
+    for architecture in spec.architectures:
+        for index in range(spec.groups):
+            directory = out / architecture / f"g{index:02d}"
+            values = group_values(spec, architecture, index)
+            keys = {**recipe_file.keys, "architecture": architecture, **values, **fixed}
+            recipe = make_recipe(keys)  # every group's recipe is valid before anything runs
+            name = f"{architecture}/g{index:02d}"
+            groups.append({"name": name, "architecture": architecture, "recipe": str(directory / "recipe.yaml"),
+                           "values": values, "yaml": recipe.to_yaml()})
+            runs += _group_runs(spec, name, directory, recipe.seed, quiet)
+    return Plan(str(recipe_file.path), str(out), tuple(groups), tuple(runs))
+
+
+def _group_runs(spec: SweepSpec, name: str, directory: Path, base_seed: int, quiet: bool) -> list[PlannedRun]:
+    recipe = str(directory / "recipe.yaml")
+    tail = ("--quiet",) if quiet else ()
+    runs = []
+    per_transfer = hyperrule.experiments_per_group(1, 1, 1)  # the transfer and its from-scratch pair
+    for seed in range(base_seed, base_seed + spec.seeds):
+        source = str(directory / f"s{seed}-pretrain")
+        pretrain = PlannedRun(f"{name}/s{seed}-pretrain", "pretrain",
+                              ("pretrain", recipe, "--set", f"seed={seed}", "--out", source, *tail),
+                              (source,), (), 0)
+        runs.append(pretrain)
+        for layers in spec.transfer_layers:
+            for labels in spec.labels_downstream:
+                target = str(directory / f"s{seed}-layers_{layers}-{labels}")
+                argv = ("transfer", recipe, "--set", f"seed={seed}", "--set", f"transfer_layers={layers}",
+                        "--set", f"labels_downstream={labels}", "--from", source, "--with-baseline",
+                        "--out", target, *tail)
+                runs.append(PlannedRun(f"{name}/s{seed}-layers_{layers}-{labels}", "transfer", argv,
+                                       (target, f"{target}-scratch"), (pretrain.name,), per_transfer))
+    return runs
+
+
+def write_plan(plan: Plan) -> Path:
+    """The group recipe files and OUT/plan.json. An existing plan must be the same plan: a sweep
+    directory never mixes two experiments."""
+    from rltx.store import atomic_write_text
+    out = Path(plan.out)
+    path = out / PLAN_FILE
+    text = json.dumps(_as_dict(plan), indent=1)
+    if path.exists() and path.read_text() != text:
+        raise UsageError(f"{path} holds another plan (other recipe, profile or --set); "
+                         "use another --out or remove that sweep directory")
+    for group in plan.groups:
+        recipe = Path(group["recipe"])
+        recipe.parent.mkdir(parents=True, exist_ok=True)
+        if not recipe.exists():
+            atomic_write_text(recipe, group["yaml"])
+    atomic_write_text(path, text)
+    return path
+
+
+def _as_dict(plan: Plan) -> dict:
+    return {"recipe": plan.recipe, "out": plan.out, "counts": plan.counts(),
+            "groups": [{k: v for k, v in g.items() if k != "yaml"} for g in plan.groups],
+            "runs": [dataclasses.asdict(run) for run in plan.runs]}
+
+
+def read_plan(path: Path) -> Plan:
+    raw = json.loads(Path(path).read_text())
+    runs = tuple(PlannedRun(**{k: tuple(v) if isinstance(v, list) else v for k, v in run.items()})
+                 for run in raw["runs"])
+    return Plan(raw["recipe"], raw["out"], tuple(raw["groups"]), runs)
