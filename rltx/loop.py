@@ -1,7 +1,8 @@
 """The training loop shared by every command that trains (pretrain, transfer), read top to bottom.
 
 `train(plan, run_dir, ...)` trains a model on a labelled training set with SGD + momentum and the
-A.3 schedule under a tf.distribute strategy. At each eval point it stores metrics on the *whole*
+A.3 schedule under a tf.distribute strategy, optionally computing in mixed precision (the weights,
+the logits and the loss stay float32). At each eval point it stores metrics on the *whole*
 training set and the held-out set (A.3), kept checkpoints and a resume state; rerun on the same
 directory it resumes from the last resume state and ends with the same weights.
 """
@@ -62,6 +63,7 @@ class TrainPlan:
     eval_batch_size: int
     checkpoint_every: int
     checkpoint_steps: tuple[int, ...]
+    dtype_policy: str  # Keras dtype policy of the model's layers: float32, mixed_float16, mixed_bfloat16
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, *, downstream: bool) -> "TrainPlan":
@@ -69,9 +71,10 @@ class TrainPlan:
         learning_rate = recipe.learning_rate
         if downstream and recipe.learning_rate_downstream is not None:
             learning_rate = recipe.learning_rate_downstream
+        policy = "float32" if recipe.mixed_precision == "none" else recipe.mixed_precision
         return cls(recipe.steps_downstream if downstream else recipe.steps, learning_rate, recipe.momentum,
                    recipe.batch_size, recipe.seed, recipe.num_eval_points, recipe.eval_batch_size,
-                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps))
+                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,14 @@ class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"base_learning_rate": self.base_learning_rate, "total_steps": self.total_steps}
 
 
+def make_optimizer(plan: TrainPlan) -> keras.optimizers.Optimizer:
+    """A.3's SGD; under float16 wrapped in dynamic loss scaling, since float16's 5 exponent bits
+    flush small gradients to zero (bfloat16 has float32's exponent range and needs none)."""
+    sgd = keras.optimizers.SGD(PaperSchedule(plan.learning_rate, plan.total_steps), momentum=plan.momentum,
+                               name="sgd")
+    return keras.optimizers.LossScaleOptimizer(sgd) if plan.dtype_policy == "mixed_float16" else sgd
+
+
 class Steps:
     """The compiled pieces of the loop: a chunk of SGD steps and a pass over a whole set."""
 
@@ -112,12 +123,15 @@ class Steps:
 
     def _sgd_step(self, images, labels):
         with tf.GradientTape() as tape:
-            logits = tf.cast(self.model(images, training=True), tf.float32)
+            logits = self.model(images, training=True)  # float32 whatever the policy (models.py)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
             # Sum over this replica's examples / global batch: the replicas' gradients add up
             # to the gradient of the mean loss over the global batch.
             loss = tf.reduce_sum(losses) / self.global_batch
-        gradients = tape.gradient(loss, self.model.trainable_variables)
+            scaled = self.optimizer.scale_loss(loss)  # times the loss scale, if any (the optimizer unscales)
+        gradients = tape.gradient(scaled, self.model.trainable_variables)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            gradients = _overflow_everywhere(gradients)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         return tf.stack([tf.reduce_sum(losses), _correct(logits, labels)])
 
@@ -130,7 +144,7 @@ class Steps:
         return totals
 
     def _eval_batch(self, images, labels, weights):
-        logits = tf.cast(self.model(images, training=False), tf.float32)
+        logits = self.model(images, training=False)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         hits = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
         return tf.stack([tf.reduce_sum(losses * weights), tf.reduce_sum(hits * weights), tf.reduce_sum(weights)])
@@ -141,6 +155,17 @@ class Steps:
             per_replica = self.strategy.run(self._eval_batch, args=(images, labels, weights))
             totals += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
         return totals
+
+def _overflow_everywhere(gradients):
+    """LossScaleOptimizer skips a step whose gradients overflowed, but it checks one replica's
+    gradients before they are summed: make an overflow on any replica show on all of them, so that
+    all skip the same steps (else the sum carries the inf into the weights, or a worker that
+    skips waits forever for one that applies)."""
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+    overflows = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    poison = tf.where(overflows > 0, np.float32("nan"), np.float32(0.0))
+    return [g + poison for g in gradients]
 
 
 def _correct(logits, labels):
@@ -195,8 +220,9 @@ def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
 
 
 def train(plan: TrainPlan, run_dir: Path, record: store.RunRecord, examples: Examples,
-          make_model: Callable[[], keras.Model], reporter: Reporter, writer: bool) -> RunSummary:
-    """Train the model `make_model()` builds (its weights are those of step 0) and store the run."""
+          make_model: Callable[[str], keras.Model], reporter: Reporter, writer: bool) -> RunSummary:
+    """Train the model `make_model(plan.dtype_policy)` builds (its weights are those of step 0) and
+    store the run."""
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(plan.seed)
     strategy = choose_strategy()
@@ -223,9 +249,8 @@ class _Run:
         self.train_set = (host_tensor(examples.train_x), host_tensor(examples.train_y))
         self.test_set = (host_tensor(examples.test_x), host_tensor(examples.test_y))
         with strategy.scope():
-            self.model = make_model()
-            self.optimizer = keras.optimizers.SGD(PaperSchedule(plan.learning_rate, self.total_steps),
-                                                  momentum=plan.momentum, name="sgd")
+            self.model = make_model(plan.dtype_policy)
+            self.optimizer = make_optimizer(plan)
             self.optimizer.build(self.model.trainable_variables)
         self.steps = Steps(self.model, self.optimizer, strategy, plan.batch_size)
         self.stop_signal = None

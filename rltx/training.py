@@ -30,5 +30,6 @@ def pretrain(recipe: Recipe, run_dir: Path, *, resume: bool = True, reporter: Re
             record.created = existing.created
         input_shape = tuple(examples.train_x.shape[1:])
         return loop.train(loop.TrainPlan.from_recipe(recipe, downstream=False), run_dir, record, examples,
-                          lambda: build_recipe_model(recipe, input_shape, recipe.num_classes_upstream),
+                          lambda policy: build_recipe_model(recipe, input_shape, recipe.num_classes_upstream,
+                                                            dtype_policy=policy),
                           reporter, writer)

@@ -214,8 +214,8 @@ def _fine_tune(recipe, run_dir, kind, sources, samples, examples, identity, pair
             record.created = existing.created
         input_shape = tuple(examples.train_x.shape[1:])
 
-        def make_model():
-            model = build_recipe_model(recipe, input_shape, recipe.num_classes_downstream)
+        def make_model(policy):
+            model = build_recipe_model(recipe, input_shape, recipe.num_classes_downstream, dtype_policy=policy)
             if kind == "transfer":
                 weights, details = initial_weights(model, recipe, sources)
                 assign_weights(model.weights, weights)
