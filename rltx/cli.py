@@ -8,6 +8,7 @@ import click
 
 from rltx.analysis.commands import analyze
 from rltx.plotting.commands import plot
+from rltx.reproduce.command import reproduce
 from rltx.sweep.command import sweep
 from rltx.config import describe_keys, load_recipe
 from rltx.errors import UsageError
@@ -188,3 +189,4 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
 main.add_command(analyze)
 main.add_command(plot)
 main.add_command(sweep)
+main.add_command(reproduce)

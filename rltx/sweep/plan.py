@@ -173,15 +173,14 @@ def write_plan(plan: Plan) -> Path:
     for group in plan.groups:
         recipe = Path(group["recipe"])
         recipe.parent.mkdir(parents=True, exist_ok=True)
-        if not recipe.exists():
-            atomic_write_text(recipe, group["yaml"])
+        atomic_write_text(recipe, group["yaml"])
     atomic_write_text(path, text)
     return path
 
 
 def _as_dict(plan: Plan) -> dict:
     return {"recipe": plan.recipe, "out": plan.out, "counts": plan.counts(),
-            "groups": [{k: v for k, v in g.items() if k != "yaml"} for g in plan.groups],
+            "groups": list(plan.groups),
             "runs": [dataclasses.asdict(run) for run in plan.runs]}
 
 

@@ -1,0 +1,199 @@
+"""The pipelines of `rltx reproduce`: pretrain -> transfer / construct-init -> analyze -> plot,
+each ending with its figure and the findings of rltx.reproduce.verdicts. They call the library
+(rltx.training, rltx.transfer, rltx.construct, rltx.analysis, rltx.plotting) directly; every run
+lives in OUT/runs/... and is resumed or skipped when the command is repeated."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rltx.analysis.results import Result, write_result
+from rltx.config import Recipe, make_recipe
+from rltx.reproduce import verdicts
+from rltx.reproduce.spec import ReproduceSpec, Variant
+
+
+@dataclasses.dataclass
+class Context:
+    recipe: Recipe
+    spec: ReproduceSpec
+    out: Path
+    reporter: Callable[[str], object]  # label -> a progress reporter
+    echo: Callable[[str], None]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.recipe.seed, self.recipe.seed + self.spec.seeds))
+
+    def store(self, result: Result, name: str) -> Path:
+        path = self.out / name
+        write_result(result, path)
+        return path
+
+    def figure(self, figure, name: str) -> Path:
+        from rltx.plotting.figure import save
+        return save(figure, self.out / name)
+
+
+@dataclasses.dataclass
+class Outcome:
+    figures: list[Path]
+    findings: list[verdicts.Finding]
+
+
+def with_keys(recipe: Recipe, **keys) -> Recipe:
+    return make_recipe({**recipe.to_dict(), **keys})
+
+
+def pretrain_seeds(context: Context) -> list[Path]:
+    from rltx.training import pretrain
+    runs = []
+    for seed in context.seeds:
+        run_dir = context.out / "runs" / f"pretrain-s{seed}"
+        context.echo(f"pretrain seed {seed} -> {run_dir}")
+        pretrain(with_keys(context.recipe, seed=seed), run_dir, reporter=context.reporter("pretrain"))
+        runs.append(run_dir)
+    return runs
+
+
+# --- alignment: Prop. 1, Fig. 2, 3, 4 -------------------------------------------------------------
+
+def alignment(context: Context) -> Outcome:
+    from rltx.analysis.covariance import analyze_misalignment, analyze_transfer_function
+    from rltx.plotting.alignment import draw_f_sigma, draw_misalignment
+    runs = pretrain_seeds(context)
+    context.echo(f"analyze misalignment and f(sigma) over {len(runs)} runs")
+    misalignment = analyze_misalignment(runs, layer=context.spec.layer, all_steps=True)
+    function = analyze_transfer_function(runs, layer=context.spec.layer, all_steps=True)
+    files = [context.store(misalignment, "misalignment.h5"), context.store(function, "transfer_function.h5")]
+    steps = function.arrays["steps"]
+    figures = [context.figure(draw_misalignment([files[0]]), "misalignment.png"),
+               context.figure(draw_f_sigma([files[1]], steps=[int(steps[0]), int(steps[-1])]), "f_sigma.png")]
+    data, random = misalignment.arrays["misalignment_data"], misalignment.arrays["misalignment_random"]
+    sigma, tau = function.arrays["sigma"][-1], function.arrays["tau"][-1]
+    return Outcome(figures, [
+        verdicts.alignment_finding(data[-1], random[-1], data[0], random[0], context.spec.expect_ratio),
+        verdicts.shape_finding(sigma, tau, context.spec.expect_shape)])
+
+
+# --- transfer: Fig. 1, 5, 6/9, 8, Table 7 ---------------------------------------------------------
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def variant_runs(context: Context, variant: Variant, sources: dict[int, Path]) -> list[Path]:
+    from rltx.transfer import transfer
+    runs = []
+    for seed in context.seeds:
+        run_dir = context.out / "runs" / slug(variant.name) / f"s{seed}"
+        context.echo(f"transfer '{variant.name}' seed {seed} -> {run_dir}")
+        recipe = with_keys(context.recipe, **{**variant.keys, "seed": seed})
+        paths = [sources[seed]] if variant.source == "pretrained" else []
+        transfer(recipe, run_dir, paths, reporter=context.reporter("transfer"))
+        runs.append(run_dir)
+    return runs
+
+
+def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], Result]:
+    from rltx.analysis.curves import analyze_curves
+    needs_sources = any(v.source == "pretrained" for v in context.spec.variants)
+    sources = dict(zip(context.seeds, pretrain_seeds(context))) if needs_sources else {}
+    runs = {v.name: variant_runs(context, v, sources) for v in context.spec.variants}
+    curves = analyze_curves([run for group in runs.values() for run in group])
+    context.store(curves, "curves.h5")
+    return runs, curves
+
+
+def auc_by_variant(runs: dict[str, list[Path]], curves: Result) -> dict[str, np.ndarray]:
+    names = [str(Path(p.decode() if isinstance(p, bytes) else p).resolve()) for p in curves.arrays["runs"]]
+    auc = dict(zip(names, curves.arrays["train_auc"]))
+    return {name: np.array([auc[str(Path(r).resolve())] for r in group]) for name, group in runs.items()}
+
+
+def transfer_findings(spec: ReproduceSpec, aucs: dict[str, np.ndarray]) -> list[verdicts.Finding]:
+    return [verdicts.transfer_finding(v.name, v.baseline, aucs[v.name], aucs[v.baseline], v.expect)
+            for v in spec.variants if v.baseline is not None]
+
+
+def transfer_pipeline(context: Context) -> Outcome:
+    from rltx.plotting.training import draw_curves
+    runs, curves = transfer_variants(context)
+    figure = draw_curves([r for group in runs.values() for r in group], labels=list(runs))
+    return Outcome([context.figure(figure, "curves.png")], transfer_findings(context.spec, auc_by_variant(runs, curves)))
+
+
+# --- construct-table: Tables 1-6 ------------------------------------------------------------------
+
+def construct_table_pipeline(context: Context) -> Outcome:
+    from rltx.construct import construct_table
+    from rltx.plotting.training import draw_table
+    context.echo(f"construct and train {len(context.recipe.table_layer_sets)} initialisations -> {context.out / 'table'}")
+    result = construct_table(context.recipe, context.out / "table", context.reporter("construct"))
+    path = context.store(result, "table.h5")
+    labels = [s.decode() if isinstance(s, bytes) else str(s) for s in result.arrays["layer_sets"]]
+    accuracy, iterations = result.arrays["accuracy"], result.arrays["iterations"]
+    findings = [verdicts.table_finding(labels, accuracy[:, row, 1], int(step), context.spec.expect)
+                for row, step in enumerate(iterations)]
+    return Outcome([context.figure(draw_table([path]), "table.png")], findings)
+
+
+# --- activations: Fig. 7, 10, 11, 24 --------------------------------------------------------------
+
+def activations_pipeline(context: Context) -> Outcome:
+    from rltx.analysis.activations import analyze_activations, analyze_trajectory
+    from rltx.plotting.training import draw_activations
+    runs, _ = transfer_variants(context)
+    pretrained = context.out / "runs" / f"pretrain-s{context.seeds[0]}"
+    before = analyze_activations([pretrained], all_steps=True)
+    after = analyze_activations([group[0] for group in runs.values()])
+    files = [context.store(before, "activations_pretrain.h5"), context.store(after, "activations_transfer.h5")]
+    figures = [context.figure(draw_activations(files), "activations.png")]
+    layers = before.inputs["layers"][0]
+    fractions = before.arrays["0/mean_example_fraction"]
+    findings = [verdicts.activation_finding(layers[-1], fractions[0, -1], fractions[-1, -1],
+                                            "from initialisation to the end of pre-training")]
+    if context.spec.trajectory:
+        first = next(v for v in context.spec.variants if v.source == "pretrained")
+        trajectory = analyze_trajectory(pretrained, runs[first.name][0])
+        path = context.store(trajectory, "trajectory.h5")
+        figures.append(context.figure(draw_activations([path]), "trajectory.png"))
+        series, phase = trajectory.arrays["activation"], trajectory.arrays["phase"]
+        findings.append(verdicts.activation_finding(
+            trajectory.inputs["layers"][-1], series[phase == 0][-1, -1], series[phase == 1][-1, -1],
+            f"from the switch to the end of '{first.name}'"))
+    return Outcome(figures, findings)
+
+
+# --- sweep: Fig. 12-15 ------------------------------------------------------------------------------
+
+def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
+    from rltx.plotting.training import draw_auc_scatter
+    from rltx.sweep import expand, run_local, summarize, write_plan
+    plan = expand(recipe_file, context.out / "runs")
+    write_plan(plan)
+    outcomes = run_local(plan, workers=workers, echo=context.echo)
+    failed = [o.name for o in outcomes if o.status in ("failed", "blocked")]
+    result = summarize(plan)
+    if result is None or failed:
+        from rltx.errors import UsageError
+        raise UsageError(f"{len(failed)} sweep runs failed or were blocked (logs in {plan.out}/logs); "
+                         "fix the cause and rerun the same command")
+    path = context.store(result, "curves.h5")
+    figures = [context.figure(draw_auc_scatter([path], metric="train"), "scatter_train.png")]
+    arrays = result.arrays
+    findings = []
+    for labels in ("real", "random"):
+        chosen = np.array([(x.decode() if isinstance(x, bytes) else x) == labels for x in arrays["pairs/labels_downstream"]])
+        if chosen.any():
+            findings.append(verdicts.scatter_finding(labels, arrays["pairs/pretrained_train_auc"][chosen],
+                                                     arrays["pairs/scratch_train_auc"][chosen]))
+    return Outcome(figures, findings)
+
+
+PIPELINES = {"alignment": alignment, "transfer": transfer_pipeline, "construct-table": construct_table_pipeline,
+             "activations": activations_pipeline}

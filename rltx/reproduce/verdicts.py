@@ -1,0 +1,108 @@
+"""What a reproduction observed, in the paper's terms: pure functions of analysis numbers.
+
+Thresholds are rltx's, stated here once:
+- transfer: the difference of mean train-accuracy AUCs (pre-trained minus baseline) is "positive"
+  or "negative" when it exceeds two standard errors of that difference (Welch, ddof=1 per side);
+  with a single seed there is no error bar and the sign decides, flagged as such.
+- f(sigma) shape: tau against sigma, smoothed by a running mean of 3; the curve "rises" when its
+  peak exceeds the value at the smallest sigma by more than 5% of the peak, and "falls" when it
+  exceeds the value at the largest sigma by that much (Fig. 4: "up and then down", E.2).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+SHAPE_MARGIN = 0.05  # fraction of the peak a rise or fall must exceed
+STANDARD_ERRORS = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    text: str                   # one line: what was observed, with numbers
+    agrees: bool | None = None  # with the paper, when the recipe says what the paper saw
+
+    def line(self) -> str:
+        mark = {True: "agrees with the paper", False: "DIFFERS from the paper", None: ""}[self.agrees]
+        return f"{self.text}{'  [' + mark + ']' if mark else ''}"
+
+
+def transfer_direction(pretrained: np.ndarray, baseline: np.ndarray) -> tuple[str, float, float]:
+    """("positive" | "negative" | "no clear difference", difference of means, its standard error)."""
+    pretrained, baseline = np.asarray(pretrained, float), np.asarray(baseline, float)
+    difference = float(pretrained.mean() - baseline.mean())
+    if min(len(pretrained), len(baseline)) < 2:
+        return ("positive" if difference > 0 else "negative"), difference, float("nan")
+    error = float(np.sqrt(pretrained.var(ddof=1) / len(pretrained) + baseline.var(ddof=1) / len(baseline)))
+    if difference > STANDARD_ERRORS * error:
+        return "positive", difference, error
+    if difference < -STANDARD_ERRORS * error:
+        return "negative", difference, error
+    return "no clear difference", difference, error
+
+
+def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, expect: str | None) -> Finding:
+    direction, difference, error = transfer_direction(pretrained_auc, baseline_auc)
+    spread = "1 seed, no error bar" if np.isnan(error) else f"+- {error:.3f} (2 s.e. rule)"
+    text = (f"{name} vs {baseline}: train-accuracy AUC {np.mean(pretrained_auc):.3f} vs {np.mean(baseline_auc):.3f}, "
+            f"difference {difference:+.3f} {spread}: {direction} transfer")
+    return Finding(text, None if expect is None else direction == expect)
+
+
+def f_sigma_shape(sigma: np.ndarray, tau: np.ndarray) -> str:
+    """rise-then-fall, rising, falling or flat, for tau(sigma) (see the module docstring)."""
+    order = np.argsort(sigma)
+    values = np.asarray(tau, float)[order]
+    if len(values) >= 3:
+        values = np.convolve(np.pad(values, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    peak = values.max()
+    rises = peak - values[0] > SHAPE_MARGIN * peak
+    falls = peak - values[-1] > SHAPE_MARGIN * peak
+    if rises and falls:
+        return "rise-then-fall"
+    if rises:
+        return "rising"
+    if falls:
+        return "falling"
+    return "flat"
+
+
+def alignment_finding(data_end: float, random_end: float, data_start: float, random_start: float,
+                      expect_ratio: float | None) -> Finding:
+    ratio = random_end / data_end
+    text = (f"first-layer misalignment at the end {data_end:.3g} in the data eigenbasis vs {random_end:.3g} in a "
+            f"random basis: {ratio:.1f}x lower (at step 0: {data_start:.3g} vs {random_start:.3g}, "
+            f"{random_start / data_start:.1f}x)")
+    return Finding(text, None if expect_ratio is None else ratio >= expect_ratio)
+
+
+def shape_finding(sigma: np.ndarray, tau: np.ndarray, expect: str | None) -> Finding:
+    shape = f_sigma_shape(sigma, tau)
+    peak = float(np.asarray(sigma)[np.argmax(tau)])
+    text = f"f(sigma) is {shape}: tau from {tau[np.argmin(sigma)]:.3g} (smallest sigma) to a peak {np.max(tau):.3g} " \
+           f"at sigma {peak:.3g} to {tau[np.argmax(sigma)]:.3g} (largest sigma)"
+    return Finding(text, None if expect is None else shape == expect)
+
+
+def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int, expect: str | None) -> Finding:
+    """Constructed layer sets vs none (the first column) at one row of the table."""
+    base = float(test_accuracy[0])
+    parts = [f"{label} {value:.3f}" for label, value in zip(labels, test_accuracy)]
+    better = bool(np.all(test_accuracy[1:] > base))
+    worse = bool(np.all(test_accuracy[1:] < base))
+    ordering = "all constructed sets beat none" if better else "all constructed sets lose to none" if worse else "mixed"
+    text = f"test accuracy after {iterations} iterations: {', '.join(parts)}: {ordering}"
+    agrees = None if expect is None else (better if expect == "better" else worse)
+    return Finding(text, agrees)
+
+
+def activation_finding(layer: str, start: float, end: float, what: str) -> Finding:
+    change = "drops" if end < start else "rises"
+    return Finding(f"{layer}: mean fraction of examples activating a neuron {change} from {start:.3f} to {end:.3f} {what}")
+
+
+def scatter_finding(labels: str, pretrained: np.ndarray, scratch: np.ndarray) -> Finding:
+    faster = int(np.sum(np.asarray(pretrained) > np.asarray(scratch)))
+    return Finding(f"{labels} labels downstream: pre-trained trains faster (below x = y) in {faster} of "
+                   f"{len(pretrained)} pre-trained / from-scratch pairs")

@@ -1,0 +1,124 @@
+"""`rltx sweep`: expansion into App. B's grid, sampling inside the stated ranges, plan-only
+commands, and a killed sweep finishing on rerun without redoing completed runs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+from tests_support import TINY, invoke_ok
+
+from rltx import hyperrule
+from rltx.config import read_recipe_file
+from rltx.sweep.plan import expand
+
+SECTION = {"architectures": ["simple_cnn"], "groups": 2, "seeds": 1, "transfer_layers": ["all"],
+           "labels_downstream": ["real"], "seed": 0,
+           "sample": {"learning_rate": {"log_uniform": [0.03, 0.06]}, "num_classes_upstream": {"uniform": [2, 4]}}}
+
+
+def sweep_file(tmp_path, section=SECTION, **keys):
+    recipe = {**TINY, "gaussian_num_classes": 4, "num_classes_downstream": 4, "total_steps": 8, "total_steps_downstream": 8, "num_eval_points": 2,
+              "checkpoint_every": 0, **keys, "sweep": section}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_log_uniform_is_uniform_in_the_log_and_uniform_choice_is_uniform():
+    """App. B's 'random log_uniform(a, b)' against its definition: log(value) ~ U(log a, log b)
+    (Kolmogorov-Smirnov), and 'random uniform([...])' hits every value equally (chi-square)."""
+    generator = np.random.default_rng(0)
+    draws = np.array([hyperrule.sample_hyperparameter({"log_uniform": [0.008, 0.0125]}, generator) for _ in range(4000)])
+    assert draws.min() >= 0.008 and draws.max() <= 0.0125
+    low, high = np.log(0.008), np.log(0.0125)
+    assert stats.kstest(np.log(draws), stats.uniform(low, high - low).cdf).pvalue > 1e-3
+    values = [2, 5, 10, 25, 50, 100]
+    picks = [hyperrule.sample_hyperparameter({"uniform": values}, generator) for _ in range(6000)]
+    assert stats.chisquare([picks.count(v) for v in values]).pvalue > 1e-3
+    assert hyperrule.sample_hyperparameter(0.5, generator) == 0.5
+
+
+def test_grid_counts_and_group_values_are_stable(tmp_path):
+    section = {**SECTION, "architectures": ["simple_cnn", "mlp"], "groups": 3, "seeds": 2,
+               "transfer_layers": [1, "all"], "labels_downstream": ["real", "random"]}
+    plan = expand(read_recipe_file(sweep_file(tmp_path, section)), tmp_path / "out")
+    assert plan.counts() == {"groups": 6, "experiments": 6 * 16, "pretrain_runs": 12, "transfer_commands": 48}
+    fewer = expand(read_recipe_file(sweep_file(tmp_path, {**section, "groups": 2})), tmp_path / "out2")
+    assert [g["values"] for g in fewer.groups[:2]] == [g["values"] for g in plan.groups[:2]]
+    for group in plan.groups:
+        assert 0.03 <= group["values"]["learning_rate"] <= 0.06
+        assert group["values"]["num_classes_upstream"] in (2, 4)
+    transfer = next(r for r in plan.runs if r.stage == "transfer")
+    assert transfer.after == (plan.runs[0].name,) and transfer.run_dirs[1] == transfer.run_dirs[0] + "-scratch"
+
+
+def test_plan_only_prints_one_command_per_run_by_stage(tmp_path):
+    result = invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    commands = [line for line in result.stdout.splitlines() if line.startswith("rltx ")]
+    assert [c.split()[1] for c in commands] == ["pretrain", "pretrain", "transfer", "transfer"]
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert plan["counts"]["experiments"] == 4 and len(plan["runs"]) == 4
+    assert all((tmp_path / "out" / "simple_cnn" / f"g0{i}" / "recipe.yaml").exists() for i in range(2))
+
+
+@pytest.mark.parametrize("section, message", [
+    (None, "no sweep: section"),
+    ({**SECTION, "group": 2}, "unknown sweep entries group"),
+    ({**SECTION, "sample": {"learning_rate": {"log_uniform": [0.1, 0.01]}}}, "log_uniform"),
+    ({**SECTION, "architectures": ["alexnet"]}, "architectures"),
+])
+def test_bad_sweep_sections_exit_2(tmp_path, section, message):
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path, section)), "--out", str(tmp_path / "o"),
+                                       "--plan-only"])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_another_plan_in_the_same_directory_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    before = (tmp_path / "out" / "plan.json").read_text()
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"),
+                                       "--plan-only", "--set", "learning_rate=0.01"])
+    assert result.exit_code == 2 and "holds another plan" in result.output
+    assert (tmp_path / "out" / "plan.json").read_text() == before
+
+
+def _statuses(out):
+    from rltx.store import read_status
+    return {p.parent.relative_to(out).as_posix(): read_status(p.parent) for p in out.rglob("run.h5")}
+
+
+def test_killed_sweep_finishes_on_rerun_without_redoing_completed_runs(tmp_path):
+    """SIGTERM the sweep once the first pre-training completed, run it again: the finished run is
+    skipped (its files untouched), everything else completes, and the summary exists."""
+    recipe, out = sweep_file(tmp_path, total_steps=30, total_steps_downstream=30), tmp_path / "out"
+    command = [sys.executable, "-m", "rltx", "sweep", str(recipe), "--out", str(out), "--workers", "1"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done_dir = out / "simple_cnn" / "g00" / "s3-pretrain"
+    deadline = time.monotonic() + 180
+    while _statuses(out).get("simple_cnn/g00/s3-pretrain") != "completed":
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+        time.sleep(0.2)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=180) == 130
+    mtimes = {name: os.stat(done_dir / name).st_mtime_ns for name in ("run.h5", "metrics.h5")}
+    assert list(_statuses(out).values()).count("completed") < 6  # the kill left work to do
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 skipped" in second.stdout or "skipped" in second.stdout
+    assert {name: os.stat(done_dir / name).st_mtime_ns for name in mtimes} == mtimes
+    statuses = _statuses(out)
+    assert len(statuses) == 6 and set(statuses.values()) == {"completed"}  # 2 pretrain + 2 x (transfer, scratch)
+    assert (out / "curves.h5").exists()
