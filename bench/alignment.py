@@ -19,13 +19,13 @@ from rltx.analysis.covariance import analyze_misalignment, analyze_transfer_func
 from rltx.config import load_recipe  # noqa: E402
 from rltx.training import pretrain  # noqa: E402
 
-QUICKSTART = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
+PATCH_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "gaussian_patches.yaml"
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as directory:
         run = Path(directory) / "run"
-        recipe = load_recipe(QUICKSTART, ("total_steps=49", "epochs=null", "checkpoint_every=1", "num_filters=64"))
+        recipe = load_recipe(PATCH_RECIPE, ("total_steps=49", "epochs=null", "checkpoint_every=1", "num_filters=64"))
         pretrain(recipe, run)
         timings = {}
         for name, analysis in (("misalignment", analyze_misalignment), ("transfer-function", analyze_transfer_function)):

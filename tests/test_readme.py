@@ -15,7 +15,7 @@ def setup_commands():
 
 def test_exactly_two_setup_commands_quickstart_then_tests():
     quickstart, tests = setup_commands()
-    assert "pip install ." in quickstart and "rltx pretrain recipes/quickstart.yaml" in quickstart
+    assert "pip install ." in quickstart and "rltx reproduce quickstart" in quickstart
     assert "pip install '.[test]'" in tests and "pytest" in tests
 
 

@@ -1,5 +1,5 @@
 """Regenerate the README's gallery: one PNG per `rltx plot` kind, from small offline runs of the
-quickstart recipe (Gaussian-patch images, random labels), made and analysed with the CLI.
+gaussian_patches recipe (Gaussian-patch images, random labels), made and analysed with the CLI.
 
     python -m rltx.plotting.gallery docs/gallery
 
@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from rltx.cli import main as rltx
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
+PATCH_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "gaussian_patches.yaml"
 SMALL = ("gaussian_num_train=6000", "num_examples_downstream=1024", "labels_downstream=random",
          "num_classes_downstream=10", "epochs=16", "checkpoint_every=64", "num_eval_points=12")
 
@@ -30,8 +30,8 @@ def make_runs(work: Path) -> None:
     overrides = [item for pair in SMALL for item in ("--set", pair)]
     for seed in (0, 1):
         seeded = (*overrides, "--set", f"seed={seed}")
-        command("pretrain", QUICKSTART, *seeded, "--out", work / f"pre{seed}", "--quiet")
-        command("transfer", QUICKSTART, "--from", work / f"pre{seed}", *seeded, "--out", work / f"transfer{seed}",
+        command("pretrain", PATCH_RECIPE, *seeded, "--out", work / f"pre{seed}", "--quiet")
+        command("transfer", PATCH_RECIPE, "--from", work / f"pre{seed}", *seeded, "--out", work / f"transfer{seed}",
                 "--with-baseline", "--quiet")
 
 

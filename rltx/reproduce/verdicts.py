@@ -46,7 +46,7 @@ def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, exp
     direction, difference, error = transfer_direction(pretrained_auc, baseline_auc)
     spread = "1 seed, no error bar" if np.isnan(error) else f"+- {error:.3f} (2 s.e. rule)"
     text = (f"{name} vs {baseline}: train-accuracy AUC {np.mean(pretrained_auc):.3f} vs {np.mean(baseline_auc):.3f}, "
-            f"difference {difference:+.3f} {spread}: {direction} transfer")
+            f"difference {difference:+.3f} {spread}: " + (direction if direction.startswith("no") else f"{direction} transfer"))
     return Finding(text, None if expect is None else direction == expect)
 
 
