@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
@@ -49,6 +50,21 @@ def test_gaussian_vectors_have_the_requested_covariance():
     assert split.x.dtype == np.float32 and split.y.dtype == np.int64 and not split.y.any()
     assert np.all(np.abs(split.x.mean(0)) <= 5 * np.sqrt(np.diag(sigma) / 20000))
     assert_covariance_matches(split.x, sigma)
+
+
+def test_labelled_gaussian_means_and_noise_have_their_stated_covariances():
+    """Class means ~ N(0, s^2 O diag(L^2/mean L) O^T), x - m_y ~ N(0, Sigma), labels uniform: each
+    checked against the known parameter (Wishart errors, chi-square)."""
+    spectrum, s, classes = np.array([0.5, 1.0, 2.0, 4.0]), 0.5, 4000
+    src = open_source("gaussian", gaussian_spectrum=spectrum.tolist(), gaussian_rotate=True, seed=2,
+                      gaussian_num_train=20000, gaussian_num_test=10, gaussian_num_classes=classes,
+                      gaussian_class_separation=s)
+    assert src.num_classes == classes and src.has_labels
+    rotation = src.rotation
+    assert_covariance_matches(src.class_means, s**2 * (rotation * spectrum**2 / spectrum.mean()) @ rotation.T)
+    split = src.train(np.arange(20000))
+    assert_covariance_matches(split.x - src.class_means[split.y], src.covariance)
+    assert stats.chisquare(np.bincount(split.y, minlength=classes)).pvalue > 1e-3
 
 
 def test_gaussian_unrotated_is_diagonal():

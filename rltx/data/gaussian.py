@@ -65,11 +65,12 @@ class GaussianSource:
     of a Conv2D kernel [k, k, C, filters].reshape(d, filters)).
 
     num_classes == 0: no real labels, y is all zeros. num_classes = K >= 2: a labelled task for
-    offline transfer experiments. K class means m_1..m_K are drawn like examples (their patches are
-    N(0, Sigma)) and scaled by class_separation s; an example of class y (uniform) is m_y plus an
-    N(0, Sigma)-patch draw. Over the draw of the means every patch is N(0, (1 + s^2) Sigma), so the
-    data keeps the eigenvectors Prop. 1 aligns to, and the class signal lives where the data
-    varies most, as in natural images."""
+    offline transfer experiments. K class means m_1..m_K are images whose patches are drawn from
+    N(0, O diag(L^2 / mean(L)) O^T) (L: the spectrum) and scaled by class_separation s; an example
+    of class y (uniform) is m_y plus an N(0, Sigma)-patch draw. Over the draw of the means the
+    patches keep Sigma's eigenvectors (those Prop. 1 aligns to), and along eigenvector i the class
+    signal-to-noise ratio is s^2 L_i / mean(L): the class information is concentrated where the data
+    varies most, as in natural images, whose class information sits in the low frequencies."""
 
     spectrum: np.ndarray
     seed: int = 0
@@ -82,6 +83,7 @@ class GaussianSource:
     num_classes: int = 0
     class_separation: float = 1.0
     rotation: np.ndarray = field(init=False, repr=False)
+    class_means: np.ndarray | None = field(init=False, repr=False)  # [K, *input_shape], or None
     _splits: dict = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -95,7 +97,11 @@ class GaussianSource:
         object.__setattr__(self, "rotation", rotation)
         if self.num_classes == 1:
             raise UsageError("gaussian_num_classes must be 0 (no labels) or at least 2")
-        means = self.class_separation * self._draw(self.num_classes, 5) if self.num_classes else None
+        # class means: patches ~ N(0, O diag(L^2 / mean(L)) O^T), so a direction's signal-to-noise
+        # ratio grows with its eigenvalue (see the class docstring)
+        mean_spectrum = self.spectrum**2 / self.spectrum.mean()
+        means = self.class_separation * self._draw(self.num_classes, 5, mean_spectrum) if self.num_classes else None
+        object.__setattr__(self, "class_means", means)
         splits = {"train": self._labelled(self.num_train, 1, 3, means), "test": self._labelled(self.num_test, 2, 4, means)}
         object.__setattr__(self, "_splits", splits)
 
@@ -145,11 +151,12 @@ class GaussianSource:
     def has_labels(self) -> bool:
         return self.num_classes > 0
 
-    def _draw(self, n: int, stream: int) -> np.ndarray:
+    def _draw(self, n: int, stream: int, spectrum: np.ndarray | None = None) -> np.ndarray:
         rng = np.random.default_rng([self.seed, stream])
         per_example = (self.image_size // self.patch_size) ** 2 if self.patch_size else 1
         z = rng.standard_normal((n * per_example, self.dim))
-        vectors = (z * np.sqrt(self.spectrum)) @ self.rotation.T  # rows ~ N(0, O L O^T)
+        spectrum = self.spectrum if spectrum is None else spectrum
+        vectors = (z * np.sqrt(spectrum)) @ self.rotation.T  # rows ~ N(0, O L O^T)
         x = self._assemble(vectors.astype(np.float32), n)
         x.flags.writeable = False
         return x
