@@ -72,14 +72,34 @@ def _default_workers() -> int:
 
 
 def _report(plan, outcomes) -> None:
-    from rltx.analysis.results import print_table
     tally = {status: sum(o.status == status for o in outcomes) for status in ("completed", "skipped", "failed", "blocked")}
     click.echo(", ".join(f"{count} {status}" for status, count in tally.items()))
     result = summarize(plan)
     if result is not None:
-        print_table(result)
-        click.echo(f"group summaries in {Path(plan.out) / 'curves.h5'}")
+        _print_pairs(plan, result)
+        click.echo(f"group summaries in {Path(plan.out) / 'curves.h5'} (rltx analyze curves; rltx plot auc-scatter)")
     if tally["failed"] or tally["blocked"]:
         failed = [o for o in outcomes if o.status == "failed"]
         raise click.ClickException(f"{len(failed)} runs failed (first: {failed[0].name}, log {failed[0].log}); "
                                    "fix the cause and rerun the same command to finish the sweep")
+
+
+def _print_pairs(plan, result) -> None:
+    """One line per (group, transfer depth, downstream labels): mean train-accuracy AUC of the
+    pre-trained and from-scratch runs over the seeds (App. B's scatter-plot coordinates)."""
+    import collections
+
+    from rich.console import Console
+    from rich.table import Table
+    arrays, rows = result.arrays, collections.defaultdict(list)
+    for run, pretrained, scratch in zip(arrays["pairs/transfer_run"], arrays["pairs/pretrained_train_auc"],
+                                        arrays["pairs/scratch_train_auc"]):
+        name = Path(run.decode() if isinstance(run, bytes) else run).relative_to(plan.out).as_posix()
+        group, _, variant = name.rpartition("/")
+        rows[(group, variant.split("-", 1)[1])].append((pretrained, scratch))
+    table = Table("group", "transfer", "seeds", "pre-trained AUC", "from-scratch AUC", "difference")
+    for (group, variant), values in rows.items():
+        pretrained, scratch = (sum(v) / len(values) for v in zip(*values))
+        table.add_row(group, variant, str(len(values)), f"{pretrained:.3f}", f"{scratch:.3f}", f"{pretrained - scratch:+.3f}")
+    console = Console()
+    (console if console.is_terminal else Console(width=160)).print(table)  # logs: no truncated names
