@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +18,11 @@ VERDICT_FILE = "verdict.txt"
 
 def recipe_directories() -> list[Path]:
     """Where named recipes live: the source checkout's recipes/ (also for editable installs), then
-    the copy a wheel installs under <prefix>/share/rltx/recipes."""
-    return [Path(__file__).resolve().parents[2] / "recipes", Path(sys.prefix) / "share" / "rltx" / "recipes"]
+    the copy a wheel installs as data files under <prefix>/share/rltx/recipes (the prefix of the
+    install scheme, e.g. /usr/local on Debian's system Python, and sys.prefix)."""
+    prefixes = dict.fromkeys([sysconfig.get_path("data"), sys.prefix])
+    return [Path(__file__).resolve().parents[2] / "recipes",
+            *(Path(prefix) / "share" / "rltx" / "recipes" for prefix in prefixes)]
 
 
 def available_recipes() -> list[str]:
