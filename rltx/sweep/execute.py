@@ -98,6 +98,17 @@ class Scheduler:
     def finished(self) -> bool:
         return not self.pending
 
+    def check_stalled(self, running: int) -> None:
+        """Nothing runs and nothing can start: the runs left wait for runs that are not in the plan."""
+        if not running and not self.finished:
+            raise RuntimeError(f"runs {[r.name for r in self.pending]} wait for runs not in the plan")
+
+
+def outcome(run: PlannedRun, returncode: int, started: float, log: Path) -> Outcome:
+    """A run's command ended: the run completed when it exited 0 and stored every run directory as completed."""
+    done = returncode == 0 and is_done(run)
+    return Outcome(run.name, "completed" if done else "failed", time.monotonic() - started, str(log))
+
 
 def run_local(plan: Plan, *, workers: int, echo: Callable[[str], None] = print) -> list[Outcome]:
     """Execute `plan` with `workers` concurrent processes; worker slot i gets GPU i (of the visible
@@ -106,47 +117,44 @@ def run_local(plan: Plan, *, workers: int, echo: Callable[[str], None] = print) 
     scheduler = Scheduler(plan, echo)
     free_slots = list(range(workers))
     running: dict[int, tuple[PlannedRun, subprocess.Popen, float, Path]] = {}
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         while not scheduler.finished or running:
             while free_slots and (run := scheduler.take_ready()) is not None:
                 slot = free_slots.pop(0)
-                running[slot] = (run, *_start(plan, run, gpus[slot % len(gpus)] if gpus else None))
-            if not running and not scheduler.finished:
-                raise RuntimeError(f"runs {[r.name for r in scheduler.pending]} wait for runs not in the plan")
+                env = {"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]} if gpus else {}
+                running[slot] = (run, *start(run, log_path(plan, run), env))
+            scheduler.check_stalled(len(running))
             for slot, (run, process, started, log) in list(running.items()):
                 if process.poll() is not None:
                     del running[slot]
                     free_slots.append(slot)
-                    done = process.returncode == 0 and is_done(run)
-                    scheduler.finish(Outcome(run.name, "completed" if done else "failed",
-                                             time.monotonic() - started, str(log)))
+                    scheduler.finish(outcome(run, process.returncode, started, log))
             time.sleep(POLL_S if running else 0)
     except KeyboardInterrupt:
-        _stop(process for _, process, _, _ in running.values())
+        stop(process for _, process, _, _ in running.values())
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     return [scheduler.outcomes[run.name] for run in plan.runs]
 
 
-def _start(plan: Plan, run: PlannedRun, gpu: str | None) -> tuple[subprocess.Popen, float, Path]:
-    log = log_path(plan, run)
+def start(run: PlannedRun, log: Path, env: dict[str, str]) -> tuple[subprocess.Popen, float, Path]:
+    """Start the run's command, output into `log`, with `env` added to this process's environment."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
     with open(log, "ab") as handle:  # appended: a resumed run keeps the log of its first attempt
-        process = subprocess.Popen(rltx_command(run), stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)  # our own signals reach it only through _stop
+        process = subprocess.Popen(rltx_command(run), stdout=handle, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **env},
+                                   start_new_session=True)  # our own signals reach it only through stop
     return process, time.monotonic(), log
 
 
-def _raise_interrupt(signum, frame):
+def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _stop(processes) -> None:
+def stop(processes) -> None:
+    """SIGTERM the runs' processes and wait for them to save their state (killed after STOP_GRACE_S)."""
     processes = list(processes)
     for process in processes:
         process.send_signal(signal.SIGTERM)
