@@ -27,7 +27,7 @@ EXECUTORS = ("local", "ray")
               help="Local executor: concurrent runs [default: one per visible GPU, else 1].")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="local: worker processes on this machine; ray: one Ray task per run (pip install 'rltx[ray]').")
-@click.option("--address", help="Ray: the cluster address (e.g. ray://head:10001) [default: start a local Ray].")
+@click.option("--address", help="Ray: the cluster address (e.g. ray://head:10001) [default: RAY_ADDRESS, else start a local Ray].")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=None,
               help="Ray: GPUs each run requests [default: 1 when the cluster has GPUs, else 0].")
 def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, overrides: tuple[str, ...],
