@@ -6,6 +6,7 @@ number of devices beyond floating-point summation order.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -16,10 +17,13 @@ from rltx.data import to_model_input
 from rltx.errors import UsageError
 
 
+@functools.cache
 def choose_strategy() -> tf.distribute.Strategy:
     """MultiWorkerMirrored when TF_CONFIG names a cluster, Mirrored over all local GPUs, else one device.
 
-    Several logical CPU devices (set up by the caller, e.g. for tests) are mirrored too.
+    Several logical CPU devices (set up by the caller, e.g. for tests) are mirrored too. One
+    strategy serves every run of a process (a transfer and its baseline, a table's runs): TF sets up
+    the collective ops of a cluster once, and a second MultiWorkerMirroredStrategy breaks them.
     """
     if json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
         return tf.distribute.MultiWorkerMirroredStrategy()

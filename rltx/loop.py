@@ -113,13 +113,15 @@ def make_optimizer(plan: TrainPlan) -> keras.optimizers.Optimizer:
 
 
 class Steps:
-    """The compiled pieces of the loop: a chunk of SGD steps and a pass over a whole set."""
+    """The compiled pieces of the loop: a chunk of SGD steps, a pass over a whole set, and a
+    gather of a few numbers from every worker."""
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  strategy: tf.distribute.Strategy, global_batch: int):
         self.model, self.optimizer, self.strategy, self.global_batch = model, optimizer, strategy, global_batch
         self.train_chunk = tf.function(self._train_chunk)
         self.evaluate = tf.function(self._evaluate)
+        self.gather = tf.function(self._gather)
 
     def _sgd_step(self, images, labels):
         with tf.GradientTape() as tape:
@@ -155,6 +157,13 @@ class Steps:
             per_replica = self.strategy.run(self._eval_batch, args=(images, labels, weights))
             totals += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
         return totals
+
+    def _gather(self, values):
+        """`values` of every replica of every worker, stacked: [replicas, ...], the same everywhere."""
+        def stack(value):
+            return tf.distribute.get_replica_context().all_gather(value[tf.newaxis], axis=0)
+        return self.strategy.experimental_local_results(self.strategy.run(stack, args=(values,)))[0]
+
 
 def _overflow_everywhere(gradients):
     """LossScaleOptimizer skips a step whose gradients overflowed, but it checks one replica's
@@ -222,7 +231,7 @@ def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
 def train(plan: TrainPlan, run_dir: Path, record: store.RunRecord, examples: Examples,
           make_model: Callable[[str], keras.Model], reporter: Reporter, writer: bool) -> RunSummary:
     """Train the model `make_model(plan.dtype_policy)` builds (its weights are those of step 0) and
-    store the run."""
+    store the run. Under several workers, every worker calls this and only the `writer` writes."""
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(plan.seed)
     strategy = choose_strategy()
@@ -260,6 +269,7 @@ class _Run:
         try:
             with self._signals_checkpoint():
                 step, metrics = self._restore()
+                self._check_workers_start_at(step)
                 step, metrics = self._train(step, metrics)
         except Interrupted:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
@@ -281,6 +291,21 @@ class _Run:
         self.reporter.message(f"resuming {self.run_dir} at step {step}")
         return step, [row for row in store.read_metrics(self.run_dir) if row["step"] <= step]
 
+    def _check_workers_start_at(self, step: int) -> None:
+        """Each worker reads the resume state itself; workers starting at different steps would
+        wait for each other forever in their first all-reduce."""
+        steps = self.steps.gather(tf.constant(step, tf.int64)).numpy()
+        if (steps != step).any():
+            raise UsageError(f"the workers start at different steps ({', '.join(map(str, sorted(set(steps))))}); "
+                             "give every worker the same --out on storage they all share")
+
+    def _agree(self, chunk: int) -> tuple[int, bool]:
+        """How many steps every worker runs next, and whether all stop now. Each worker times its
+        own chunks, but one running more steps than another would wait forever in an all-reduce:
+        all take the smallest proposal, and all stop when any of them was signalled."""
+        proposals = self.steps.gather(tf.constant([chunk, self.stop_signal is not None], tf.int64)).numpy()
+        return int(proposals[:, 0].min()), bool(proposals[:, 1].any())
+
     def _train(self, step: int, metrics: list[dict]) -> tuple[int, list[dict]]:
         plan = self.plan
         wall_offset = metrics[-1]["wall_time"] if metrics else 0.0
@@ -292,6 +317,10 @@ class _Run:
             metrics = [self._eval_point(0, wall_offset, 0.0, [])]
         chunk, interval_images, interval_seconds = 1, 0, 0.0
         while step < self.total_steps:
+            chunk, stop = self._agree(chunk)
+            if stop:
+                self._save(step, metrics)
+                raise Interrupted(step, self.run_dir)
             target = min(self._next_event(step), step + chunk)
             tick = time.monotonic()
             loss_sum, correct = self.steps.train_chunk(iterator, tf.constant(target - step)).numpy()
@@ -309,9 +338,6 @@ class _Run:
                 wall = wall_offset + time.monotonic() - started
                 metrics.append(self._eval_point(step, wall, interval_images / interval_seconds, metrics))
                 interval_images, interval_seconds = 0, 0.0
-            if self.stop_signal is not None:
-                self._save(step, metrics)
-                raise Interrupted(step, self.run_dir)
         return step, metrics
 
     def _next_event(self, step: int) -> int:

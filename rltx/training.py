@@ -16,8 +16,9 @@ from rltx.tasks import build_recipe_model, load_examples, open_recipe_source, up
 def pretrain(recipe: Recipe, run_dir: Path, *, resume: bool = True, reporter: Reporter | None = None) -> RunSummary:
     """Pre-train `recipe` into `run_dir`, resuming the run already there if it has the same recipe."""
     run_dir, reporter = Path(run_dir), reporter or Reporter()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    writer = is_chief()
+    writer = is_chief()  # several workers (TF_CONFIG) share run_dir; only the chief writes there
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
     with (store.RunLock(run_dir) if writer else contextlib.nullcontext()):
         existing = loop.start(run_dir, recipe.to_dict(), resume)
         if existing is not None and existing.status == "completed":

@@ -202,8 +202,9 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
 
 
 def _fine_tune(recipe, run_dir, kind, sources, samples, examples, identity, paired, resume, reporter) -> RunSummary:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    writer = is_chief()
+    writer = is_chief()  # several workers (TF_CONFIG) share run_dir; only the chief writes there
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
     with (store.RunLock(run_dir) if writer else contextlib.nullcontext()):
         existing = loop.start(run_dir, {**recipe.to_dict(), **identity}, resume)
         if existing is not None and existing.status == "completed":
