@@ -1,0 +1,216 @@
+"""The recipes of recipes/: every one is a valid recipe, with and without its quick profile, has a
+valid reproduce: section, runs on this machine (quick profile on Gaussian images when the real
+dataset is absent), and the App. B sweeps expand to exactly the paper's experiment counts with every
+drawn value inside its stated range. Pure configuration checks: nothing is trained."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from rltx.config import FALLBACK, make_recipe, read_recipe_file
+from rltx.reproduce.spec import ReproduceSpec
+from rltx.sweep import plan as sweep_plan
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+ALL = sorted(RECIPES.glob("*.yaml"))
+NAMES = [p.stem for p in ALL]
+SWEEPS = ["cifar10_a", "cifar10_b", "imagenet_a", "imagenet_b"]
+
+# App. B.1-B.4 as printed: (architectures x groups x experiments per group), the shared keys and the
+# per-group draws. The recipes must say exactly this.
+PAPER_SWEEPS = {
+    "cifar10_a": dict(  # B.1
+        experiments=3 * 20 * 16, groups=20, seeds=2, transfer_layers=[1, "all"],
+        shared=dict(dataset="cifar10", num_examples_downstream=25000, epochs_downstream=200, init_algorithm="he"),
+        sample=dict(init_scale={"log_uniform": [0.5, 1.35]}, learning_rate={"log_uniform": [0.008, 0.0125]},
+                    num_examples_upstream={"uniform": [5000, 10000, 15000, 20000, 25000]},
+                    num_classes_upstream={"uniform": [2, 5, 10, 25, 50, 100]},
+                    epochs={"uniform": [20, 40, 80, 100, 120, 150, 200]}),
+        simple_cnn=dict(num_conv_layers={"uniform": [1, 2, 3, 4, 5]}, num_units={"uniform": [64, 128, 256, 512, 1024]},
+                        num_filters={"uniform": [16, 32]})),
+    "cifar10_b": dict(  # B.2
+        experiments=3 * 20 * 16, groups=20, seeds=2, transfer_layers=[1, "all"],
+        shared=dict(dataset="cifar10", num_examples_downstream=25000, epochs_downstream=200),
+        sample=dict(init_algorithm={"uniform": ["he", "orthogonal"]}, init_scale={"log_uniform": [0.5, 2.0]},
+                    learning_rate={"log_uniform": [0.005, 0.02]},
+                    num_examples_upstream={"uniform": [5000, 10000, 15000, 20000, 25000]},
+                    num_classes_upstream={"uniform": [2, 5, 10, 25, 50, 100]},
+                    epochs={"uniform": [20, 40, 80, 100, 120, 150, 200]}),
+        simple_cnn=dict(num_conv_layers={"uniform": [1, 2, 3, 4, 5]}, num_units={"uniform": [512, 1024, 2048]},
+                        num_filters={"uniform": [16, 32]})),
+    "imagenet_a": dict(  # B.3
+        experiments=3 * 10 * 20, groups=10, seeds=5, transfer_layers=["all"],
+        shared=dict(dataset="imagenet2012", image_size=224, num_examples_downstream=200000, epochs_downstream=100,
+                    epochs=100, num_classes_upstream=1000, init_algorithm="he"),
+        sample=dict(init_scale={"log_uniform": [0.5, 1.5]}, learning_rate={"log_uniform": [0.008, 0.0125]},
+                    num_examples_upstream={"uniform": [50000, 100000]}),
+        simple_cnn=dict(num_conv_layers={"uniform": [1, 2, 3]}, num_units={"uniform": [32, 64, 128, 256, 512, 1024]},
+                        num_filters={"uniform": [16, 32, 64]})),
+    "imagenet_b": dict(  # B.4
+        experiments=3 * 10 * 20, groups=10, seeds=5, transfer_layers=["all"],
+        shared=dict(dataset="imagenet2012", image_size=224, num_examples_downstream=50000, epochs_downstream=100,
+                    epochs=100, num_classes_upstream=1000, init_algorithm="he"),
+        sample=dict(init_scale={"log_uniform": [0.5, 1.5]}, learning_rate={"log_uniform": [0.008, 0.0125]},
+                    num_examples_upstream={"uniform": [25000, 50000]}),
+        simple_cnn=dict(num_conv_layers={"uniform": [1, 2, 3]}, num_units={"uniform": [32, 64, 128, 256, 512, 1024]},
+                        num_filters={"uniform": [16, 32, 64]})),
+}
+
+
+def _spec(file) -> ReproduceSpec:
+    return ReproduceSpec.from_section(file.reproduce, str(file.path))
+
+
+def _check_file(file) -> None:
+    """The recipe, its reproduce: section, and (transfer / activations) every variant's recipe."""
+    recipe = make_recipe(dict(file.keys))
+    spec = _spec(file)
+    if file.sweep:
+        assert spec.pipeline == "sweep", f"{file.path}: a sweep recipe reproduces with pipeline sweep"
+        sweep_plan.SweepSpec.from_section(file.sweep, str(file.path))
+    else:
+        assert spec.pipeline != "sweep", f"{file.path}: pipeline sweep needs a sweep: section"
+    for variant in spec.variants:
+        make_recipe({**file.keys, **variant.keys})
+    if spec.pipeline == "construct-table":
+        assert recipe.table_iterations and max(recipe.table_iterations) <= recipe.steps
+    for step in recipe.checkpoint_steps:
+        assert 0 <= step <= recipe.steps, f"{file.path}: checkpoint step {step} beyond the {recipe.steps} steps"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recipe_and_reproduce_section_validate(name):
+    file = read_recipe_file(RECIPES / f"{name}.yaml")
+    _check_file(file)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_profile_validates(name):
+    file = read_recipe_file(RECIPES / f"{name}.yaml")
+    assert "quick" in file.profiles, f"{name}.yaml has no profiles: quick: (minutes on a 2-core CPU)"
+    _check_file(file.profile("quick"))
+    quick = dict(file.profiles["quick"])
+    fallback = quick.pop(FALLBACK, None)
+    quick.pop("sweep", None)
+    quick.pop("reproduce", None)
+    if fallback is not None:  # both sides of the fallback are valid, whatever data this machine has
+        make_recipe({**file.keys, **quick})
+        make_recipe({**file.keys, **quick, **fallback})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_profile_runs_here(name):
+    """The quick profile's data is embedded (gaussian) or has an offline fallback, and the Gaussian
+    source holds the examples the runs draw: upstream + downstream from its training split."""
+    file = read_recipe_file(RECIPES / f"{name}.yaml")
+    quick = file.profiles.get("quick", {})
+    keys = {**file.keys, **quick}
+    assert keys["dataset"] == "gaussian" or FALLBACK in quick, \
+        f"{name}.yaml: the quick profile needs dataset gaussian or an offline_fallback"
+    keys = {**keys, **quick.get(FALLBACK, {})}
+    keys = {k: v for k, v in keys.items() if k not in (FALLBACK, "sweep", "reproduce")}
+    upstream = [keys["num_examples_upstream"]]
+    sweep = {**file.sweep, **quick.get("sweep", {})}
+    if sweep:  # every group draws its upstream set size (the recipe's own value is a placeholder)
+        upstream = [max(d["uniform"]) if isinstance(d, dict) and "uniform" in d else d for d in
+                    (values["num_examples_upstream"] for values in [sweep.get("sample", {}),
+                     *sweep.get("by_architecture", {}).values()] if "num_examples_upstream" in values)] or upstream
+    recipe = make_recipe(keys)
+    assert recipe.dataset == "gaussian"
+    assert max(upstream) + recipe.num_examples_downstream <= recipe.gaussian_num_train
+    assert recipe.num_examples_test <= recipe.gaussian_num_test
+    if recipe.architecture != "mlp":
+        assert recipe.gaussian_patch_size and recipe.gaussian_image_size, "image models need Gaussian images"
+    spec = _spec(file.profile("quick"))
+    assert spec.seeds <= 4, f"{name}.yaml: the quick profile runs at most a few seeds"
+
+
+def test_every_figure_and_table_has_a_recipe():
+    expected = {"fig1_exp12", "fig1_exp34", "fig2", "fig3", "fig4_cifar", "fig6_simple_cnn", "fig6_vgg16",
+                "fig6_resnet18", "fig7_negative", "fig7_positive", "fig8_units64", "fig8_units128",
+                "fig8_units1024", "fig24", "fig24_deep", "table2", "table3", "table4", "table5", "table6",
+                "table7", *SWEEPS}
+    assert expected <= set(NAMES), f"missing recipes: {sorted(expected - set(NAMES))}"
+
+
+def _in_range(value, distribution) -> bool:
+    (kind, values), = distribution.items()
+    if kind == "log_uniform":
+        low, high = values
+        return low <= value <= high
+    return value in values
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_sweep_is_the_papers(name, tmp_path):
+    """App. B: the recipe's shared keys and draws are the paper's, the expansion gives exactly its
+    counts, every drawn value lies in its stated range, and every group's recipe is valid."""
+    paper = PAPER_SWEEPS[name]
+    file = read_recipe_file(RECIPES / f"{name}.yaml")
+    for key, value in paper["shared"].items():
+        assert file.keys[key] == value, f"{name}: {key}"
+    assert file.sweep["sample"] == paper["sample"]
+    assert file.sweep["by_architecture"] == {"simple_cnn": paper["simple_cnn"]}
+    assert file.sweep["architectures"] == ["simple_cnn", "vgg16", "resnet18"]
+    assert (file.sweep["groups"], file.sweep["seeds"], file.sweep["transfer_layers"]) == \
+        (paper["groups"], paper["seeds"], paper["transfer_layers"])
+    assert file.sweep["labels_downstream"] == ["real", "random"]
+
+    plan = sweep_plan.expand(file, tmp_path)
+    counts = plan.counts()
+    assert counts["experiments"] == paper["experiments"]
+    assert counts["groups"] == 3 * paper["groups"]
+    assert counts["pretrain_runs"] == 3 * paper["groups"] * paper["seeds"]
+    drawn = {key: set() for key in paper["sample"]}
+    for group in plan.groups:
+        distributions = {**paper["sample"], **(paper["simple_cnn"] if group["architecture"] == "simple_cnn" else {})}
+        assert set(group["values"]) == set(distributions)
+        for key, value in group["values"].items():
+            assert _in_range(value, distributions[key]), f"{group['name']}: {key}={value!r} outside {distributions[key]}"
+            drawn.setdefault(key, set()).add(value)
+    for key, distribution in paper["sample"].items():  # the draws vary over the 30-60 groups
+        if "log_uniform" in distribution or len(distribution["uniform"]) > 1:
+            assert len(drawn[key]) > 1, f"{name}: {key} never varies"
+    for key in ("init_scale", "learning_rate"):
+        low, high = paper["sample"][key]["log_uniform"]
+        logs = [math.log(v) for v in drawn[key]]
+        assert min(logs) < math.log(low) + 0.5 * math.log(high / low) < max(logs)
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_quick_sweep_is_small(name, tmp_path):
+    plan = sweep_plan.expand(read_recipe_file(RECIPES / f"{name}.yaml").profile("quick"), tmp_path)
+    counts = plan.counts()
+    assert counts["groups"] <= 2 and counts["pretrain_runs"] <= 2 and counts["experiments"] <= 16
+    for group in plan.groups:
+        recipe = make_recipe(read_recipe_file(RECIPES / f"{name}.yaml").profile("quick").keys | group["values"]
+                             | {"architecture": group["architecture"]})
+        assert recipe.steps <= 100 and recipe.steps_downstream <= 100
+
+
+def test_quick_models_build_on_their_gaussian_images():
+    """Every quick profile's model builds on its offline input and maps a batch to logits (VGG16's five
+    max-pools and ResNet18's stem are SAME-padded, so 12x12 images reach a 1x1 map, A.2)."""
+    import numpy as np
+
+    from rltx.models import ARCHITECTURES, build_model
+    built = {}
+    for path in ALL:
+        file = read_recipe_file(path)
+        quick = file.profiles.get("quick", {})
+        keys = {k: v for k, v in {**file.keys, **quick, **quick.get(FALLBACK, {})}.items()
+                if k not in (FALLBACK, "sweep", "reproduce")}
+        sweep = {**file.sweep, **quick.get("sweep", {})}
+        for architecture in sweep.get("architectures") or [keys["architecture"]]:
+            recipe = make_recipe({**keys, "architecture": architecture})
+            if recipe.architecture == "mlp":
+                continue
+            options = {name: getattr(recipe, name) for name in ARCHITECTURES[architecture].options}
+            side = recipe.gaussian_image_size
+            built.setdefault((architecture, side, tuple(sorted(options.items()))), (path.stem, options))
+    for (architecture, side, _), (name, options) in built.items():
+        model = build_model(architecture, (side, side, 3), 10, **options)
+        logits = model(np.zeros((2, side, side, 3), np.float32))
+        assert tuple(logits.shape) == (2, 10), f"{name}: {architecture} on {side}x{side}"
