@@ -17,13 +17,11 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "rltx", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-def test_help_documents_every_key_and_only_working_commands():
+def test_help_documents_every_key_and_every_command():
     top = CliRunner().invoke(main, ["--help"])
     assert top.exit_code == 0
-    for working in ("pretrain", "transfer", "construct-init", "analyze", "plot"):
-        assert working in top.output
-    for later in ("sweep", "reproduce"):
-        assert later not in top.output
+    for command in ("pretrain", "transfer", "construct-init", "analyze", "plot", "sweep", "reproduce"):
+        assert f"  {command} " in top.output
     text = CliRunner().invoke(main, ["pretrain", "--help"]).output
     for name in FIELDS:
         assert f"  {name} = " in text, name
