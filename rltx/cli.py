@@ -80,9 +80,10 @@ def run_options(command):
 
 def _train_and_report(label: str, quiet: bool, train) -> list:
     """Run `train(reporter)`; signals and divergence become messages and exit codes."""
+    from rltx.distribute import is_chief
     from rltx.loop import Diverged, Interrupted
     from rltx.progress import make_reporter
-    reporter = make_reporter(quiet, label)
+    reporter = make_reporter(quiet or not is_chief(), label)  # one progress display per multi-worker run
     try:
         summaries = train(reporter)
     except Interrupted as stop:
