@@ -20,7 +20,7 @@ def recipe_file(tmp_path, text):
 
 def test_quickstart_loads_and_round_trips():
     recipe = load_recipe(RECIPES / "quickstart.yaml")
-    assert recipe.dataset == "gaussian" and recipe.batch_size == 256
+    assert recipe.dataset == "gaussian" and recipe.batch_size == 2000  # E.1: full-batch gradient descent
     assert make_recipe(yaml.safe_load(recipe.to_yaml())) == recipe
 
 
@@ -94,3 +94,23 @@ def test_every_key_documented_and_architectures_registered():
     assert [r[0] for r in rows] == list(FIELDS) and all(r[3] for r in rows)
     for architecture in ARCHITECTURES.values():
         assert set(architecture.options) <= set(FIELDS)
+
+
+def test_profile_replaces_keys_and_offline_fallback_applies_only_without_the_dataset(tmp_path):
+    """A profile's keys replace the recipe's; its offline_fallback keys apply only when the dataset
+    cannot be opened here (an npz path that does not exist), and the description says so."""
+    import numpy as np
+    npz = tmp_path / "data.npz"
+    raw = {**BASE, "dataset": "npz", "data_path": "data.npz", "profiles": {"quick": {
+        "num_examples_upstream": 300, "offline_fallback": {
+            "dataset": "gaussian", "gaussian_spectrum": [1.0, 2.0], "data_path": None}}}}
+    path = recipe_file(tmp_path, yaml.safe_dump(raw))
+    fallback = load_recipe(path, profile="quick")
+    assert (fallback.dataset, fallback.num_examples_upstream) == ("gaussian", 300)
+    assert "npz is not available here, so it runs on gaussian instead" in fallback.description
+    np.savez(npz, x=np.zeros((400, 4, 4, 3), np.uint8), y=np.zeros(400, np.int64))
+    present = load_recipe(path, profile="quick")
+    assert (present.dataset, present.num_examples_upstream) == ("npz", 300)
+    assert load_recipe(path).num_examples_upstream == BASE["num_examples_upstream"]
+    with pytest.raises(UsageError, match="no profile 'slow'"):
+        load_recipe(path, profile="slow")
