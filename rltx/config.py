@@ -200,6 +200,15 @@ def read_recipe_file(path: str | Path) -> RecipeFile:
     return RecipeFile(path, _resolve_paths(raw, path.parent), **sections)
 
 
+def check_section(section: dict, name: str, entries, where: str, example: str) -> None:
+    """A recipe file's `name:` section is present and holds only the known entries."""
+    if not section:
+        raise UsageError(f"{where} has no {name}: section; use a recipe that declares one (e.g. {example})")
+    unknown = sorted(set(section) - set(entries))
+    if unknown:
+        raise UsageError(f"{where}: unknown {name} entries {', '.join(unknown)}; the entries are {', '.join(entries)}")
+
+
 def dataset_available(keys: dict) -> bool:
     """Whether the dataset named by these recipe keys can be opened here without a download."""
     from rltx.data import open_source

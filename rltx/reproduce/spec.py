@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from rltx.config import FIELDS
+from rltx.config import FIELDS, check_section
 from rltx.errors import UsageError
 
 PIPELINES = ("alignment", "transfer", "construct-table", "activations", "sweep")
@@ -53,11 +53,7 @@ class ReproduceSpec:
 
     @classmethod
     def from_section(cls, section: dict, where: str) -> "ReproduceSpec":
-        if not section:
-            raise UsageError(f"{where} has no reproduce: section; give a recipe that declares one (see recipes/)")
-        unknown = sorted(set(section) - set(ENTRIES))
-        if unknown:
-            raise UsageError(f"{where}: unknown reproduce entries {', '.join(unknown)}; the entries are {', '.join(ENTRIES)}")
+        check_section(section, "reproduce", ENTRIES, where, "recipes/fig5.yaml")
         values = dict(section)
         values["variants"] = tuple(_variant(v, where) for v in section.get("variants") or ())
         spec = cls(**values)

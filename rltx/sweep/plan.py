@@ -28,7 +28,7 @@ import shlex
 from pathlib import Path
 
 from rltx import hyperrule
-from rltx.config import ARCHITECTURE_NAMES, RecipeFile, make_recipe, parse_override
+from rltx.config import ARCHITECTURE_NAMES, RecipeFile, check_section, make_recipe, parse_override
 from rltx.errors import UsageError
 
 PLAN_FILE = "plan.json"
@@ -49,11 +49,7 @@ class SweepSpec:
 
     @classmethod
     def from_section(cls, section: dict, where: str) -> "SweepSpec":
-        if not section:
-            raise UsageError(f"{where} has no sweep: section; sweep a recipe that declares one (e.g. recipes/cifar10_a.yaml)")
-        unknown = sorted(set(section) - set(SECTION_KEYS))
-        if unknown:
-            raise UsageError(f"{where}: unknown sweep entries {', '.join(unknown)}; the entries are {', '.join(SECTION_KEYS)}")
+        check_section(section, "sweep", SECTION_KEYS, where, "recipes/cifar10_a.yaml")
         values = {**section, "architectures": tuple(section.get("architectures") or ()),
                   "transfer_layers": tuple(section.get("transfer_layers") or ("all",)),
                   "labels_downstream": tuple(section.get("labels_downstream") or ("real",))}
