@@ -137,7 +137,10 @@ def construct_table_pipeline(context: Context) -> Outcome:
     path = context.store(result, "table.h5")
     labels = [s.decode() if isinstance(s, bytes) else str(s) for s in result.arrays["layer_sets"]]
     accuracy, iterations = result.arrays["accuracy"], result.arrays["iterations"]
-    findings = [verdicts.table_finding(labels, accuracy[:, row, 1], int(step), context.spec.expect)
+    # the ordering is judged after the longest training (the table's last row); earlier rows are
+    # reported only: on the paper's own numbers the 100-iteration row of Tables 2-4 is mixed
+    last = len(iterations) - 1
+    findings = [verdicts.table_finding(labels, accuracy[:, row, 1], int(step), context.spec.expect if row == last else None)
                 for row, step in enumerate(iterations)]
     return Outcome([context.figure(draw_table([path]), "table.png")], findings)
 
