@@ -27,3 +27,9 @@ def test_ci_runs_the_readme_test_command():
 
 def test_key_table_is_current():
     assert keys_markdown() in README
+
+
+def test_every_recipe_is_in_the_recipe_table():
+    table = README.split("## Recipes")[1].split("\n## ")[0]
+    listed = set(re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.M))
+    assert listed == {p.stem for p in (ROOT / "recipes").glob("*.yaml")}
