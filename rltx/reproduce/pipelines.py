@@ -49,11 +49,15 @@ def with_keys(recipe: Recipe, **keys) -> Recipe:
     return make_recipe({**recipe.to_dict(), **keys})
 
 
+def pretrain_dir(context: Context, seed: int) -> Path:
+    return context.out / "runs" / f"pretrain-s{seed}"
+
+
 def pretrain_seeds(context: Context) -> list[Path]:
     from rltx.training import pretrain
     runs = []
     for seed in context.seeds:
-        run_dir = context.out / "runs" / f"pretrain-s{seed}"
+        run_dir = pretrain_dir(context, seed)
         context.echo(f"pretrain seed {seed} -> {run_dir}")
         pretrain(with_keys(context.recipe, seed=seed), run_dir, reporter=context.reporter("pretrain"))
         runs.append(run_dir)
@@ -151,7 +155,7 @@ def activations_pipeline(context: Context) -> Outcome:
     from rltx.analysis.activations import analyze_activations, analyze_trajectory
     from rltx.plotting.training import draw_activations
     runs, _ = transfer_variants(context)
-    pretrained = context.out / "runs" / f"pretrain-s{context.seeds[0]}"
+    pretrained = pretrain_dir(context, context.seeds[0])
     before = analyze_activations([pretrained], all_steps=True)
     after = analyze_activations([group[0] for group in runs.values()])
     files = [context.store(before, "activations_pretrain.h5"), context.store(after, "activations_transfer.h5")]
