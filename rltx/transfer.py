@@ -26,6 +26,7 @@ from rltx import hyperrule, loop, store
 from rltx.config import Recipe, make_recipe
 from rltx.distribute import is_chief
 from rltx.errors import UsageError
+from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
 from rltx.models import ARCHITECTURES, transferable_layers
 from rltx.progress import Reporter
@@ -110,24 +111,6 @@ def transferred_weights(fresh: dict[str, np.ndarray], source: SourceRun, layers:
             if zero_biases and name.endswith("/bias"):
                 weights[name] = np.zeros_like(fresh[name])
     return weights, factors
-
-
-def filter_covariance(kernels: list[np.ndarray]) -> np.ndarray:
-    """Sigma_w = E[w w^T] over all filters of the given kernels (float64, uncentred as in Prop. 1).
-
-    A kernel [kh, kw, c, filters] holds one filter per column of its [kh*kw*c, filters] reshape, in
-    the (row, column, channel) order of the input patches."""
-    filters = np.concatenate([k.reshape(-1, k.shape[-1]).astype(np.float64) for k in kernels], axis=1)
-    return filters @ filters.T / filters.shape[1]
-
-
-def sample_filters(sigma_w: np.ndarray, shape: tuple[int, ...], generator: np.random.Generator) -> np.ndarray:
-    """Filters w ~ N(0, Sigma_w), one per output channel, by the symmetric square root of Sigma_w
-    (valid for singular Sigma_w, e.g. fewer source filters than dimensions)."""
-    eigenvalues, eigenvectors = np.linalg.eigh(sigma_w)
-    root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
-    normal = generator.standard_normal((sigma_w.shape[0], shape[-1]))
-    return (root @ normal).reshape(shape)
 
 
 def covariance_weights(fresh: dict[str, np.ndarray], sources: list[SourceRun], first_layer: str, norm: str,

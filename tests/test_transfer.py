@@ -14,7 +14,7 @@ from rltx.config import make_recipe
 from rltx.loop import weights_of
 from rltx.models import HEAD, build_model, transferable_layers
 from rltx.tasks import build_recipe_model
-from rltx.transfer import SourceRun, filter_covariance, sample_filters, transferred_weights
+from rltx.transfer import SourceRun, transferred_weights
 
 
 def invoke(*args):
@@ -45,32 +45,6 @@ def test_rescaling_keeps_predictions_and_scales_logits_by_the_product_of_factors
     assert all(f < 1 for f in factors.values())  # trained at 3x the initial scale
     np.testing.assert_allclose(after, before * np.prod(list(factors.values())), rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(after.argmax(1), before.argmax(1))
-
-
-def test_sampled_filter_covariance_converges_to_sigma_w():
-    rng = np.random.default_rng(0)
-    basis = np.linalg.qr(rng.normal(size=(27, 27)))[0]
-    sigma_w = basis @ np.diag(np.linspace(0.1, 3.0, 27)) @ basis.T
-    filters = np.concatenate([sample_filters(sigma_w, (3, 3, 3, 64), rng).reshape(27, 64) for _ in range(300)], axis=1)
-    estimate, n = filters @ filters.T / filters.shape[1], filters.shape[1]
-    # Wishart standard error of each entry: sqrt((S_ii S_jj + S_ij^2) / n); allow 5 of them.
-    tolerance = 5 * np.sqrt((np.outer(np.diag(sigma_w), np.diag(sigma_w)) + sigma_w ** 2) / n)
-    assert np.all(np.abs(estimate - sigma_w) <= tolerance)
-
-
-def test_filter_covariance_is_the_mean_outer_product_of_all_filters():
-    rng = np.random.default_rng(1)
-    kernels = [rng.normal(size=(3, 3, 2, 5)), rng.normal(size=(3, 3, 2, 7))]
-    explicit = sum(np.outer(k[..., j].ravel(), k[..., j].ravel()) for k in kernels for j in range(k.shape[-1])) / 12
-    np.testing.assert_allclose(filter_covariance(kernels), explicit, rtol=1e-12)
-
-
-def test_singular_sigma_w_samples_stay_in_its_span():
-    rng = np.random.default_rng(2)
-    span = rng.normal(size=(27, 4))
-    sampled = sample_filters(span @ span.T, (3, 3, 3, 50), rng).reshape(27, 50)
-    residual = sampled - span @ np.linalg.lstsq(span, sampled, rcond=None)[0]
-    assert np.abs(residual).max() < 1e-8 * np.abs(sampled).max()
 
 
 @pytest.fixture(scope="module")

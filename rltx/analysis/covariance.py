@@ -15,8 +15,8 @@ from rltx.analysis.inputs import examples, kernel_filters, model_at, open_run, s
 from rltx.analysis.patches import input_moments
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
+from rltx.filter_covariance import filter_covariance
 from rltx.models import transferable_layers
-from rltx.transfer import filter_covariance
 
 
 class Setting:

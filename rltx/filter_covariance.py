@@ -1,0 +1,47 @@
+"""Filter second moments and Gaussian filters drawn from them (Sec. 2.4, A.9), in numpy alone, so
+that transfer, construct-init and the alignment analyses share one implementation.
+
+Sigma_w = E[w w^T] is uncentred, as in Prop. 1 (whose filters have E[w] = 0), and flattened in the
+(row, column, channel) order of the input patches.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def filter_covariance(kernels: list[np.ndarray]) -> np.ndarray:
+    """Sigma_w = E[w w^T] over all filters of the given kernels (float64).
+
+    A kernel [kh, kw, c, filters] holds one filter per column of its [kh*kw*c, filters] reshape, in
+    the (row, column, channel) order of the input patches."""
+    filters = np.concatenate([k.reshape(-1, k.shape[-1]).astype(np.float64) for k in kernels], axis=1)
+    return filters @ filters.T / filters.shape[1]
+
+
+def null_space_tolerance(eigenvalues: np.ndarray) -> float:
+    """Eigenvalues at or below this are round-off of an exact zero.
+
+    A backward-stable symmetric eigensolver returns each eigenvalue with an absolute error of about
+    d * eps * ||A||_2 (Golub & Van Loan, Thm. 8.1.2 with the solver's backward error), whatever the
+    BLAS kernel: the null space of a rank-deficient Sigma_w comes out as values of that size, of
+    either sign. This is numpy.linalg.matrix_rank's default threshold."""
+    largest = float(np.max(np.abs(eigenvalues), initial=0.0))
+    return len(eigenvalues) * np.finfo(np.float64).eps * largest
+
+
+def psd_square_root(matrix: np.ndarray) -> np.ndarray:
+    """R with R R^T = matrix for a symmetric positive semi-definite matrix (R = E diag(sqrt(lambda))),
+    with eigenvalues below `null_space_tolerance` set to exactly zero, so that R's columns span
+    exactly the range of `matrix` (the square root of a round-off eigenvalue of 1e-16 lambda_max
+    would otherwise add a 1e-8 sqrt(lambda_max) component outside it)."""
+    eigenvalues, eigenvectors = np.linalg.eigh(np.asarray(matrix, dtype=np.float64))
+    kept = np.where(eigenvalues > null_space_tolerance(eigenvalues), eigenvalues, 0.0)
+    return eigenvectors * np.sqrt(kept)
+
+
+def sample_filters(sigma_w: np.ndarray, shape: tuple[int, ...], generator: np.random.Generator) -> np.ndarray:
+    """Filters w ~ N(0, Sigma_w), one per output channel (the last axis of `shape`), by the
+    symmetric square root of Sigma_w (valid for singular Sigma_w, e.g. fewer source filters than
+    dimensions: the samples then lie in its range)."""
+    normal = generator.standard_normal((sigma_w.shape[0], shape[-1]))
+    return (psd_square_root(sigma_w) @ normal).reshape(shape)
