@@ -1,3 +1,3 @@
-from rltx.cli import main
+from rltx.cli import run
 
-main()
+run()

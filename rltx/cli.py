@@ -11,6 +11,7 @@ from rltx.plotting.commands import plot
 from rltx.reproduce.command import reproduce
 from rltx.sweep.command import sweep
 from rltx.config import describe_keys, load_recipe
+from rltx import native_stderr
 from rltx.errors import UsageError
 
 
@@ -46,11 +47,23 @@ def _keys_help() -> str:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rltx")
-def main():
+@click.option("--verbose", is_flag=True, help="Also show TensorFlow's own log lines (hidden by default).")
+@click.pass_context
+def main(context: click.Context, verbose: bool):
     """rltx: what neural networks learn when trained with random labels (Maennel et al., NeurIPS 2020)."""
     # tf.data warns on every trace of a distributed dataset iterated inside tf.function; it is
     # about its own internals and says nothing to an rltx user.
     warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
+    if context.obj == PROGRAM and not native_stderr.wants_native_logs(verbose):
+        native_stderr.divert_native_stderr()
+
+
+PROGRAM = "rltx program"  # context.obj when run as the `rltx` program, not in-process by tests or notebooks
+
+
+def run() -> None:
+    """The `rltx` program (console script and python -m rltx): the CLI owning this process's stderr."""
+    main(obj=PROGRAM)
 
 
 RECIPE_ARGUMENT = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
