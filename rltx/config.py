@@ -35,7 +35,7 @@ class Recipe:
     # --- what this recipe is -------------------------------------------------------------
     description: str = key("", help="what the recipe reproduces (free text, stored with the run)")
     # --- data (A.1, A.3) ---------------------------------------------------------------
-    dataset: str = key(help="tfds name (cifar10, cifar100, imagenet2012, ...), or gaussian, npz, image_folder")
+    dataset: str = key(help="tfds name (cifar10, cifar100, imagenet2012, ...), or gaussian, dead_leaves, photos, npz, image_folder")
     data_dir: Optional[str] = key(None, help="tfds data directory holding the prepared dataset", unit="path")
     manual_dir: Optional[str] = key(None, help="directory with the original archive, for tfds manual preparation", unit="path")
     data_path: Optional[str] = key(None, help="the .npz file (x, y[, x_test, y_test]) or the image folder", unit="path")
@@ -51,6 +51,10 @@ class Recipe:
     gaussian_seed: Optional[int] = key(None, help="gaussian: seed of the data (Sigma's rotation, examples, class means); null: the run's seed", minimum=0)
     gaussian_num_classes: int = key(0, help="gaussian: classes with their own mean image, giving real labels (0: no real labels)", unit="classes", minimum=0)
     gaussian_class_separation: float = key(1.0, help="gaussian: scale of the class means, each drawn like an example (patches ~ N(0, Sigma))", minimum=0.0)
+    natural_num_train: int = key(10000, help="dead_leaves, photos: size of the training split", unit="examples", minimum=1)
+    natural_num_test: int = key(2000, help="dead_leaves, photos: size of the held-out split", unit="examples", minimum=1)
+    natural_num_classes: int = key(10, help="dead_leaves: classes (leaf shape x colour cast); photos: always its 8 photographs", unit="classes", minimum=2)
+    natural_seed: Optional[int] = key(None, help="dead_leaves, photos: seed of the images, crops and labels; null: the run's seed", minimum=0)
     num_examples_upstream: int = key(help="examples sampled uniformly from the training split (A.1 step 1)", unit="examples", minimum=1)
     num_classes_upstream: int = key(10, help="number of random classes (A.1 step 3)", unit="classes", minimum=2)
     labels_upstream: str = key("random", help="random: uniform random labels (A.1 step 3); real: the dataset's labels", choices=("random", "real"))
@@ -212,7 +216,7 @@ def check_section(section: dict, name: str, entries, where: str, example: str) -
 def dataset_available(keys: dict) -> bool:
     """Whether the dataset named by these recipe keys can be opened here without a download."""
     from rltx.data import open_source
-    if keys.get("dataset") == "gaussian":
+    if keys.get("dataset") in ("gaussian", "dead_leaves"):  # generated here: always available
         return True
     try:
         open_source(str(keys.get("dataset")), offline=True, data_dir=keys.get("data_dir"),
