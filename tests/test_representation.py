@@ -57,7 +57,8 @@ def test_label_along_one_singular_vector_gives_a_step_at_its_singular_value(k):
     eps = 1e-9
     grid = np.linspace(0, s[k] - eps, 7)
     np.testing.assert_allclose(alignment(phi, y, grid), n, rtol=0, atol=projection_floor(s, y))
-    np.testing.assert_allclose(alignment(phi, y, [s[k] - eps, s[k] + eps]), [n, 0], rtol=0, atol=projection_floor(s, y))
+    np.testing.assert_allclose(alignment(phi, y, [s[k] - eps, s[k] + eps]), [n, 0], rtol=0,
+                               atol=projection_floor(s, y))
     np.testing.assert_allclose(alignment(phi, y, [s[0] * 2]), [0.0])
 
 
