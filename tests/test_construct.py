@@ -50,7 +50,9 @@ def test_sampled_filters_have_the_requested_covariance():
     samples = np.concatenate([filters_from_eigenvectors(vectors, tau, (3, 3, 3, 64), "sample", rng).reshape(27, 64)
                               for _ in range(300)], axis=1)
     estimate, n = samples @ samples.T / samples.shape[1], samples.shape[1]
-    tolerance = 5 * np.sqrt((np.outer(np.diag(requested), np.diag(requested)) + requested ** 2) / n) + 1e-12
+    # 5 sigma of the Wishart entries, plus the product's round-off n eps |S||S|^T / n (Higham Sec. 3.5)
+    roundoff = np.finfo(np.float64).eps * np.abs(samples) @ np.abs(samples).T
+    tolerance = 5 * np.sqrt((np.outer(np.diag(requested), np.diag(requested)) + requested ** 2) / n) + roundoff
     assert np.all(np.abs(estimate - requested) <= tolerance)
 
 

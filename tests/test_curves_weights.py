@@ -24,29 +24,40 @@ STEPS = 6
 
 # --- accuracy_auc: closed forms --------------------------------------------------------------
 
+EPS = np.finfo(np.float64).eps  # float64 unit round-off is EPS / 2 (Higham, Sec. 2.1)
+
+
+def trapezoid_floor(steps) -> float:
+    """Relative round-off of a trapezoid sum over m segments of nonnegative terms, each term three
+    rounded operations, then one division: (m + 4) EPS (recursive summation, Higham Sec. 4.2);
+    doubled for a hand-computed oracle. A wrong segment or weight moves the AUC by > 1e-3."""
+    return 2 * (len(steps) + 4) * EPS
+
+
 @pytest.mark.parametrize("a", [0.0, 0.37, 1.0])
 def test_auc_of_a_constant_is_the_constant(a):
     steps = [0, 1, 3, 10, 11, 40]
-    assert accuracy_auc(steps, [a] * len(steps)) == pytest.approx(a, abs=1e-15)
-    assert accuracy_auc(steps, [a] * len(steps), horizon=7) == pytest.approx(a, abs=1e-15)
+    # sum of m segments diff * a, each rounded once, then / horizon: (m + 1) EPS a (a = 0: exact)
+    assert accuracy_auc(steps, [a] * len(steps)) == pytest.approx(a, rel=0, abs=(len(steps) + 1) * EPS * a)
+    assert accuracy_auc(steps, [a] * len(steps), horizon=7) == pytest.approx(a, rel=0, abs=(len(steps) + 1) * EPS * a)
 
 
 def test_auc_of_a_linear_ramp_is_one_half():
     steps = np.array([0, 1, 2, 5, 13, 50, 100])  # irregular: a line is exact under the trapezoid rule
-    assert accuracy_auc(steps, steps / 100) == pytest.approx(0.5, rel=1e-14)
+    assert accuracy_auc(steps, steps / 100) == pytest.approx(0.5, rel=trapezoid_floor(steps))
     # up to a horizon h inside the run the ramp reaches h/100, so the mean is h/200
-    assert accuracy_auc(steps, steps / 100, horizon=30) == pytest.approx(30 / 200, rel=1e-14)
+    assert accuracy_auc(steps, steps / 100, horizon=30) == pytest.approx(30 / 200, rel=trapezoid_floor(steps))
 
 
 def test_auc_on_irregular_steps_is_the_hand_computed_trapezoid():
     steps, accuracy = [0, 1, 4, 10], [0.1, 0.5, 0.2, 0.9]
     area = 1 * (0.1 + 0.5) / 2 + 3 * (0.5 + 0.2) / 2 + 6 * (0.2 + 0.9) / 2  # = 4.65
-    assert accuracy_auc(steps, accuracy) == pytest.approx(area / 10, rel=1e-14)
+    assert accuracy_auc(steps, accuracy) == pytest.approx(area / 10, rel=trapezoid_floor(steps))
     # horizon 7 cuts the last segment at 0.2 + (3/6) * 0.7 = 0.55
     cut = 1 * (0.1 + 0.5) / 2 + 3 * (0.5 + 0.2) / 2 + 3 * (0.2 + 0.55) / 2
-    assert accuracy_auc(steps, accuracy, horizon=7) == pytest.approx(cut / 7, rel=1e-14)
+    assert accuracy_auc(steps, accuracy, horizon=7) == pytest.approx(cut / 7, rel=trapezoid_floor(steps))
     # epochs are steps times a constant: the normalised AUC does not change
-    assert accuracy_auc(np.array(steps) * 0.25, accuracy) == pytest.approx(area / 10, rel=1e-14)
+    assert accuracy_auc(np.array(steps) * 0.25, accuracy) == pytest.approx(area / 10, rel=trapezoid_floor(steps))
     with pytest.raises(ValueError, match="outside the curve"):
         accuracy_auc(steps, accuracy, horizon=11)
     with pytest.raises(ValueError, match="strictly increasing"):
@@ -60,11 +71,15 @@ def test_group_statistics_against_numpy():
     for g in range(4):
         members = values[groups == g]
         assert stats["count"][g] == members.size
-        assert stats["mean"][g] == pytest.approx(np.mean(members), rel=1e-14)
+        # same arithmetic as numpy's (sum, / n; sqrt(sum((x - mean)^2) / (n - 1))): equal to the bit
+        assert stats["mean"][g] == np.mean(members)
         assert stats["min"][g] == members.min() and stats["max"][g] == members.max()
         if members.size > 1:  # ddof=1: the sample standard deviation over seeds
-            assert stats["std"][g] == pytest.approx(np.std(members, ddof=1), rel=1e-12)
-    assert stats["std"][0] == pytest.approx(np.sqrt(((0.61 - 0.625) ** 2 + (0.64 - 0.625) ** 2) / 1), rel=1e-12)
+            assert stats["std"][g] == np.std(members, ddof=1)
+    # vs the exact mean 0.625: the computed mean is off by <= EPS * 0.64, a relative error of
+    # EPS * 0.64 / 0.015 in each deviation, hence in the std (one sqrt and a few roundings more)
+    assert stats["std"][0] == pytest.approx(np.sqrt(((0.61 - 0.625) ** 2 + (0.64 - 0.625) ** 2) / 1),
+                                            rel=4 * EPS * 0.64 / 0.015)
     assert np.isnan(stats["std"][1]) and np.isnan(stats["std"][3])
 
 
@@ -120,7 +135,8 @@ def test_curves_groups_and_pairs_on_real_runs(runs, tmp_path):
     assert list(arrays["runs"]) == [str((runs / n).resolve()) for n in names]
     for i, name in enumerate(names):
         for metric, value in raw_curve(runs / name).items():
-            assert arrays[metric][i] == pytest.approx(value, rel=1e-12), (name, metric)
+            # the same float64 trapezoid (diff * (y1 + y0) / 2, summed) as numpy's: equal to the bit
+            assert arrays[metric][i] == value, (name, metric)
     # auto groups: same recipe apart from the seed, and the same kind
     assert arrays["group"].tolist() == [0, 0, 1, 1, 2, 2]
     assert list(arrays["groups/kind"]) == ["pretrain", "transfer", "scratch"]
@@ -128,8 +144,9 @@ def test_curves_groups_and_pairs_on_real_runs(runs, tmp_path):
     assert arrays["groups/count"].tolist() == [2, 2, 2]
     for g in range(3):
         members = arrays["test_auc"][arrays["group"] == g]
-        assert arrays["groups/test_auc_mean"][g] == pytest.approx(np.mean(members), rel=1e-12)
-        assert arrays["groups/test_auc_std"][g] == pytest.approx(np.std(members, ddof=1), rel=1e-9, abs=1e-15)
+        # numpy's arithmetic for mean and std (see test_group_statistics_against_numpy): bit-equal
+        assert arrays["groups/test_auc_mean"][g] == np.mean(members)
+        assert arrays["groups/test_auc_std"][g] == np.std(members, ddof=1)
         assert arrays["groups/test_auc_min"][g] == members.min()
     # pairs through "paired_with": transfer t<s> with t<s>-scratch
     assert list(arrays["pairs/transfer_run"]) == [str((runs / f"t{s}").resolve()) for s in SEEDS]
@@ -168,12 +185,13 @@ def test_distance_to_init_is_zero_at_step_0_and_numpy_at_the_last_step(runs):
         init, last = raw_weights(runs / name, 0), raw_weights(runs / name, STEPS)
         expected = np.array([frobenius(last, init, layer) for layer in layers])
         row = np.flatnonzero((arrays["row_run"] == r) & (arrays["row_step"] == STEPS))[0]
-        np.testing.assert_allclose(arrays["distance"][row], expected, rtol=1e-12)
+        # same float64 values and operations as frobenius() (sum over two variables commutes exactly)
+        np.testing.assert_array_equal(arrays["distance"][row], expected)
         assert expected.min() > 0
         n = {"t0": 64, "pre1": 128}[name]  # Liu Sec. 3: divided by sqrt(number of training examples)
         assert arrays["num_examples"][r] == n
-        assert arrays["distance_liu"][row] == pytest.approx(expected.sum() / np.sqrt(n), rel=1e-12)
-        assert arrays["distance_total"][row] == pytest.approx(np.sqrt(np.sum(expected ** 2)), rel=1e-12)
+        assert arrays["distance_liu"][row] == expected.sum() / np.sqrt(n)  # same operations: bit-equal
+        assert arrays["distance_total"][row] == np.sqrt(np.sum(expected ** 2))
 
 
 def test_distance_to_source_and_rescaling_of_a_transfer_run(runs):
@@ -181,10 +199,11 @@ def test_distance_to_source_and_rescaling_of_a_transfer_run(runs):
     record = store.read_run_record(runs / "t1")
     from_step = json.loads(record.identity["from_step"])[0]
     source, transferred = raw_weights(runs / "pre1", from_step), raw_weights(runs / "t1", STEPS)
-    np.testing.assert_allclose(arrays["distance"][0, :2], [frobenius(transferred, source, "conv_0"),
-                                                          frobenius(transferred, source, "dense_0")], rtol=1e-12)
+    # same float64 values and operations as frobenius(): bit-equal
+    np.testing.assert_array_equal(arrays["distance"][0, :2], [frobenius(transferred, source, "conv_0"),
+                                                             frobenius(transferred, source, "dense_0")])
     assert np.isnan(arrays["distance"][0, 2])  # the head is fresh: it has no source
-    assert arrays["distance_total"][0] == pytest.approx(np.sqrt(np.sum(arrays["distance"][0, :2] ** 2)), rel=1e-12)
+    assert arrays["distance_total"][0] == np.sqrt(np.sum(arrays["distance"][0, :2] ** 2))  # same operations
     # A.4: the stored factors, and the norms they relate (l2 rescaling: back to the source's initial norm)
     factors = [record.transfer["factor/conv_0"], record.transfer["factor/dense_0"], np.nan]
     np.testing.assert_array_equal(arrays["rescaling/factor"][0], factors)
@@ -192,8 +211,9 @@ def test_distance_to_source_and_rescaling_of_a_transfer_run(runs):
     np.testing.assert_allclose(arrays["rescaling/transferred_norm"][0, :2],
                                arrays["rescaling/source_init_norm"][0, :2], rtol=1e-6)
     source_init = raw_weights(runs / "pre1", 0)
-    assert arrays["rescaling/source_init_norm"][0, 0] == pytest.approx(
-        np.sqrt(sum(np.sum(source_init[f"conv_0/{v}"] ** 2) for v in ("kernel", "bias"))), rel=1e-12)
+    # layer_norm: the same float64 sums of squares (two terms: addition commutes exactly)
+    assert arrays["rescaling/source_init_norm"][0, 0] == \
+        np.sqrt(sum(np.sum(source_init[f"conv_0/{v}"] ** 2) for v in ("kernel", "bias")))
 
 
 def test_distance_between_two_runs(runs):
@@ -201,8 +221,9 @@ def test_distance_between_two_runs(runs):
     assert np.all(itself["other_distance"] == 0) and np.all(itself["other_distance_total"] == 0)
     pair = analyze_weights([runs / "t0"], other=runs / "t0-scratch").arrays
     a, b = raw_weights(runs / "t0", STEPS), raw_weights(runs / "t0-scratch", STEPS)
-    np.testing.assert_allclose(pair["other_distance"][0], [frobenius(a, b, l) for l in ("conv_0", "dense_0", "head")],
-                               rtol=1e-12)
+    # same float64 values and operations as frobenius(): bit-equal
+    np.testing.assert_array_equal(pair["other_distance"][0],
+                                  [frobenius(a, b, l) for l in ("conv_0", "dense_0", "head")])
     assert pair["other_distance"][0, 0] > 0
 
 

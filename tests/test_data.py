@@ -43,8 +43,11 @@ def test_gaussian_vectors_have_the_requested_covariance():
     assert (src.input_shape, src.num_train, src.num_test, src.num_classes) == ((8,), 20000, 10, 0)
     sigma = src.covariance
     # the rotated Sigma is symmetric, really rotated, and keeps the spectrum as eigenvalues
-    np.testing.assert_allclose(sigma, sigma.T, atol=1e-12)
-    np.testing.assert_allclose(np.linalg.eigvalsh(sigma), spectrum, rtol=1e-10)
+    # O diag(l) O^T in float64: entries off by <= d eps max(l) (Higham Sec. 3.5), so the asymmetry
+    # too and, by Weyl, the eigenvalues (plus eigvalsh's own d eps ||Sigma||, Higham Sec. 20)
+    floor = 4 * len(spectrum) * np.finfo(np.float64).eps * max(spectrum)
+    np.testing.assert_allclose(sigma, sigma.T, rtol=0, atol=floor)
+    np.testing.assert_allclose(np.linalg.eigvalsh(sigma), spectrum, rtol=0, atol=2 * floor)
     assert np.max(np.abs(sigma - np.diag(np.diag(sigma)))) > 0.1
     split = src.train(np.arange(20000))
     assert split.x.dtype == np.float32 and split.y.dtype == np.int64 and not split.y.any()
@@ -119,7 +122,8 @@ def test_gaussian_geometry_errors():
 def test_parse_spectrum():
     values = parse_spectrum("linspace(0.1, 3.0, 30)")  # App. E.1: diag(0.1, 0.2, ..., 3.0)
     np.testing.assert_array_equal(values, np.linspace(0.1, 3.0, 30))
-    np.testing.assert_allclose(values, [0.1 * i for i in range(1, 31)], atol=1e-12)
+    # linspace's a + i * step vs 0.1 * i: each a few roundings of numbers <= 3, so <= 4 eps * 3
+    np.testing.assert_allclose(values, [0.1 * i for i in range(1, 31)], rtol=0, atol=4 * np.finfo(np.float64).eps * 3)
     np.testing.assert_allclose(parse_spectrum(" linspace( 1 ,1.9,10 ) "), np.arange(10) / 10 + 1)
     np.testing.assert_array_equal(parse_spectrum([1, 2.5]), [1.0, 2.5])
     np.testing.assert_array_equal(parse_spectrum("1, 2e-1"), [1.0, 0.2])
@@ -151,11 +155,13 @@ def test_gaussian_is_deterministic_per_seed_and_split():
 def test_to_model_input_scales_uint8_to_minus_one_one():
     out = to_model_input(tf.constant([0, 127, 128, 255], tf.uint8)).numpy()
     assert out.dtype == np.float32
-    np.testing.assert_allclose(out[[0, 3]], [-1.0, 1.0], atol=1e-7)
-    assert abs((out[1] + out[2]) / 2) < 1e-7  # 127.5 -> 0
+    # float32: 0 / 127.5 - 1 and 255 / 127.5 - 1 are exact; 127 / 127.5 and 128 / 127.5 each carry
+    # one rounding (<= eps32 / 2 relative), the subtraction of 1 is exact (Sterbenz)
+    np.testing.assert_array_equal(out[[0, 3]], [-1.0, 1.0])
+    assert abs((out[1] + out[2]) / 2) <= np.finfo(np.float32).eps  # 127.5 -> 0
     np.testing.assert_allclose(to_model_input(np.array([127.5, -3.0])).numpy(), [127.5, -3.0])
     ds = tf.data.Dataset.from_tensor_slices(np.array([[0], [255]], np.uint8)).map(to_model_input)
-    np.testing.assert_allclose(np.concatenate(list(ds.as_numpy_iterator())), [-1.0, 1.0], atol=1e-7)
+    np.testing.assert_array_equal(np.concatenate(list(ds.as_numpy_iterator())), [-1.0, 1.0])  # exact, as above
 
 
 # ------------------------------------------------------------------------------------------- npz

@@ -32,18 +32,33 @@ def constructed(n=40, s=(3.0, 2.2, 1.5, 0.9, 0.4, 0.1), seed=0):
     return phi / scale, u, np.asarray(s) / scale
 
 
+EPS = np.finfo(np.float64).eps  # float64 unit round-off is EPS / 2 (Higham, Sec. 2.1)
+
+
+def projection_floor(sigma, y) -> float:
+    """Absolute round-off of a sum of (u_i^T y)^2 over the singular vectors of Phi [m, .] kept at a
+    tau: LAPACK's vectors are exact for Phi + E, ||E|| <= c m eps ||Phi|| (Higham Sec. 20), and turn
+    towards dropped ones by ||E|| / gap (Wedin's sin-theta theorem); gap: the smallest one in `sigma`.
+    A wrong direction or a wrong tau cut-off moves the sum by a whole (u_i^T y)^2 >= 1e-2 here."""
+    return 4 * len(y) * EPS * float(y @ y) * (1 + sigma[0] / np.min(-np.diff(sigma)))
+
+
 @pytest.mark.parametrize("k", [0, 2, 5])
 def test_label_along_one_singular_vector_gives_a_step_at_its_singular_value(k):
     # Sec. 6.2 / Fig. 9: y equal to one left singular vector u_k (scaled to ||y||^2 = n like a +-1
     # vector): the curve is ||y||^2 up to tau = s_k and exactly 0 above it.
     phi, u, s = constructed()
     n = len(phi)
-    assert np.linalg.norm(phi, axis=1).max() <= 1 + 1e-12
+    # a norm of 6 entries (6 eps, Higham Sec. 4.2) after one rounded division per entry
+    assert np.linalg.norm(phi, axis=1).max() <= 1 + 2 * (phi.shape[1] + 2) * EPS
     y = np.sqrt(n) * u[:, k]
+    # probe offset either side of s_k: far above the computed s_k's error c m eps ||Phi|| ~ 1e-14
+    # (Weyl) and far below the gaps (>= 0.1), so the cut falls on the intended side
     eps = 1e-9
     grid = np.linspace(0, s[k] - eps, 7)
-    np.testing.assert_allclose(alignment(phi, y, grid), n, rtol=1e-9)
-    np.testing.assert_allclose(alignment(phi, y, [s[k] - eps, s[k] + eps]), [n, 0], atol=1e-9 * n)
+    np.testing.assert_allclose(alignment(phi, y, grid), n, rtol=0, atol=projection_floor(s, y))
+    np.testing.assert_allclose(alignment(phi, y, [s[k] - eps, s[k] + eps]), [n, 0], rtol=0,
+                               atol=projection_floor(s, y))
     np.testing.assert_allclose(alignment(phi, y, [s[0] * 2]), [0.0])
 
 
@@ -51,8 +66,8 @@ def test_two_directions_drop_in_two_steps():
     # Sec. 6.2's y2: a weighted sum of two singular vectors drops by each weight^2 at each value.
     phi, u, s = constructed()
     y = 3.0 * u[:, 1] + 2.0 * u[:, 4]
-    curve = alignment(phi, y, [0, s[4] + 1e-9, s[1] - 1e-9, s[1] + 1e-9])
-    np.testing.assert_allclose(curve, [13.0, 9.0, 9.0, 0.0], atol=1e-9)
+    curve = alignment(phi, y, [0, s[4] + 1e-9, s[1] - 1e-9, s[1] + 1e-9])  # probes as in the test above
+    np.testing.assert_allclose(curve, [13.0, 9.0, 9.0, 0.0], rtol=0, atol=projection_floor(s, y))
 
 
 def test_alignment_at_zero_is_the_projection_onto_the_column_space():
@@ -64,14 +79,20 @@ def test_alignment_at_zero_is_the_projection_onto_the_column_space():
     w = np.linalg.lstsq(phi, y, rcond=None)[0]  # independent: least squares fit, P y = Phi w
     sigma, projection, rank = spectrum(phi, y)
     assert rank == 6
-    np.testing.assert_allclose(alignment(phi, y, [0.0]), [np.sum((phi @ w) ** 2)], rtol=1e-10)
+    # P y by thin SVD vs by least squares: the projector onto the rank-6 column space is off by
+    # c m eps kappa, kappa = sigma_1 / sigma_6 (Wedin; Higham Sec. 20.1), so ||P y||^2 by 2 ||y||^2 that
+    kappa = sigma[0] / sigma[rank - 1]
+    np.testing.assert_allclose(alignment(phi, y, [0.0]), [np.sum((phi @ w) ** 2)], rtol=0,
+                               atol=2 * 4 * len(y) * EPS * kappa * float(y @ y))
     assert alignment(phi, y, [0.0])[0] < 30  # y is not in the span: below the paper's ||y||^2 at tau = 0
     # for tau > 0 the thin-SVD sum equals the paper's full-U definition
     full_u, full_sigma, _ = np.linalg.svd(phi, full_matrices=True)
     full_sigma = np.concatenate([full_sigma, np.zeros(30 - len(full_sigma))])
     for tau in np.linspace(1e-6, full_sigma[0], 9):
         paper = np.sum((full_u.T @ y)[full_sigma >= tau] ** 2)
-        np.testing.assert_allclose(alignment_from_spectrum(sigma, projection, rank, [tau])[0, 0], paper, rtol=1e-10)
+        # two SVDs of one Phi: each side within projection_floor (gaps of the nonzero values and to 0)
+        np.testing.assert_allclose(alignment_from_spectrum(sigma, projection, rank, [tau])[0, 0], paper, rtol=0,
+                                   atol=2 * projection_floor(sigma[:rank + 1], y))
 
 
 def test_illustrative_example_labels_along_the_spread_align_better():
@@ -97,7 +118,8 @@ def test_rows_normalised_to_norm_at_most_one():
             out = normalize_rows(phi, row_norm, constant)
             norms = np.linalg.norm(out, axis=1)
             assert out.dtype == np.float64 and out.shape == (20, 5 + constant)
-            assert np.all(norms <= 1 + 1e-12)
+            # a norm of <= 6 entries (6 eps, Higham Sec. 4.2) after <= 2 rounded divisions per entry
+            assert np.all(norms <= 1 + 2 * (out.shape[1] + 2) * EPS)
             if constant:
                 np.testing.assert_allclose(out[:, -1], 1 / np.sqrt(2))
     unit = normalize_rows(phi, "unit", False)
@@ -158,9 +180,11 @@ def test_curves_per_layer_over_all_checkpoints(runs, tmp_path):
     np.testing.assert_allclose(arrays["tau"], arrays["fraction"] * arrays["max_singular_value"][..., None])
     np.testing.assert_array_equal(arrays["label_norm_sq"], [100] * 4)
     curve = arrays["alignment"]
-    assert np.all(np.diff(curve, axis=-1) <= 1e-9) and np.all(curve[..., -1] > 0)  # keeps the top direction
+    # prefixes of one cumulative sum of squares: rounding is monotone, so non-increasing exactly
+    assert np.all(np.diff(curve, axis=-1) <= 0) and np.all(curve[..., -1] > 0)  # keeps the top direction
     np.testing.assert_allclose(curve[..., 0], arrays["projected_norm_sq"].sum(-1))
-    assert np.all(curve[..., 0] <= 400 + 1e-6)
+    # ||P Y||^2 <= ||Y||^2 = 4 x 100, up to the sum of squares' m eps (m = 100 examples, Higham Sec. 4.2)
+    assert np.all(curve[..., 0] <= 400 * (1 + 4 * 100 * EPS))
     # the inputs do not change with the checkpoint; the hidden layers do
     np.testing.assert_allclose(curve[:, 0], np.broadcast_to(curve[0, 0], (3, 11)))
     assert not np.allclose(curve[0, 2], curve[2, 2])
