@@ -1,4 +1,4 @@
-"""The `rltx` command line: a thin shell over the library (rltx.config, rltx.training, ...)."""
+"""The `rltx` command line: a thin shell over the library (rltx.config, rltx.pretrain, ...)."""
 from __future__ import annotations
 
 import warnings
@@ -113,7 +113,7 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
     """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
     config = load_recipe(recipe, overrides + _init_override(init), profile)
     out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
-    from rltx.training import pretrain as run_pretrain
+    from rltx.pretrain import pretrain as run_pretrain
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
 
 

@@ -200,7 +200,7 @@ def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
     import dataclasses
 
     from rltx.analysis.results import Result
-    from rltx.training import pretrain
+    from rltx.pretrain import pretrain
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     iterations = sorted(recipe.table_iterations)

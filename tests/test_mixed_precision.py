@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rltx import loop, store, training
+from rltx import loop, pretrain, store
 from rltx.analysis.inputs import examples, model_at, open_run
 from rltx.config import make_recipe
 from rltx.models import HEAD, build_model
@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
             patch.setattr(training, "build_recipe_model", record("model", training.build_recipe_model))
             patch.setattr(loop, "make_optimizer", record("optimizer", loop.make_optimizer))
             run_dir = tmp_path_factory.mktemp(name)
-            summary = training.pretrain(make_recipe({**TINY, "mixed_precision": name}), run_dir)
+            summary = pretrain.pretrain(make_recipe({**TINY, "mixed_precision": name}), run_dir)
         built[name] = dict(made, run_dir=run_dir, summary=summary)
     return built
 
