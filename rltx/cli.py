@@ -164,7 +164,7 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     config = load_recipe(recipe, overrides, profile)
     if table is not None:
         from rltx.analysis.results import print_table, write_result
-        from rltx.construct import construct_table
+        from rltx.construct_table import construct_table
         from rltx.progress import make_reporter
         result = construct_table(config, table, make_reporter(True, "construct"))
         write_result(result, table / "table.h5")
@@ -179,9 +179,10 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
         raise UsageError(f"--layers {layers!r} is not a comma-separated list of layer numbers, e.g. 1,2,3") from None
     if output.exists():
         raise UsageError(f"{output} exists; choose another -o or remove it")
-    from rltx.construct import construct_init as build, write_init
+    from rltx.construct import construct_init as build
+    from rltx.store import write_init
     weights, records, indices = build(config, numbers, covariance_runs)
-    write_init(output, config, weights, records, indices)
+    write_init(output, config.to_yaml(), weights, records, indices)
     for layer, record in records.items():
         click.echo(f"{layer}: {record.method}, {', '.join(f'{k} {v:.4g}' for k, v in record.numbers.items())}")
     click.echo(f"wrote {output}")

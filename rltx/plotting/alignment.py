@@ -218,7 +218,7 @@ def draw_f_sigma(inputs, *, style: str = "paper", labels=None, steps=None, tau_c
                  curves=("f1", "f2", "f3"), count: int = 16):
     """tau_i against sigma_i, one marker+line per file and selected checkpoint (legend by step).
     With `tau_curves`: tau_1..tau_count as grouped bars for the named curves of
-    rltx.construct.TAU_CURVES, then one marker+line per file (its last checkpoint or the first of
+    rltx.hyperrule.TAU_CURVES, then one marker+line per file (its last checkpoint or the first of
     `steps`), against the index i."""
     files = expand_inputs(inputs) if inputs else []
     names = _labels(labels, files)
@@ -229,7 +229,7 @@ def draw_f_sigma(inputs, *, style: str = "paper", labels=None, steps=None, tau_c
     figure, axes = new_figure(style)
     ax = axes[0, 0]
     if tau_curves:
-        from rltx.construct import TAU_CURVES
+        from rltx.hyperrule import TAU_CURVES
         unknown = [c for c in curves if c not in TAU_CURVES]
         if unknown:
             raise UsageError(f"unknown tau curve {', '.join(unknown)}; choose from {', '.join(TAU_CURVES)}")

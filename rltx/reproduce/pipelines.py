@@ -134,7 +134,7 @@ def transfer_pipeline(context: Context) -> Outcome:
 # --- construct-table: Tables 1-6 ------------------------------------------------------------------
 
 def construct_table_pipeline(context: Context) -> Outcome:
-    from rltx.construct import construct_table
+    from rltx.construct_table import construct_table
     from rltx.plotting.training import draw_table
     context.echo(f"construct and train {len(context.recipe.table_layer_sets)} initialisations -> {context.out / 'table'}")
     result = construct_table(context.recipe, context.out / "table", context.reporter("construct"))
