@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from rltx.analysis.commands import analyze
+from rltx.config import describe_keys, load_recipe
+from rltx.errors import UsageError
 from rltx.plotting.commands import plot
 from rltx.reproduce.command import reproduce
 from rltx.sweep.command import sweep
-from rltx.config import describe_keys, load_recipe
-from rltx.errors import UsageError
 
 
 class FixableError(click.ClickException):

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from rltx import hyperrule, store
+from rltx import hyperrule
 from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
 from rltx.data import to_model_input
@@ -23,6 +23,7 @@ from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import weights_of
 from rltx.models import transferable_layers
+from rltx.runs import kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
 
@@ -103,7 +104,6 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
 
 def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator) -> LayerRecord:
     """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs."""
-    from rltx.analysis.inputs import kernel_filters, open_run
     filters = [kernel_filters(run, run.steps[-1], layer) for run in map(open_run, runs)]
     sigma_w = filter_covariance(filters)
     target = model.get_layer(layer)

@@ -8,11 +8,11 @@ from click.testing import CliRunner
 from scipy.linalg import subspace_angles
 
 from rltx import store
-from rltx.hyperrule import TAU_CURVES
 from rltx.cli import main
 from rltx.config import make_recipe
 from rltx.construct import construct_init, filters_from_eigenvectors, select_eigenvectors, tau_values
 from rltx.errors import UsageError
+from rltx.hyperrule import TAU_CURVES
 from rltx.tasks import open_recipe_source
 
 

@@ -10,13 +10,13 @@ from click.testing import CliRunner
 
 from rltx import store
 from rltx.analysis.commands import analyze
-from rltx.analysis.inputs import examples, model_at, open_run
 from rltx.analysis.interpolation import add_commands as add_interpolation, barrier_height, interpolate, \
+from rltx.runs import examples, model_at, open_run
     recompute_batchnorm, run_labels
 from rltx.analysis.results import read_result
-from rltx.models import transferable_layers
 from rltx.analysis.transferability import add_commands as add_transferability
 from rltx.cli import main
+from rltx.models import transferable_layers
 
 add_interpolation(analyze)
 add_transferability(analyze)

@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from rltx import loop, pretrain, store
-from rltx.analysis.inputs import examples, model_at, open_run
 from rltx.config import make_recipe
 from rltx.models import HEAD, build_model
+from rltx.runs import examples, model_at, open_run
 from tests_support import TINY
 
 POLICIES = {"none": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}

@@ -137,7 +137,7 @@ def dense_outputs(run_dir, step, n):
     """Independent: the dense_0 activations of the first n training examples from a Keras model."""
     import keras
 
-    from rltx.analysis.inputs import examples, model_at, open_run
+    from rltx.runs import examples, model_at, open_run
     run = open_run(run_dir)
     inputs = examples(run, "train", n)
     model = model_at(run, step, tuple(inputs.shape[1:]))
@@ -184,7 +184,7 @@ def test_labels_from_a_run_with_the_same_examples(runs, tmp_path):
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
     arrays = {k: np.asarray(v) for k, v in printed["arrays"].items()}
-    from rltx.analysis.inputs import open_run
+    from rltx.runs import open_run
     binary = open_run(runs / "binary")
     assert printed["inputs"]["label_vectors"] == 1 and printed["inputs"]["labels_from"] == str(binary.run_dir)
     np.testing.assert_array_equal(arrays["labels"], binary.samples["upstream_labels"][:50])

@@ -219,7 +219,7 @@ def test_cka_cli(runs, tmp_path):
 def test_mistakes_cli(runs, tmp_path):
     invoke("analyze", "mistakes", runs / "t", runs / "t-scratch", "-o", tmp_path / "m.h5")
     arrays = read_result(tmp_path / "m.h5").arrays
-    from rltx.analysis.inputs import open_run
+    from rltx.runs import open_run
     labels = open_run(runs / "t").samples["test_labels"]
     a, b = arrays["predictions_a"], arrays["predictions_b"]
     assert a.shape == labels.shape == (64,)

@@ -232,7 +232,7 @@ def training_labels(run) -> np.ndarray:
 
 def run_objective(run, step: int, num_examples: int, batch_size: int = 256) -> Objective:
     """The objective of a run at a checkpoint: its first `num_examples` training examples and labels."""
-    from rltx.analysis.inputs import examples, model_at
+    from rltx.runs import examples, model_at
     if num_examples < 0:
         raise UsageError(f"--num-examples must be >= 0, got {num_examples}")
     x = examples(run, "train", num_examples)
@@ -245,7 +245,7 @@ def _strings(values) -> np.ndarray:
 
 
 def _open(runs):
-    from rltx.analysis.inputs import open_run
+    from rltx.runs import open_run
     if not runs:
         raise UsageError("give at least one RUN directory")
     return [open_run(path) for path in runs]
@@ -256,7 +256,7 @@ def _open(runs):
 def analyze_hessian(runs, *, step=None, all_steps=False, top_k=5, iterations=30, num_examples=512, seed=0,
                     batch_size=256):
     """Top-k Hessian eigenvalues of each run's loss at its checkpoints (Liu et al. Fig. 3a)."""
-    from rltx.analysis.inputs import select_steps
+    from rltx.runs import select_steps
     from rltx.analysis.results import Result
     inputs = {"runs": [], "steps": [], "options": {"top_k": top_k, "iterations": iterations,
                                                   "num_examples": num_examples, "seed": seed}}
@@ -304,7 +304,7 @@ def analyze_landscape(runs, *, step=None, layer=None, two_d=False, span=1.0, poi
                       num_examples=512, center="checkpoint", include_biases=False, batch_size=256):
     """Filter-normalised 1-D or 2-D loss slices around a checkpoint or the initialisation
     (Liu et al. Fig. 3b-c, 5; Li et al. 2018)."""
-    from rltx.analysis.inputs import select_steps
+    from rltx.runs import select_steps
     from rltx.analysis.results import Result
     if center not in ("checkpoint", "init"):
         raise UsageError(f"--center must be checkpoint or init, got {center!r}")
@@ -384,7 +384,7 @@ def analyze_gradient(runs, *, step=None, all_steps=False, num_examples=512, etas
                      direction="normalized", batch_size=256):
     """Loss along the gradient, per-layer gradient scale and weight projections on the gradient's
     singular vectors, per checkpoint (Liu et al. Fig. 6, 7)."""
-    from rltx.analysis.inputs import select_steps
+    from rltx.runs import select_steps
     from rltx.analysis.results import Result
     if direction not in ("normalized", "raw"):
         raise UsageError(f"--direction must be normalized or raw, got {direction!r}")

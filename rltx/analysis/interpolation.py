@@ -45,8 +45,8 @@ import h5py
 import numpy as np
 
 from rltx import store
-from rltx.analysis.inputs import Run, examples, open_run, select_steps
 from rltx.errors import UsageError
+from rltx.runs import Run, examples, open_run, select_steps
 
 EVAL_BATCH = 512
 

@@ -74,9 +74,9 @@ import click
 import h5py
 import numpy as np
 
-from rltx.analysis.inputs import Run, examples, model_at, open_run, select_steps
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
+from rltx.runs import Run, examples, model_at, open_run, select_steps
 from rltx.tasks import DATA_KEYS
 
 ROW_NORMS = ("unit", "max")

@@ -161,7 +161,7 @@ def _check_same_held_out(run_a, run_b) -> None:
 
 
 def _one_step(run, step):
-    from rltx.analysis.inputs import select_steps
+    from rltx.runs import select_steps
     return select_steps(run, step, False)[0]
 
 
@@ -169,7 +169,7 @@ def analyze_cka(run_a, run_b, *, step_a=None, step_b=None, kernel="linear", debi
                 rbf_fraction=1.0, batch_size=256):
     """Layer x layer CKA between two runs on run A's held-out examples (B.3, Table 7)."""
     import keras
-    from rltx.analysis.inputs import examples, model_at, open_run
+    from rltx.runs import examples, model_at, open_run
     from rltx.analysis.results import Result
     from rltx.models import transferable_layers
     if kernel not in KERNELS:
@@ -272,7 +272,7 @@ def mistakes_table(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n
 
 
 def _predictions(run, step, inputs, batch_size=256) -> np.ndarray:
-    from rltx.analysis.inputs import model_at
+    from rltx.runs import model_at
     model = model_at(run, step, tuple(inputs.shape[1:]))
     logits = [np.asarray(model(inputs[s:s + batch_size], training=False)) for s in range(0, len(inputs), batch_size)]
     return np.argmax(np.concatenate(logits), axis=1)
@@ -280,7 +280,7 @@ def _predictions(run, step, inputs, batch_size=256) -> np.ndarray:
 
 def analyze_mistakes(run_a, run_b, *, step_a=None, step_b=None):
     """Common and uncommon mistakes of two runs on run A's held-out set (B.2, Tables 3-6)."""
-    from rltx.analysis.inputs import examples, open_run
+    from rltx.runs import examples, open_run
     from rltx.analysis.results import Result
     runs = [open_run(run_a), open_run(run_b)]
     _check_same_held_out(*runs)

@@ -49,8 +49,8 @@ import keras
 import numpy as np
 
 from rltx import store
-from rltx.analysis.inputs import examples, model_at, open_run, select_steps
 from rltx.errors import UsageError
+from rltx.runs import examples, model_at, open_run, select_steps
 
 
 def conv_singular_values(kernel: np.ndarray, n: int) -> np.ndarray:

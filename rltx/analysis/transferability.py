@@ -23,8 +23,8 @@ import h5py
 import numpy as np
 
 from rltx import store
-from rltx.analysis.inputs import open_run
 from rltx.errors import UsageError
+from rltx.runs import open_run
 
 
 def analyze_transferability(pretrain_run, recipe, out_dir, *, steps=None):

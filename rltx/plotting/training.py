@@ -24,8 +24,8 @@ import click
 import numpy as np
 
 from rltx.errors import UsageError
-from rltx.store import atomic_write_text
 from rltx.plotting.figure import new_figure, read_analysis, require
+from rltx.store import atomic_write_text
 
 CURVES_PRODUCER = "rltx analyze curves RUN... -o FILE"
 ACTIVATIONS_PRODUCER = "rltx analyze activations RUN... -o FILE"
@@ -69,7 +69,7 @@ def run_groups(run_dirs) -> list[dict]:
     step), in order of first appearance: [{"label", "key", "runs": [(run_dir, metric rows)]}]."""
     from rltx import store
     from rltx.analysis.curves import NOT_GROUPED
-    from rltx.analysis.inputs import open_run
+    from rltx.runs import open_run
     groups: dict[str, dict] = {}
     for run_dir in run_dirs:
         run = open_run(run_dir)
@@ -77,7 +77,7 @@ def run_groups(run_dirs) -> list[dict]:
         if not rows:
             raise UsageError(f"{run_dir} lacks metrics.h5 (no evaluation point yet); produce it with "
                              "`rltx pretrain` or `rltx transfer` (let the run reach its first eval point)")
-        identity = store.read_run_record(run.run_dir).identity
+        identity = run.record.identity
         key = {name: value for name, value in run.recipe.to_dict().items() if name not in NOT_GROUPED}
         key.update(kind=run.kind, from_step=json.loads(identity.get("from_step", "[]")))
         text = json.dumps(key, sort_keys=True, default=str)
