@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from rltx.analysis.commands import analyze
+from rltx.cli_options import PROFILE_OPTION, SET_OPTION
 from rltx.config import describe_keys, load_recipe
 from rltx.errors import UsageError
 from rltx.plotting.commands import plot
@@ -54,8 +55,6 @@ def main():
 
 
 RECIPE_ARGUMENT = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-PROFILE_OPTION = click.option("--profile", metavar="NAME",
-                              help="Apply the recipe's profile NAME (e.g. quick: scaled down for a CPU) before --set.")
 INIT_OPTION = click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
                            help="Initial weights from `rltx construct-init` (sets the recipe key init_file).")
 
@@ -67,8 +66,7 @@ def _init_override(init: Path | None) -> tuple[str, ...]:
 def run_options(command):
     """The options every training command shares."""
     for option in reversed([
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a recipe key (value read as YAML); repeatable."),
+        SET_OPTION,
         click.option("--resume/--no-resume", default=True, show_default=True,
                      help="Continue a run already in --out with the same recipe; --no-resume refuses to touch one."),
         click.option("--quiet", is_flag=True, help="No progress output."),
@@ -150,8 +148,7 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
               help="Conv layers to construct from the data, 1-based and increasing (Table 1's {1,2,3}).")
 @click.option("--covariance-from", "covariance_runs", multiple=True, type=click.Path(path_type=Path),
               help="Sample layer 1 from N(0, Sigma_w) of these trained runs instead (Sec. 2.4); repeatable.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key (value read as YAML); repeatable.")
+@SET_OPTION
 @PROFILE_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The init file to write (HDF5); never overwritten.")

@@ -9,17 +9,11 @@ import yaml
 from click.testing import CliRunner
 
 from rltx import store
-from rltx.analysis.commands import analyze
-from rltx.analysis.interpolation import add_commands as add_interpolation, barrier_height, interpolate, \
-from rltx.runs import examples, model_at, open_run
-    recompute_batchnorm, run_labels
+from rltx.analysis.interpolation import barrier_height, interpolate, recompute_batchnorm, run_labels
 from rltx.analysis.results import read_result
-from rltx.analysis.transferability import add_commands as add_transferability
 from rltx.cli import main
 from rltx.models import transferable_layers
-
-add_interpolation(analyze)
-add_transferability(analyze)
+from rltx.runs import examples, model_at, open_run
 
 
 def invoke(*args):

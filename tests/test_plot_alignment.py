@@ -12,8 +12,6 @@ from rltx.cli import Group, main
 from rltx.plotting import alignment as plots
 from rltx.plotting.commands import plot
 
-plots.add_commands(plot)
-plots.add_commands(plot)  # guarded: adding twice changes nothing
 ROOT = Group(commands={"plot": plot})  # the CLI's error handling: UsageError -> one line, exit 2
 
 
