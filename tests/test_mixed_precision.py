@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
             return recording
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(training, "build_recipe_model", record("model", training.build_recipe_model))
+            patch.setattr(pretrain, "build_recipe_model", record("model", pretrain.build_recipe_model))
             patch.setattr(loop, "make_optimizer", record("optimizer", loop.make_optimizer))
             run_dir = tmp_path_factory.mktemp(name)
             summary = pretrain.pretrain(make_recipe({**TINY, "mixed_precision": name}), run_dir)

@@ -8,6 +8,7 @@ import click
 from rltx.analysis.curvature import DEFAULT_ETAS  # numpy-only at import, like similarity
 from rltx.analysis.similarity import KERNELS
 from rltx.cli_options import SET_OPTION
+from rltx.errors import UsageError
 
 RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 
@@ -60,7 +61,7 @@ def numbers(text: str, option: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
+        raise UsageError(f"{option} must be comma-separated numbers like 0,0.1,0.5; got {text!r}") from None
 
 
 # Each command imports its computation when it runs, so `rltx analyze --help` stays light.
