@@ -25,7 +25,7 @@ from rltx import store
 from rltx.config import make_recipe
 from rltx.data import to_model_input
 from rltx.tasks import build_recipe_model
-from rltx.training import pretrain
+from rltx.pretrain import pretrain
 
 TARGET = 0.9
 BATCH = 256

@@ -1,4 +1,4 @@
-"""The `rltx` command line: a thin shell over the library (rltx.config, rltx.training, ...)."""
+"""The `rltx` command line: a thin shell over the library (rltx.config, rltx.pretrain, ...)."""
 from __future__ import annotations
 
 import warnings
@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from rltx import native_stderr
 from rltx.analysis.commands import analyze
+from rltx.cli_options import PROFILE_OPTION, SET_OPTION
+from rltx.config import describe_keys, load_recipe
+from rltx.errors import UsageError
 from rltx.plotting.commands import plot
 from rltx.reproduce.command import reproduce
 from rltx.sweep.command import sweep
-from rltx.config import describe_keys, load_recipe
-from rltx import native_stderr
-from rltx.errors import UsageError
 
 
 class FixableError(click.ClickException):
@@ -67,8 +68,6 @@ def run() -> None:
 
 
 RECIPE_ARGUMENT = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-PROFILE_OPTION = click.option("--profile", metavar="NAME",
-                              help="Apply the recipe's profile NAME (e.g. quick: scaled down for a CPU) before --set.")
 INIT_OPTION = click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
                            help="Initial weights from `rltx construct-init` (sets the recipe key init_file).")
 
@@ -80,8 +79,7 @@ def _init_override(init: Path | None) -> tuple[str, ...]:
 def run_options(command):
     """The options every training command shares."""
     for option in reversed([
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a recipe key (value read as YAML); repeatable."),
+        SET_OPTION,
         click.option("--resume/--no-resume", default=True, show_default=True,
                      help="Continue a run already in --out with the same recipe; --no-resume refuses to touch one."),
         click.option("--quiet", is_flag=True, help="No progress output."),
@@ -126,7 +124,7 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
     """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
     config = load_recipe(recipe, overrides + _init_override(init), profile)
     out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
-    from rltx.training import pretrain as run_pretrain
+    from rltx.pretrain import pretrain as run_pretrain
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
 
 
@@ -163,8 +161,7 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
               help="Conv layers to construct from the data, 1-based and increasing (Table 1's {1,2,3}).")
 @click.option("--covariance-from", "covariance_runs", multiple=True, type=click.Path(path_type=Path),
               help="Sample layer 1 from N(0, Sigma_w) of these trained runs instead (Sec. 2.4); repeatable.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key (value read as YAML); repeatable.")
+@SET_OPTION
 @PROFILE_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="The init file to write (HDF5); never overwritten.")
@@ -177,7 +174,7 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     config = load_recipe(recipe, overrides, profile)
     if table is not None:
         from rltx.analysis.results import print_table, write_result
-        from rltx.construct import construct_table
+        from rltx.construct_table import construct_table
         from rltx.progress import make_reporter
         result = construct_table(config, table, make_reporter(True, "construct"))
         write_result(result, table / "table.h5")
@@ -192,9 +189,10 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
         raise UsageError(f"--layers {layers!r} is not a comma-separated list of layer numbers, e.g. 1,2,3") from None
     if output.exists():
         raise UsageError(f"{output} exists; choose another -o or remove it")
-    from rltx.construct import construct_init as build, write_init
+    from rltx.construct import construct_init as build
+    from rltx.store import write_init
     weights, records, indices = build(config, numbers, covariance_runs)
-    write_init(output, config, weights, records, indices)
+    write_init(output, config.to_yaml(), weights, records, indices)
     for layer, record in records.items():
         click.echo(f"{layer}: {record.method}, {', '.join(f'{k} {v:.4g}' for k, v in record.numbers.items())}")
     click.echo(f"wrote {output}")

@@ -10,14 +10,12 @@ all other layers (dense layers, the head) keep the standard initialisation (A.3)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 
-from rltx import hyperrule, store
+from rltx import hyperrule
 from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
 from rltx.data import to_model_input
@@ -25,17 +23,10 @@ from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import weights_of
 from rltx.models import transferable_layers
+from rltx.runs import kernel_filters, open_run
+from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
 
-# E.3 / Fig. 23: tau_1..tau_16 weighting the 16 most significant eigenvectors. The paper gives f2
-# exactly (all ones, Table 2) but f1 and f3 only in words: f1 "downweights the largest eigenvalue"
-# (Table 1), f3 "downweights the largest eigenvalue less" (Table 3), with values "between 1 and 4".
-# These are rltx's concrete choices; any list can be given instead.
-TAU_CURVES = {
-    "f1": (1.0, 2.0, 3.0) + (4.0,) * 13,
-    "f2": (1.0,) * 16,
-    "f3": (2.5, 3.25) + (4.0,) * 14,
-}
 _RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
 
 
@@ -67,19 +58,11 @@ def tau_values(curve, chosen: np.ndarray, dimension: int) -> np.ndarray:
             raise UsageError(f"{curve} is not a transfer-function result for inputs of dimension {dimension}; "
                              "analyze a layer of the same patch size")
         return np.asarray(measured[-1], dtype=np.float64)[chosen]
-    values = TAU_CURVES.get(curve, curve) if isinstance(curve, str) else curve
+    values = hyperrule.TAU_CURVES.get(curve, curve) if isinstance(curve, str) else curve
     if isinstance(values, str) or len(values) < len(chosen):
         raise UsageError(f"construct_tau {curve!r} gives {0 if isinstance(values, str) else len(values)} values "
                          f"for {len(chosen)} eigenvectors; use f1, f2, f3, a long enough list, or a .h5 result")
     return np.asarray(values[:len(chosen)], dtype=np.float64)
-
-
-@dataclass
-class LayerRecord:
-    """How one layer was built (stored in the init file under /construction/<layer>)."""
-    method: str
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    numbers: dict[str, float] = field(default_factory=dict)
 
 
 def filters_from_eigenvectors(vectors: np.ndarray, tau: np.ndarray, shape: tuple[int, ...], method: str,
@@ -121,7 +104,6 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
 
 def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator) -> LayerRecord:
     """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs."""
-    from rltx.analysis.inputs import kernel_filters, open_run
     filters = [kernel_filters(run, run.steps[-1], layer) for run in map(open_run, runs)]
     sigma_w = filter_covariance(filters)
     target = model.get_layer(layer)
@@ -164,68 +146,3 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
         else:
             records[name] = construct_layer(model, name, inputs, recipe, spec, generator)
     return weights_of(model.weights), records, indices
-
-
-def write_init(path: Path, recipe: Recipe, weights: dict, records: dict[str, LayerRecord], indices: np.ndarray) -> None:
-    """The init file: /weights like a checkpoint, /construction/<layer> (arrays and attributes),
-    /sample_indices, and the recipe (attribute `recipe_yaml`)."""
-    with store.atomic_h5(Path(path)) as handle:
-        handle.attrs["recipe_yaml"] = recipe.to_yaml()
-        group = handle.create_group("weights")
-        for name, values in weights.items():
-            group.create_dataset(name, data=values)
-        handle.create_dataset("sample_indices", data=indices)
-        construction = handle.create_group("construction")
-        for layer, record in records.items():
-            entry = construction.create_group(layer)
-            entry.attrs.update(method=record.method, **record.numbers)
-            for name, values in record.arrays.items():
-                entry.create_dataset(name, data=values)
-
-
-def read_init_weights(path: Path) -> dict[str, np.ndarray]:
-    with store.open_h5(Path(path)) as handle:
-        if "weights" not in handle or "construction" not in handle:
-            raise UsageError(f"{path} is not an init file of `rltx construct-init`; build one with it")
-        arrays = {}
-        handle["weights"].visititems(
-            lambda name, item: arrays.__setitem__(name, item[()]) if hasattr(item, "shape") else None)
-        return arrays
-
-
-def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
-    """Table 1 (Sec. 2.5, E.3) and its variants (Tables 2-6): for each set of constructed layers,
-    build the init file, train on the recipe's task from it, and read train / test accuracy after
-    each of `table_iterations` steps. Returns an analysis `Result` (kind construct-table)."""
-    import dataclasses
-
-    from rltx.analysis.results import Result
-    from rltx.training import pretrain
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    iterations = sorted(recipe.table_iterations)
-    rows, accuracy = [], np.zeros((len(recipe.table_layer_sets), len(iterations), 2))
-    for column, layers in enumerate(recipe.table_layer_sets):
-        label = "{" + ", ".join(map(str, layers)) + "}"
-        name = "layers_" + ("_".join(map(str, layers)) or "none")
-        init_file = None
-        if layers:
-            init_file = out_dir / f"{name}.h5"
-            if not init_file.exists():
-                write_init(init_file, recipe, *construct_init(recipe, list(layers)))
-        trained = dataclasses.replace(recipe, init_file=str(init_file) if init_file else None,
-                                      total_steps=iterations[-1], epochs=None,
-                                      checkpoint_steps=sorted(set(recipe.checkpoint_steps) | set(iterations)))
-        pretrain(trained, out_dir / name, reporter=reporter)
-        by_step = {row["step"]: row for row in store.read_metrics(out_dir / name)}
-        for row_index, step in enumerate(iterations):
-            accuracy[column, row_index] = by_step[step]["train_accuracy"], by_step[step]["test_accuracy"]
-            rows.append({"layers constructed": label, "iterations": step,
-                         "train accuracy": float(accuracy[column, row_index, 0]),
-                         "test accuracy": float(accuracy[column, row_index, 1])})
-    inputs = {"recipe": recipe.to_dict(), "runs": [str(out_dir / p) for p in sorted(
-        p.name for p in out_dir.iterdir() if p.is_dir())]}
-    labels = ["{" + ",".join(map(str, s)) + "}" for s in recipe.table_layer_sets]
-    arrays = {"accuracy": accuracy, "iterations": np.array(iterations),  # accuracy [sets, iterations, train/test]
-              "layer_sets": np.array(labels, dtype=h5py.string_dtype())}
-    return Result("construct-table", inputs, arrays, rows)

@@ -14,6 +14,17 @@ import numpy as np
 STREAM_SAMPLE, STREAM_LABELS, STREAM_ORDER, STREAM_DOWNSTREAM, STREAM_HELD_OUT, STREAM_COVARIANCE = 1, 2, 3, 5, 6, 7
 
 
+# E.3 / Fig. 23: tau_1..tau_16 weighting the 16 most significant eigenvectors. The paper gives f2
+# exactly (all ones, Table 2) but f1 and f3 only in words: f1 "downweights the largest eigenvalue"
+# (Table 1), f3 "downweights the largest eigenvalue less" (Table 3), with values "between 1 and 4".
+# These are rltx's concrete choices; any list can be given instead.
+TAU_CURVES = {
+    "f1": (1.0, 2.0, 3.0) + (4.0,) * 13,
+    "f2": (1.0,) * 16,
+    "f3": (2.5, 3.25) + (4.0,) * 14,
+}
+
+
 def rng(seed: int, stream: int) -> np.random.Generator:
     """A numpy generator for one purpose (`STREAM_*`) of a run with this seed."""
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))

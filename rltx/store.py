@@ -5,6 +5,7 @@
     RUN/checkpoints/step_NNNNNNNN.h5   kept weights: /weights/<layer>/<variable>
     RUN/state.h5                   latest resume state: weights, optimizer variables, step
     RUN/run.lock                   held (flock) by the one process writing the run
+    INIT.h5                        an init file of `rltx construct-init` (weights and how they were built)
 
 HDF5 is not journaled, so no file is ever modified in place: each write goes to a temporary
 file that is fsync'ed and then renamed over the old one. A kill at any moment leaves every
@@ -287,3 +288,35 @@ def _lock_is_held(path: Path) -> bool:
         return True
     finally:
         os.close(descriptor)
+
+
+# --- init files (`rltx construct-init`, Sec. 2.5, E.3) --------------------------------------------
+
+@dataclass
+class LayerRecord:
+    """How one layer of an init file was built (stored under /construction/<layer>)."""
+    method: str
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+def write_init(path: Path, recipe_yaml: str, weights: dict[str, np.ndarray], records: dict[str, LayerRecord],
+               indices: np.ndarray) -> None:
+    """The init file: /weights like a checkpoint, /construction/<layer> (arrays and attributes),
+    /sample_indices, and the recipe (attribute `recipe_yaml`)."""
+    with atomic_h5(Path(path)) as handle:
+        handle.attrs["recipe_yaml"] = recipe_yaml
+        _write_arrays(handle.create_group("weights"), weights)
+        handle.create_dataset("sample_indices", data=indices)
+        construction = handle.create_group("construction")
+        for layer, record in records.items():
+            entry = construction.create_group(layer)
+            entry.attrs.update(method=record.method, **record.numbers)
+            _write_arrays(entry, record.arrays)
+
+
+def read_init_weights(path: Path) -> dict[str, np.ndarray]:
+    with open_h5(Path(path)) as handle:
+        if "weights" not in handle or "construction" not in handle:
+            raise UsageError(f"{path} is not an init file of `rltx construct-init`; build one with it")
+        return _read_arrays(handle["weights"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from rltx import hyperrule
+from rltx import hyperrule, store
 from rltx.config import Recipe
 from rltx.data import open_source
 from rltx.errors import UsageError
@@ -49,8 +49,7 @@ def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes
     model = build_model(recipe.architecture, input_shape, num_classes, init_algorithm=recipe.init_algorithm,
                         init_scale=recipe.init_scale, seed=recipe.seed, dtype_policy=dtype_policy, **options)
     if with_init_file and recipe.init_file:
-        from rltx.construct import read_init_weights
-        stored = read_init_weights(recipe.init_file)
+        stored = store.read_init_weights(recipe.init_file)
         for variable in model.weights:
             if variable.path.startswith(f"{HEAD}/"):
                 continue

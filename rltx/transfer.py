@@ -13,55 +13,25 @@ one or more pre-trained runs, then the downstream task is trained with the share
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
 from rltx import hyperrule, loop, store
-from rltx.config import Recipe, make_recipe
+from rltx.config import Recipe
 from rltx.distribute import is_chief
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
 from rltx.models import ARCHITECTURES, transferable_layers
 from rltx.progress import Reporter
+from rltx.runs import Checkpoint, open_checkpoint
 from rltx.tasks import DATA_KEYS, build_recipe_model, downstream_samples, load_examples, open_recipe_source
 
 
-@dataclass(frozen=True)
-class SourceRun:
-    """A pre-trained run, at the checkpoint a transfer starts from."""
-    run_dir: Path
-    recipe: Recipe
-    step: int
-    weights: dict[str, np.ndarray]
-    initial: dict[str, np.ndarray]
-    upstream_indices: np.ndarray
-    digest: str  # sha256 of the checkpoint file, so a transfer records exactly what it started from
-
-
-def open_source_run(run_dir: Path, step: int | None = None) -> SourceRun:
-    """The source run at checkpoint `step` (default: its last, which needs a completed run)."""
-    run_dir = Path(run_dir)
-    record = store.read_run_record(run_dir)
-    stored = store.checkpoint_steps_stored(run_dir)
-    if step is None:
-        if record.status != "completed":
-            raise UsageError(f"source {run_dir} is {store.read_status(run_dir)}, not completed; finish it or pass "
-                             f"--from-step with one of its stored steps: {', '.join(map(str, stored)) or 'none'}")
-        step = stored[-1]
-    weights = store.read_checkpoint(run_dir, step)
-    digest = hashlib.sha256(store.checkpoint_path(run_dir, step).read_bytes()).hexdigest()
-    return SourceRun(run_dir.resolve(), make_recipe(yaml.safe_load(record.config_yaml)), step, weights,
-                     store.read_checkpoint(run_dir, 0), record.samples["upstream_indices"], digest)
-
-
-def check_compatible(recipe: Recipe, sources: list[SourceRun]) -> None:
+def check_compatible(recipe: Recipe, sources: list[Checkpoint]) -> None:
     """A transfer needs its sources' architecture (layer shapes) and training split (A.1)."""
     architecture_keys = ("architecture",) + ARCHITECTURES[recipe.architecture].options
     for source in sources:
@@ -98,7 +68,7 @@ def _variables_of(weights: dict[str, np.ndarray], layer: str) -> list[str]:
     return sorted(name for name in weights if name.startswith(f"{layer}/"))
 
 
-def transferred_weights(fresh: dict[str, np.ndarray], source: SourceRun, layers: list[str], norm: str,
+def transferred_weights(fresh: dict[str, np.ndarray], source: Checkpoint, layers: list[str], norm: str,
                         zero_biases: bool) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """A.4: source layers times their rescaling factors, everything else as freshly initialised."""
     weights, factors = dict(fresh), {}
@@ -113,7 +83,7 @@ def transferred_weights(fresh: dict[str, np.ndarray], source: SourceRun, layers:
     return weights, factors
 
 
-def covariance_weights(fresh: dict[str, np.ndarray], sources: list[SourceRun], first_layer: str, norm: str,
+def covariance_weights(fresh: dict[str, np.ndarray], sources: list[Checkpoint], first_layer: str, norm: str,
                        seed: int) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray]:
     """A.9 'covariance': first-layer filters sampled from the sources' Sigma_w, bias zero, rescaled
     like a transferred layer; all other layers fresh."""
@@ -129,7 +99,7 @@ def covariance_weights(fresh: dict[str, np.ndarray], sources: list[SourceRun], f
     return weights, {first_layer: factor}, sigma_w
 
 
-def initial_weights(model: keras.Model, recipe: Recipe, sources: list[SourceRun]) -> tuple[dict, dict]:
+def initial_weights(model: keras.Model, recipe: Recipe, sources: list[Checkpoint]) -> tuple[dict, dict]:
     """The step-0 weights of a transfer run, and how they were built (stored in run.h5 /transfer)."""
     fresh, norm = weights_of(model.weights), rescaling_norm(recipe)
     details = {"mode": recipe.transfer_mode, "rescaling": norm}
@@ -156,7 +126,7 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     `with_baseline`, also the paired from-scratch run into `<run_dir>-scratch` (same data, seed and
     initialisation of the layers that are not transferred)."""
     run_dir, reporter = Path(run_dir), reporter or Reporter()
-    source_runs = [open_source_run(path, from_step) for path in sources]
+    source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_compatible(recipe, source_runs)
     data = open_recipe_source(recipe)
     if source_runs:

@@ -10,9 +10,9 @@ from scipy.linalg import subspace_angles
 from rltx import store
 from rltx.cli import main
 from rltx.config import make_recipe
-from rltx.construct import (TAU_CURVES, construct_init, filters_from_eigenvectors, read_init_weights,
-                            select_eigenvectors, tau_values)
+from rltx.construct import construct_init, filters_from_eigenvectors, select_eigenvectors, tau_values
 from rltx.errors import UsageError
+from rltx.hyperrule import TAU_CURVES
 from rltx.tasks import open_recipe_source
 
 
@@ -82,7 +82,7 @@ def test_cli_layers_init_file_and_training_from_it(tmp_path, tiny_dict):
         assert list(handle["construction/conv_1/chosen"][()]) == list(range(1, 10))
         assert handle["construction/conv_1/eigenvalues"].shape == (81,)  # 3x3 patches of 9 channels
         assert len(handle["sample_indices"][()]) == 384
-    init = read_init_weights(tmp_path / "init.h5")
+    init = store.read_init_weights(tmp_path / "init.h5")
     assert invoke("pretrain", tmp_path / "r.yaml", "--init", tmp_path / "init.h5", "--out", tmp_path / "run",
                   "--quiet").exit_code == 0
     start = store.read_checkpoint(tmp_path / "run", 0)

@@ -9,17 +9,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from rltx.analysis.commands import analyze
-from rltx.analysis.curvature import (Objective, add_commands, filter_normalized_direction, gradient_projection,
+from rltx.analysis.curvature import (Objective, filter_normalized_direction, gradient_projection,
                                      lanczos, loss_along_gradient)
-from rltx.analysis.inputs import examples, model_at, open_run
 from rltx.analysis.results import read_result
 from rltx.cli import main
 from rltx.errors import UsageError
+from rltx.runs import examples, model_at, open_run
 from tests_support import tiny_recipe_dict
-
-add_commands(analyze)
-add_commands(analyze)  # a second call adds nothing
 
 
 def invoke(*args, code=0):

@@ -9,17 +9,11 @@ import yaml
 from click.testing import CliRunner
 
 from rltx import store
-from rltx.analysis.commands import analyze
-from rltx.analysis.inputs import examples, model_at, open_run
-from rltx.analysis.interpolation import add_commands as add_interpolation, barrier_height, interpolate, \
-    recompute_batchnorm, run_labels
+from rltx.analysis.interpolation import barrier_height, interpolate, recompute_batchnorm, run_labels
 from rltx.analysis.results import read_result
-from rltx.models import transferable_layers
-from rltx.analysis.transferability import add_commands as add_transferability
 from rltx.cli import main
-
-add_interpolation(analyze)
-add_transferability(analyze)
+from rltx.models import transferable_layers
+from rltx.runs import examples, load_model, model_at, open_run
 
 
 def invoke(*args):
@@ -45,6 +39,17 @@ def runs(tmp_path_factory):
 
 def metrics_at(run_dir, step):
     return next(row for row in store.read_metrics(run_dir) if row["step"] == step)
+
+
+def test_load_model_holds_the_checkpoint_and_reproduces_its_stored_accuracy(runs):
+    run = open_run(runs / "a")
+    for step, model in ((run.steps[-1], load_model(runs / "a")), (10, load_model(runs / "a" / "run.h5", step=10))):
+        stored = store.read_checkpoint(run.run_dir, step)
+        for variable in model.weights:
+            np.testing.assert_array_equal(np.asarray(variable), stored[variable.path])
+        x = examples(run, "test")
+        accuracy = np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == run.samples["test_labels"])
+        assert accuracy == pytest.approx(metrics_at(run.run_dir, step)["test_accuracy"], abs=1.0 / len(x))
 
 
 def test_interpolation_arithmetic_is_exact_at_the_ends():

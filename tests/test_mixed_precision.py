@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rltx import loop, store, training
-from rltx.analysis.inputs import examples, model_at, open_run
+from rltx import loop, pretrain, store
 from rltx.config import make_recipe
 from rltx.models import HEAD, build_model
+from rltx.runs import examples, model_at, open_run
 from tests_support import TINY
 
 POLICIES = {"none": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
@@ -33,10 +33,10 @@ def runs(tmp_path_factory):
             return recording
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(training, "build_recipe_model", record("model", training.build_recipe_model))
+            patch.setattr(pretrain, "build_recipe_model", record("model", pretrain.build_recipe_model))
             patch.setattr(loop, "make_optimizer", record("optimizer", loop.make_optimizer))
             run_dir = tmp_path_factory.mktemp(name)
-            summary = training.pretrain(make_recipe({**TINY, "mixed_precision": name}), run_dir)
+            summary = pretrain.pretrain(make_recipe({**TINY, "mixed_precision": name}), run_dir)
         built[name] = dict(made, run_dir=run_dir, summary=summary)
     return built
 

@@ -16,7 +16,7 @@ import yaml
 import rltx
 from rltx import store
 from rltx.config import make_recipe
-from rltx.training import pretrain
+from rltx.pretrain import pretrain
 from tests_support import TINY
 
 # Eval points 0, 1, 120, 240: after step 1 each worker sizes its next chunk of steps by its own

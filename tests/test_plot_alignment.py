@@ -12,8 +12,6 @@ from rltx.cli import Group, main
 from rltx.plotting import alignment as plots
 from rltx.plotting.commands import plot
 
-plots.add_commands(plot)
-plots.add_commands(plot)  # guarded: adding twice changes nothing
 ROOT = Group(commands={"plot": plot})  # the CLI's error handling: UsageError -> one line, exit 2
 
 
@@ -113,7 +111,7 @@ def test_eigenvector_patches_are_the_stored_vectors(files, tmp_path):
 
 
 def test_f_sigma_curves_per_checkpoint_and_tau_curves(files, tmp_path):
-    from rltx.construct import TAU_CURVES
+    from rltx.hyperrule import TAU_CURVES
     arrays = stored(files / "f.h5")
     ax = plots.draw_f_sigma([files / "f.h5"]).axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["step 5", "step 10", "step 15", "step 20"]

@@ -15,7 +15,7 @@ from tests_support import wait_for_rows
 from rltx.config import make_recipe
 from rltx.errors import UsageError
 from rltx.loop import Diverged
-from rltx.training import pretrain
+from rltx.pretrain import pretrain
 
 CLI = [sys.executable, "-m", "rltx"]
 

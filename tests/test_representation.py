@@ -7,16 +7,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from rltx.analysis.commands import analyze
-from rltx.analysis.representation import (add_commands, alignment, alignment_from_spectrum, label_vectors,
-                                          normalize_rows, spectrum)
+from rltx.analysis.representation import alignment, alignment_from_spectrum, label_vectors, normalize_rows, spectrum
 from rltx.analysis.results import read_result
 from rltx.cli import main
-from rltx.errors import UsageError
-
-if "representation-alignment" not in analyze.commands:
-    add_commands(analyze)
-
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -127,14 +120,14 @@ def test_rows_normalised_to_norm_at_most_one():
     assert np.all(unit[4] == 0)
     np.testing.assert_allclose(normalize_rows(phi, "max", False),
                                phi / np.linalg.norm(phi, axis=1).max())  # relative magnitudes kept
-    with pytest.raises(UsageError, match="row_norm"):
+    with pytest.raises(ValueError, match="row_norm"):
         normalize_rows(phi, "l1")
 
 
 def test_label_vectors():
     np.testing.assert_array_equal(label_vectors([0, 1, 1, 0], 2), [[-1, 1, 1, -1]])
     np.testing.assert_array_equal(label_vectors([0, 2, 1], 3), [[1, -1, -1], [-1, -1, 1], [-1, 1, -1]])
-    with pytest.raises(UsageError, match="labels outside"):
+    with pytest.raises(ValueError, match="labels outside"):
         label_vectors([0, 3], 3)
 
 
@@ -159,7 +152,7 @@ def dense_outputs(run_dir, step, n):
     """Independent: the dense_0 activations of the first n training examples from a Keras model."""
     import keras
 
-    from rltx.analysis.inputs import examples, model_at, open_run
+    from rltx.runs import examples, model_at, open_run
     run = open_run(run_dir)
     inputs = examples(run, "train", n)
     model = model_at(run, step, tuple(inputs.shape[1:]))
@@ -208,7 +201,7 @@ def test_labels_from_a_run_with_the_same_examples(runs, tmp_path):
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
     arrays = {k: np.asarray(v) for k, v in printed["arrays"].items()}
-    from rltx.analysis.inputs import open_run
+    from rltx.runs import open_run
     binary = open_run(runs / "binary")
     assert printed["inputs"]["label_vectors"] == 1 and printed["inputs"]["labels_from"] == str(binary.run_dir)
     np.testing.assert_array_equal(arrays["labels"], binary.samples["upstream_labels"][:50])

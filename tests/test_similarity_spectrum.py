@@ -9,18 +9,13 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
-from rltx.analysis.commands import analyze
 from rltx.analysis.results import read_result
-from rltx.analysis.similarity import (LinearCKAAccumulator, add_commands as add_similarity, cka, mistake_counts,
+from rltx.analysis.similarity import (LinearCKAAccumulator, cka, mistake_counts,
                                       mistakes_table)
-from rltx.analysis.spectrum import add_commands as add_spectrum, conv_singular_values
+from rltx.analysis.spectrum import conv_singular_values
 from rltx.cli import main
 from rltx.errors import UsageError
 from tests_support import tiny_recipe_dict
-
-add_similarity(analyze)
-add_spectrum(analyze)
-
 
 def invoke(*args):
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -263,7 +258,7 @@ def test_cka_cli(runs, tmp_path):
 def test_mistakes_cli(runs, tmp_path):
     invoke("analyze", "mistakes", runs / "t", runs / "t-scratch", "-o", tmp_path / "m.h5")
     arrays = read_result(tmp_path / "m.h5").arrays
-    from rltx.analysis.inputs import open_run
+    from rltx.runs import open_run
     labels = open_run(runs / "t").samples["test_labels"]
     a, b = arrays["predictions_a"], arrays["predictions_b"]
     assert a.shape == labels.shape == (64,)

@@ -74,11 +74,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rltx import store
-from rltx.analysis.inputs import Run, examples, model_at, open_run, select_steps
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.models import HEAD
+from rltx.runs import Run, examples, model_at, open_run, select_steps
 
 CONV_NEURONS = ("position", "channel")
 WHICH = ("test", "train")
@@ -225,7 +224,7 @@ def analyze_activations(run_paths, *, step: int | None = None, all_steps: bool =
 
 def switch_step_of(pretrain: Run, transfer: Run) -> int:
     """The step of `pretrain` that `transfer` started from (its identity names its sources)."""
-    identity = store.read_run_record(transfer.run_dir).identity
+    identity = transfer.record.identity
     if transfer.kind != "transfer" or "sources" not in identity:
         raise UsageError(f"{transfer.run_dir} is a {transfer.kind} run, not a transfer; pass a run made by "
                          f"`rltx transfer --from {pretrain.run_dir}`")

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import click
 
-from rltx.lazy_group import LazyGroup
+from rltx.analysis.curvature import DEFAULT_ETAS  # numpy-only at import, like similarity
+from rltx.analysis.similarity import KERNELS
+from rltx.cli_options import SET_OPTION
+from rltx.errors import UsageError
 
 RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 
@@ -53,10 +56,16 @@ def emit(result, output: Path | None, as_json: bool) -> None:
             click.echo(f"stored in {output}")
 
 
-# The kinds of these modules are added on first use (`add_commands(group)` in each).
-@click.group(cls=LazyGroup, command_modules=(
-    "rltx.analysis.spectrum", "rltx.analysis.similarity", "rltx.analysis.curvature",
-    "rltx.analysis.interpolation", "rltx.analysis.transferability", "rltx.analysis.representation"))
+def numbers(text: str, option: str) -> list[float]:
+    """A comma-separated list of numbers given to `option`."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"{option} must be comma-separated numbers like 0,0.1,0.5; got {text!r}") from None
+
+
+# Each command imports its computation when it runs, so `rltx analyze --help` stays light.
+@click.group()
 def analyze():
     """Analyse stored runs; each KIND stores HDF5 (-o), prints a table, or JSON (--json)."""
 
@@ -179,3 +188,200 @@ def weights(runs, step, all_steps, reference, other, output, as_json):
     rescaling norms of transfers (Liu et al. Sec. 3; Neyshabur et al. B.3; A.4)."""
     from rltx.analysis.weights import analyze_weights
     emit(analyze_weights(runs, step=step, all_steps=all_steps, reference=reference, other=other), output, as_json)
+
+
+@analyze.command()
+@RUNS
+@checkpoint_options
+@click.option("--thresholds", default="0.1,0.01", show_default=True,
+              help="Count singular values below each (comma-separated; Fig. 33).")
+@click.option("--bins", default=50, show_default=True, help="Histogram bins of the whole-network spectrum.")
+@click.option("--input-size", default=0, show_default=True,
+              help="n of the n x n circular input of every conv layer (0: each layer's own input size).")
+@output_options
+def spectrum(runs, step, all_steps, thresholds, bins, input_size, output, as_json):
+    """Singular values of every conv (Sedghi et al. 2019 FFT) and dense layer, whole-network histogram,
+    counts below thresholds, sum of ||W||_F/||W||_2 (Neyshabur et al. App. C, Figs. 31-33)."""
+    from rltx.analysis.spectrum import analyze_spectrum
+    emit(analyze_spectrum(runs, step=step, all_steps=all_steps, thresholds=thresholds, bins=bins,
+                          input_size=input_size), output, as_json)
+
+
+RUN_A = click.argument("run_a", type=click.Path(path_type=Path))
+RUN_B = click.argument("run_b", type=click.Path(path_type=Path))
+
+
+def step_options(command):
+    command = click.option("--step-b", type=int, help="Checkpoint of RUN_B [default: the last stored].")(command)
+    return click.option("--step-a", type=int, help="Checkpoint of RUN_A [default: the last stored].")(command)
+
+
+@analyze.command("cka")
+@RUN_A
+@RUN_B
+@step_options
+@click.option("--kernel", type=click.Choice(KERNELS), default="linear", show_default=True)
+@click.option("--rbf-fraction", default=1.0, show_default=True,
+              help="RBF bandwidth as a fraction of the median distance between examples.")
+@click.option("--debiased", is_flag=True, help="Debiased HSIC (Song et al. 2012) instead of the biased one.")
+@click.option("--num-examples", default=1000, show_default=True, help="Held-out examples of RUN_A (0: all).")
+@output_options
+def cka(run_a, run_b, step_a, step_b, kernel, rbf_fraction, debiased, num_examples, output, as_json):
+    """Layer x layer CKA between two runs on RUN_A's held-out examples (Neyshabur et al. B.3, Table 7)."""
+    from rltx.analysis.similarity import analyze_cka
+    emit(analyze_cka(run_a, run_b, step_a=step_a, step_b=step_b, kernel=kernel, debiased=debiased,
+                     num_examples=num_examples, rbf_fraction=rbf_fraction), output, as_json)
+
+
+@analyze.command()
+@RUN_A
+@RUN_B
+@step_options
+@output_options
+def mistakes(run_a, run_b, step_a, step_b, output, as_json):
+    """Common and uncommon mistakes g1, g2, common, r1, r2 per class and overall (Neyshabur et al. B.2,
+    Tables 3-6)."""
+    from rltx.analysis.similarity import analyze_mistakes
+    emit(analyze_mistakes(run_a, run_b, step_a=step_a, step_b=step_b), output, as_json)
+
+
+EXAMPLES_OPTION = click.option("--num-examples", default=512, show_default=True,
+                               help="First training examples of the fixed subset the loss is taken on.")
+
+
+@analyze.command()
+@RUNS
+@checkpoint_options
+@click.option("--top-k", default=5, show_default=True, help="Largest Hessian eigenvalues to find.")
+@click.option("--iterations", default=30, show_default=True, help="Lanczos iterations (>= top-k).")
+@EXAMPLES_OPTION
+@click.option("--seed", default=0, show_default=True, help="Seed of the Lanczos start vector.")
+@output_options
+def hessian(runs, step, all_steps, top_k, iterations, num_examples, seed, output, as_json):
+    """Top Hessian eigenvalues of the training loss by Lanczos (Liu et al. Fig. 3a)."""
+    from rltx.analysis.curvature import analyze_hessian
+    emit(analyze_hessian(runs, step=step, all_steps=all_steps, top_k=top_k, iterations=iterations,
+                         num_examples=num_examples, seed=seed), output, as_json)
+
+
+@analyze.command()
+@RUNS
+@click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
+@click.option("--center", type=click.Choice(["checkpoint", "init"]), default="checkpoint", show_default=True,
+              help="Centre on the checkpoint (Fig. 3) or the run's step-0 weights (Fig. 5).")
+@click.option("--layer", help="Perturb only this layer [default: the whole network].")
+@click.option("--two-d", is_flag=True, help="A 2-D slice along two directions instead of a 1-D one.")
+@click.option("--span", default=1.0, show_default=True, help="Grid from -span to span along each direction.")
+@click.option("--points", default=21, show_default=True, help="Grid points per direction.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random directions.")
+@click.option("--include-biases", is_flag=True,
+              help="Perturb biases and normalisation parameters too (default: zero in the directions).")
+@EXAMPLES_OPTION
+@output_options
+def landscape(runs, step, center, layer, two_d, span, points, seed, include_biases, num_examples, output, as_json):
+    """Filter-normalised loss landscape around a checkpoint (Liu et al. Fig. 3, 5; Li et al. 2018)."""
+    from rltx.analysis.curvature import analyze_landscape
+    emit(analyze_landscape(runs, step=step, layer=layer, two_d=two_d, span=span, points=points, seed=seed,
+                           num_examples=num_examples, center=center, include_biases=include_biases),
+         output, as_json)
+
+
+@analyze.command()
+@RUNS
+@checkpoint_options
+@EXAMPLES_OPTION
+@click.option("--etas", default=",".join(map(str, DEFAULT_ETAS)), show_default=True,
+              help="Step sizes along the gradient, comma-separated.")
+@click.option("--direction", type=click.Choice(["normalized", "raw"]), default="normalized", show_default=True,
+              help="Step along g/||g|| (fixed step size, Liu B.2) or along g (step = gradient size, Liu App. A).")
+@output_options
+def gradient(runs, step, all_steps, num_examples, etas, direction, output, as_json):
+    """Loss along the gradient, per-layer gradient scale, weight projection on the gradient's
+    singular vectors (Liu et al. Fig. 6, 7)."""
+    from rltx.analysis.curvature import analyze_gradient
+    emit(analyze_gradient(runs, step=step, all_steps=all_steps, num_examples=num_examples,
+                          etas=numbers(etas, "--etas"), direction=direction), output, as_json)
+
+
+@analyze.command()
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", required=False, type=click.Path(path_type=Path))
+@click.option("--step-a", type=int, help="Checkpoint of RUN_A [default: last; with one run: 0].")
+@click.option("--step-b", type=int, help="Checkpoint of RUN_B [default: last] (of RUN_A with one run).")
+@click.option("--points", default=31, show_default=True, help="Grid points on [alpha-min, alpha-max] (0, 1 added).")
+@click.option("--alpha-min", default=-1.0, show_default=True, help="Grid start (B.6 extrapolates to [-1, 2]).")
+@click.option("--alpha-max", default=2.0, show_default=True, help="Grid end.")
+@click.option("--num-examples", default=0, show_default=True, help="Train and test examples (0: all).")
+@output_options
+def barrier(run_a, run_b, step_a, step_b, points, alpha_min, alpha_max, num_examples, output, as_json):
+    """Accuracy and loss along (1-a) theta_1 + a theta_2 on RUN_A's data, and the performance and
+    loss barrier heights (Neyshabur et al. App. B.4-B.8). With one run: its step-0 and last
+    checkpoints. BatchNorm statistics are recomputed at every point."""
+    from rltx.analysis.interpolation import analyze_barrier
+    emit(analyze_barrier(run_a, run_b, step_a=step_a, step_b=step_b, points=points, alpha_min=alpha_min,
+                         alpha_max=alpha_max, num_examples=num_examples), output, as_json)
+
+
+@analyze.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--step", type=int, help="The final checkpoint theta_F [default: the last stored].")
+@click.option("--alphas", default="0,0.25,0.5,0.75,1", show_default=True, help="Rewinding points a in [0, 1].")
+@click.option("--sigmas", default="0,0.01,0.05,0.1", show_default=True, help="Noise standard deviations.")
+@click.option("--samples", default=3, show_default=True, help="Noise draws per (a, sigma > 0).")
+@click.option("--tolerance", default=0.01, show_default=True, help="Allowed train error above the final one.")
+@click.option("--num-examples", default=0, show_default=True, help="Training examples (0: all).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the noise.")
+@output_options
+def criticality(run, step, alphas, sigmas, samples, tolerance, num_examples, seed, output, as_json):
+    """Module criticality of every transferable layer and the head: train error with the module
+    rewound towards its initialisation plus Gaussian noise (Neyshabur et al. App. B.9; Chatterji et al.)."""
+    from rltx.analysis.interpolation import analyze_criticality
+    emit(analyze_criticality(run, step=step, alphas=numbers(alphas, "--alphas"), sigmas=numbers(sigmas, "--sigmas"),
+                             samples=samples, tolerance=tolerance, num_examples=num_examples, seed=seed),
+         output, as_json)
+
+
+@analyze.command("transferability-curve")
+@click.argument("pretrain_run", type=click.Path(path_type=Path))
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory of the transfer runs (one step_N per checkpoint; completed ones are reused).")
+@click.option("--steps", help="Comma-separated pre-training checkpoints [default: all stored].")
+@SET_OPTION
+@output_options
+def transferability_curve(pretrain_run, recipe, out, steps, overrides, output, as_json):
+    """Downstream accuracy of RECIPE fine-tuned from each checkpoint of PRETRAIN_RUN, against the
+    pre-training step (Liu et al. Sec. 5.2, Fig. 9)."""
+    from rltx.analysis.transferability import analyze_transferability
+    from rltx.config import load_recipe
+    try:
+        chosen = [int(s) for s in steps.split(",") if s.strip()] if steps else None
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {steps!r}", param_hint="--steps") from None
+    emit(analyze_transferability(pretrain_run, load_recipe(recipe, tuple(overrides)), out, steps=chosen),
+         output, as_json)
+
+
+@analyze.command("representation-alignment")
+@click.argument("run", type=click.Path(path_type=Path))
+@checkpoint_options
+@click.option("--examples", "which", type=click.Choice(("train", "test")), default="train", show_default=True,
+              help="The run's training set or its held-out set.")
+@click.option("--num-examples", default=1000, show_default=True, help="First N examples (0: all).")
+@click.option("--labels-from", type=click.Path(path_type=Path),
+              help="Use this run's labels of the same examples (source vs target task).")
+@click.option("--points", default=50, show_default=True, help="Thresholds tau from 0 to sigma_max.")
+@click.option("--row-norm", type=click.Choice(("unit", "max")), default="unit", show_default=True,
+              help="Rows to length one, or all rows divided by the largest row length.")
+@click.option("--constant-feature/--no-constant-feature", default=True, show_default=True,
+              help="Append a constant feature (the bias unit, Sec. 2).")
+@output_options
+def representation_alignment(run, step, all_steps, which, num_examples, labels_from, points, row_norm,
+                             constant_feature, output, as_json):
+    """Alignment(Phi, y, tau) of every layer's representation with the labels (Imani et al.
+    2022, Eq. 2, Sec. 4-7): inputs and each transferable layer, curves over tau."""
+    from rltx.analysis.representation import analyze_representation_alignment
+    emit(analyze_representation_alignment(run, step=step, all_steps=all_steps, which=which,
+                                          num_examples=num_examples, labels_from=labels_from, points=points,
+                                          row_norm=row_norm, constant_feature=constant_feature),
+         output, as_json)

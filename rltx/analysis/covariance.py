@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from rltx.analysis import alignment
-from rltx.analysis.inputs import examples, kernel_filters, model_at, open_run, select_steps
 from rltx.analysis.patches import input_moments
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance
 from rltx.models import transferable_layers
+from rltx.runs import examples, kernel_filters, model_at, open_run, select_steps
 
 
 class Setting:

@@ -48,7 +48,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import click
 import h5py
 import numpy as np
 
@@ -232,7 +231,7 @@ def training_labels(run) -> np.ndarray:
 
 def run_objective(run, step: int, num_examples: int, batch_size: int = 256) -> Objective:
     """The objective of a run at a checkpoint: its first `num_examples` training examples and labels."""
-    from rltx.analysis.inputs import examples, model_at
+    from rltx.runs import examples, model_at
     if num_examples < 0:
         raise UsageError(f"--num-examples must be >= 0, got {num_examples}")
     x = examples(run, "train", num_examples)
@@ -245,7 +244,7 @@ def _strings(values) -> np.ndarray:
 
 
 def _open(runs):
-    from rltx.analysis.inputs import open_run
+    from rltx.runs import open_run
     if not runs:
         raise UsageError("give at least one RUN directory")
     return [open_run(path) for path in runs]
@@ -256,7 +255,7 @@ def _open(runs):
 def analyze_hessian(runs, *, step=None, all_steps=False, top_k=5, iterations=30, num_examples=512, seed=0,
                     batch_size=256):
     """Top-k Hessian eigenvalues of each run's loss at its checkpoints (Liu et al. Fig. 3a)."""
-    from rltx.analysis.inputs import select_steps
+    from rltx.runs import select_steps
     from rltx.analysis.results import Result
     inputs = {"runs": [], "steps": [], "options": {"top_k": top_k, "iterations": iterations,
                                                   "num_examples": num_examples, "seed": seed}}
@@ -304,7 +303,7 @@ def analyze_landscape(runs, *, step=None, layer=None, two_d=False, span=1.0, poi
                       num_examples=512, center="checkpoint", include_biases=False, batch_size=256):
     """Filter-normalised 1-D or 2-D loss slices around a checkpoint or the initialisation
     (Liu et al. Fig. 3b-c, 5; Li et al. 2018)."""
-    from rltx.analysis.inputs import select_steps
+    from rltx.runs import select_steps
     from rltx.analysis.results import Result
     if center not in ("checkpoint", "init"):
         raise UsageError(f"--center must be checkpoint or init, got {center!r}")
@@ -384,7 +383,7 @@ def analyze_gradient(runs, *, step=None, all_steps=False, num_examples=512, etas
                      direction="normalized", batch_size=256):
     """Loss along the gradient, per-layer gradient scale and weight projections on the gradient's
     singular vectors, per checkpoint (Liu et al. Fig. 6, 7)."""
-    from rltx.analysis.inputs import select_steps
+    from rltx.runs import select_steps
     from rltx.analysis.results import Result
     if direction not in ("normalized", "raw"):
         raise UsageError(f"--direction must be normalized or raw, got {direction!r}")
@@ -430,72 +429,5 @@ def analyze_gradient(runs, *, step=None, all_steps=False, num_examples=512, etas
     return Result("gradient", inputs, arrays, table)
 
 
-# --- CLI -------------------------------------------------------------------------------------
-
-def _parse_etas(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--etas must be comma-separated numbers like 0,0.1,0.5; got {text!r}") from None
-
-
-def add_commands(group: click.Group) -> None:
-    """Define `hessian`, `landscape` and `gradient` on the `rltx analyze` group (once)."""
-    if {"hessian", "landscape", "gradient"} <= set(group.commands):
-        return
-    from rltx.analysis.commands import RUNS, checkpoint_options, emit, output_options
-    examples_option = click.option("--num-examples", default=512, show_default=True,
-                                   help="First training examples of the fixed subset the loss is taken on.")
-
-    @group.command()
-    @RUNS
-    @checkpoint_options
-    @click.option("--top-k", default=5, show_default=True, help="Largest Hessian eigenvalues to find.")
-    @click.option("--iterations", default=30, show_default=True, help="Lanczos iterations (>= top-k).")
-    @examples_option
-    @click.option("--seed", default=0, show_default=True, help="Seed of the Lanczos start vector.")
-    @output_options
-    def hessian(runs, step, all_steps, top_k, iterations, num_examples, seed, output, as_json):
-        """Top Hessian eigenvalues of the training loss by Lanczos (Liu et al. Fig. 3a)."""
-        emit(analyze_hessian(runs, step=step, all_steps=all_steps, top_k=top_k, iterations=iterations,
-                             num_examples=num_examples, seed=seed), output, as_json)
-
-    @group.command()
-    @RUNS
-    @click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
-    @click.option("--center", type=click.Choice(["checkpoint", "init"]), default="checkpoint", show_default=True,
-                  help="Centre on the checkpoint (Fig. 3) or the run's step-0 weights (Fig. 5).")
-    @click.option("--layer", help="Perturb only this layer [default: the whole network].")
-    @click.option("--two-d", is_flag=True, help="A 2-D slice along two directions instead of a 1-D one.")
-    @click.option("--span", default=1.0, show_default=True, help="Grid from -span to span along each direction.")
-    @click.option("--points", default=21, show_default=True, help="Grid points per direction.")
-    @click.option("--seed", default=0, show_default=True, help="Seed of the random directions.")
-    @click.option("--include-biases", is_flag=True,
-                  help="Perturb biases and normalisation parameters too (default: zero in the directions).")
-    @examples_option
-    @output_options
-    def landscape(runs, step, center, layer, two_d, span, points, seed, include_biases, num_examples, output,
-                  as_json):
-        """Filter-normalised loss landscape around a checkpoint (Liu et al. Fig. 3, 5; Li et al. 2018)."""
-        emit(analyze_landscape(runs, step=step, layer=layer, two_d=two_d, span=span, points=points, seed=seed,
-                               num_examples=num_examples, center=center, include_biases=include_biases),
-             output, as_json)
-
-    @group.command()
-    @RUNS
-    @checkpoint_options
-    @examples_option
-    @click.option("--etas", default=",".join(map(str, DEFAULT_ETAS)), show_default=True,
-                  help="Step sizes along the gradient, comma-separated.")
-    @click.option("--direction", type=click.Choice(["normalized", "raw"]), default="normalized", show_default=True,
-                  help="Step along g/||g|| (fixed step size, Liu B.2) or along g (step = gradient size, Liu App. A).")
-    @output_options
-    def gradient(runs, step, all_steps, num_examples, etas, direction, output, as_json):
-        """Loss along the gradient, per-layer gradient scale, weight projection on the gradient's
-        singular vectors (Liu et al. Fig. 6, 7)."""
-        emit(analyze_gradient(runs, step=step, all_steps=all_steps, num_examples=num_examples,
-                              etas=_parse_etas(etas), direction=direction), output, as_json)
-
-
 __all__ = ["Objective", "lanczos", "filter_normalized_direction", "analyze_hessian", "analyze_landscape",
-           "analyze_gradient", "add_commands"]
+           "analyze_gradient"]

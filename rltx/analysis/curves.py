@@ -42,10 +42,10 @@ import h5py
 import numpy as np
 
 from rltx import store
-from rltx.analysis.inputs import Run, open_run
 from rltx.analysis.results import Result
 from rltx.config import FIELDS
 from rltx.errors import UsageError
+from rltx.runs import Run, open_run
 
 METRICS = ("train_auc", "test_auc", "final_train_accuracy", "final_test_accuracy")
 STATISTICS = ("mean", "std", "min", "max")
@@ -120,7 +120,7 @@ class _Curve:
 
 def _load_curve(path) -> _Curve:
     run = open_run(path)
-    record = store.read_run_record(run.run_dir)
+    record = run.record
     rows = store.read_metrics(run.run_dir)
     if len(rows) < 2:
         raise UsageError(f"{run.run_dir} has {len(rows)} evaluation point(s); an accuracy curve needs step 0 and a "

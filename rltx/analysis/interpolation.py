@@ -38,15 +38,12 @@ Definitions
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import click
 import h5py
 import numpy as np
 
 from rltx import store
-from rltx.analysis.inputs import Run, examples, open_run, select_steps
 from rltx.errors import UsageError
+from rltx.runs import Run, examples, open_run, select_steps
 
 EVAL_BATCH = 512
 
@@ -299,51 +296,3 @@ def analyze_criticality(run_path, *, step=None, alphas=(0.0, 0.25, 0.5, 0.75, 1.
                              "mean train error <= final train error + tolerance (Chatterji et al. 2020; "
                              "Neyshabur et al. App. B.9)"}
     return Result("criticality", inputs, arrays, table)
-
-
-# --- CLI -------------------------------------------------------------------------------------------
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def add_commands(group: click.Group) -> None:
-    from rltx.analysis.commands import emit, output_options
-    if "barrier" in group.commands:
-        return
-
-    @group.command()
-    @click.argument("run_a", type=click.Path(path_type=Path))
-    @click.argument("run_b", required=False, type=click.Path(path_type=Path))
-    @click.option("--step-a", type=int, help="Checkpoint of RUN_A [default: last; with one run: 0].")
-    @click.option("--step-b", type=int, help="Checkpoint of RUN_B [default: last] (of RUN_A with one run).")
-    @click.option("--points", default=31, show_default=True, help="Grid points on [alpha-min, alpha-max] (0, 1 added).")
-    @click.option("--alpha-min", default=-1.0, show_default=True, help="Grid start (B.6 extrapolates to [-1, 2]).")
-    @click.option("--alpha-max", default=2.0, show_default=True, help="Grid end.")
-    @click.option("--num-examples", default=0, show_default=True, help="Train and test examples (0: all).")
-    @output_options
-    def barrier(run_a, run_b, step_a, step_b, points, alpha_min, alpha_max, num_examples, output, as_json):
-        """Accuracy and loss along (1-a) theta_1 + a theta_2 on RUN_A's data, and the performance and
-        loss barrier heights (Neyshabur et al. App. B.4-B.8). With one run: its step-0 and last
-        checkpoints. BatchNorm statistics are recomputed at every point."""
-        emit(analyze_barrier(run_a, run_b, step_a=step_a, step_b=step_b, points=points, alpha_min=alpha_min,
-                             alpha_max=alpha_max, num_examples=num_examples), output, as_json)
-
-    @group.command()
-    @click.argument("run", type=click.Path(path_type=Path))
-    @click.option("--step", type=int, help="The final checkpoint theta_F [default: the last stored].")
-    @click.option("--alphas", default="0,0.25,0.5,0.75,1", show_default=True, help="Rewinding points a in [0, 1].")
-    @click.option("--sigmas", default="0,0.01,0.05,0.1", show_default=True, help="Noise standard deviations.")
-    @click.option("--samples", default=3, show_default=True, help="Noise draws per (a, sigma > 0).")
-    @click.option("--tolerance", default=0.01, show_default=True, help="Allowed train error above the final one.")
-    @click.option("--num-examples", default=0, show_default=True, help="Training examples (0: all).")
-    @click.option("--seed", default=0, show_default=True, help="Seed of the noise.")
-    @output_options
-    def criticality(run, step, alphas, sigmas, samples, tolerance, num_examples, seed, output, as_json):
-        """Module criticality of every transferable layer and the head: train error with the module
-        rewound towards its initialisation plus Gaussian noise (Neyshabur et al. App. B.9; Chatterji et al.)."""
-        emit(analyze_criticality(run, step=step, alphas=_floats(alphas), sigmas=_floats(sigmas), samples=samples,
-                                 tolerance=tolerance, num_examples=num_examples, seed=seed), output, as_json)

@@ -68,15 +68,12 @@ float64 for its SVD (n * d_l * 8 bytes).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import click
 import h5py
 import numpy as np
 
-from rltx.analysis.inputs import Run, examples, model_at, open_run, select_steps
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
+from rltx.runs import Run, examples, model_at, open_run, select_steps
 from rltx.tasks import DATA_KEYS
 
 ROW_NORMS = ("unit", "max")
@@ -90,7 +87,7 @@ def normalize_rows(phi: np.ndarray, row_norm: str = "unit", constant_feature: bo
     """Phi [n, d] in float64 with every row of norm <= 1 (Sec. 4), then optionally the constant
     feature of Sec. 2 (appended after normalising, rows divided by sqrt(2))."""
     if row_norm not in ROW_NORMS:
-        raise UsageError(f"row_norm {row_norm!r} is not one of {', '.join(ROW_NORMS)}; choose one of them")
+        raise ValueError(f"row_norm {row_norm!r} is not one of {', '.join(ROW_NORMS)}; choose one of them")
     phi = np.asarray(phi, dtype=np.float64).reshape(len(phi), -1)
     norms = np.linalg.norm(phi, axis=1)
     if row_norm == "unit":
@@ -106,9 +103,9 @@ def label_vectors(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """[K, n] +-1 label vectors: K = 1 (class 1 -> +1, class 0 -> -1) for 2 classes, else one-vs-rest."""
     labels = np.asarray(labels).astype(np.int64)
     if num_classes < 2:
-        raise UsageError(f"alignment needs at least 2 classes, not {num_classes}")
+        raise ValueError(f"alignment needs at least 2 classes, not {num_classes}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise UsageError(f"labels outside 0..{num_classes - 1}; pass labels of a {num_classes}-class task")
+        raise ValueError(f"labels outside 0..{num_classes - 1}; pass labels of a {num_classes}-class task")
     classes = [1] if num_classes == 2 else range(num_classes)
     return np.stack([np.where(labels == c, 1.0, -1.0) for c in classes])
 
@@ -276,30 +273,3 @@ def analyze_representation_alignment(run_path, *, step: int | None = None, all_s
 
 
 # ---------------------------------------------------------------- CLI
-
-def add_commands(group: click.Group) -> None:
-    """`rltx analyze representation-alignment RUN ...` on `group`."""
-    from rltx.analysis.commands import checkpoint_options, emit, output_options
-
-    @group.command("representation-alignment")
-    @click.argument("run", type=click.Path(path_type=Path))
-    @checkpoint_options
-    @click.option("--examples", "which", type=click.Choice(WHICH), default="train", show_default=True,
-                  help="The run's training set or its held-out set.")
-    @click.option("--num-examples", default=1000, show_default=True, help="First N examples (0: all).")
-    @click.option("--labels-from", type=click.Path(path_type=Path),
-                  help="Use this run's labels of the same examples (source vs target task).")
-    @click.option("--points", default=50, show_default=True, help="Thresholds tau from 0 to sigma_max.")
-    @click.option("--row-norm", type=click.Choice(ROW_NORMS), default="unit", show_default=True,
-                  help="Rows to length one, or all rows divided by the largest row length.")
-    @click.option("--constant-feature/--no-constant-feature", default=True, show_default=True,
-                  help="Append a constant feature (the bias unit, Sec. 2).")
-    @output_options
-    def representation_alignment(run, step, all_steps, which, num_examples, labels_from, points, row_norm,
-                                 constant_feature, output, as_json):
-        """Alignment(Phi, y, tau) of every layer's representation with the labels (Imani et al.
-        2022, Eq. 2, Sec. 4-7): inputs and each transferable layer, curves over tau."""
-        emit(analyze_representation_alignment(run, step=step, all_steps=all_steps, which=which,
-                                              num_examples=num_examples, labels_from=labels_from, points=points,
-                                              row_norm=row_norm, constant_feature=constant_feature),
-             output, as_json)

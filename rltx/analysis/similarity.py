@@ -46,9 +46,6 @@ kind "mistakes": `classes` [C] then rows "per class" arrays [C] and overall scal
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import click
 import numpy as np
 
 from rltx.errors import UsageError
@@ -161,7 +158,7 @@ def _check_same_held_out(run_a, run_b) -> None:
 
 
 def _one_step(run, step):
-    from rltx.analysis.inputs import select_steps
+    from rltx.runs import select_steps
     return select_steps(run, step, False)[0]
 
 
@@ -169,7 +166,7 @@ def analyze_cka(run_a, run_b, *, step_a=None, step_b=None, kernel="linear", debi
                 rbf_fraction=1.0, batch_size=256):
     """Layer x layer CKA between two runs on run A's held-out examples (B.3, Table 7)."""
     import keras
-    from rltx.analysis.inputs import examples, model_at, open_run
+    from rltx.runs import examples, model_at, open_run
     from rltx.analysis.results import Result
     from rltx.models import transferable_layers
     if kernel not in KERNELS:
@@ -272,7 +269,7 @@ def mistakes_table(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n
 
 
 def _predictions(run, step, inputs, batch_size=256) -> np.ndarray:
-    from rltx.analysis.inputs import model_at
+    from rltx.runs import model_at
     model = model_at(run, step, tuple(inputs.shape[1:]))
     logits = [np.asarray(model(inputs[s:s + batch_size], training=False)) for s in range(0, len(inputs), batch_size)]
     return np.argmax(np.concatenate(logits), axis=1)
@@ -280,7 +277,7 @@ def _predictions(run, step, inputs, batch_size=256) -> np.ndarray:
 
 def analyze_mistakes(run_a, run_b, *, step_a=None, step_b=None):
     """Common and uncommon mistakes of two runs on run A's held-out set (B.2, Tables 3-6)."""
-    from rltx.analysis.inputs import examples, open_run
+    from rltx.runs import examples, open_run
     from rltx.analysis.results import Result
     runs = [open_run(run_a), open_run(run_b)]
     _check_same_held_out(*runs)
@@ -305,40 +302,3 @@ def analyze_mistakes(run_a, run_b, *, step_a=None, step_b=None):
               "definitions": "g1: only A right; g2: only B right; common: both wrong; r1 = g2/(g2+common); "
                              "r2 = g1/(g1+common) (Neyshabur et al. B.2)"}
     return Result("mistakes", record, arrays, table)
-
-
-def add_commands(group: click.Group) -> None:
-    from rltx.analysis.commands import emit, output_options
-    if "cka" in group.commands:
-        return
-    run_a = click.argument("run_a", type=click.Path(path_type=Path))
-    run_b = click.argument("run_b", type=click.Path(path_type=Path))
-
-    def step_options(command):
-        command = click.option("--step-b", type=int, help="Checkpoint of RUN_B [default: the last stored].")(command)
-        return click.option("--step-a", type=int, help="Checkpoint of RUN_A [default: the last stored].")(command)
-
-    @group.command("cka")
-    @run_a
-    @run_b
-    @step_options
-    @click.option("--kernel", type=click.Choice(KERNELS), default="linear", show_default=True)
-    @click.option("--rbf-fraction", default=1.0, show_default=True,
-                  help="RBF bandwidth as a fraction of the median distance between examples.")
-    @click.option("--debiased", is_flag=True, help="Debiased HSIC (Song et al. 2012) instead of the biased one.")
-    @click.option("--num-examples", default=1000, show_default=True, help="Held-out examples of RUN_A (0: all).")
-    @output_options
-    def cka_command(run_a, run_b, step_a, step_b, kernel, rbf_fraction, debiased, num_examples, output, as_json):
-        """Layer x layer CKA between two runs on RUN_A's held-out examples (Neyshabur et al. B.3, Table 7)."""
-        emit(analyze_cka(run_a, run_b, step_a=step_a, step_b=step_b, kernel=kernel, debiased=debiased,
-                         num_examples=num_examples, rbf_fraction=rbf_fraction), output, as_json)
-
-    @group.command("mistakes")
-    @run_a
-    @run_b
-    @step_options
-    @output_options
-    def mistakes_command(run_a, run_b, step_a, step_b, output, as_json):
-        """Common and uncommon mistakes g1, g2, common, r1, r2 per class and overall (Neyshabur et al. B.2,
-        Tables 3-6)."""
-        emit(analyze_mistakes(run_a, run_b, step_a=step_a, step_b=step_b), output, as_json)

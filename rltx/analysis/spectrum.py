@@ -43,14 +43,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import h5py
 import keras
 import numpy as np
 
 from rltx import store
-from rltx.analysis.inputs import examples, model_at, open_run, select_steps
 from rltx.errors import UsageError
+from rltx.runs import examples, model_at, open_run, select_steps
 
 
 def conv_singular_values(kernel: np.ndarray, n: int) -> np.ndarray:
@@ -185,24 +184,3 @@ def analyze_spectrum(run_paths, *, step=None, all_steps=False, thresholds=(0.1, 
               "options": {"thresholds": thresholds, "bins": bins, "input_size": input_size},
               "operator": "stride-1 circular convolution on n x n inputs (Sedghi et al. 2019); dense: the kernel"}
     return Result("spectrum", inputs, arrays, table)
-
-
-def add_commands(group: click.Group) -> None:
-    from rltx.analysis.commands import RUNS, checkpoint_options, emit, output_options
-    if "spectrum" in group.commands:
-        return
-
-    @group.command()
-    @RUNS
-    @checkpoint_options
-    @click.option("--thresholds", default="0.1,0.01", show_default=True,
-                  help="Count singular values below each (comma-separated; Fig. 33).")
-    @click.option("--bins", default=50, show_default=True, help="Histogram bins of the whole-network spectrum.")
-    @click.option("--input-size", default=0, show_default=True,
-                  help="n of the n x n circular input of every conv layer (0: each layer's own input size).")
-    @output_options
-    def spectrum(runs, step, all_steps, thresholds, bins, input_size, output, as_json):
-        """Singular values of every conv (Sedghi et al. 2019 FFT) and dense layer, whole-network histogram,
-        counts below thresholds, sum of ||W||_F/||W||_2 (Neyshabur et al. App. C, Figs. 31-33)."""
-        emit(analyze_spectrum(runs, step=step, all_steps=all_steps, thresholds=thresholds, bins=bins,
-                              input_size=input_size), output, as_json)

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import h5py
 import numpy as np
 
 from rltx import store
-from rltx.analysis.inputs import open_run
 from rltx.errors import UsageError
+from rltx.runs import open_run
 
 
 def analyze_transferability(pretrain_run, recipe, out_dir, *, steps=None):
@@ -80,28 +79,3 @@ def analyze_transferability(pretrain_run, recipe, out_dir, *, steps=None):
               "definition": "downstream accuracy after fine-tuning from each pre-training checkpoint "
                             "(Liu et al. 2021 Sec. 5.2, Fig. 9); AUC: rltx.analysis.curves.accuracy_auc"}
     return Result("transferability-curve", inputs, arrays, table)
-
-
-def add_commands(group: click.Group) -> None:
-    from rltx.analysis.commands import emit, output_options
-    if "transferability-curve" in group.commands:
-        return
-
-    @group.command("transferability-curve")
-    @click.argument("pretrain_run", type=click.Path(path_type=Path))
-    @click.argument("recipe", type=click.Path(path_type=Path))
-    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-                  help="Directory of the transfer runs (one step_N per checkpoint; completed ones are reused).")
-    @click.option("--steps", help="Comma-separated pre-training checkpoints [default: all stored].")
-    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key of RECIPE.")
-    @output_options
-    def transferability_curve(pretrain_run, recipe, out, steps, overrides, output, as_json):
-        """Downstream accuracy of RECIPE fine-tuned from each checkpoint of PRETRAIN_RUN, against the
-        pre-training step (Liu et al. Sec. 5.2, Fig. 9)."""
-        from rltx.config import load_recipe
-        try:
-            chosen = [int(s) for s in steps.split(",") if s.strip()] if steps else None
-        except ValueError:
-            raise click.BadParameter(f"expected comma-separated integers, got {steps!r}", param_hint="--steps") from None
-        emit(analyze_transferability(pretrain_run, load_recipe(recipe, tuple(overrides)), out, steps=chosen),
-             output, as_json)

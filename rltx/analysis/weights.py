@@ -42,10 +42,10 @@ import h5py
 import numpy as np
 
 from rltx import store
-from rltx.analysis.inputs import Run, open_run, select_steps
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.models import HEAD
+from rltx.runs import Run, open_run, select_steps
 
 REFERENCES = ("init", "source")
 
@@ -138,7 +138,7 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
     rescaling = {"run": [], "factor": [], "source_init_norm": [], "source_norm": [], "transferred_norm": []}
     steps_used, missing_sources = {}, []
     for index, run in enumerate(runs):
-        record = store.read_run_record(run.run_dir)
+        record = run.record
         if reference == "source" and run.kind != "transfer":
             raise UsageError(f"reference='source' needs a transfer run; {run.run_dir} is a {run.kind} run with no "
                              "source weights; use reference='init'")

@@ -11,11 +11,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import click
 import numpy as np
 
 from rltx.errors import UsageError
-from rltx.plotting.figure import COMMON, STYLES, new_figure, read_analysis, require
+from rltx.plotting.figure import STYLES, new_figure, read_analysis, require, style_context
 
 PRODUCERS = {
     "misalignment": "rltx analyze misalignment RUN... --all-steps -o FILE.h5",
@@ -35,8 +34,7 @@ def _styled(draw):
     `new_figure` follow it too."""
     @functools.wraps(draw)
     def wrapper(inputs, *, style: str = "paper", **options):
-        import matplotlib.pyplot as plt
-        with plt.rc_context({**COMMON, **STYLES.get(style, {})}):
+        with style_context(style):
             return draw(inputs, style=style, **options)
     return wrapper
 
@@ -61,9 +59,7 @@ def expand_inputs(inputs) -> list[Path]:
 def _read(path: Path, kind: str, names: tuple[str, ...]):
     try:
         result = read_analysis(path, kind, PRODUCERS[kind])
-    except UsageError:
-        raise
-    except Exception:  # not HDF5, or not an rltx result: one line naming the producer
+    except (KeyError, ValueError):  # HDF5 without an rltx result's attributes: one line naming the producer
         raise UsageError(f"{path} is not an rltx analysis file; produce it with `{PRODUCERS[kind]}`") from None
     require(result.arrays, names, path, PRODUCERS[kind])
     return result
@@ -76,20 +72,6 @@ def _labels(labels, files: list[Path]) -> list[str]:
     if len(labels) != len(files):
         raise UsageError(f"--labels gives {len(labels)} names for {len(files)} input files; give one per file")
     return labels
-
-
-def _split_list(text: str | None) -> list[str] | None:
-    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _int_list(text: str | None, option: str) -> list[int] | None:
-    parts = _split_list(text)
-    if parts is None:
-        return None
-    try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise UsageError(f"{option} {text!r} must be comma-separated integers, e.g. 5,10,20") from None
 
 
 def _steps_per_epoch(result, path: Path) -> float:
@@ -182,7 +164,7 @@ def draw_eigenvectors(inputs, *, style: str = "paper", rows: int | None = None):
     shape = arrays["patch_shape"]
     columns = 2 + MAX_MATCHES
     figure, axes = new_figure(style, count, columns)
-    width = figure.rltx_style["figure.figsize"][0]
+    width = STYLES[style]["figure.figsize"][0]
     figure.set_size_inches(width, width / columns * 1.25 * count + 0.3)
     grey = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
     for r in range(count):
@@ -218,7 +200,7 @@ def draw_f_sigma(inputs, *, style: str = "paper", labels=None, steps=None, tau_c
                  curves=("f1", "f2", "f3"), count: int = 16):
     """tau_i against sigma_i, one marker+line per file and selected checkpoint (legend by step).
     With `tau_curves`: tau_1..tau_count as grouped bars for the named curves of
-    rltx.construct.TAU_CURVES, then one marker+line per file (its last checkpoint or the first of
+    rltx.hyperrule.TAU_CURVES, then one marker+line per file (its last checkpoint or the first of
     `steps`), against the index i."""
     files = expand_inputs(inputs) if inputs else []
     names = _labels(labels, files)
@@ -229,7 +211,7 @@ def draw_f_sigma(inputs, *, style: str = "paper", labels=None, steps=None, tau_c
     figure, axes = new_figure(style)
     ax = axes[0, 0]
     if tau_curves:
-        from rltx.construct import TAU_CURVES
+        from rltx.hyperrule import TAU_CURVES
         unknown = [c for c in curves if c not in TAU_CURVES]
         if unknown:
             raise UsageError(f"unknown tau curve {', '.join(unknown)}; choose from {', '.join(TAU_CURVES)}")
@@ -319,63 +301,3 @@ def draw_alignment_curve(inputs, *, style: str = "paper", labels=None, layers=No
 
 
 # ---------------------------------------------------------------- CLI
-
-def add_commands(group: click.Group) -> None:
-    """`rltx plot misalignment|eigenvectors|f-sigma|alignment-curve` on `group` (once)."""
-    from rltx.plotting.commands import INPUTS, figure_options, finish
-    if "misalignment" in group.commands:
-        return
-    labels_option = click.option("--labels", help="Comma-separated legend names, one per input file "
-                                                  "[default: the file stems].")
-
-    @group.command("misalignment")
-    @INPUTS
-    @labels_option
-    @click.option("--x", "x", type=click.Choice(["step", "epoch"]), default="step", show_default=True,
-                  help="Horizontal axis; epoch reads the analysed run's metrics.h5.")
-    @click.option("--yscale", type=click.Choice(["log", "linear"]), default="log", show_default=True,
-                  help="log is used when the values span more than a factor of 10.")
-    @figure_options
-    def misalignment(inputs, labels, x, yscale, output, title, style):
-        """Misalignment over training from `rltx analyze misalignment --all-steps` results: data
-        eigenbasis solid, random basis dashed, one colour per file (Maennel et al. Fig. 2)."""
-        finish(draw_misalignment(inputs, style=style, labels=_split_list(labels), x=x, yscale=yscale), output, title)
-
-    @group.command("eigenvectors")
-    @INPUTS
-    @click.option("--rows", type=int, help="Top eigenvectors of Sigma_w to show [default: all stored].")
-    @figure_options
-    def eigenvectors(inputs, rows, output, title, style):
-        """Eigenvectors v_w of Sigma_w, the data eigenvectors v_x they match and their weighted
-        combination, as patches, from `rltx analyze eigenvectors` (Fig. 3)."""
-        finish(draw_eigenvectors(inputs, style=style, rows=rows), output, title)
-
-    @group.command("f-sigma")
-    @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
-    @labels_option
-    @click.option("--steps", help="Comma-separated checkpoints [default: up to 4 spread over the run].")
-    @click.option("--tau-curves", is_flag=True,
-                  help="Draw tau_1..tau_16 of the construct-init curves (Fig. 23) and the inputs' tau_i.")
-    @click.option("--curves", default="f1,f2,f3", show_default=True,
-                  help="Named tau curves for --tau-curves ('none' for only the inputs).")
-    @figure_options
-    def f_sigma(inputs, labels, steps, tau_curves, curves, output, title, style):
-        """tau = f(sigma) from `rltx analyze transfer-function` results (Fig. 4, 20-22), or the tau
-        sequences used by construct-init (--tau-curves, Fig. 23)."""
-        named = [] if curves.strip().lower() == "none" else _split_list(curves)
-        finish(draw_f_sigma(inputs, style=style, labels=_split_list(labels), steps=_int_list(steps, "--steps"),
-                            tau_curves=tau_curves, curves=named), output, title)
-
-    @group.command("alignment-curve")
-    @INPUTS
-    @labels_option
-    @click.option("--layers", help="Comma-separated layers [default: all stored, inputs first].")
-    @click.option("--step", type=int, help="Checkpoint [default: the last stored].")
-    @click.option("--all-steps", is_flag=True, help="Overlay every stored checkpoint.")
-    @click.option("--normalize", is_flag=True, help="Divide by ||y||^2.")
-    @figure_options
-    def alignment_curve(inputs, labels, layers, step, all_steps, normalize, output, title, style):
-        """Alignment vs threshold tau / sigma_1 per layer from `rltx analyze representation-alignment`
-        (Imani et al. 2022, Fig. 5-7, 10-14)."""
-        finish(draw_alignment_curve(inputs, style=style, labels=_split_list(labels), layers=_split_list(layers),
-                                    step=step, all_steps=all_steps, normalize=normalize), output, title)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import numpy as np
 
 from rltx.errors import UsageError
@@ -289,61 +288,4 @@ def draw_hessian(inputs, *, style: str = "paper", log: bool = False):
 
 # --- CLI ---------------------------------------------------------------------------------------
 
-def _labels(text: str | None) -> list[str] | None:
-    return None if text is None else [part.strip() for part in text.split(",")]
-
-
-def add_commands(group: click.Group) -> None:
-    """Define `cka`, `barrier`, `spectrum`, `landscape` and `hessian` on the `rltx plot` group (once)."""
-    if {"cka", "barrier", "spectrum", "landscape", "hessian"} <= set(group.commands):
-        return
-    from rltx.plotting.commands import INPUTS, figure_options, finish
-
-    @group.command("cka")
-    @INPUTS
-    @click.option("--annotate/--no-annotate", default=None,
-                  help="Write the values in the cells [default: when at most 64 cells].")
-    @figure_options
-    def cka_command(inputs, annotate, output, title, style):
-        """Layer x layer CKA heat-map from `rltx analyze cka` (Neyshabur et al. Table 7)."""
-        finish(draw_cka(inputs, style=style, annotate=annotate), output, title)
-
-    @group.command("barrier")
-    @INPUTS
-    @click.option("--labels", help="Legend names of the input files, comma-separated, in order.")
-    @click.option("--no-loss", is_flag=True, help="Only the accuracy panel.")
-    @figure_options
-    def barrier_command(inputs, labels, no_loss, output, title, style):
-        """Accuracy and loss along the line between two solutions from `rltx analyze barrier`, one or
-        several files (Neyshabur et al. Figs. 12-18)."""
-        finish(draw_barrier(inputs, style=style, labels=_labels(labels), loss=not no_loss), output, title)
-
-    @group.command("spectrum")
-    @INPUTS
-    @click.option("--log", is_flag=True, help="Logarithmic count axis of the histogram.")
-    @figure_options
-    def spectrum_command(inputs, log, output, title, style):
-        """Histogram of singular values and counts below thresholds from `rltx analyze spectrum`
-        (Neyshabur et al. Figs. 31-33)."""
-        finish(draw_spectrum(inputs, style=style, log=log), output, title)
-
-    @group.command("landscape")
-    @INPUTS
-    @click.option("--levels", default=20, show_default=True, help="Contour levels of a 2-D landscape.")
-    @click.option("--log", is_flag=True, help="Logarithmic loss (1-D: axis; 2-D: contours of log10 loss).")
-    @figure_options
-    def landscape_command(inputs, levels, log, output, title, style):
-        """1-D loss curve or 2-D contours from `rltx analyze landscape` (Liu et al. Figs. 3, 5)."""
-        finish(draw_landscape(inputs, style=style, levels=levels, log=log), output, title)
-
-    @group.command("hessian")
-    @INPUTS
-    @click.option("--log", is_flag=True, help="Logarithmic eigenvalue axis (symmetric log if any is <= 0).")
-    @figure_options
-    def hessian_command(inputs, log, output, title, style):
-        """Top-k Hessian eigenvalues against the step, or bars for one step, from `rltx analyze hessian`
-        (Liu et al. Fig. 3a)."""
-        finish(draw_hessian(inputs, style=style, log=log), output, title)
-
-
-__all__ = ["draw_cka", "draw_barrier", "draw_spectrum", "draw_landscape", "draw_hessian", "add_commands"]
+__all__ = ["draw_cka", "draw_barrier", "draw_spectrum", "draw_landscape", "draw_hessian"]

@@ -1,15 +1,16 @@
-"""What every figure shares: the Agg backend, one style, reading inputs, saving, clear errors."""
+"""What every figure shares: one style, reading inputs, saving, clear errors.
+
+Figures are `matplotlib.figure.Figure` objects made without pyplot, so drawing never selects a
+backend or keeps figures in pyplot's global list (a notebook's backend stays as it was)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # rltx draws files, never windows; selected before pyplot is imported
-import matplotlib.pyplot as plt  # noqa: E402
-
-from rltx.errors import UsageError  # noqa: E402
+from rltx.errors import UsageError
 
 FORMATS = (".png", ".pdf", ".svg")
 # One consistent style: `paper` is sized for a column of a two-column paper (3.3 in wide, 8 pt
@@ -29,18 +30,15 @@ def style_context(style: str):
     """matplotlib settings of the style, for everything drawn inside the `with` block."""
     if style not in STYLES:
         raise UsageError(f"unknown style {style!r}; choose {' or '.join(STYLES)}")
-    return plt.rc_context({**COMMON, **STYLES[style]})
+    return matplotlib.rc_context({**COMMON, **STYLES[style]})
 
 
 def new_figure(style: str = "paper", nrows: int = 1, ncols: int = 1, **subplots):
     """A figure in the chosen style; wider for several columns."""
-    params = {**COMMON, **STYLES.get(style, {})}
-    width, height = params.get("figure.figsize", (6.4, 4.8))
     with style_context(style):
-        figure, axes = plt.subplots(nrows, ncols, figsize=(width * ncols ** 0.8, height * nrows ** 0.8),
-                                    squeeze=False, **subplots)
-    figure.set_layout_engine("constrained")
-    figure.rltx_style = params
+        width, height = STYLES[style]["figure.figsize"]
+        figure = Figure(figsize=(width * ncols ** 0.8, height * nrows ** 0.8), layout="constrained")
+        axes = figure.subplots(nrows, ncols, squeeze=False, **subplots)
     return figure, axes
 
 
@@ -60,23 +58,22 @@ def read_analysis(path: Path, kind: str, producer: str):
     return result
 
 
-def save(figure, output: Path, title: str | None = None) -> Path:
-    """Write the figure (format from the suffix) through a temporary file, then close it."""
+def save(figure, output: Path, title: str | None = None, style: str = "paper") -> Path:
+    """Write the figure (format from the suffix, resolution of the style) through a temporary file."""
     output = Path(output)
     if output.suffix.lower() not in FORMATS:
         raise UsageError(f"output {output} must end in {', '.join(FORMATS)}")
     if not output.parent.exists() or not os.access(output.parent, os.W_OK):
         raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
-    if title:
-        figure.suptitle(title)
     temporary = output.with_name(f".{output.stem}.{os.getpid()}{output.suffix}")
     try:
-        with plt.rc_context(figure.rltx_style):
+        with style_context(style):
+            if title:
+                figure.suptitle(title)
             figure.savefig(temporary)
         os.replace(temporary, output)
     except OSError as error:
         raise UsageError(f"cannot write {output}: {error.strerror}; choose another -o") from None
     finally:
         temporary.unlink(missing_ok=True)
-        plt.close(figure)
     return output

@@ -20,12 +20,11 @@ import json
 import os
 from pathlib import Path
 
-import click
 import numpy as np
 
 from rltx.errors import UsageError
+from rltx.plotting.figure import STYLES, new_figure, read_analysis, require
 from rltx.store import atomic_write_text
-from rltx.plotting.figure import new_figure, read_analysis, require
 
 CURVES_PRODUCER = "rltx analyze curves RUN... -o FILE"
 ACTIVATIONS_PRODUCER = "rltx analyze activations RUN... -o FILE"
@@ -69,7 +68,7 @@ def run_groups(run_dirs) -> list[dict]:
     step), in order of first appearance: [{"label", "key", "runs": [(run_dir, metric rows)]}]."""
     from rltx import store
     from rltx.analysis.curves import NOT_GROUPED
-    from rltx.analysis.inputs import open_run
+    from rltx.runs import open_run
     groups: dict[str, dict] = {}
     for run_dir in run_dirs:
         run = open_run(run_dir)
@@ -77,7 +76,7 @@ def run_groups(run_dirs) -> list[dict]:
         if not rows:
             raise UsageError(f"{run_dir} lacks metrics.h5 (no evaluation point yet); produce it with "
                              "`rltx pretrain` or `rltx transfer` (let the run reach its first eval point)")
-        identity = store.read_run_record(run.run_dir).identity
+        identity = run.record.identity
         key = {name: value for name, value in run.recipe.to_dict().items() if name not in NOT_GROUPED}
         key.update(kind=run.kind, from_step=json.loads(identity.get("from_step", "[]")))
         text = json.dumps(key, sort_keys=True, default=str)
@@ -106,18 +105,6 @@ def group_curve(runs, x: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     if grid.size == 0:
         raise UsageError("the runs of a group cover no common range of " + x + "; plot them separately")
     return grid, np.stack([np.interp(grid, v, y) for v, y in zip(xs, ys)])
-
-
-def _parse_floats(text: str | None, count: int, option: str):
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != count:
-        raise UsageError(f"{option} takes {count} comma-separated numbers, got {text!r}")
-    return values
 
 
 def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accuracy="both", labels=None):
@@ -295,7 +282,7 @@ def draw_table(inputs, *, style="paper", digits=2):
     figure, axes = new_figure(style)
     ax = axes[0, 0]
     ax.axis("off")
-    size = figure.rltx_style["font.size"] - 1
+    size = STYLES[style]["font.size"] - 1
     widths = np.array([max(len(cell) for cell in column) for column in zip(header, *rows)], dtype=float) + 2
     table = ax.table(cellText=rows, colLabels=header, cellLoc="center", colWidths=list(widths / widths.sum()),
                      bbox=[0, 0, 1, 1])
@@ -402,86 +389,3 @@ def _draw_trajectory(path, result, *, style, layers):
     ax.legend(loc="best", frameon=False)
     figure.rltx_layers = shown
     return figure
-
-
-# --- the commands --------------------------------------------------------------------------------
-
-def _names(text: str | None):
-    return None if not text else [part.strip() for part in text.split(",") if part.strip()]
-
-
-def add_commands(group) -> None:
-    from rltx.plotting.commands import INPUTS, figure_options, finish
-    if "curves" in getattr(group, "commands", {}):
-        return
-
-    @group.command("curves")
-    @INPUTS
-    @click.option("--x", "x", type=click.Choice(["step", "epoch"]), default="step", show_default=True,
-                  help="x axis: training step or epoch.")
-    @click.option("--band", type=click.Choice(["std", "minmax", "none"]), default="std", show_default=True,
-                  help="Band over the seeds of a group: +-1 std (ddof=1) or min/max.")
-    @click.option("--accuracy", type=click.Choice(["both", "train", "test"]), default="both", show_default=True,
-                  help="Train (solid), test (dotted) or both.")
-    @click.option("--zoom", help="Axes limits X0,X1,Y0,Y1 (Fig. 5 RIGHT).")
-    @click.option("--labels", help="Comma-separated legend labels, one per group in order of appearance.")
-    @figure_options
-    def curves(inputs, x, band, accuracy, zoom, labels, output, title, style):
-        """Mean train/test accuracy of groups of runs (same recipe, different seeds) with bands over
-        the seeds (Fig. 1, 5, 6, 8, 9, 16-18). INPUTS: run directories or sweep directories."""
-        figure = draw_curves(inputs, style=style, x=x, band=band, accuracy=accuracy,
-                             zoom=_parse_floats(zoom, 4, "--zoom"), labels=_names(labels))
-        finish(figure, output, title)
-
-    @group.command("auc-scatter")
-    @INPUTS
-    @click.option("--metric", type=click.Choice(["train", "test"]), default="train", show_default=True,
-                  help="AUC of the train or the test accuracy.")
-    @click.option("--dots", type=click.Choice(["group", "pair"]), default="group", show_default=True,
-                  help="One dot per group of seeds (the paper) or per pre-trained/scratch pair.")
-    @figure_options
-    def auc_scatter(inputs, metric, dots, output, title, style):
-        """Pre-trained (x) vs from-scratch (y) AUC with the x = y line (App. B, Fig. 12-15).
-        INPUTS: `rltx analyze curves ... -o FILE` results."""
-        finish(draw_auc_scatter(inputs, style=style, metric=metric, dots=dots), output, title)
-
-    @group.command("table")
-    @INPUTS
-    @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-                  help="Table file: .md (Markdown), .tex (LaTeX), or .png/.pdf/.svg (an image).")
-    @click.option("--digits", default=2, show_default=True, help="Decimals of each number.")
-    @click.option("--title", help="Title (images only).")
-    @click.option("--style", type=click.Choice(["paper", "screen"]), default="paper", show_default=True,
-                  help="paper: column width, 8 pt; screen: larger.")
-    def table(inputs, output, digits, title, style):
-        """Table 1-7 style table from a `construct-init --table` result (table.h5) or an
-        `analyze curves` result, as Markdown, LaTeX or an image (chosen by the -o suffix)."""
-        suffix = output.suffix.lower()
-        if suffix in TEXT_FORMATS:
-            if len(inputs) != 1:
-                raise UsageError(f"a table is made from one result file, got {len(inputs)}")
-            text = format_table(*table_rows(inputs[0], digits=digits), suffix)
-            written = write_text(text, output)  # first, so that a failed write prints only the error
-            click.echo(text, nl=False)
-            click.echo(f"wrote {written}")
-        else:
-            finish(draw_table(inputs, style=style, digits=digits), output, title)
-
-    @group.command("activations")
-    @INPUTS
-    @click.option("--layers", help="Comma-separated layer names (default: all).")
-    @click.option("--steps", help="Comma-separated checkpoint steps to show (default: all in the files).")
-    @click.option("--labels", help="Comma-separated legend labels, one per (file, run, step) curve.")
-    @figure_options
-    def activations(inputs, layers, steps, labels, output, title, style):
-        """Per-layer histograms of neuron and example activation fractions, overlaid over results
-        (Fig. 7, 10, 11), or an activation trajectory with the switch marked (Fig. 24).
-        INPUTS: `rltx analyze activations` results, or one `activation-trajectory` result."""
-        chosen = None
-        if steps:
-            try:
-                chosen = {int(s) for s in steps.split(",")}
-            except ValueError:
-                raise UsageError(f"--steps takes comma-separated integers, got {steps!r}") from None
-        finish(draw_activations(inputs, style=style, layers=_names(layers), steps=chosen, labels=_names(labels)),
-               output, title)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from rltx.cli_options import PROFILE_OPTION, SET_OPTION
 from rltx.errors import UsageError
 
 
@@ -24,11 +25,10 @@ def _list_recipes(context, _parameter, value):
               help="List the recipes that can be reproduced, and exit.")
 @click.option("--quick", is_flag=True, help="Use the recipe's quick profile: minutes on a 2-core CPU, offline data "
                                             "when the real dataset is absent.")
-@click.option("--profile", metavar="NAME", help="Use another profile of the recipe (--quick is --profile quick).")
+@PROFILE_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for runs, analyses, figures and verdict.txt [default: runs/reproduce/NAME[-quick]].")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key (value read as YAML), e.g. --set data_dir=~/tensorflow_datasets.")
+@SET_OPTION
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Sweep recipes: concurrent runs.")
 @click.option("--quiet", is_flag=True, help="No progress bars (the stage lines and the verdict are still printed).")

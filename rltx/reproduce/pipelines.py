@@ -1,6 +1,6 @@
 """The pipelines of `rltx reproduce`: pretrain -> transfer / construct-init -> analyze -> plot,
 each ending with its figure and the findings of rltx.reproduce.verdicts. They call the library
-(rltx.training, rltx.transfer, rltx.construct, rltx.analysis, rltx.plotting) directly; every run
+(rltx.pretrain, rltx.transfer, rltx.construct, rltx.analysis, rltx.plotting) directly; every run
 lives in OUT/runs/... and is resumed or skipped when the command is repeated."""
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def pretrain_dir(context: Context, seed: int) -> Path:
 
 
 def pretrain_seeds(context: Context) -> list[Path]:
-    from rltx.training import pretrain
+    from rltx.pretrain import pretrain
     runs = []
     for seed in context.seeds:
         run_dir = pretrain_dir(context, seed)
@@ -134,7 +134,7 @@ def transfer_pipeline(context: Context) -> Outcome:
 # --- construct-table: Tables 1-6 ------------------------------------------------------------------
 
 def construct_table_pipeline(context: Context) -> Outcome:
-    from rltx.construct import construct_table
+    from rltx.construct_table import construct_table
     from rltx.plotting.training import draw_table
     context.echo(f"construct and train {len(context.recipe.table_layer_sets)} initialisations -> {context.out / 'table'}")
     result = construct_table(context.recipe, context.out / "table", context.reporter("construct"))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from rltx.cli_options import PROFILE_OPTION, SET_OPTION
 from rltx.config import read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
@@ -16,10 +17,9 @@ EXECUTORS = ("local", "ray")
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Sweep directory: plan.json, group recipes, runs, logs/, curves.h5 [default: runs/<recipe name>].")
-@click.option("--profile", metavar="NAME", help="Apply the recipe's profile NAME (e.g. quick) before --set.")
+@PROFILE_OPTION
 @click.option("--quick", is_flag=True, help="Same as --profile quick.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key in every run (value read as YAML); repeatable.")
+@SET_OPTION
 @click.option("--plan-only", is_flag=True,
               help="Write the plan and print one command per run (stage 1 before stage 2) for an external "
                    "scheduler (Slurm array, Kubernetes indexed job); run nothing.")

@@ -1,6 +1,7 @@
-"""What every analysis reads: a run's recipe and samples, its checkpoints, its model and examples."""
+"""The one reader of stored runs: every command opens a run, a checkpoint or a model at a step here."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +18,20 @@ from rltx.tasks import build_recipe_model, open_recipe_source
 
 @dataclass(frozen=True)
 class Run:
-    """A stored run, as analyses see it."""
+    """A stored run: its recipe, its run.h5 record (kind, samples of A.1, status, identity, how a
+    transfer began) and its stored checkpoints."""
     run_dir: Path
     recipe: Recipe
-    kind: str                      # pretrain | transfer | scratch
-    samples: dict[str, np.ndarray]
-    steps: tuple[int, ...]         # stored checkpoints
+    record: store.RunRecord
+    steps: tuple[int, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind  # pretrain | transfer | scratch
+
+    @property
+    def samples(self) -> dict[str, np.ndarray]:
+        return self.record.samples
 
     @property
     def num_classes(self) -> int:
@@ -34,13 +43,40 @@ class Run:
         return self.samples["upstream_indices" if self.kind == "pretrain" else "downstream_indices"]
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A run's weights at one stored step, with its step-0 weights (what a transfer starts from, A.4)."""
+    run_dir: Path
+    recipe: Recipe
+    step: int
+    weights: dict[str, np.ndarray]
+    initial: dict[str, np.ndarray]
+    upstream_indices: np.ndarray
+    digest: str  # sha256 of the checkpoint file, so a transfer records exactly what it started from
+
+
 def open_run(path: str | Path) -> Run:
+    """The run in directory `path` (or of its run.h5)."""
     run_dir = Path(path)
     if run_dir.name == store.RUN_FILE:
         run_dir = run_dir.parent
     record = store.read_run_record(run_dir)
-    return Run(run_dir.resolve(), make_recipe(yaml.safe_load(record.config_yaml)), record.kind, record.samples,
+    return Run(run_dir.resolve(), make_recipe(yaml.safe_load(record.config_yaml)), record,
                tuple(store.checkpoint_steps_stored(run_dir)))
+
+
+def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
+    """The run at checkpoint `step` (default: its last, which needs a completed run)."""
+    run = open_run(path)
+    if step is None:
+        if run.record.status != "completed":
+            raise UsageError(f"source {path} is {store.read_status(run.run_dir)}, not completed; finish it or pass "
+                             f"--from-step with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
+        step = run.steps[-1]
+    weights = store.read_checkpoint(run.run_dir, step)
+    digest = hashlib.sha256(store.checkpoint_path(run.run_dir, step).read_bytes()).hexdigest()
+    return Checkpoint(run.run_dir, run.recipe, step, weights, store.read_checkpoint(run.run_dir, 0),
+                      run.samples["upstream_indices"], digest)
 
 
 def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:
@@ -64,6 +100,15 @@ def model_at(run: Run, step: int, input_shape: tuple[int, ...]) -> keras.Model:
     for variable in model.weights:
         variable.assign(weights[variable.path])
     return model
+
+
+def load_model(run_dir: str | Path, step: int | None = None) -> keras.Model:
+    """The Keras model of a stored run with the weights of its checkpoint at `step` (default: the
+    last stored). The input shape is read from one of the run's held-out examples, so the run's
+    data must be reachable."""
+    run = open_run(run_dir)
+    chosen = select_steps(run, step, all_steps=False)[0]
+    return model_at(run, chosen, tuple(examples(run, "test", limit=1).shape[1:]))
 
 
 def examples(run: Run, which: str, limit: int = 0) -> np.ndarray:

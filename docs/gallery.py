@@ -1,7 +1,8 @@
 """Regenerate the README's gallery: one PNG per `rltx plot` kind, from small offline runs of the
-gaussian_patches recipe (Gaussian-patch images, random labels), made and analysed with the CLI.
+gaussian_patches recipe (Gaussian-patch images, random labels), made, analysed and drawn with the `rltx` command
+(through click's CliRunner, in one process).
 
-    python -m rltx.plotting.gallery docs/gallery
+    python docs/gallery.py docs/gallery
 
 Takes a few minutes on 2 CPU cores. The figures show what each kind draws, on toy data.
 """
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 
 from rltx.cli import main as rltx
 
-PATCH_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "gaussian_patches.yaml"
+PATCH_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "gaussian_patches.yaml"
 SMALL = ("gaussian_num_train=6000", "num_examples_downstream=1024", "labels_downstream=random",
          "num_classes_downstream=10", "epochs=16", "checkpoint_every=64", "num_eval_points=12")
 
