@@ -8,6 +8,7 @@ import click
 from rltx.config import read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
+from rltx.throughput import summary_lines
 
 EXECUTORS = ("local", "ray")
 
@@ -54,6 +55,8 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
     click.echo(f"{plan_path}: {counts['groups']} groups, {counts['experiments']} experiments "
                f"({counts['pretrain_runs']} pre-training runs, {counts['transfer_commands']} transfer commands, "
                "each training a pre-trained model and its from-scratch pair)", err=plan_only)
+    for line in summary_lines(plan):
+        click.echo(line, err=plan_only)
     if plan_only:
         for stage in ("pretrain", "transfer"):
             click.echo(f"# stage {stage}: start after the previous stage completed" if stage == "transfer"
