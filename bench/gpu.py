@@ -9,10 +9,11 @@ Then the packing gain for Simple CNN: the total images/s of K concurrent process
 each started with the environment `rltx sweep --runs-per-gpu K` gives its workers (same GPU, memory
 cap, XLA auto), all timed over the same window.
 
-The default is a reduced form that finishes in a minute or two on a CPU (tiny widths, batch 32,
-batch 8, K = 1, 2; what the tests run; its rates are not meaningful). `--full` gives the real table on a GPU: the paper's models at
-32x32, batch 256 (A.3), eval batch 1024, K = 1, 2, 4, 8; `--save FILE` writes it as JSON with the
-device's name and the date (rltx/measurements/ holds the files the sweep's time estimates read).
+The default is a reduced form that finishes in a minute or two on an idle CPU (tiny widths, 8x8
+images, batch 8, K = 1, 2; what the tests run; its rates mean nothing). `--full` gives the real
+table on a GPU: the paper's models at 32x32, batch 256 (A.3), eval batch 1024, K = 1, 2, 4, 8.
+`--save FILE` writes it as JSON with the device's name and the date (rltx/measurements/ holds the
+files the sweep's time estimates read).
 
     TF_CPP_MIN_LOG_LEVEL=2 python bench/gpu.py --full --save rltx/measurements/gpu-NAME.json
 """
@@ -42,9 +43,9 @@ COLUMNS = ("model", "precision", "xla", "train img/s", "ceiling img/s", "train/c
 def settings(full: bool) -> dict:
     if full:
         return dict(batch=256, eval_batch=1024, num_train=50_000, num_eval=10_000, steps=50, packing=(1, 2, 4, 8),
-                    window=20.0, keys=FULL_KEYS)
+                    window=20.0, keys=FULL_KEYS, image=32)
     return dict(batch=8, eval_batch=32, num_train=64, num_eval=64, steps=4, packing=(1, 2), window=2.0,
-                keys=REDUCED_KEYS)
+                keys=REDUCED_KEYS, image=8)
 
 
 def setup(model: str, precision: str, jit: bool, config: dict, strategy):
@@ -61,10 +62,11 @@ def setup(model: str, precision: str, jit: bool, config: dict, strategy):
                           "jit_compile": jit})
     plan = loop.TrainPlan.from_recipe(recipe, downstream=False)
     rng = np.random.default_rng(0)
-    images = host_tensor(rng.integers(0, 256, (config["num_train"], 32, 32, 3), dtype=np.uint8))
+    side = config["image"]
+    images = host_tensor(rng.integers(0, 256, (config["num_train"], side, side, 3), dtype=np.uint8))
     labels = host_tensor(rng.integers(0, 10, config["num_train"]))
     with strategy.scope():
-        net = build_recipe_model(recipe, (32, 32, 3), 10, dtype_policy=plan.dtype_policy)
+        net = build_recipe_model(recipe, (side, side, 3), 10, dtype_policy=plan.dtype_policy)
         optimizer = loop.make_optimizer(plan)
         optimizer.build(net.trainable_variables)
     return loop.Steps(net, optimizer, strategy, plan.batch_size, jit), images, labels
@@ -219,7 +221,8 @@ def main() -> None:
     packed = packing(config, args.full)  # first: the workers must not share the device with this process
     from rltx.distribute import configure_gpus
     configure_gpus()
-    print(f"models (batch {config['batch']}, eval batch {config['eval_batch']}, 32x32x3):", flush=True)
+    side = config["image"]
+    print(f"models (batch {config['batch']}, eval batch {config['eval_batch']}, {side}x{side}x3):", flush=True)
     rows = table(models, config)
     device = device_name()
     print(f"\n{device}, {datetime.date.today()}, {'full' if args.full else 'reduced'} form")
@@ -235,7 +238,7 @@ def main() -> None:
         rates = {r["model"]: r["train img/s"] for r in rows if r["precision"] == "float32" and r["xla"] == xla}
         result = {"device": device, "date": str(datetime.date.today()), "full": args.full,
                   "source": f"python bench/gpu.py{' --full' if args.full else ''}", "batch_size": config["batch"],
-                  "image_size": 32, "train_images_per_second": rates, "rows": rows, "packing": packed}
+                  "image_size": side, "train_images_per_second": rates, "rows": rows, "packing": packed}
         args.save.write_text(json.dumps(result, indent=1) + "\n")
         print(f"saved {args.save}")
 

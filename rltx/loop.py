@@ -9,6 +9,7 @@ directory it resumes from the last resume state and ends with the same weights.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 import time
@@ -123,8 +124,8 @@ class Steps:
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  strategy: tf.distribute.Strategy, global_batch: int, jit_compile: bool = False):
         self.model, self.optimizer, self.strategy, self.global_batch = model, optimizer, strategy, global_batch
-        self.sgd_step = tf.function(self._sgd_step, jit_compile=jit_compile)
-        self.eval_batch = tf.function(self._eval_batch, jit_compile=jit_compile)
+        compile_ = functools.partial(tf.function, jit_compile=True) if jit_compile else (lambda step: step)
+        self.sgd_step, self.eval_batch = compile_(self._sgd_step), compile_(self._eval_batch)
         self.train_chunk = tf.function(self._train_chunk)
         self.evaluate = tf.function(self._evaluate)
         self.gather = tf.function(self._gather)
