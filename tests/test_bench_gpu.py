@@ -12,7 +12,7 @@ def test_reduced_benchmark_prints_and_saves_the_table(tmp_path):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    header = lines.index(next(line for line in lines if line.startswith("model")))
+    header = lines.index(next(line for line in lines if line.split()[:1] == ["model"]))
     assert lines[header].split() == ["model", "precision", "xla", "train", "img/s", "ceiling", "img/s",
                                      "train/ceiling", "eval", "img/s"]
     rows = [line.split()[:3] for line in lines[header + 1:header + 5]]
