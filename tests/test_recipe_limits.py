@@ -296,3 +296,45 @@ def test_a_model_that_does_not_fit_npz_images_is_refused_when_they_are_opened(tm
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "conv_0 (kernel_size 5, stride 3, padding valid)" in lines[0], result.stderr
     assert not (tmp_path / "new" / "run.h5").exists()
+
+
+# --- the recipe file's other sections ---------------------------------------------------------------
+
+SWEEP = {"architectures": ["simple_cnn"], "groups": 1, "seeds": 1}
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"seed": -1}, "sweep seed must be an integer from 0 to 4294967295"),
+    ({"seed": float("nan")}, "sweep seed must be an integer"),
+    ({"groups": 10 ** 7}, "sweep groups must be an integer from 1 to 10000"),
+    ({"seeds": True}, "sweep seeds must be an integer"),
+    ({"sample": 5}, "sweep sample must be a mapping"),
+    ({"by_architecture": {"simple_cnn": 5}}, "sweep by_architecture: simple_cnn must be a mapping"),
+    ({"transfer_layers": 5}, "sweep transfer_layers must be a list"),
+    ({"sample": {"init_scale": {"log_uniform": [1, float("inf")]}}}, "with 0 < low <= high"),
+    ({"sample": {"init_scale": {"log_uniform": [1, "x"]}}}, "with 0 < low <= high"),
+    ({"seeds": 3, "seed_of_recipe": 2 ** 32 - 2}, "go beyond 4294967295"),
+])
+def test_sweep_sections_that_cannot_be_planned_give_one_line(tmp_path, change, words):
+    from rltx.config import read_recipe_file
+    from rltx.sweep.plan import expand
+    seed = change.pop("seed_of_recipe", TINY["seed"])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({**TINY, "seed": seed, "sweep": {**SWEEP, **change}}))
+    with pytest.raises(UsageError, match=words.replace("(", r"\(")) as caught:
+        expand(read_recipe_file(tmp_path / "r.yaml"), tmp_path / "out")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("section, words", [
+    ({"pipeline": "transfer", "variants": 5}, "variants must be a list"),
+    ({"pipeline": "transfer", "variants": [{"name": "a", "set": [1, 2]}]}, "has set: [1, 2]; give a mapping"),
+    ({"pipeline": "transfer", "seeds": 2 ** 40, "variants": [{"name": "a"}]}, "seeds must be an integer from 1"),
+    ({"pipeline": "alignment", "expect_ratio": float("nan")}, "expect_ratio must be a positive number"),
+    ({"pipeline": "transfer", "variants": [{"name": "a", 1: 2}]}, "unknown entries '1'"),
+    ({"pipeline": ["x"] * 10000}, "is not one of"),
+])
+def test_reproduce_sections_that_cannot_run_give_one_line(section, words):
+    from rltx.reproduce.spec import ReproduceSpec
+    with pytest.raises(UsageError, match=words.replace("(", r"\(").replace("[", r"\[")) as caught:
+        ReproduceSpec.from_section(section, "r.yaml")
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
