@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from rltx import model_fit
-from rltx.errors import UsageError, shorten
+from rltx.errors import UsageError, clip, shorten
 from rltx.recipe_yaml import decode, parse_yaml
 from rltx.spectrum import gaussian_input_shape, parse_spectrum
 
@@ -225,7 +225,7 @@ def check_section(section: dict, name: str, entries, where: str, example: str) -
         raise UsageError(f"{where} has no {name}: section; use a recipe that declares one (e.g. {example})")
     unknown = sorted(set(section) - set(entries), key=str)
     if unknown:
-        raise UsageError(f"{where}: unknown {name} entries {shorten(', '.join(map(str, unknown)))}; "
+        raise UsageError(f"{where}: unknown {name} entries {clip(', '.join(map(str, unknown)))}; "
                          f"the entries are {', '.join(entries)}")
 
 

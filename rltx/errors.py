@@ -27,3 +27,8 @@ def shorten(value, limit: int = QUOTE_LIMIT) -> str:
         return f"<an integer of {value.bit_length()} bits>"
     text = _REPR.repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` (e.g. a list of the user's names) cut to about `limit` characters, unquoted."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."

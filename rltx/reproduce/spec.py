@@ -24,7 +24,7 @@ import dataclasses
 import math
 
 from rltx.config import FIELDS, check_section
-from rltx.errors import UsageError, shorten
+from rltx.errors import UsageError, clip, shorten
 
 PIPELINES = ("alignment", "transfer", "construct-table", "activations", "sweep")
 SHAPES = ("rise-then-fall", "rising", "falling")
@@ -96,7 +96,7 @@ def _variant(raw, where: str) -> Variant:
     name = shorten(raw["name"])
     unknown = sorted(map(str, set(raw) - {"name", "from", "set", "baseline", "expect"}))
     if unknown:
-        raise UsageError(f"{where}: variant {name} has unknown entries {shorten(', '.join(unknown))}")
+        raise UsageError(f"{where}: variant {name} has unknown entries {clip(', '.join(unknown))}")
     if not isinstance(raw.get("set") or {}, dict):
         raise UsageError(f"{where}: variant {name} has set: {shorten(raw['set'])}; give a mapping of recipe keys, "
                          "e.g. {rescaling: l2}")
@@ -108,5 +108,5 @@ def _variant(raw, where: str) -> Variant:
         raise UsageError(f"{where}: variant {name} has expect: {shorten(variant.expect)}; use positive or negative")
     bad = [str(k) for k in variant.keys if k not in FIELDS]
     if bad:
-        raise UsageError(f"{where}: variant {name} sets unknown recipe keys {shorten(', '.join(bad))}")
+        raise UsageError(f"{where}: variant {name} sets unknown recipe keys {clip(', '.join(bad))}")
     return variant
