@@ -283,13 +283,19 @@ def _resolve_paths(raw, base: Path):
     if not isinstance(raw, dict):
         return raw
     resolved = dict(raw)
-    for name in PATH_KEYS:
-        if isinstance(resolved.get(name), str):
-            resolved[name] = str((base / Path(resolved[name]).expanduser()).resolve())
     tau = resolved.get("construct_tau")
-    if isinstance(tau, str) and tau.endswith(".h5"):  # a measured tau curve is a file too
-        resolved["construct_tau"] = str((base / Path(tau).expanduser()).resolve())
+    names = PATH_KEYS + (("construct_tau",) if isinstance(tau, str) and tau.endswith(".h5") else ())  # a tau curve file
+    for name in names:
+        if isinstance(resolved.get(name), str):
+            resolved[name] = _resolve_path(name, resolved[name], base)
     return resolved
+
+
+def _resolve_path(name: str, text: str, base: Path) -> str:
+    try:
+        return str((base / Path(text).expanduser()).resolve())
+    except (ValueError, OSError) as error:  # a NUL byte, a loop of links, a name too long
+        raise UsageError(f"recipe key {name} is {shorten(text)}, not a usable path ({error}); fix it") from None
 
 
 def _check_known(name) -> None:

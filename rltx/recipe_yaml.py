@@ -16,9 +16,9 @@ from yaml.nodes import MappingNode, SequenceNode
 
 from rltx.errors import UsageError, shorten
 
-MAX_BYTES = 256 * 1024
+MAX_BYTES = 64 * 1024  # ten times the largest recipe of recipes/
 MAX_DEPTH = 64
-MAX_VALUES = 100_000
+MAX_VALUES = 10_000  # reading this many takes about half a second
 _MERGE = "tag:yaml.org,2002:merge"
 
 
