@@ -19,7 +19,7 @@ from rltx import hyperrule
 from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
 from rltx.data import to_model_input
-from rltx.errors import UsageError
+from rltx.errors import UsageError, shorten
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import weights_of
 from rltx.models import transferable_layers
@@ -41,9 +41,9 @@ def select_eigenvectors(spec: str, dimension: int, count: int) -> np.ndarray:
         first, last = (int(g) for g in _RANGE.match(spec).groups())
         chosen = np.arange(first - 1, last)
     else:
-        raise UsageError(f"construct_eigenvectors {spec!r} is not top, bottom or a range like e4..e19")
+        raise UsageError(f"construct_eigenvectors {shorten(spec)} is not top, bottom or a range like e4..e19")
     if len(chosen) == 0 or chosen.min() < 0 or chosen.max() >= dimension or len(chosen) > dimension:
-        raise UsageError(f"eigenvectors {spec} do not fit a layer input of dimension {dimension}; choose fewer")
+        raise UsageError(f"eigenvectors {shorten(spec)} do not fit a layer input of dimension {dimension}; choose fewer")
     return chosen
 
 
@@ -60,7 +60,7 @@ def tau_values(curve, chosen: np.ndarray, dimension: int) -> np.ndarray:
         return np.asarray(measured[-1], dtype=np.float64)[chosen]
     values = hyperrule.TAU_CURVES.get(curve, curve) if isinstance(curve, str) else curve
     if isinstance(values, str) or len(values) < len(chosen):
-        raise UsageError(f"construct_tau {curve!r} gives {0 if isinstance(values, str) else len(values)} values "
+        raise UsageError(f"construct_tau {shorten(curve)} gives {0 if isinstance(values, str) else len(values)} values "
                          f"for {len(chosen)} eigenvectors; use f1, f2, f3, a long enough list, or a .h5 result")
     return np.asarray(values[:len(chosen)], dtype=np.float64)
 

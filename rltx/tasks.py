@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from rltx import hyperrule, store
+from rltx import hyperrule, model_fit, store
 from rltx.config import Recipe
 from rltx.data import open_source
 from rltx.errors import UsageError
@@ -25,6 +25,14 @@ DATA_KEYS = ("dataset", "data_dir", "data_path", "image_size", "gaussian_spectru
 
 
 def open_recipe_source(recipe: Recipe):
+    """The recipe's data source, once its input shape is known to fit the recipe's model (for
+    datasets whose shape the keys do not decide, e.g. npz; the others are checked with the recipe)."""
+    source = _open(recipe)
+    model_fit.check_fits(recipe, source.input_shape, f"dataset {recipe.dataset}")
+    return source
+
+
+def _open(recipe: Recipe):
     return open_source(recipe.dataset, data_dir=recipe.data_dir, manual_dir=recipe.manual_dir,
                        offline=recipe.offline, data_path=recipe.data_path, image_size=recipe.image_size or None,
                        seed=recipe.seed if recipe.gaussian_seed is None else recipe.gaussian_seed,
