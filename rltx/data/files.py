@@ -108,6 +108,21 @@ def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:
     return ArraySource(f"npz:{path}", x, y, x_test, y_test, num_classes)
 
 
+def write_npz(source, path: str | os.PathLike, num_train: int | None = None, num_test: int | None = None) -> Path:
+    """Write the first num_train / num_test examples (default: all) of any source's splits to a .npz
+    that `open_npz` reads back unchanged (x, y, x_test, y_test; labels only when the source has them)."""
+    num_train = source.num_train if num_train is None else num_train
+    num_test = source.num_test if num_test is None else num_test
+    train, test = source.train(np.arange(num_train)), source.test(np.arange(num_test))
+    arrays = {"x": train.x, "x_test": test.x}
+    if source.num_classes:
+        arrays.update(y=train.y, y_test=test.y)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)  # np.savez adds .npz unless the name ends with it
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 # -------------------------------------------------------------------------------- image folder
 def _image_files(class_dir: Path) -> list[Path]:
     return sorted(p for p in class_dir.rglob("*")

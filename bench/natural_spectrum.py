@@ -1,0 +1,62 @@
+"""The 3x3x3 patch covariance spectrum (27 eigenvalues, each divided by their sum) of the built-in
+natural-statistics sources side by side with crops of real photographs (issue 14, README
+"Natural-statistics data (offline)"); plain numpy, needs scikit-image and scikit-learn:
+
+    python bench/natural_spectrum.py
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from skimage import data  # noqa: E402
+from sklearn.datasets import load_sample_images  # noqa: E402
+
+from rltx.data.natural import NaturalSource  # noqa: E402
+
+SIZE, PER_PHOTO = 32, 300
+
+
+def patch_spectrum(images: np.ndarray) -> np.ndarray:
+    """Eigenvalues (descending) of the covariance of all 3x3 patches of [N, H, W, 3] images, over their sum."""
+    x = np.asarray(images, np.float64)
+    h, w = x.shape[1:3]
+    patches = np.stack([x[:, i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3)], axis=3)
+    values = np.linalg.eigvalsh(np.cov(patches.reshape(-1, 27), rowvar=False))[::-1]
+    return values / values.sum()
+
+
+def random_crops(photos, rng) -> np.ndarray:
+    crops = []
+    for photo in photos:
+        top = rng.integers(0, photo.shape[0] - SIZE + 1, PER_PHOTO)
+        left = rng.integers(0, photo.shape[1] - SIZE + 1, PER_PHOTO)
+        crops += [photo[y:y + SIZE, x:x + SIZE, :3] for y, x in zip(top, left)]
+    return np.stack(crops)
+
+
+def skimage_photos():
+    return [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.immunohistochemistry(),
+            data.retina(), data.hubble_deep_field(), data.stereo_motorcycle()[0]]
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    columns = {
+        "skimage photos": patch_spectrum(random_crops(skimage_photos(), rng)),
+        "sklearn photos": patch_spectrum(random_crops(load_sample_images().images, rng)),
+        "dead_leaves": patch_spectrum(NaturalSource("dead_leaves", num_train=2400, num_test=1).train(np.arange(2400)).x),
+        "photos source": patch_spectrum(NaturalSource("photos", num_train=2400, num_test=1).train(np.arange(2400)).x),
+    }
+    reference = columns["skimage photos"]
+    print("| eigenvalue | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for i in range(27):
+        print(f"| {i + 1} | " + " | ".join(f"{c[i]:.2e}" for c in columns.values()) + " |")
+    print("| largest / smallest | " + " | ".join(f"{c[0] / c[-1]:.0f}" for c in columns.values()) + " |")
+    print("| worst factor vs skimage photos | " + " | ".join(
+        f"{np.max(np.maximum(c / reference, reference / c)):.2f}" for c in columns.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The built-in natural-statistics sources (issue 14): their patch spectrum against real
+photographs, learnable labels, no network, determinism; and writing any source to an npz."""
+import socket
+
+import numpy as np
+import pytest
+
+from rltx.data import open_source
+from rltx.data.files import open_npz, write_npz
+from rltx.data.natural import NaturalSource, TEST_FRACTION, photo_crops
+from rltx.errors import UsageError
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def patch_spectrum(images) -> np.ndarray:
+    """The 27 eigenvalues of the covariance of all 3x3x3 patches, divided by their sum (plain numpy)."""
+    x = np.asarray(images, np.float64)
+    h, w = x.shape[1:3]
+    patches = np.stack([x[:, i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3)], axis=3)
+    values = np.linalg.eigvalsh(np.cov(patches.reshape(-1, 27), rowvar=False))[::-1]
+    return values / values.sum()
+
+
+def random_crops(photos, per_photo: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    crops = []
+    for photo in photos:
+        top = rng.integers(0, photo.shape[0] - 31, per_photo)
+        left = rng.integers(0, photo.shape[1] - 31, per_photo)
+        crops += [photo[y:y + 32, x:x + 32, :3] for y, x in zip(top, left)]
+    return np.stack(crops)
+
+
+@pytest.fixture(scope="module")
+def photo_reference() -> np.ndarray:
+    """Crops of scikit-image's colour photographs, read here independently of rltx."""
+    d = skimage_data
+    photos = [d.astronaut(), d.chelsea(), d.coffee(), d.rocket(), d.immunohistochemistry(), d.retina(),
+              d.hubble_deep_field(), d.stereo_motorcycle()[0]]
+    return patch_spectrum(random_crops(photos, 250, seed=1))
+
+
+@pytest.fixture(scope="module")
+def leaves() -> NaturalSource:
+    return NaturalSource("dead_leaves", seed=0, num_train=2000, num_test=1000)
+
+
+@pytest.fixture(scope="module")
+def photos() -> NaturalSource:
+    return NaturalSource("photos", seed=0, num_train=2000, num_test=1000)
+
+
+def worst_factor(a, b) -> float:
+    return float(np.max(np.maximum(a / b, b / a)))
+
+
+def test_dead_leaves_spectrum_matches_photographs(leaves, photo_reference):
+    spectrum = patch_spectrum(leaves.train(np.arange(2000)).x)
+    assert worst_factor(spectrum, photo_reference) < 2.0
+    assert spectrum[0] / spectrum[-1] > 1e4  # a steeply decaying (power-law-like) spectrum, not white
+
+
+def test_photos_spectrum_against_other_photographs(photos):
+    """The photos source against scikit-learn's two photographs (china, flower), which it does not use.
+    Two sets of real photographs differ by up to ~2.9x in some eigenvalue (bench/natural_spectrum.py),
+    so the bound here is 3."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    other = patch_spectrum(random_crops(datasets.load_sample_images().images, 1000, seed=2))
+    assert worst_factor(patch_spectrum(photos.train(np.arange(2000)).x), other) < 3.0
+
+
+def features(x: np.ndarray) -> np.ndarray:
+    """Simple image features: mean and sd of each channel, and the energy of horizontal/vertical vs
+    diagonal grey-level differences (squares have axis-aligned edges, discs do not)."""
+    x = x.astype(np.float64) / 255
+    grey = x.mean(axis=3)
+    dx, dy = np.diff(grey, axis=2)[:, :-1], np.diff(grey, axis=1)[:, :, :-1]
+    diagonal = grey[:, 1:, 1:] - grey[:, :-1, :-1]
+    anti = grey[:, 1:, :-1] - grey[:, :-1, 1:]
+    axis_energy = np.mean(np.abs(dx) + np.abs(dy), axis=(1, 2))
+    diagonal_energy = np.mean(np.abs(diagonal) + np.abs(anti), axis=(1, 2))
+    return np.column_stack([x.mean(axis=(1, 2)), x.std(axis=(1, 2)), axis_energy / (diagonal_energy + 1e-9)])
+
+
+@pytest.mark.parametrize("name", ["leaves", "photos"])
+def test_labels_learnable_on_the_test_split(name, request):
+    """A linear classifier on simple features, fitted on the training split, is far above chance on
+    the held-out split; with shuffled training labels it is at chance (the labels carry the signal)."""
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    source = request.getfixturevalue(name)
+    train, test = source.train(np.arange(2000)), source.test(np.arange(1000))
+    mean, sd = features(train.x).mean(0), features(train.x).std(0)
+    fit = lambda y: linear_model.LogisticRegression(max_iter=2000).fit((features(train.x) - mean) / sd, y)  # noqa: E731
+    chance = 1 / source.num_classes
+    accuracy = fit(train.y).score((features(test.x) - mean) / sd, test.y)
+    shuffled = fit(np.random.default_rng(0).permutation(train.y)).score((features(test.x) - mean) / sd, test.y)
+    assert accuracy > 2.5 * chance
+    assert shuffled < 1.6 * chance
+
+
+def test_dead_leaves_shape_is_learnable(leaves):
+    """The shape half of the label (discs: even, squares: odd) alone is above chance from the edge feature."""
+    train, test = leaves.train(np.arange(2000)), leaves.test(np.arange(1000))
+    ratio_train, ratio_test = features(train.x)[:, -1], features(test.x)[:, -1]
+    threshold = np.median(ratio_train)
+    square_side = np.mean(ratio_train[train.y % 2 == 1] > threshold) > 0.5
+    accuracy = np.mean((ratio_test > threshold) == ((test.y % 2 == 1) == square_side))
+    assert accuracy > 0.6
+
+
+def test_offline_no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the natural sources must not touch the network")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for name in ("dead_leaves", "photos"):
+        source = open_source(name, offline=True, natural_num_train=20, natural_num_test=10)
+        assert source.train(np.arange(20)).x.shape == (20, 32, 32, 3)
+
+
+@pytest.mark.parametrize("name", ["dead_leaves", "photos"])
+def test_deterministic_in_the_seed(name):
+    a, b, c = (NaturalSource(name, seed=s, num_train=30, num_test=20, image_size=24) for s in (5, 5, 6))
+    for split in ("train", "test"):
+        first, again, other = (getattr(s, split)(np.arange(20)) for s in (a, b, c))
+        assert first.x.dtype == np.uint8 and first.x.shape == (20, 24, 24, 3)
+        np.testing.assert_array_equal(first.x, again.x)
+        np.testing.assert_array_equal(first.y, again.y)
+        assert not np.array_equal(first.x, other.x)
+    assert a.num_classes == (10 if name == "dead_leaves" else 8)
+
+
+def test_photo_test_crops_come_from_a_held_out_region():
+    """Crops of a photograph whose pixels hold their column index: train crops lie left of the last
+    quarter of the columns, test crops inside it."""
+    width = 200
+    photo = np.broadcast_to(np.arange(width, dtype=np.uint8)[None, :, None], (100, width, 3))
+    labels = np.zeros(500, np.int64)
+    split = width - round(width * TEST_FRACTION)
+    train = photo_crops([photo], labels, 32, False, np.random.default_rng(0))
+    test = photo_crops([photo], labels, 32, True, np.random.default_rng(0))
+    assert train.max() < split <= test.min()
+    assert train.min() == 0 and test.max() == width - 1  # the whole region is used
+
+
+def test_photos_without_scikit_image_is_a_usage_error(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    with pytest.raises(UsageError, match=r"pip install 'rltx\[photos\]'"):
+        open_source("photos", natural_num_train=5, natural_num_test=5)
+
+
+def test_any_source_round_trips_through_npz(tmp_path, leaves):
+    path = write_npz(leaves, tmp_path / "leaves.npz", num_train=50, num_test=20)
+    back = open_npz(str(path), 32)
+    assert (back.num_train, back.num_test, back.num_classes) == (50, 20, 10)
+    np.testing.assert_array_equal(back.train(np.arange(50)).x, leaves.train(np.arange(50)).x)
+    np.testing.assert_array_equal(back.test(np.arange(20)).y, leaves.test(np.arange(20)).y)
