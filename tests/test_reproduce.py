@@ -37,14 +37,15 @@ def test_quickstart_shows_prop1_alignment(tmp_path):
 
 def test_fig5_quick_compares_every_curve_with_from_scratch(tmp_path):
     out = tmp_path / "fig5"
-    verdict = reproduce("fig5", out)
-    assert "runs on gaussian instead" in verdict  # no CIFAR10 here: said so
-    names = ["pretrained", "no_rescaling", "pretrained_conv", "pretrained_conv_no_bias", "covariance", "from_scratch"]
+    # the pipeline, not the science: the quick profile's schedule shortened (docs/calibration.md has its numbers)
+    verdict = reproduce("fig5", out, "--set", "total_steps=20", "--set", "total_steps_downstream=10")
+    assert "runs on dead_leaves instead" in verdict  # no CIFAR10 here: said so
+    names = ["pretrained", "covariance", "from_scratch"]
     for name in names:
-        for seed in (0, 1):
+        for seed in (0, 1, 2):
             assert store.read_status(out / "runs" / name / f"s{seed}") == "completed"
     assert (out / "curves.png").exists() and (out / "curves.h5").exists()
-    assert verdict.count(" vs from scratch: train-accuracy AUC") == 5
+    assert verdict.count(" vs from scratch: train-accuracy AUC") == 2
     # the covariance run's first layer was sampled, not copied: its record holds Sigma_w
     assert store.read_run_record(out / "runs" / "covariance" / "s0").transfer["mode"] == "covariance"
 
@@ -54,7 +55,7 @@ def test_table1_quick_tabulates_constructed_layers(tmp_path):
     verdict = reproduce("table1", out)
     accuracy = stored(out / "table.h5", "accuracy")  # [layer sets, iterations, train/test]
     assert accuracy.shape == (4, 2, 2) and np.all((accuracy >= 0) & (accuracy <= 1))
-    assert list(stored(out / "table.h5", "iterations")) == [40, 200]
+    assert list(stored(out / "table.h5", "iterations")) == [20, 100]
     assert (out / "table.png").exists() and verdict.count("test accuracy after") == 2
     for layers in ("layers_1.h5", "layers_1_2.h5", "layers_1_2_3.h5"):
         assert (out / "table" / layers).exists()
