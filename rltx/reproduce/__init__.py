@@ -62,14 +62,12 @@ class Report:
 def reproduce(name: str, *, profile: str | None = None, out: Path | None = None, overrides: tuple[str, ...] = (),
               workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
     """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict."""
-    from rltx.config import parse_override
+    from rltx.config import parse_overrides
     from rltx.store import atomic_write_text
     path = find_recipe(name)
-    recipe_file = read_recipe_file(path).profile(profile)
+    recipe_file = read_recipe_file(path).profile(profile, parse_overrides(overrides))
     spec = ReproduceSpec.from_section(recipe_file.reproduce, str(path))
-    keys = {**recipe_file.keys, **dict(parse_override(text) for text in overrides)}
-    recipe_file = dataclasses.replace(recipe_file, keys=keys)
-    recipe = make_recipe(keys)
+    recipe = make_recipe(recipe_file.keys)
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
     out.mkdir(parents=True, exist_ok=True)
     echo(f"{path.stem}: {recipe.description}")

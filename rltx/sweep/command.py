@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
-from rltx.config import read_recipe_file
+from rltx.config import parse_overrides, read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
 
@@ -42,7 +42,7 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
         raise UsageError("--address and --gpus-per-run are for --executor ray; drop them or add --executor ray")
     if executor == "ray" and workers is not None:
         raise UsageError("--workers is for the local executor; Ray runs as many tasks as the cluster has room for")
-    recipe_file = read_recipe_file(recipe).profile(profile)
+    recipe_file = read_recipe_file(recipe).profile(profile, parse_overrides(overrides))
     out = out or Path("runs") / (recipe.stem + (f"-{profile}" if profile else ""))
     plan = expand(recipe_file, out, overrides)
     plan_path = write_plan(plan)
