@@ -158,6 +158,7 @@ class RecipeFile:
     profiles: dict
     sweep: dict
     reproduce: dict
+    fallback: str | None = None  # the dataset the profile's offline_fallback replaced, when it did
 
     def profile(self, name: str | None, overrides: dict | None = None) -> "RecipeFile":
         """This file with profile `name` applied, then the `--set` overrides (parsed, see
@@ -181,8 +182,10 @@ class RecipeFile:
             missing = keys.get("dataset")
             keys = {**keys, **_resolve_paths(fallback, self.path.parent), **overrides}
             note += f"; {missing} is not available here, so it runs on {keys.get('dataset')} instead"
+        else:
+            missing = None
         keys["description"] = f"{keys.get('description', '')} [{note}]".strip()
-        return dataclasses.replace(self, keys=keys, sweep=sweep, reproduce=reproduce)
+        return dataclasses.replace(self, keys=keys, sweep=sweep, reproduce=reproduce, fallback=missing)
 
 
 def read_recipe_file(path: str | Path) -> RecipeFile:

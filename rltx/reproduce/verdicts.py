@@ -2,7 +2,9 @@
 
 Thresholds are rltx's, stated here once:
 - transfer: the difference of mean train-accuracy AUCs (pre-trained minus baseline) is "positive"
-  or "negative" when it exceeds two standard errors of that difference (Welch, ddof=1 per side).
+  or "negative" when Welch's t test rejects equal means at the two-sided 5% level (standard error
+  with ddof=1 per side, Welch-Satterthwaite degrees of freedom: 2.78 standard errors for 3 seeds
+  per side, 2.07 for 12), so that a zero effect is called in 5% of the cases whatever the seeds.
   Otherwise it is "no clear difference" when that standard error is at most MIN_AUC_EFFECT, the
   effect the rule tests for, and "not resolved" when it is larger (the seeds' spread could hide
   an effect of that size), as it is with a single seed, which has no spread at all.
@@ -15,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import stats
 
 SHAPE_MARGIN = 0.05  # fraction of the peak a rise or fall must exceed
-STANDARD_ERRORS = 2.0
+SIGNIFICANCE = 0.05  # two-sided level of the transfer rule's t test
 # The smallest AUC difference the transfer rule tests for. The paper states no effect size: its AUC
 # (App. B) is the time-averaged accuracy, and its Fig. 1 / Fig. 5 curves (accuracy axes 0-1) show
 # pre-trained / from-scratch gaps of several points early in training; rltx takes one percentage
@@ -53,15 +56,22 @@ def transfer_direction(pretrained: np.ndarray, baseline: np.ndarray) -> tuple[st
     difference = float(pretrained.mean() - baseline.mean())
     if min(len(pretrained), len(baseline)) < 2:
         return NOT_RESOLVED, difference, float("nan")
-    error = float(np.sqrt(pretrained.var(ddof=1) / len(pretrained) + baseline.var(ddof=1) / len(baseline)))
-    if difference > STANDARD_ERRORS * error:
+    shares = pretrained.var(ddof=1) / len(pretrained), baseline.var(ddof=1) / len(baseline)
+    error = float(np.sqrt(sum(shares)))
+    if error == 0:  # no spread on either side: the sign is certain
+        return ("positive" if difference > 0 else "negative" if difference < 0 else "no clear difference"), difference, error
+    freedom = sum(shares) ** 2 / sum(share ** 2 / (len(side) - 1) for share, side in zip(shares, (pretrained, baseline)))
+    critical = float(stats.t.ppf(1 - SIGNIFICANCE / 2, freedom))
+    if difference > critical * error:
         return "positive", difference, error
-    if difference < -STANDARD_ERRORS * error:
+    if difference < -critical * error:
         return "negative", difference, error
     return (NOT_RESOLVED if error > MIN_AUC_EFFECT else "no clear difference"), difference, error
 
 
 def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, expect: str | None) -> Finding:
+    if min(len(pretrained_auc), len(baseline_auc)) == 0:
+        return Finding(f"{name} vs {baseline}: no run left to compare (the others were excluded)", resolved=False)
     direction, difference, error = transfer_direction(pretrained_auc, baseline_auc)
     seeds = f"{len(pretrained_auc)} vs {len(baseline_auc)} seeds"
     sides = [_plus_minus(*mean_and_error(values)) for values in (pretrained_auc, baseline_auc)]
