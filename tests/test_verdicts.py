@@ -1,4 +1,6 @@
 """The verdict rules of `rltx reproduce` against inputs whose answer is known by construction."""
+import re
+
 import numpy as np
 import pytest
 
@@ -82,11 +84,26 @@ def test_f_sigma_shapes_of_known_curves(curve, shape):
     assert verdicts.f_sigma_shape(sigma, curve(sigma)) == shape
 
 
-def test_table_ordering():
-    better = verdicts.table_finding(["{}", "{1}", "{1,2}"], np.array([0.3, 0.35, 0.4]), 100, "better")
-    assert better.agrees and "all constructed sets beat none" in better.text
-    worse = verdicts.table_finding(["{}", "{1}"], np.array([0.3, 0.2]), 100, "better")
-    assert worse.agrees is False and "DIFFERS" in worse.line()
+def test_table_ordering_over_seeds():
+    """Accuracies drawn around known means: constructed sets 5-10 points above none with sd 0.01
+    over 3 seeds agree with "better"; reversed they differ; one seed, or sd 0.2, is not resolved;
+    an excluded run (NaN) is left out of its set."""
+    generator = np.random.default_rng(5)
+    labels = ["{}", "{1}", "{1,2}"]
+    means = np.array([0.30, 0.35, 0.40])
+    better = verdicts.table_finding(labels, generator.normal(means, 0.01, (3, 3)), 100, "better")
+    assert better.agrees and better.resolved and "all constructed sets beat none" in better.text
+    assert "(mean +- s.e. over 3 seeds)" in better.text and re.search(r"\{1,2\} 0\.\d{3} \+- 0\.\d{3}", better.text)
+    worse = verdicts.table_finding(labels, generator.normal(means[::-1], 0.01, (3, 3)), 100, "better")
+    assert worse.agrees is False and "[differ" in worse.line()
+    one = verdicts.table_finding(labels, means[None], 100, "better")
+    assert one.agrees is None and not one.resolved and "[not resolved" in one.line()
+    noisy = [verdicts.table_finding(labels, generator.normal(means, 0.2, (3, 3)), 100, "better") for _ in range(200)]
+    assert np.mean([finding.resolved for finding in noisy]) < 0.2  # s.e. ~0.16 >> 0.01: mostly not resolved
+    excluded = generator.normal(means, 0.01, (3, 3))
+    excluded[1, 2] = np.nan
+    assert verdicts.table_finding(labels, excluded, 100, "better").agrees
+    assert verdicts.table_finding(labels, excluded, 100, None).agrees is None
 
 
 def test_alignment_ratio_against_expectation():

@@ -126,15 +126,31 @@ def shape_finding(sigma: np.ndarray, tau: np.ndarray, expect: str | None) -> Fin
 
 
 def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int, expect: str | None) -> Finding:
-    """Constructed layer sets vs none (the first column) at one row of the table."""
-    base = float(test_accuracy[0])
-    parts = [f"{label} {value:.3f}" for label, value in zip(labels, test_accuracy)]
-    better = bool(np.all(test_accuracy[1:] > base))
-    worse = bool(np.all(test_accuracy[1:] < base))
-    ordering = "all constructed sets beat none" if better else "all constructed sets lose to none" if worse else "mixed"
-    text = f"test accuracy after {iterations} iterations: {', '.join(parts)}: {ordering}"
-    agrees = None if expect is None else (better if expect == "better" else worse)
-    return Finding(text, agrees)
+    """Constructed layer sets vs none (the first column) at one row of the table, over seeds:
+    test_accuracy [seeds, sets] (NaN: an excluded run). Each set is compared with none by the
+    transfer rule (Welch t at 5%, MIN_AUC_EFFECT: accuracy and time-averaged accuracy share the
+    scale); the ordering holds when every set wins (loses), is refuted when one goes the other way
+    or shows no clear difference, and is not resolved otherwise."""
+    test_accuracy = np.atleast_2d(np.asarray(test_accuracy, float))
+    columns = [column[~np.isnan(column)] for column in test_accuracy.T]
+    seeds = test_accuracy.shape[0]
+    parts = [f"{label} {_plus_minus(*mean_and_error(column)) if len(column) else 'excluded'}"
+             for label, column in zip(labels, columns)]
+    directions = [transfer_direction(column, columns[0])[0] if len(column) and len(columns[0]) else NOT_RESOLVED
+                  for column in columns[1:]]
+    ordering = ("all constructed sets beat none" if all(d == "positive" for d in directions) else
+                "all constructed sets lose to none" if all(d == "negative" for d in directions) else
+                "not resolved" if NOT_RESOLVED in directions else "mixed")
+    text = (f"test accuracy after {iterations} iterations (mean +- s.e. over {seeds} seed{'s' * (seeds > 1)}): "
+            f"{', '.join(parts)}: {ordering}")
+    wanted = {"better": "positive", "worse": "negative"}.get(expect)
+    if wanted is None:
+        return Finding(text)
+    if all(d == wanted for d in directions):
+        return Finding(text, True)
+    if any(d not in (wanted, NOT_RESOLVED) for d in directions):
+        return Finding(text, False)
+    return Finding(text, None, resolved=False)
 
 
 def activation_finding(layer: str, start: float, end: float, what: str) -> Finding:
