@@ -134,3 +134,24 @@ def test_set_dataset_npz_runs_on_the_file_without_fallback_keys(tmp_path):
         assert "instead" not in used.description
         assert all(getattr(used, name) == FIELDS[name].default for name in fallback if name.startswith("gaussian_"))
 
+
+
+def test_flagged_runs_are_excluded_from_the_verdict(tmp_path):
+    """A pre-training run forced to diverge (learning rate 20: loss 2.3 -> ~16 at step 12) is listed
+    as excluded, and its transfer is not counted: the comparison is not resolved."""
+    import yaml
+    recipe = {**TINY, "seed": 0, "total_steps": 12, "learning_rate": 20.0, "learning_rate_downstream": 0.05,
+              "labels_downstream": "random", "num_classes_downstream": 4,
+              "num_eval_points": 4, "checkpoint_every": 0,
+              "reproduce": {"pipeline": "transfer", "seeds": 1, "variants": [
+                  {"name": "pretrained", "baseline": "from scratch", "expect": "positive"},
+                  {"name": "from scratch", "from": "scratch"}]},
+              "profiles": {"quick": {}}}
+    path = tmp_path / "diverge.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    verdict = reproduce(path, tmp_path / "out")
+    assert store.read_run_record(tmp_path / "out" / "runs" / "pretrain-s0").health.startswith("diverged")
+    excluded = verdict.split("excluded (diverged or collapsed, not counted as evidence):")[1].split("figures:")[0]
+    assert "pretrain-s0: diverged" in excluded
+    assert "data: gaussian (not a fallback)" in verdict and "seeds: 0" in verdict
+    assert "pretrained vs from scratch: no run left to compare" in verdict and "[not resolved" in verdict
