@@ -53,7 +53,7 @@ def test_fig5_quick_compares_every_curve_with_from_scratch(tmp_path):
 
 def test_table1_quick_tabulates_constructed_layers(tmp_path):
     out = tmp_path / "table1"
-    verdict = reproduce("table1", out)
+    verdict = reproduce("table1", out, "--seeds", "1")
     accuracy = stored(out / "table.h5", "accuracy")  # [layer sets, iterations, train/test]
     assert accuracy.shape == (4, 2, 2) and np.all((accuracy >= 0) & (accuracy <= 1))
     assert list(stored(out / "table.h5", "iterations")) == [20, 100]

@@ -72,13 +72,16 @@ def describe_data(recipe, fallback: str | None) -> str:
 
 
 def reproduce(name: str, *, profile: str | None = None, out: Path | None = None, overrides: tuple[str, ...] = (),
-              workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
-    """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict."""
+              seeds: int | None = None, workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
+    """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict;
+    `seeds` replaces the number of seeds of the recipe's reproduce: section."""
     from rltx.config import parse_overrides
     from rltx.store import atomic_write_text
     path = find_recipe(name)
     recipe_file = read_recipe_file(path).profile(profile, parse_overrides(overrides))
     spec = ReproduceSpec.from_section(recipe_file.reproduce, str(path))
+    if seeds is not None:
+        spec = dataclasses.replace(spec, seeds=seeds)
     recipe = make_recipe(recipe_file.keys)
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
     out.mkdir(parents=True, exist_ok=True)
