@@ -9,6 +9,7 @@ directory it resumes from the last resume state and ends with the same weights.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -219,6 +220,40 @@ def start(run_dir: Path, identity: dict, resume: bool):
     if changed:
         raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); choose another --out")
     return record
+
+
+@contextlib.contextmanager
+def run_directory(run_dir: Path, identity: dict, resume: bool, writer: bool):
+    """The record already in `run_dir` (see `start`), checked before anything is written; the writer
+    then creates the directory and holds its lock. A run refused before its run.h5 exists leaves
+    nothing behind (no lock file, no new directory), and a refused command never touches another
+    run's lock. A completed run on read-only storage is reported without a lock (nothing is written)."""
+    existing = start(run_dir, identity, resume)
+    if not writer:
+        yield existing
+        return
+    created, had_lock = not run_dir.exists(), (run_dir / store.LOCK_FILE).exists()
+    store.make_directory(run_dir)
+    if existing is not None and existing.status == "completed" and not os.access(run_dir, os.W_OK):
+        yield existing
+        return
+    lock = store.RunLock(run_dir).acquire()
+    try:
+        yield start(run_dir, identity, resume)  # again under the lock: another writer may have begun
+    except (UsageError, store.StoreWriteError):
+        if not (run_dir / store.RUN_FILE).exists():
+            _remove_leftovers(run_dir, created, had_lock)
+        raise
+    finally:
+        lock.release()
+
+
+def _remove_leftovers(run_dir: Path, created: bool, had_lock: bool) -> None:
+    with contextlib.suppress(OSError):
+        if not had_lock:
+            (run_dir / store.LOCK_FILE).unlink(missing_ok=True)
+        if created:
+            run_dir.rmdir()  # only if empty
 
 
 def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
