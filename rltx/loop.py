@@ -222,13 +222,21 @@ def start(run_dir: Path, identity: dict, resume: bool):
     return record
 
 
+def check_directory(run_dir: Path, identity: dict, resume: bool):
+    """`start` with a one-line error for an --out path the file system refuses (a name too long)."""
+    try:
+        return start(run_dir, identity, resume)
+    except OSError as error:
+        raise store.write_failure(run_dir, error) from None
+
+
 @contextlib.contextmanager
 def run_directory(run_dir: Path, identity: dict, resume: bool, writer: bool):
     """The record already in `run_dir` (see `start`), checked before anything is written; the writer
     then creates the directory and holds its lock. A run refused before its run.h5 exists leaves
     nothing behind (no lock file, no new directory), and a refused command never touches another
     run's lock. A completed run on read-only storage is reported without a lock (nothing is written)."""
-    existing = start(run_dir, identity, resume)
+    existing = check_directory(run_dir, identity, resume)
     if not writer:
         yield existing
         return

@@ -147,20 +147,28 @@ def check_output(path: Path, is_same_kind, what: str) -> None:
     kind is fine, replacing anything else could destroy a run or another program's data."""
     path = Path(path)
     check_folder(path)
-    folder = path.parent.resolve()
-    for candidate in (folder, folder.parent):
-        if (candidate / RUN_FILE).is_file():
-            raise UsageError(f"{path} is inside the run directory {candidate}; write outputs outside run "
-                             "directories (choose another -o)")
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory; give a file name for -o")
-    if (path.exists() or path.is_symlink()) and not is_same_kind(path):
-        raise UsageError(f"{path} exists and is not {what}; choose another -o or remove it")
+    try:
+        folder = path.parent.resolve()
+        for candidate in (folder, folder.parent):
+            if (candidate / RUN_FILE).is_file():
+                raise UsageError(f"{path} is inside the run directory {candidate}; write outputs outside run "
+                                 "directories (choose another -o)")
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory; give a file name for -o")
+        if (path.exists() or path.is_symlink()) and not is_same_kind(path):
+            raise UsageError(f"{path} exists and is not {what}; choose another -o or remove it")
+    except OSError as error:
+        raise write_failure(path, error) from None
+
+
+MAX_NAME = 255 - 24  # the file system's 255 bytes, less what a temporary adds (`.NAME.PID.tmp`)
 
 
 def check_folder(path: Path) -> None:
     """The folder an output file goes to must exist and be writable (checked before any work)."""
     folder = Path(path).parent
+    if len(Path(path).name.encode()) > MAX_NAME:
+        raise UsageError(f"cannot write {path}: its name is longer than {MAX_NAME} bytes; choose a shorter name")
     if not folder.is_dir():
         raise UsageError(f"cannot write {path}: {folder} is not an existing folder; create it or choose another path")
     if not os.access(folder, os.W_OK):

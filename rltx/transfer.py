@@ -146,8 +146,8 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     if source_runs and with_baseline:
         runs.append(("scratch", Path(f"{run_dir}-scratch")))
     for kind, directory in runs:  # every output checked before any of them trains (--with-baseline)
+        loop.check_directory(directory, {**recipe.to_dict(), **links, "kind": kind}, resume)
         _check_sources_unchanged(directory, links)
-        loop.start(directory, {**recipe.to_dict(), **links, "kind": kind}, resume)
     summaries = []
     for kind, directory in runs:
         paired = [str(d.resolve()) for k, d in runs if d != directory]
