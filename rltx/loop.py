@@ -321,7 +321,7 @@ class _Run:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
             raise
         except BaseException as error:
-            with contextlib.suppress(store.StoreWriteError):  # a full disk may refuse this record too
+            with contextlib.suppress(store.StoreWriteError, UsageError):  # a full disk may refuse this record too
                 self._write_record("failed", f"{type(error).__name__}: {error}")
             raise
         self._write_record("completed")

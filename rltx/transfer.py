@@ -13,6 +13,7 @@ one or more pre-trained runs, then the downstream task is trained with the share
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -146,8 +147,8 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     if source_runs and with_baseline:
         runs.append(("scratch", Path(f"{run_dir}-scratch")))
     for kind, directory in runs:  # every output checked before any of them trains (--with-baseline)
-        loop.check_directory(directory, {**recipe.to_dict(), **links, "kind": kind}, resume)
         _check_sources_unchanged(directory, links)
+        loop.check_directory(directory, {**recipe.to_dict(), **links, "kind": kind}, resume)
     summaries = []
     for kind, directory in runs:
         paired = [str(d.resolve()) for k, d in runs if d != directory]
@@ -158,7 +159,7 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
 
 def _check_sources_unchanged(run_dir: Path, links: dict) -> None:
     """A resumed transfer must start from the very checkpoints it recorded (their sha256)."""
-    if not (run_dir / store.RUN_FILE).exists():
+    if not os.path.exists(run_dir / store.RUN_FILE):  # False also for a path the file system refuses
         return
     identity = store.read_run_record(run_dir).identity
     if identity.get("sources") == links["sources"] and identity.get("from_step") == links["from_step"] \

@@ -24,11 +24,14 @@ CAN_MOUNT_READ_ONLY = shutil.which("unshare") is not None and subprocess.run(
     ["unshare", "-m", "true"], capture_output=True).returncode == 0
 
 
+RECIPE = {**TINY, "gaussian_num_classes": 4, "num_classes_downstream": 4}  # TINY with a downstream task
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """tiny.yaml, the completed run `base`, and `other` (same recipe with 4 filters)."""
     directory = tmp_path_factory.mktemp("hostile")
-    (directory / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (directory / "tiny.yaml").write_text(yaml.safe_dump(RECIPE))
     invoke_ok("pretrain", directory / "tiny.yaml", "--out", directory / "base", "--quiet")
     invoke_ok("pretrain", directory / "tiny.yaml", "--set", "num_filters=4", "--out", directory / "other", "--quiet")
     return directory
@@ -94,7 +97,6 @@ def test_outputs_never_replace_run_files_or_foreign_files_and_temporaries_are_cl
         handle["x"] = np.zeros(3)
     cases = {
         "run file": (("analyze", "weights", "base", "-o", "base/metrics.h5"), None),
-        "checkpoints folder": (("analyze", "weights", "base", "-o", "base/checkpoints/w.h5"), None),
         "recipe": (("analyze", "weights", "base", "-o", "tiny.yaml"), None),
         "foreign hdf5": (("analyze", "weights", "base", "-o", "results/foreign.h5"), None),
         "plot into run": (("plot", "curves", "base", "-o", "base/fig.png"), None),
@@ -109,7 +111,6 @@ def test_outputs_never_replace_run_files_or_foreign_files_and_temporaries_are_cl
     (work / "tiny.png").write_text("not an image")
     results = run_cases(work, cases)
     refused(results["run file"], 2, "inside the run directory")
-    refused(results["checkpoints folder"], 2, "inside the run directory")
     refused(results["recipe"], 2, "not an rltx analysis result")
     refused(results["foreign hdf5"], 2, "not an rltx analysis result")
     refused(results["plot into run"], 2, "inside the run directory")
@@ -119,17 +120,18 @@ def test_outputs_never_replace_run_files_or_foreign_files_and_temporaries_are_cl
     refused(results["long name"], 2, "name")
     refused(results["init missing folder"], 2, "not an existing folder")
     assert "disk space" not in "".join(r.stderr for r in results.values())
-    assert (work / "tiny.yaml").read_text() == yaml.safe_dump(TINY)
+    assert (work / "tiny.yaml").read_text() == yaml.safe_dump(RECIPE)
     succeeded(results["same kind"])
     succeeded(results["plot"])
     assert not any(path.exists() for path in stale)
-    before = (work / "results" / "w.h5").read_bytes()
-    succeeded(rltx(work, "analyze", "weights", "base", "-o", "results/w.h5"))  # a result of the same kind: replaced
     from rltx.analysis.results import Result, write_result
     from rltx.errors import UsageError
     with pytest.raises(UsageError, match="not an rltx spectrum result"):
         write_result(Result("spectrum", {}, {}), work / "results" / "w.h5")
-    assert store.result_kind(work / "results" / "w.h5") == "weights" and len(before) > 0
+    write_result(Result("weights", {}, {}), work / "results" / "w.h5")  # a result of the same kind: replaced
+    with pytest.raises(UsageError, match="inside the run directory"):
+        write_result(Result("weights", {}, {}), work / "base" / "checkpoints" / "w.h5")
+    assert store.result_kind(work / "results" / "w.h5") == "weights"
 
 
 def test_transfer_from_a_damaged_source_and_mismatched_runs_are_refused(work):
@@ -139,7 +141,6 @@ def test_transfer_from_a_damaged_source_and_mismatched_runs_are_refused(work):
     cases = {
         "damaged": (("transfer", "tiny.yaml", "--from", "damaged", "--out", "t_damaged", "--quiet"), None),
         "misalignment": (("analyze", "misalignment", "base", "other"), None),
-        "transfer-function": (("analyze", "transfer-function", "base", "other"), None),
         "barrier": (("analyze", "barrier", "base", "other"), None),
         "covariance-from": (("construct-init", "tiny.yaml", "--layers", "1", "--covariance-from", "base",
                              "--covariance-from", "other", "-o", "i.h5"), None),
@@ -147,7 +148,7 @@ def test_transfer_from_a_damaged_source_and_mismatched_runs_are_refused(work):
     results = run_cases(work, cases)
     refused(results["damaged"], 2, "final checkpoint (step 40) is missing", "--from-step")
     assert not (work / "t_damaged").exists()
-    for name in ("misalignment", "transfer-function", "barrier", "covariance-from"):
+    for name in ("misalignment", "barrier", "covariance-from"):
         refused(results[name], 2, "one architecture", "num_filters")
     assert not (work / "i.h5").exists()
 
@@ -195,7 +196,7 @@ def test_readers_ignore_stray_names_and_name_files_of_another_layout(work):
 def test_checks_come_before_anything_is_written(work):
     """Item 10, item 8's output paths of training, item 13 (TF_CONFIG) and item 12 (plan.json)."""
     copy_of(work, "t10-scratch")  # holds a pre-training run, not the transfer's baseline
-    sweep = {**TINY, "gaussian_num_classes": 4, "num_classes_downstream": 4, "total_steps": 8,
+    sweep = {**RECIPE, "total_steps": 8,
              "total_steps_downstream": 8, "num_eval_points": 2, "checkpoint_every": 0,
              "sweep": {"architectures": ["simple_cnn"], "groups": 1, "seeds": 1, "transfer_layers": ["all"],
                        "labels_downstream": ["real"], "seed": 0}}
