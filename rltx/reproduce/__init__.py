@@ -8,6 +8,7 @@ import sysconfig
 from pathlib import Path
 from typing import Callable
 
+from rltx import store
 from rltx.config import make_recipe, read_recipe_file
 from rltx.errors import UsageError
 from rltx.reproduce import pipelines
@@ -71,7 +72,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     recipe_file = dataclasses.replace(recipe_file, keys=keys)
     recipe = make_recipe(keys)
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
-    out.mkdir(parents=True, exist_ok=True)
+    store.make_directory(out)
     echo(f"{path.stem}: {recipe.description}")
     context = pipelines.Context(recipe, spec, out, reporter, echo)
     if spec.pipeline == "sweep":

@@ -159,6 +159,7 @@ def _group_runs(spec: SweepSpec, name: str, directory: Path, base_seed: int, qui
 def write_plan(plan: Plan) -> Path:
     """The group recipe files and OUT/plan.json. An existing plan must be the same plan: a sweep
     directory never mixes two experiments."""
+    from rltx import store
     from rltx.store import atomic_write_text
     out = Path(plan.out)
     path = out / PLAN_FILE
@@ -168,7 +169,7 @@ def write_plan(plan: Plan) -> Path:
                          "(or the recipe, profile and --set that made this sweep)")
     for group in plan.groups:
         recipe = Path(group["recipe"])
-        recipe.parent.mkdir(parents=True, exist_ok=True)
+        store.make_directory(recipe.parent)
         atomic_write_text(recipe, group["yaml"])
     atomic_write_text(path, text)
     return path
