@@ -189,8 +189,10 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
         numbers = [int(part) for part in layers.split(",")]
     except ValueError:
         raise UsageError(f"--layers {shorten(layers)} is not a comma-separated list of layer numbers, e.g. 1,2,3") from None
-    if output.exists():
+    if output.exists() or output.is_symlink():
         raise UsageError(f"{output} exists; choose another -o or remove it")
+    from rltx.store import check_output
+    check_output(output, lambda existing: False, "a new file")
     from rltx.construct import construct_init as build
     from rltx.store import write_init
     weights, records, indices = build(config, numbers, covariance_runs)

@@ -23,7 +23,7 @@ from rltx.errors import UsageError, shorten
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import weights_of
 from rltx.models import transferable_layers
-from rltx.runs import kernel_filters, open_run
+from rltx.runs import check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
 
@@ -104,7 +104,12 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
 
 def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator) -> LayerRecord:
     """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs."""
-    filters = [kernel_filters(run, run.steps[-1], layer) for run in map(open_run, runs)]
+    opened = [open_run(path) for path in runs]
+    check_same_model(opened, "--covariance-from runs")
+    for run in opened:
+        if not run.steps:
+            raise UsageError(f"{run.run_dir} has no checkpoint yet; give trained runs to --covariance-from")
+    filters = [kernel_filters(run, run.steps[-1], layer) for run in opened]
     sigma_w = filter_covariance(filters)
     target = model.get_layer(layer)
     if sigma_w.shape[0] != int(np.prod(target.kernel.shape[:-1])):

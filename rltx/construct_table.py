@@ -23,7 +23,7 @@ def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
     build the init file, train on the recipe's task from it, and read train / test accuracy after
     each of `table_iterations` steps. Returns an analysis `Result` (kind construct-table)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    store.make_directory(out_dir)
     iterations = sorted(recipe.table_iterations)
     rows, accuracy = [], np.zeros((len(recipe.table_layer_sets), len(iterations), 2))
     for column, layers in enumerate(recipe.table_layer_sets):

@@ -41,6 +41,21 @@ def configure_gpus() -> None:
             return
 
 
+def tf_config() -> dict:
+    """The TF_CONFIG environment variable of a multi-worker run (empty: one process), checked."""
+    text = os.environ.get("TF_CONFIG", "").strip() or "{}"
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError):
+        config = None
+    task = config.get("task", {}) if isinstance(config, dict) else None
+    if not (isinstance(config, dict) and isinstance(config.get("cluster", {}), dict) and isinstance(task, dict)
+            and (not task or (isinstance(task.get("type"), str) and isinstance(task.get("index", 0), int)))):
+        raise UsageError('TF_CONFIG is not valid: it must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
+                         '"task": {"type": "worker", "index": 0}}; fix it or unset it')
+    return config
+
+
 @functools.cache
 def choose_strategy() -> tf.distribute.Strategy:
     """MultiWorkerMirrored when TF_CONFIG names a cluster, Mirrored over all local GPUs, else one device.
@@ -50,7 +65,7 @@ def choose_strategy() -> tf.distribute.Strategy:
     the collective ops of a cluster once, and a second MultiWorkerMirroredStrategy breaks them.
     """
     configure_gpus()
-    if json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
+    if tf_config().get("cluster"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
@@ -78,7 +93,7 @@ def use_xla(setting: str | bool, strategy: tf.distribute.Strategy) -> bool:
 
 def is_chief() -> bool:
     """Only the chief (or worker 0 when there is no chief) writes run files (multi-worker runs)."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    config = tf_config()
     task = config.get("task")
     if not task:
         return True

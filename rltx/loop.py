@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import threading
 import time
@@ -229,10 +230,55 @@ def start(run_dir: Path, identity: dict, resume: bool):
     return record
 
 
+def check_directory(run_dir: Path, identity: dict, resume: bool):
+    """`start` with a one-line error for an --out path the file system refuses (a name too long)."""
+    try:
+        return start(run_dir, identity, resume)
+    except OSError as error:
+        raise store.write_failure(run_dir, error) from None
+
+
+@contextlib.contextmanager
+def run_directory(run_dir: Path, identity: dict, resume: bool, writer: bool):
+    """The record already in `run_dir` (see `start`), checked before anything is written; the writer
+    then creates the directory and holds its lock. A run refused before its run.h5 exists leaves
+    nothing behind (no lock file, no new directory), and a refused command never touches another
+    run's lock. A completed run on read-only storage is reported without a lock (nothing is written)."""
+    existing = check_directory(run_dir, identity, resume)
+    if not writer:
+        yield existing
+        return
+    created, had_lock = not run_dir.exists(), (run_dir / store.LOCK_FILE).exists()
+    store.make_directory(run_dir)
+    if existing is not None and existing.status == "completed" and not os.access(run_dir, os.W_OK):
+        yield existing
+        return
+    lock = store.RunLock(run_dir).acquire()
+    try:
+        yield start(run_dir, identity, resume)  # again under the lock: another writer may have begun
+    except (UsageError, store.StoreWriteError):
+        if not (run_dir / store.RUN_FILE).exists():
+            _remove_leftovers(run_dir, created, had_lock)
+        raise
+    finally:
+        lock.release()
+
+
+def _remove_leftovers(run_dir: Path, created: bool, had_lock: bool) -> None:
+    with contextlib.suppress(OSError):
+        if not had_lock:
+            (run_dir / store.LOCK_FILE).unlink(missing_ok=True)
+        if created:
+            run_dir.rmdir()  # only if empty
+
+
 def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
     """A rerun of a completed run does nothing and reports its final metrics."""
     reporter.message(f"{run_dir} is already completed; nothing to do")
     metrics = store.read_metrics(run_dir)
+    if not metrics:
+        raise UsageError(f"{run_dir} is marked completed but has no {store.METRICS_FILE}: the run is damaged; "
+                         "restore that file or train it again into another --out")
     return RunSummary(run_dir, "completed", metrics[-1]["step"], metrics[-1])
 
 
@@ -283,7 +329,7 @@ class _Run:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
             raise
         except BaseException as error:
-            with contextlib.suppress(store.StoreWriteError):  # a full disk may refuse this record too
+            with contextlib.suppress(store.StoreWriteError, UsageError):  # a full disk may refuse this record too
                 self._write_record("failed", f"{type(error).__name__}: {error}")
             raise
         self._write_record("completed")

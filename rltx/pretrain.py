@@ -2,7 +2,6 @@
 model, and train it with the shared loop (`rltx.loop`)."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from rltx import loop, store
@@ -17,10 +16,7 @@ def pretrain(recipe: Recipe, run_dir: Path, *, resume: bool = True, reporter: Re
     """Pre-train `recipe` into `run_dir`, resuming the run already there if it has the same recipe."""
     run_dir, reporter = Path(run_dir), reporter or Reporter()
     writer = is_chief()  # several workers (TF_CONFIG) share run_dir; only the chief writes there
-    if writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    with (store.RunLock(run_dir) if writer else contextlib.nullcontext()):
-        existing = loop.start(run_dir, recipe.to_dict(), resume)
+    with loop.run_directory(run_dir, recipe.to_dict(), resume, writer) as existing:
         if existing is not None and existing.status == "completed":
             return loop.completed_summary(run_dir, reporter)
         source = open_recipe_source(recipe)

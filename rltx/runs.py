@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rltx import store
 from rltx.config import Recipe, make_recipe
 from rltx.data import to_model_input
 from rltx.errors import UsageError
+from rltx.models import ARCHITECTURES, HEAD
 from rltx.tasks import build_recipe_model, open_recipe_source
 
 
@@ -72,11 +74,57 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
         if run.record.status != "completed":
             raise UsageError(f"source {path} is {store.read_status(run.run_dir)}, not completed; finish it or pass "
                              f"--from-step with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
-        step = run.steps[-1]
+        final = run.recipe.steps if run.kind == "pretrain" else run.recipe.steps_downstream
+        if final not in run.steps:
+            raise UsageError(f"source {path} is marked completed but its final checkpoint (step {final}) is missing: "
+                             f"the run is damaged; restore {store.checkpoint_path(run.run_dir, final).name} or pass "
+                             f"--from-step with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
+        step = final
     weights = store.read_checkpoint(run.run_dir, step)
     digest = hashlib.sha256(store.checkpoint_path(run.run_dir, step).read_bytes()).hexdigest()
     return Checkpoint(run.run_dir, run.recipe, step, weights, store.read_checkpoint(run.run_dir, 0),
                       run.samples["upstream_indices"], digest)
+
+
+def check_source_unchanged(transfer: Run, source_dir: Path, step: int) -> None:
+    """The checkpoint a transfer run started from must still be the one it recorded (sha256)."""
+    identity = transfer.record.identity
+    sources = [Path(p).resolve() for p in json.loads(identity.get("sources", "[]"))]
+    digests = json.loads(identity.get("source_digests", "[]"))
+    if Path(source_dir).resolve() not in sources or len(digests) != len(sources):
+        return
+    path = store.checkpoint_path(Path(source_dir), step)
+    recorded = digests[sources.index(Path(source_dir).resolve())]
+    if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() != recorded:
+        raise UsageError(f"{path} is not the checkpoint {transfer.run_dir} started from (its sha256 differs); "
+                         "restore the original source run")
+
+
+def check_same_model(runs: list[Run], what: str = "these runs") -> None:
+    """Runs pooled or paired must share the architecture keys and the shapes of their stored layers."""
+    first = runs[0]
+    keys = ("architecture",) + ARCHITECTURES[first.recipe.architecture].options
+    shapes = _layer_shapes(first)
+    for run in runs[1:]:
+        differ = [f"{k}={getattr(first.recipe, k)!r} vs {getattr(run.recipe, k)!r}" for k in keys
+                  if getattr(run.recipe, k, None) != getattr(first.recipe, k)]
+        if not differ and _layer_shapes(run) != shapes:
+            differ = ["their stored layer shapes differ"]
+        if differ:
+            raise UsageError(f"{what} need one architecture, but {run.run_dir} differs from {first.run_dir} "
+                             f"({'; '.join(differ[:3])}); give runs of the same architecture")
+
+
+def _layer_shapes(run: Run) -> dict[str, tuple]:
+    if not run.steps:
+        return {}
+    with store.open_h5(store.checkpoint_path(run.run_dir, run.steps[0])) as handle:
+        shapes = {}
+        if "weights" in handle:
+            handle["weights"].visititems(lambda name, item: shapes.__setitem__(name, item.shape)
+                                         if hasattr(item, "shape") else None)
+        # the head's width follows the number of classes, in which pooled runs may differ
+        return {name: shape for name, shape in shapes.items() if not name.startswith(f"{HEAD}/")}
 
 
 def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:

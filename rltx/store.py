@@ -15,6 +15,7 @@ always open a complete file. Nothing here is pickled: arrays, strings and number
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -33,14 +34,73 @@ RUN_FILE, METRICS_FILE, STATE_FILE, LOCK_FILE, CHECKPOINT_DIR = (
 
 
 class StoreWriteError(Exception):
-    """A file could not be written (disk full, file-size limit, permissions); the previous version
+    """A file could not be written (disk full, file-size limit, an I/O failure); the previous version
     of the file is intact."""
+
+
+# A path the user can fix (exit 2): missing or read-only folder, a file where a folder should be, a
+# name too long. Only a full disk or the file-size limit is about disk space; the rest is an I/O failure.
+_PATH_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+                errno.ENAMETOOLONG, errno.EEXIST}
+_SPACE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def write_failure(path: Path, error: Exception) -> Exception:
+    """The error to raise for a failed write of `path`: a UsageError for a path the user can fix,
+    a StoreWriteError otherwise (disk-space advice only when the disk is full or the file too large)."""
+    code = getattr(error, "errno", None) or _errno_in(str(error))
+    reason = _reason(error)
+    if code in _PATH_ERRORS:
+        return UsageError(f"cannot write {path}: {reason}; choose a writable path (an existing, writable folder "
+                          "and a name under 255 characters)")
+    if code in _SPACE_ERRORS:
+        return StoreWriteError(f"cannot write {path}: {reason}; the previous version is intact. Free disk space "
+                               "(or raise the file-size limit) and rerun the same command")
+    return StoreWriteError(f"cannot write {path}: {reason} (an I/O failure of the storage); the previous version "
+                           "is intact. Check the storage and rerun the same command")
+
+
+def _errno_in(message: str) -> int | None:
+    found = re.search(r"errno = (\d+)", message)
+    return int(found.group(1)) if found else None
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.(tmp|png|pdf|svg)$")
+
+
+def remove_dead_temporaries(directory: Path) -> None:
+    """Temporaries of this naming (`.NAME.PID.tmp`, plots `.STEM.PID.EXT`) whose writer is no longer
+    alive: what a SIGKILL during a write left behind."""
+    try:
+        candidates = [p for p in Path(directory).iterdir() if _TEMPORARY.match(p.name)]
+    except OSError:
+        return
+    for candidate in candidates:
+        pid = int(_TEMPORARY.match(candidate.name).group(1))
+        if pid != os.getpid() and not _alive(pid):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
 
 
 @contextlib.contextmanager
 def atomic_h5(path: Path):
     """Write an HDF5 file so that `path` is always either the old or the complete new file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = _temporary(path)
+    remove_dead_temporaries(path.parent)
     try:
         with h5py.File(temporary, "w") as handle:
             yield handle
@@ -51,8 +111,7 @@ def atomic_h5(path: Path):
     except (OSError, RuntimeError) as error:
         if isinstance(error, RuntimeError) and "errno" not in str(error):
             raise  # not an I/O failure (HDF5 reports failed writes at close as RuntimeError with errno)
-        raise StoreWriteError(f"cannot write {path}: {_reason(error)}; the previous version is intact. Free disk space "
-                              "(or raise the file-size limit) and rerun the same command") from None
+        raise write_failure(path, error) from None
     finally:
         try:
             temporary.unlink(missing_ok=True)
@@ -62,15 +121,69 @@ def atomic_h5(path: Path):
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file so that `path` is always either the old or the complete new file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = _temporary(path)
+    remove_dead_temporaries(path.parent)
     try:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
     except OSError as error:
-        raise StoreWriteError(f"cannot write {path}: {_reason(error)}; free disk space or fix the "
-                              "permissions and rerun the same command") from None
+        raise write_failure(path, error) from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
+def make_directory(directory: Path) -> None:
+    """Create an output folder (and its parents), with a one-line error for a path the user can fix."""
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_failure(directory, error) from None
+
+
+def check_output(path: Path, is_same_kind, what: str) -> None:
+    """Refuse an output file inside a run directory (or its checkpoints/), or in place of an existing
+    file that is not `what` (`is_same_kind(path)` says whether it is): replacing a result of the same
+    kind is fine, replacing anything else could destroy a run or another program's data."""
+    path = Path(path)
+    check_folder(path)
+    try:
+        folder = path.parent.resolve()
+        for candidate in (folder, folder.parent):
+            if (candidate / RUN_FILE).is_file():
+                raise UsageError(f"{path} is inside the run directory {candidate}; write outputs outside run "
+                                 "directories (choose another -o)")
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory; give a file name for -o")
+        if (path.exists() or path.is_symlink()) and not is_same_kind(path):
+            raise UsageError(f"{path} exists and is not {what}; choose another -o or remove it")
+    except OSError as error:
+        raise write_failure(path, error) from None
+
+
+MAX_NAME = 255 - 24  # the file system's 255 bytes, less what a temporary adds (`.NAME.PID.tmp`)
+
+
+def check_folder(path: Path) -> None:
+    """The folder an output file goes to must exist and be writable (checked before any work)."""
+    folder = Path(path).parent
+    if len(Path(path).name.encode()) > MAX_NAME:
+        raise UsageError(f"cannot write {path}: its name is longer than {MAX_NAME} bytes; choose a shorter name")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: {folder} is not an existing folder; create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write {path}: {folder} is not writable; choose another path")
+
+
+def result_kind(path: Path) -> str | None:
+    """The kind of the rltx analysis result in `path` (None for any other file)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            if "rltx_version" not in handle.attrs or "inputs" not in handle.attrs:
+                return None
+            return str(handle.attrs.get("kind"))
+    except (OSError, ValueError):
+        return None
 
 
 def _reason(error: Exception) -> str:
@@ -135,6 +248,8 @@ def read_run_record(run_dir: Path) -> RunRecord:
     with open_h5(run_dir / RUN_FILE) as handle:
         if handle.attrs.get("format_version") != FORMAT_VERSION or "config" not in handle:
             raise UsageError(f"{run_dir / RUN_FILE} is not an rltx run file; point to a run directory")
+        _require(handle, run_dir / RUN_FILE, groups=("environment", "samples", "identity", "transfer"),
+                 attributes=("status", "error", "created", "kind"), what="an rltx run file")
         return RunRecord(
             config_yaml=str(handle["config"].attrs["yaml"]),
             environment=dict(handle["environment"].attrs),
@@ -143,6 +258,15 @@ def read_run_record(run_dir: Path) -> RunRecord:
             created=float(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
             identity=_plain(handle["identity"].attrs), transfer=_plain(handle["transfer"].attrs),
             health=str(handle.attrs.get("health", "unchecked")))
+
+
+def _require(handle: h5py.File, path: Path, *, groups=(), attributes=(), what: str,
+             fix: str = "restore the file rltx wrote or remove the run") -> None:
+    """The layout a reader needs, or one line naming the file (another program's HDF5 in its place)."""
+    missing = [name for name in groups if not isinstance(handle.get(name), h5py.Group)]
+    missing += [f"attribute {name}" for name in attributes if name not in handle.attrs]
+    if missing:
+        raise UsageError(f"{path} is not {what} (it lacks {', '.join(missing[:3])}); {fix}")
 
 
 def _plain(attributes) -> dict:
@@ -181,6 +305,10 @@ def read_metrics(run_dir: Path) -> list[dict]:
         names = []
         handle.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
         columns = {name: handle[name][()] for name in names}
+    lengths = {values.shape for values in columns.values()}
+    if columns and ("step" not in columns or len(lengths) != 1 or len(lengths.pop()) != 1):
+        raise UsageError(f"{path} is not an rltx metrics file (it needs equally long 1-D columns with a step "
+                         "column); restore the file rltx wrote or remove the run")
     count = len(next(iter(columns.values()))) if columns else 0
     return [{name: values[i].item() for name, values in columns.items()} for i in range(count)]
 
@@ -216,11 +344,18 @@ def read_checkpoint(run_dir: Path, step: int) -> dict[str, np.ndarray]:
         stored = ", ".join(str(s) for s in checkpoint_steps_stored(run_dir)) or "none"
         raise UsageError(f"{run_dir} has no checkpoint at step {step}; stored steps: {stored}")
     with open_h5(path) as handle:
+        _require(handle, path, groups=("weights",), what="an rltx checkpoint")
         return _read_arrays(handle["weights"])
 
 
+_CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.h5$")
+
+
 def checkpoint_steps_stored(run_dir: Path) -> list[int]:
-    return sorted(int(p.stem.split("_")[1]) for p in (run_dir / CHECKPOINT_DIR).glob("step_*.h5"))
+    """The steps of the files named as rltx names checkpoints (copies and other files are ignored)."""
+    folder = run_dir / CHECKPOINT_DIR
+    names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    return sorted(int(found.group(1)) for found in map(_CHECKPOINT_NAME.match, names) if found)
 
 
 def write_state(run_dir: Path, step: int, weights: dict[str, np.ndarray], optimizer: dict[str, np.ndarray]) -> None:
@@ -235,7 +370,14 @@ def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], dict[str, np.
     path = run_dir / STATE_FILE
     if not path.exists():
         return None
-    with open_h5(path) as handle:
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise UsageError(f"{path} is damaged (truncated or another format); delete it to restart this run from "
+                         "step 0 (its checkpoints hold no optimizer state to resume from)") from None
+    with handle:
+        _require(handle, path, groups=("weights", "optimizer"), attributes=("step",), what="an rltx resume state",
+                 fix="delete it to restart this run from step 0")
         return int(handle.attrs["step"]), _read_arrays(handle["weights"]), _read_arrays(handle["optimizer"])
 
 
@@ -255,7 +397,10 @@ class RunLock:
         self._descriptor = None
 
     def acquire(self) -> "RunLock":
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise write_failure(self.path, error) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

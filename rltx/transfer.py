@@ -12,8 +12,8 @@ one or more pre-trained runs, then the downstream task is trained with the share
 """
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -146,6 +146,9 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     runs = [("transfer", run_dir)] if source_runs else [("scratch", run_dir)]
     if source_runs and with_baseline:
         runs.append(("scratch", Path(f"{run_dir}-scratch")))
+    for kind, directory in runs:  # every output checked before any of them trains (--with-baseline)
+        _check_sources_unchanged(directory, links)
+        loop.check_directory(directory, {**recipe.to_dict(), **links, "kind": kind}, resume)
     summaries = []
     for kind, directory in runs:
         paired = [str(d.resolve()) for k, d in runs if d != directory]
@@ -154,12 +157,20 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     return summaries
 
 
+def _check_sources_unchanged(run_dir: Path, links: dict) -> None:
+    """A resumed transfer must start from the very checkpoints it recorded (their sha256)."""
+    if not os.path.exists(run_dir / store.RUN_FILE):  # False also for a path the file system refuses
+        return
+    identity = store.read_run_record(run_dir).identity
+    if identity.get("sources") == links["sources"] and identity.get("from_step") == links["from_step"] \
+            and identity.get("source_digests", links["source_digests"]) != links["source_digests"]:
+        raise UsageError(f"a source checkpoint of {run_dir} changed since that transfer began (its sha256 differs "
+                         "from the recorded one); restore the original source run or choose another --out")
+
+
 def _fine_tune(recipe, run_dir, kind, sources, samples, examples, identity, paired, resume, reporter) -> RunSummary:
     writer = is_chief()  # several workers (TF_CONFIG) share run_dir; only the chief writes there
-    if writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    with (store.RunLock(run_dir) if writer else contextlib.nullcontext()):
-        existing = loop.start(run_dir, {**recipe.to_dict(), **identity}, resume)
+    with loop.run_directory(run_dir, {**recipe.to_dict(), **identity}, resume, writer) as existing:
         if existing is not None and existing.status == "completed":
             return loop.completed_summary(run_dir, reporter)
         record = store.RunRecord(recipe.to_yaml(), {}, samples, kind=kind, identity=identity,

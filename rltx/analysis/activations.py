@@ -77,7 +77,7 @@ import tensorflow as tf
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.models import HEAD
-from rltx.runs import Run, examples, model_at, open_run, select_steps
+from rltx.runs import Run, check_source_unchanged, examples, model_at, open_run, select_steps
 
 CONV_NEURONS = ("position", "channel")
 WHICH = ("test", "train")
@@ -245,6 +245,7 @@ def analyze_trajectory(pretrain_run, transfer_run, *, num_examples: int = 5000, 
     _check_choice("conv_neurons", conv_neurons, CONV_NEURONS)
     pretrain, transfer = open_run(pretrain_run), open_run(transfer_run)
     switch = switch_step_of(pretrain, transfer)
+    check_source_unchanged(transfer, pretrain.run_dir, switch)
     inputs = _examples_of(pretrain, which, num_examples)  # one example set for both phases
     points = [(0, s, s) for s in pretrain.steps if s <= switch] + \
              [(1, s, switch + s) for s in transfer.steps if s > 0]

@@ -13,11 +13,20 @@ from rltx.errors import UsageError
 RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 
 
+def _checked_output(_context, _parameter, path: Path | None) -> Path | None:
+    """-o is refused before any work when it points into a run or at a file that is not a result."""
+    if path is not None:
+        from rltx import store
+        store.check_output(path, lambda existing: store.result_kind(existing) is not None,
+                           "an rltx analysis result")
+    return path
+
+
 def output_options(command):
     """-o/--json and the checkpoint choice shared by every kind."""
     for option in reversed([
-        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Store the result in this HDF5 file."),
+        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), callback=_checked_output,
+                     help="Store the result in this HDF5 file (replaces only a result of the same kind)."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table."),
     ]):
         command = option(command)

@@ -16,7 +16,7 @@ from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance
 from rltx.models import transferable_layers
-from rltx.runs import examples, kernel_filters, model_at, open_run, select_steps
+from rltx.runs import check_same_model, examples, kernel_filters, model_at, open_run, select_steps
 
 
 class Setting:
@@ -24,6 +24,7 @@ class Setting:
 
     def __init__(self, paths, layer=None, step=None, all_steps=False, num_examples=0, centered=True):
         self.runs = [open_run(p) for p in paths]
+        check_same_model(self.runs, "runs pooled into one Sigma_w")
         self.steps = select_steps(self.runs[0], step, all_steps)
         for run in self.runs[1:]:
             for s in self.steps:

@@ -48,7 +48,7 @@ from rltx import store
 from rltx.analysis.results import Result
 from rltx.config import FIELDS
 from rltx.errors import UsageError
-from rltx.runs import Run, open_run
+from rltx.runs import Run, check_same_model, open_run
 from rltx.tasks import DATA_KEYS
 
 METRICS = ("train_auc", "test_auc", "final_train_accuracy", "final_test_accuracy")
@@ -198,9 +198,13 @@ def _partner(curve: _Curve, by_path: dict[str, _Curve]) -> _Curve | None:
     for candidate in (stored, curve.run.run_dir.parent / stored.name):
         key = str(candidate.resolve())
         if key in by_path:
-            return by_path[key]
-        if (candidate / store.RUN_FILE).exists():
-            return _load_curve(candidate)
+            partner = by_path[key]
+        elif (candidate / store.RUN_FILE).exists():
+            partner = _load_curve(candidate)
+        else:
+            continue
+        check_same_model([curve.run, partner.run], "a pre-trained / from-scratch pair")
+        return partner
     raise UsageError(f"the scratch run {stored} paired with {curve.run.run_dir} is not found (nor next to it); "
                      "restore it or pass its directory among the runs")
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from rltx import store
 from rltx.errors import UsageError
-from rltx.runs import Run, examples, open_run, select_steps
+from rltx.runs import Run, check_same_model, examples, open_run, select_steps
 
 EVAL_BATCH = 512
 
@@ -166,6 +166,7 @@ def analyze_barrier(run_a, run_b=None, *, step_a=None, step_b=None, points=31, a
         s_b = select_steps(first, step_b, False)[0]
     else:
         second = open_run(run_b)
+        check_same_model([first, second], "the two ends of an interpolation")
         s_a = select_steps(first, step_a, False)[0]
         s_b = select_steps(second, step_b, False)[0]
     theta_1, theta_2 = store.read_checkpoint(first.run_dir, s_a), store.read_checkpoint(second.run_dir, s_b)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rltx import __version__, store
+from rltx.errors import UsageError
 
 
 @dataclass
@@ -24,6 +25,9 @@ class Result:
 
 
 def write_result(result: Result, path: Path) -> None:
+    """Store `result` in `path`, replacing only an rltx result of the same kind (never a run's files)."""
+    store.check_output(Path(path), lambda existing: store.result_kind(existing) == result.kind,
+                       f"an rltx {result.kind} result")
     with store.atomic_h5(Path(path)) as handle:
         handle.attrs.update(kind=result.kind, inputs=json.dumps(result.inputs), rltx_version=__version__,
                             created=time.time())
@@ -32,6 +36,9 @@ def write_result(result: Result, path: Path) -> None:
 
 
 def read_result(path: Path) -> Result:
+    if store.result_kind(Path(path)) is None:
+        store.open_h5(Path(path)).close()  # a missing or non-HDF5 file has its own message
+        raise UsageError(f"{path} is not an rltx analysis result; produce one with `rltx analyze ... -o`")
     with store.open_h5(Path(path)) as handle:
         arrays = {}
         handle.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if hasattr(item, "shape") else None)

@@ -43,7 +43,7 @@ def analyze_transferability(pretrain_run, recipe, out_dir, *, steps=None):
                          f"{', '.join(map(str, run.steps)) or 'none'}")
     steps = sorted(set(int(s) for s in steps))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    store.make_directory(out_dir)
     upstream = {int(row["step"]): row for row in store.read_metrics(run.run_dir)}
     columns = {name: [] for name in ("train_accuracy", "test_accuracy", "train_auc", "test_auc",
                                      "train_loss", "test_loss", "pretrain_train_accuracy", "pretrain_test_accuracy")}

@@ -45,7 +45,7 @@ from rltx import store
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.models import HEAD
-from rltx.runs import Run, open_run, select_steps
+from rltx.runs import Run, check_same_model, open_run, select_steps
 
 REFERENCES = ("init", "source")
 
@@ -132,6 +132,8 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
     if not runs:
         raise UsageError("no runs given; pass one or more run directories")
     other_run = open_run(other) if other is not None else None
+    if other_run is not None:
+        check_same_model([other_run, *runs], "runs compared with --other")
 
     layers: list[str] | None = None
     rows_run, rows_step, distance, liu, total, other_distance, other_total = [], [], [], [], [], [], []

@@ -13,6 +13,13 @@ INPUTS = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_
 STYLE_OPTION = click.option("--style", type=click.Choice(["paper", "screen"]), default="paper", show_default=True,
                             help="paper: column width, 8 pt; screen: larger.")
 
+def _checked_output(_context, _parameter, path: Path) -> Path:
+    """-o is refused before any drawing when it points into a run or at a file that is not an image."""
+    from rltx.plotting.figure import check_image_output
+    check_image_output(path)
+    return path
+
+
 def figure_options(command):
     """-o, --title and --style, shared by every kind; the whole command draws inside the style, so
     legends and text added after the figure was made follow it too."""
@@ -27,6 +34,7 @@ def figure_options(command):
     command = styled
     for option in reversed([
         click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     callback=_checked_output,
                      help="Image file: .png, .pdf or .svg."),
         click.option("--title", help="Figure title."),
         STYLE_OPTION,

@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from rltx import store
 from rltx.errors import UsageError
 
 FORMATS = (".png", ".pdf", ".svg")
@@ -58,14 +59,29 @@ def read_analysis(path: Path, kind: str, producer: str):
     return result
 
 
-def save(figure, output: Path, title: str | None = None, style: str = "paper") -> Path:
-    """Write the figure (format from the suffix, resolution of the style) through a temporary file."""
+_MAGIC = {".png": (b"\x89PNG",), ".pdf": (b"%PDF",), ".svg": (b"<?xml", b"<svg")}
+
+
+def check_image_output(output: Path) -> None:
+    """Refuse an image path inside a run directory, or over a file that is not an image of its format."""
     output = Path(output)
     if output.suffix.lower() not in FORMATS:
         raise UsageError(f"output {output} must end in {', '.join(FORMATS)}")
+
+    def same_format(existing: Path) -> bool:
+        with open(existing, "rb") as handle:
+            return handle.read(8).lstrip().startswith(_MAGIC[output.suffix.lower()])
+    store.check_output(output, same_format, f"a {output.suffix.lower()[1:].upper()} image")
+
+
+def save(figure, output: Path, title: str | None = None, style: str = "paper") -> Path:
+    """Write the figure (format from the suffix, resolution of the style) through a temporary file."""
+    output = Path(output)
+    check_image_output(output)
     if not output.parent.exists() or not os.access(output.parent, os.W_OK):
         raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
     temporary = output.with_name(f".{output.stem}.{os.getpid()}{output.suffix}")
+    store.remove_dead_temporaries(output.parent)
     try:
         with style_context(style):
             if title:

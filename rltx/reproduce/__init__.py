@@ -8,6 +8,7 @@ import sysconfig
 from pathlib import Path
 from typing import Callable
 
+from rltx import store
 from rltx.config import make_recipe, read_recipe_file
 from rltx.errors import UsageError
 from rltx.reproduce import pipelines
@@ -84,7 +85,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
         spec = dataclasses.replace(spec, seeds=seeds)
     recipe = make_recipe(recipe_file.keys)
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
-    out.mkdir(parents=True, exist_ok=True)
+    store.make_directory(out)
     echo(f"{path.stem}: {recipe.description}")
     context = pipelines.Context(recipe, spec, out, reporter, echo)
     if spec.pipeline == "sweep":

@@ -184,16 +184,17 @@ def _group_runs(spec: SweepSpec, name: str, directory: Path, base_seed: int, qui
 def write_plan(plan: Plan) -> Path:
     """The group recipe files and OUT/plan.json. An existing plan must be the same plan: a sweep
     directory never mixes two experiments."""
+    from rltx import store
     from rltx.store import atomic_write_text
     out = Path(plan.out)
     path = out / PLAN_FILE
     text = json.dumps(_as_dict(plan), indent=1)
-    if path.exists() and path.read_text() != text:
-        raise UsageError(f"{path} holds another plan (other recipe, profile or --set); "
-                         "use another --out or remove that sweep directory")
+    if (path.exists() or path.is_symlink()) and _plan_text(path) != text:
+        raise UsageError(f"{path} holds another plan (other recipe, profile or --set); use another --out "
+                         "(or the recipe, profile and --set that made this sweep)")
     for group in plan.groups:
         recipe = Path(group["recipe"])
-        recipe.parent.mkdir(parents=True, exist_ok=True)
+        store.make_directory(recipe.parent)
         atomic_write_text(recipe, group["yaml"])
     atomic_write_text(path, text)
     return path
@@ -205,8 +206,22 @@ def _as_dict(plan: Plan) -> dict:
             "runs": [dataclasses.asdict(run) for run in plan.runs]}
 
 
+def _plan_text(path: Path) -> str:
+    """The text of a stored plan, or a one-line error saying it is damaged and how to rebuild it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text)
+        if not isinstance(raw, dict) or not {"recipe", "out", "groups", "runs"} <= raw.keys():
+            raise ValueError("not a plan")
+        return text
+    except (OSError, ValueError, RecursionError):
+        raise UsageError(f"{path} is damaged (not a plan written by rltx sweep); remove that one file (the runs "
+                         "beside it are kept and reused) and rerun the sweep with the same recipe and --plan-only "
+                         "to write it again") from None
+
+
 def read_plan(path: Path) -> Plan:
-    raw = json.loads(Path(path).read_text())
+    raw = json.loads(_plan_text(Path(path)))
     runs = tuple(PlannedRun(**{k: tuple(v) if isinstance(v, list) else v for k, v in run.items()})
                  for run in raw["runs"])
     return Plan(raw["recipe"], raw["out"], tuple(raw["groups"]), runs)

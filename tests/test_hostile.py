@@ -1,0 +1,254 @@
+"""Issue 15's hostile cases, each run as the `rltx` program (a subprocess): the exit code, exactly
+one stderr line `Error: ...`, no traceback, and the neighbouring completed run `base`
+byte-identical afterwards (sha256 of every file). Cases of one class run concurrently."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from rltx import store
+from tests_support import TINY, invoke_ok
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+CAN_MOUNT_READ_ONLY = shutil.which("unshare") is not None and subprocess.run(
+    ["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+RECIPE = {**TINY, "gaussian_num_classes": 4, "num_classes_downstream": 4}  # TINY with a downstream task
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """tiny.yaml, the completed run `base`, and `other` (same recipe with 4 filters)."""
+    directory = tmp_path_factory.mktemp("hostile")
+    (directory / "tiny.yaml").write_text(yaml.safe_dump(RECIPE))
+    invoke_ok("pretrain", directory / "tiny.yaml", "--out", directory / "base", "--quiet")
+    invoke_ok("pretrain", directory / "tiny.yaml", "--set", "num_filters=4", "--out", directory / "other", "--quiet")
+    return directory
+
+
+def digests(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def copy_of(work: Path, name: str, source: str = "base") -> Path:
+    shutil.copytree(work / source, work / name)
+    return work / name
+
+
+def rltx(work: Path, *args, env=None, read_only: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m rltx ARGS` in `work`; with `read_only`, that folder is mounted read-only for it."""
+    command = [sys.executable, "-m", "rltx", *map(str, args)]
+    if read_only is not None:
+        command = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(read_only),
+                   *command]
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CONFIG")}
+    environment.update(PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run(command, cwd=work, capture_output=True, text=True, env=environment, timeout=300)
+
+
+def run_cases(work: Path, cases: dict[str, tuple]) -> dict[str, subprocess.CompletedProcess]:
+    """Each case (args, keyword args of `rltx`) in its own process, three at a time; `base` unchanged."""
+    before = digests(work / "base")
+    with ThreadPoolExecutor(3) as pool:
+        futures = {name: pool.submit(rltx, work, *args, **(options or {})) for name, (args, options) in cases.items()}
+        results = {name: future.result() for name, future in futures.items()}
+    assert digests(work / "base") == before
+    return results
+
+
+def refused(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    lines = result.stderr.splitlines()
+    assert result.returncode == code and len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def succeeded(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_outputs_never_replace_run_files_or_foreign_files_and_temporaries_are_cleaned(work):
+    """Items 1, 8 (missing folder, long name, path under a file) and 11 (stale temporaries)."""
+    (work / "results").mkdir()
+    stale = [work / "results" / f".w.h5.{dead_pid()}.tmp", work / "results" / f".fig.{dead_pid()}.png"]
+    for path in stale:
+        path.write_bytes(b"left by a SIGKILL")
+    (work / "results" / "other.h5").write_bytes(b"")
+    with h5py.File(work / "results" / "foreign.h5", "w") as handle:
+        handle["x"] = np.zeros(3)
+    cases = {
+        "run file": (("analyze", "weights", "base", "-o", "base/metrics.h5"), None),
+        "recipe": (("analyze", "weights", "base", "-o", "tiny.yaml"), None),
+        "foreign hdf5": (("analyze", "weights", "base", "-o", "results/foreign.h5"), None),
+        "plot into run": (("plot", "curves", "base", "-o", "base/fig.png"), None),
+        "plot over recipe": (("plot", "curves", "base", "-o", "tiny.png"), None),
+        "missing folder": (("analyze", "weights", "base", "-o", "missing/w.h5"), None),
+        "under a file": (("analyze", "weights", "base", "-o", "tiny.yaml/w.h5"), None),
+        "long name": (("analyze", "weights", "base", "-o", "results/" + "w" * 300 + ".h5"), None),
+        "init missing folder": (("construct-init", "tiny.yaml", "--layers", "1", "-o", "missing/i.h5"), None),
+        "same kind": (("analyze", "weights", "base", "-o", "results/w.h5"), None),
+        "plot": (("plot", "curves", "base", "-o", "results/fig.png"), None),
+    }
+    (work / "tiny.png").write_text("not an image")
+    results = run_cases(work, cases)
+    refused(results["run file"], 2, "inside the run directory")
+    refused(results["recipe"], 2, "not an rltx analysis result")
+    refused(results["foreign hdf5"], 2, "not an rltx analysis result")
+    refused(results["plot into run"], 2, "inside the run directory")
+    refused(results["plot over recipe"], 2, "not a PNG image")
+    refused(results["missing folder"], 2, "not an existing folder")
+    refused(results["under a file"], 2, "not an existing folder")
+    refused(results["long name"], 2, "name")
+    refused(results["init missing folder"], 2, "not an existing folder")
+    assert "disk space" not in "".join(r.stderr for r in results.values())
+    assert (work / "tiny.yaml").read_text() == yaml.safe_dump(RECIPE)
+    succeeded(results["same kind"])
+    succeeded(results["plot"])
+    assert not any(path.exists() for path in stale)
+    from rltx.analysis.results import Result, write_result
+    from rltx.errors import UsageError
+    with pytest.raises(UsageError, match="not an rltx spectrum result"):
+        write_result(Result("spectrum", {}, {}), work / "results" / "w.h5")
+    write_result(Result("weights", {}, {}), work / "results" / "w.h5")  # a result of the same kind: replaced
+    with pytest.raises(UsageError, match="inside the run directory"):
+        write_result(Result("weights", {}, {}), work / "base" / "checkpoints" / "w.h5")
+    assert store.result_kind(work / "results" / "w.h5") == "weights"
+
+
+def test_transfer_from_a_damaged_source_and_mismatched_runs_are_refused(work):
+    """Items 2 (final checkpoint missing) and 5 (pooled or paired runs of another architecture)."""
+    damaged = copy_of(work, "damaged")
+    (damaged / "checkpoints" / "step_00000040.h5").unlink()
+    cases = {
+        "damaged": (("transfer", "tiny.yaml", "--from", "damaged", "--out", "t_damaged", "--quiet"), None),
+        "misalignment": (("analyze", "misalignment", "base", "other"), None),
+        "barrier": (("analyze", "barrier", "base", "other"), None),
+        "covariance-from": (("construct-init", "tiny.yaml", "--layers", "1", "--covariance-from", "base",
+                             "--covariance-from", "other", "-o", "i.h5"), None),
+    }
+    results = run_cases(work, cases)
+    refused(results["damaged"], 2, "final checkpoint (step 40) is missing", "--from-step")
+    assert not (work / "t_damaged").exists()
+    for name in ("misalignment", "barrier", "covariance-from"):
+        refused(results[name], 2, "one architecture", "num_filters")
+    assert not (work / "i.h5").exists()
+
+
+def test_a_changed_source_checkpoint_is_refused_where_its_sha256_was_recorded(work):
+    """Item 2: a transfer records its source's sha256; resuming it or tracing its activations checks it."""
+    source = copy_of(work, "source")
+    invoke_ok("transfer", work / "tiny.yaml", "--from", source, "--out", work / "t_digest", "--quiet")
+    path = store.checkpoint_path(source, 40)
+    with h5py.File(path, "a") as handle:
+        handle["weights/conv_0/kernel"][0, 0, 0, 0] += 1.0
+    results = run_cases(work, {
+        "resume": (("transfer", "tiny.yaml", "--from", "source", "--out", "t_digest", "--quiet"), None),
+        "trajectory": (("analyze", "activation-trajectory", "source", "t_digest", "--num-examples", "8"), None)})
+    refused(results["resume"], 2, "sha256")
+    refused(results["trajectory"], 2, "sha256")
+
+
+def test_readers_ignore_stray_names_and_name_files_of_another_layout(work):
+    """Items 9 and 11 (a truncated state.h5)."""
+    stray = copy_of(work, "stray")
+    shutil.copy(stray / "checkpoints" / "step_00000040.h5", stray / "checkpoints" / "step_00000040 (copy).h5")
+    foreign_metrics, foreign_checkpoint, truncated = (copy_of(work, n) for n in ("fm", "fc", "trunc"))
+    for path in (foreign_metrics / "metrics.h5", foreign_checkpoint / "checkpoints" / "step_00000040.h5"):
+        path.unlink()
+        with h5py.File(path, "w") as handle:
+            handle["table"] = np.zeros((3, 3))
+    record = store.read_run_record(truncated)
+    record.status = "interrupted"
+    store.write_run_record(truncated, record)
+    state = (truncated / "state.h5").read_bytes()
+    (truncated / "state.h5").write_bytes(state[:len(state) // 2])
+    results = run_cases(work, {
+        "stray": (("analyze", "weights", "stray", "--json"), None),
+        "metrics": (("analyze", "curves", "fm"), None),
+        "checkpoint": (("analyze", "weights", "fc"), None),
+        "state": (("pretrain", "tiny.yaml", "--out", "trunc", "--quiet"), None)})
+    succeeded(results["stray"])
+    assert json.loads(results["stray"].stdout)["inputs"]
+    refused(results["metrics"], 2, "fm/metrics.h5", "not an rltx metrics file")
+    refused(results["checkpoint"], 2, "step_00000040.h5", "not an rltx checkpoint")
+    refused(results["state"], 2, "state.h5", "delete it")
+
+
+def test_checks_come_before_anything_is_written(work):
+    """Item 10, item 8's output paths of training, item 13 (TF_CONFIG) and item 12 (plan.json)."""
+    copy_of(work, "t10-scratch")  # holds a pre-training run, not the transfer's baseline
+    sweep = {**RECIPE, "total_steps": 8,
+             "total_steps_downstream": 8, "num_eval_points": 2, "checkpoint_every": 0,
+             "sweep": {"architectures": ["simple_cnn"], "groups": 1, "seeds": 1, "transfer_layers": ["all"],
+                       "labels_downstream": ["real"], "seed": 0}}
+    (work / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    invoke_ok("construct-init", work / "tiny.yaml", "--set", "num_filters=4", "--layers", "1", "-o", work / "i4.h5")
+    (work / "plan_dir" / "plan.json").mkdir(parents=True)
+    (work / "plan_latin1").mkdir()
+    (work / "plan_latin1" / "plan.json").write_bytes("{\"r\u00e9\": 1".encode("latin-1"))
+    (work / "plan_json").mkdir()
+    (work / "plan_json" / "plan.json").write_text("[1, 2")
+    cases = {
+        "baseline": (("transfer", "tiny.yaml", "--from", "base", "--with-baseline", "--out", "t10", "--quiet"), None),
+        "lock": (("pretrain", "tiny.yaml", "--set", "seed=4", "--out", "base", "--quiet"), None),
+        "late bad input": (("pretrain", "tiny.yaml", "--init", "i4.h5", "--out", "t_late", "--quiet"), None),
+        "under a file": (("pretrain", "tiny.yaml", "--out", "tiny.yaml/run", "--quiet"), None),
+        "long name": (("pretrain", "tiny.yaml", "--out", "r" * 300, "--quiet"), None),
+        "tf_config": (("pretrain", "tiny.yaml", "--out", "t_tf", "--quiet"), {"env": {"TF_CONFIG": "{bad"}}),
+        "plan dir": (("sweep", "sweep.yaml", "--out", "plan_dir", "--plan-only"), None),
+        "plan latin1": (("sweep", "sweep.yaml", "--out", "plan_latin1", "--plan-only"), None),
+        "plan json": (("sweep", "sweep.yaml", "--out", "plan_json", "--plan-only"), None),
+    }
+    results = run_cases(work, cases)
+    refused(results["baseline"], 2, "t10-scratch", "holds another run")
+    assert not (work / "t10").exists()
+    refused(results["lock"], 2, "holds another run")
+    refused(results["late bad input"], 2, "does not fit this model")  # found after the lock was taken
+    assert not (work / "t_late").exists()
+    refused(results["under a file"], 2, "tiny.yaml/run")
+    refused(results["long name"], 2, "name")
+    refused(results["tf_config"], 2, "TF_CONFIG")
+    assert not (work / "t_tf").exists()
+    for name in ("plan dir", "plan latin1", "plan json"):
+        refused(results[name], 2, "damaged", "--plan-only")
+    assert (work / "plan_json" / "plan.json").read_text() == "[1, 2"
+
+
+@pytest.mark.skipif(not CAN_MOUNT_READ_ONLY, reason="needs `unshare -m` to mount a folder read-only")
+def test_read_only_storage(work):
+    """Item 8: read-only folders for new runs, analysis and init outputs; a completed run rerun on them."""
+    storage = work / "ro"
+    storage.mkdir()
+    shutil.copytree(work / "base", storage / "base")
+    before = digests(storage / "base")
+    read_only = {"read_only": storage}
+    results = run_cases(work, {
+        "new run": (("pretrain", "tiny.yaml", "--out", "ro/new", "--quiet"), read_only),
+        "completed": (("pretrain", "tiny.yaml", "--out", "ro/base"), read_only),
+        "analyze": (("analyze", "weights", "base", "-o", "ro/w.h5"), read_only),
+        "init": (("construct-init", "tiny.yaml", "--layers", "1", "-o", "ro/i.h5"), read_only)})
+    for name in ("new run", "analyze", "init"):
+        refused(results[name], 2, "ro/")
+        assert "disk space" not in results[name].stderr
+    assert results["completed"].returncode == 0 and "completed" in results["completed"].stdout, \
+        results["completed"].stderr
+    assert digests(storage / "base") == before
