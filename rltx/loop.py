@@ -23,7 +23,8 @@ import yaml
 
 from rltx import hyperrule, store
 from rltx.config import Recipe
-from rltx.distribute import check_batch_divides, choose_strategy, distributed_batches, host_tensor, padded_batches
+from rltx.distribute import (check_batch_divides, choose_strategy, distributed_batches, host_tensor, is_chief,
+                             padded_batches)
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
 from rltx.models import HEAD, transferable_layers
@@ -84,6 +85,16 @@ class Examples:
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a command trains in a run directory: its plan, the record to store (kind, samples, ...),
+    the examples, and the builder of its step-0 model, called with the plan's dtype policy."""
+    plan: TrainPlan
+    record: store.RunRecord
+    examples: Examples
+    make_model: Callable[[str], keras.Model]
 
 
 # --- A.3: the optimisation ----------------------------------------------------------------
@@ -203,7 +214,26 @@ def layer_norms(model: keras.Model) -> dict[str, float]:
 
 # --- the run ----------------------------------------------------------------------------
 
-def start(run_dir: Path, identity: dict, resume: bool):
+def run(run_dir: Path, identity: dict, prepare: Callable[[store.RunRecord | None], Training], *,
+        resume: bool, reporter: Reporter) -> RunSummary:
+    """The one lifecycle of a run directory, from lock to final status: check that the run already
+    there (if any) is this one, do nothing if it completed, else train what `prepare(existing
+    record or None)` gives. Several workers (TF_CONFIG) share run_dir; only the chief writes there."""
+    writer = is_chief()
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with (store.RunLock(run_dir) if writer else contextlib.nullcontext()):
+        existing = _start(run_dir, identity, resume)
+        if existing is not None and existing.status == "completed":
+            return _completed_summary(run_dir, reporter)
+        training = prepare(existing)
+        if existing is not None:
+            training.record.created = existing.created
+        return train(training.plan, run_dir, training.record, training.examples, training.make_model,
+                     reporter, writer)
+
+
+def _start(run_dir: Path, identity: dict, resume: bool):
     """The record already in `run_dir` (None for a new run), after checking it is the same run.
 
     `identity` is everything that defines the run (the recipe, the sources of a transfer); a
@@ -221,7 +251,7 @@ def start(run_dir: Path, identity: dict, resume: bool):
     return record
 
 
-def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
+def _completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
     """A rerun of a completed run does nothing and reports its final metrics."""
     reporter.message(f"{run_dir} is already completed; nothing to do")
     metrics = store.read_metrics(run_dir)
@@ -231,7 +261,8 @@ def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
 def train(plan: TrainPlan, run_dir: Path, record: store.RunRecord, examples: Examples,
           make_model: Callable[[str], keras.Model], reporter: Reporter, writer: bool) -> RunSummary:
     """Train the model `make_model(plan.dtype_policy)` builds (its weights are those of step 0) and
-    store the run. Under several workers, every worker calls this and only the `writer` writes."""
+    store the run (`run` holds the lock). Under several workers, every worker calls this and only
+    the `writer` writes."""
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(plan.seed)
     strategy = choose_strategy()

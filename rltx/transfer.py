@@ -12,8 +12,8 @@ one or more pre-trained runs, then the downstream task is trained with the share
 """
 from __future__ import annotations
 
-import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -21,7 +21,6 @@ import numpy as np
 
 from rltx import hyperrule, loop, store
 from rltx.config import Recipe
-from rltx.distribute import is_chief
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
@@ -149,32 +148,38 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     summaries = []
     for kind, directory in runs:
         paired = [str(d.resolve()) for k, d in runs if d != directory]
-        summaries.append(_fine_tune(recipe, directory, kind, source_runs, samples, examples,
-                                    {**links, "kind": kind}, paired, resume, reporter))
+        identity = {**links, "kind": kind}
+        fine_tuning = FineTuning(recipe, kind, source_runs, samples, examples, identity, paired)
+        summaries.append(loop.run(directory, {**recipe.to_dict(), **identity}, fine_tuning.prepare, resume=resume,
+                                  reporter=reporter))
     return summaries
 
 
-def _fine_tune(recipe, run_dir, kind, sources, samples, examples, identity, paired, resume, reporter) -> RunSummary:
-    writer = is_chief()  # several workers (TF_CONFIG) share run_dir; only the chief writes there
-    if writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    with (store.RunLock(run_dir) if writer else contextlib.nullcontext()):
-        existing = loop.start(run_dir, {**recipe.to_dict(), **identity}, resume)
-        if existing is not None and existing.status == "completed":
-            return loop.completed_summary(run_dir, reporter)
-        record = store.RunRecord(recipe.to_yaml(), {}, samples, kind=kind, identity=identity,
-                                 transfer={"paired_with": json.dumps([str(p) for p in paired])})
-        if existing is not None:
-            record.created = existing.created
-        input_shape = tuple(examples.train_x.shape[1:])
+@dataclass(frozen=True)
+class FineTuning:
+    """One downstream run of `transfer`: a transfer from `sources` (kind transfer) or its paired
+    from-scratch baseline (kind scratch), on the same samples."""
+    recipe: Recipe
+    kind: str
+    sources: list[Checkpoint]
+    samples: dict
+    examples: loop.Examples
+    identity: dict  # the sources and the kind: with the recipe, what defines the run
+    paired: list[str]
+
+    def prepare(self, existing: store.RunRecord | None) -> loop.Training:
+        """What `loop.run` trains (the samples were drawn before, for both runs of a pair)."""
+        recipe = self.recipe
+        record = store.RunRecord(recipe.to_yaml(), {}, self.samples, kind=self.kind, identity=self.identity,
+                                 transfer={"paired_with": json.dumps(self.paired)})
+        input_shape = tuple(self.examples.train_x.shape[1:])
 
         def make_model(policy):
             model = build_recipe_model(recipe, input_shape, recipe.num_classes_downstream, dtype_policy=policy)
-            if kind == "transfer":
-                weights, details = initial_weights(model, recipe, sources)
+            if self.kind == "transfer":
+                weights, details = initial_weights(model, recipe, self.sources)
                 assign_weights(model.weights, weights)
                 record.transfer.update(details)
             return model
 
-        plan = loop.TrainPlan.from_recipe(recipe, downstream=True)
-        return loop.train(plan, run_dir, record, examples, make_model, reporter, writer)
+        return loop.Training(loop.TrainPlan.from_recipe(recipe, downstream=True), record, self.examples, make_model)
