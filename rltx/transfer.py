@@ -24,7 +24,7 @@ from rltx.config import Recipe
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
-from rltx.models import ARCHITECTURES, transferable_layers
+from rltx.models import ARCHITECTURES, conv_layers, transferable_layers
 from rltx.progress import Reporter
 from rltx.runs import Checkpoint, open_checkpoint
 from rltx.tasks import DATA_KEYS, build_recipe_model, downstream_samples, load_examples, open_recipe_source
@@ -47,7 +47,7 @@ def select_layers(model: keras.Model, spec) -> list[str]:
     if spec == "all":
         return layers
     if spec == "conv":
-        return [name for name in layers if isinstance(model.get_layer(name), keras.layers.Conv2D)]
+        return conv_layers(model)
     if isinstance(spec, int):
         if spec > len(layers):
             raise UsageError(f"transfer_layers {spec} exceeds the {len(layers)} transferable layers of this model")

@@ -27,15 +27,12 @@ def write_result(result: Result, path: Path) -> None:
     with store.atomic_h5(Path(path)) as handle:
         handle.attrs.update(kind=result.kind, inputs=json.dumps(result.inputs), rltx_version=__version__,
                             created=time.time())
-        for name, values in result.arrays.items():
-            handle.create_dataset(name, data=values)
+        store.write_arrays(handle, result.arrays)
 
 
 def read_result(path: Path) -> Result:
     with store.open_h5(Path(path)) as handle:
-        arrays = {}
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if hasattr(item, "shape") else None)
-        return Result(str(handle.attrs["kind"]), json.loads(handle.attrs["inputs"]), arrays)
+        return Result(str(handle.attrs["kind"]), json.loads(handle.attrs["inputs"]), store.read_arrays(handle))
 
 
 def to_json(result: Result) -> str:

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from rltx import store
 from rltx.analysis.results import Result, write_result
 from rltx.config import Recipe, make_recipe
 from rltx.reproduce import verdicts
@@ -114,7 +115,7 @@ def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], Result]:
 
 
 def auc_by_variant(runs: dict[str, list[Path]], curves: Result) -> dict[str, np.ndarray]:
-    names = [str(Path(p.decode() if isinstance(p, bytes) else p).resolve()) for p in curves.arrays["runs"]]
+    names = [str(Path(store.text(p)).resolve()) for p in curves.arrays["runs"]]
     auc = dict(zip(names, curves.arrays["train_auc"]))
     return {name: np.array([auc[str(Path(r).resolve())] for r in group]) for name, group in runs.items()}
 
@@ -139,7 +140,7 @@ def construct_table_pipeline(context: Context) -> Outcome:
     context.echo(f"construct and train {len(context.recipe.table_layer_sets)} initialisations -> {context.out / 'table'}")
     result = construct_table(context.recipe, context.out / "table", context.reporter("construct"))
     path = context.store(result, "table.h5")
-    labels = [s.decode() if isinstance(s, bytes) else str(s) for s in result.arrays["layer_sets"]]
+    labels = [store.text(s) for s in result.arrays["layer_sets"]]
     accuracy, iterations = result.arrays["accuracy"], result.arrays["iterations"]
     # the ordering is judged after the longest training (the table's last row); earlier rows are
     # reported only: on the paper's own numbers the 100-iteration row of Tables 2-4 is mixed
@@ -195,7 +196,7 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
     arrays = result.arrays
     findings = []
     for labels in ("real", "random"):
-        chosen = np.array([(x.decode() if isinstance(x, bytes) else x) == labels for x in arrays["pairs/labels_downstream"]])
+        chosen = np.array([store.text(x) == labels for x in arrays["pairs/labels_downstream"]])
         if chosen.any():
             findings.append(verdicts.scatter_finding(labels, arrays["pairs/pretrained_train_auc"][chosen],
                                                      arrays["pairs/scratch_train_auc"][chosen]))
