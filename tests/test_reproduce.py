@@ -3,11 +3,14 @@ fig5, table1 and fig4_gaussian. Each must leave its figures, its analysis result
 and the quantities must be the paper's (checked here on the stored results, not on the verdict's
 wording)."""
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from tests_support import stored
 
 from rltx import store
 from rltx.cli import main
+
+pytestmark = pytest.mark.slow  # subprocesses, end to end
 
 
 def reproduce(name, out, *extra):
