@@ -85,6 +85,7 @@ class Recipe:
     epochs: Optional[float] = key(None, help="training length in passes over the upstream set (give this or total_steps)", unit="epochs", minimum=0.0, exclusive_minimum=True)
     total_steps: Optional[int] = key(None, help="training length in SGD steps (give this or epochs)", unit="steps", minimum=1)
     seed: int = key(0, help="seed of sampling, labels, initialisation and data order", minimum=0)
+    jit_compile: Union[str, bool] = key("auto", help="compile the training and evaluation steps with XLA: true, false, or auto (on GPUs only; on CPUs XLA was slower)")
     mixed_precision: str = key("none", help="compute dtype policy of training (weights, loss and all analysis stay float32/float64)", choices=("none", "mixed_float16", "mixed_bfloat16"))
     # --- downstream task and transfer (A.1 step 2-4, A.4, A.9, A.10; used by `rltx transfer`) ---
     num_classes_downstream: int = key(10, help="classes of the downstream task (A.1 step 4)", unit="classes", minimum=2)
@@ -335,6 +336,8 @@ def _check_together(recipe: Recipe) -> None:
     """Constraints that involve several keys."""
     if (recipe.epochs is None) == (recipe.total_steps is None):
         raise UsageError("give exactly one of epochs and total_steps in the recipe (set the other to null)")
+    if recipe.jit_compile not in ("auto", True, False):
+        raise UsageError(f"jit_compile is {recipe.jit_compile!r}; use auto, true or false")
     if recipe.epochs_downstream is not None and recipe.total_steps_downstream is not None:
         raise UsageError("give at most one of epochs_downstream and total_steps_downstream")
     layers = recipe.transfer_layers

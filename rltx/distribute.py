@@ -17,6 +17,30 @@ from rltx.data import to_model_input
 from rltx.errors import UsageError
 
 
+# Per-process GPU memory cap in MiB (`rltx sweep --runs-per-gpu` sets it for its workers); unset:
+# memory growth, so runs sharing a GPU each take only what they use.
+MEMORY_ENV = "RLTX_GPU_MEMORY_MB"
+
+
+def configure_gpus() -> None:
+    """Before the first strategy: every GPU of this process grows its memory as needed (TF's default
+    reserves nearly all of it, and a second process on the GPU then fails out of memory), or, when
+    RLTX_GPU_MEMORY_MB is set, is one logical device capped at that many MiB. No GPU: nothing to do.
+    Once TF has initialised its devices the settings are fixed and this leaves them as they are."""
+    limit = os.environ.get(MEMORY_ENV, "").strip()
+    if limit and not (limit.isdigit() and int(limit) > 0):
+        raise UsageError(f"{MEMORY_ENV}={limit!r} is not a positive number of MiB; set e.g. {MEMORY_ENV}=8000 or unset it")
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            if limit:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit))])
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # devices already initialised (a caller set them up): keep theirs
+            return
+
+
 @functools.cache
 def choose_strategy() -> tf.distribute.Strategy:
     """MultiWorkerMirrored when TF_CONFIG names a cluster, Mirrored over all local GPUs, else one device.
@@ -25,6 +49,7 @@ def choose_strategy() -> tf.distribute.Strategy:
     strategy serves every run of a process (a transfer and its baseline, a table's runs): TF sets up
     the collective ops of a cluster once, and a second MultiWorkerMirroredStrategy breaks them.
     """
+    configure_gpus()
     if json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
@@ -36,6 +61,19 @@ def choose_strategy() -> tf.distribute.Strategy:
     if len(cpus) > 1:
         return tf.distribute.MirroredStrategy([d.name for d in cpus])
     return tf.distribute.OneDeviceStrategy(cpus[0].name)
+
+
+def use_xla(setting: str | bool, strategy: tf.distribute.Strategy) -> bool:
+    """Whether the recipe's jit_compile compiles the steps under `strategy`: auto compiles on GPUs
+    only (on CPUs XLA was measured slower for VGG16 and fails under MirroredStrategy over split
+    logical CPU devices)."""
+    devices = strategy.extended.worker_devices
+    on_gpu = all("GPU" in device.upper() for device in devices)
+    if setting is True and not on_gpu and len(devices) > 1:
+        # XLA compiles for one CPU device and cannot reach the variables of the other replicas
+        raise UsageError(f"jit_compile: true does not work with MirroredStrategy over {len(devices)} CPU devices; "
+                         "set jit_compile: auto or false")
+    return on_gpu if setting == "auto" else bool(setting)
 
 
 def is_chief() -> bool:

@@ -9,6 +9,7 @@ directory it resumes from the last resume state and ends with the same weights.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 import time
@@ -24,7 +25,7 @@ import yaml
 from rltx import hyperrule, store
 from rltx.config import Recipe
 from rltx.distribute import (check_batch_divides, choose_strategy, distributed_batches, host_tensor, is_chief,
-                             padded_batches)
+                             padded_batches, use_xla)
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
 from rltx.models import HEAD, transferable_layers
@@ -65,6 +66,7 @@ class TrainPlan:
     checkpoint_every: int
     checkpoint_steps: tuple[int, ...]
     dtype_policy: str  # Keras dtype policy of the model's layers: float32, mixed_float16, mixed_bfloat16
+    jit_compile: str | bool = "auto"  # XLA for the steps: True, False, or auto (on GPUs only)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, *, downstream: bool) -> "TrainPlan":
@@ -75,7 +77,7 @@ class TrainPlan:
         policy = "float32" if recipe.mixed_precision == "none" else recipe.mixed_precision
         return cls(recipe.steps_downstream if downstream else recipe.steps, learning_rate, recipe.momentum,
                    recipe.batch_size, recipe.seed, recipe.num_eval_points, recipe.eval_batch_size,
-                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy)
+                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy, recipe.jit_compile)
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,15 @@ def make_optimizer(plan: TrainPlan) -> keras.optimizers.Optimizer:
 
 class Steps:
     """The compiled pieces of the loop: a chunk of SGD steps, a pass over a whole set, and a
-    gather of a few numbers from every worker."""
+    gather of a few numbers from every worker. With `jit_compile` one replica's SGD step and
+    evaluation batch are XLA-compiled (the loops around them read tf.data iterators, which XLA
+    cannot compile)."""
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                 strategy: tf.distribute.Strategy, global_batch: int):
+                 strategy: tf.distribute.Strategy, global_batch: int, jit_compile: bool = False):
         self.model, self.optimizer, self.strategy, self.global_batch = model, optimizer, strategy, global_batch
+        compile_ = functools.partial(tf.function, jit_compile=True) if jit_compile else (lambda step: step)
+        self.sgd_step, self.eval_batch = compile_(self._sgd_step), compile_(self._eval_batch)
         self.train_chunk = tf.function(self._train_chunk)
         self.evaluate = tf.function(self._evaluate)
         self.gather = tf.function(self._gather)
@@ -152,7 +158,7 @@ class Steps:
         totals = tf.zeros(2, tf.float64)
         for _ in tf.range(num_steps):
             images, labels = next(iterator)
-            per_replica = self.strategy.run(self._sgd_step, args=(images, labels))
+            per_replica = self.strategy.run(self.sgd_step, args=(images, labels))
             totals += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
         return totals
 
@@ -165,7 +171,7 @@ class Steps:
     def _evaluate(self, dataset):
         totals = tf.zeros(3, tf.float64)  # float64: sums over up to millions of examples
         for images, labels, weights in dataset:
-            per_replica = self.strategy.run(self._eval_batch, args=(images, labels, weights))
+            per_replica = self.strategy.run(self.eval_batch, args=(images, labels, weights))
             totals += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
         return totals
 
@@ -292,7 +298,7 @@ class _Run:
             self.model = make_model(plan.dtype_policy)
             self.optimizer = make_optimizer(plan)
             self.optimizer.build(self.model.trainable_variables)
-        self.steps = Steps(self.model, self.optimizer, strategy, plan.batch_size)
+        self.steps = Steps(self.model, self.optimizer, strategy, plan.batch_size, use_xla(plan.jit_compile, strategy))
         self.stop_signal = None
 
     def execute(self) -> RunSummary:

@@ -10,6 +10,7 @@ from rltx.cli_options import PROFILE_OPTION, SET_OPTION
 from rltx.config import read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
+from rltx.throughput import summary_lines
 
 EXECUTORS = ("local", "ray")
 
@@ -25,14 +26,17 @@ EXECUTORS = ("local", "ray")
               help="Write the plan and print one command per run (stage 1 before stage 2) for an external "
                    "scheduler (Slurm array, Kubernetes indexed job); run nothing.")
 @click.option("--workers", type=click.IntRange(min=1),
-              help="Local executor: concurrent runs [default: one per visible GPU, else 1].")
+              help="Local executor: concurrent runs [default: --runs-per-gpu per visible GPU, else --runs-per-gpu].")
+@click.option("--runs-per-gpu", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local executor: concurrent runs sharing each GPU, each capped at about 1/K of its memory.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="local: worker processes on this machine; ray: one Ray task per run (pip install 'rltx[ray]').")
 @click.option("--address", help="Ray: the cluster address (e.g. ray://head:10001) [default: RAY_ADDRESS, else start a local Ray].")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=None,
-              help="Ray: GPUs each run requests [default: 1 when the cluster has GPUs, else 0].")
+              help="Ray: GPUs each run requests, fractions (0.25) share a GPU [default: 1 when the cluster has GPUs, else 0].")
 def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, overrides: tuple[str, ...],
-          plan_only: bool, workers: int | None, executor: str, address: str | None, gpus_per_run: float | None):
+          plan_only: bool, workers: int | None, runs_per_gpu: int, executor: str, address: str | None,
+          gpus_per_run: float | None):
     """Run an experiment of App. B: groups x seeds x pre-trained / from scratch x transfer depth x
     real / random downstream labels. Completed runs are skipped and interrupted ones resumed, so the
     same command continues a killed sweep. Ends with the group summaries of `analyze curves`."""
@@ -41,8 +45,9 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
     profile = "quick" if quick else profile
     if executor == "local" and (address is not None or gpus_per_run is not None):
         raise UsageError("--address and --gpus-per-run are for --executor ray; drop them or add --executor ray")
-    if executor == "ray" and workers is not None:
-        raise UsageError("--workers is for the local executor; Ray runs as many tasks as the cluster has room for")
+    if executor == "ray" and (workers is not None or runs_per_gpu != 1):
+        raise UsageError("--workers and --runs-per-gpu are for the local executor; with Ray use --gpus-per-run "
+                         "(e.g. 0.25 for 4 runs per GPU)")
     recipe_file = read_recipe_file(recipe).profile(profile)
     out = out or Path("runs") / (recipe.stem + (f"-{profile}" if profile else ""))
     plan = expand(recipe_file, out, overrides)
@@ -51,6 +56,8 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
     click.echo(f"{plan_path}: {counts['groups']} groups, {counts['experiments']} experiments "
                f"({counts['pretrain_runs']} pre-training runs, {counts['transfer_commands']} transfer commands, "
                "each training a pre-trained model and its from-scratch pair)", err=plan_only)
+    for line in summary_lines(plan):
+        click.echo(line, err=plan_only)
     if plan_only:
         for stage in ("pretrain", "transfer"):
             click.echo(f"# stage {stage}: start after the previous stage completed" if stage == "transfer"
@@ -63,13 +70,14 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
         from rltx.sweep.ray_executor import run_ray
         outcomes = run_ray(plan, address=address, gpus_per_run=gpus_per_run, echo=click.echo)
     else:
-        outcomes = run_local(plan, workers=workers or _default_workers(), echo=click.echo)
+        outcomes = run_local(plan, workers=workers or _default_workers(runs_per_gpu), runs_per_gpu=runs_per_gpu,
+                             echo=click.echo)
     _report(plan, outcomes)
 
 
-def _default_workers() -> int:
+def _default_workers(runs_per_gpu: int) -> int:
     from rltx.sweep.execute import visible_gpus
-    return max(1, len(visible_gpus()))
+    return runs_per_gpu * max(1, len(visible_gpus()))
 
 
 def _report(plan, outcomes) -> None:

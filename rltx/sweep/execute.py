@@ -1,5 +1,5 @@
 """Running a sweep plan: what every executor shares, and the local executor (N worker processes,
-one GPU each when GPUs are present).
+K per GPU when GPUs are present).
 
 A planned run is done when all its run directories are completed; it is then skipped. Any other
 run is started with its command, which resumes an interrupted run from its saved state (the run
@@ -21,6 +21,9 @@ from typing import Callable
 from rltx.sweep.plan import Plan, PlannedRun
 
 POLL_S = 0.5
+# Memory a process takes on its GPU outside TF's allocator (CUDA context, cuDNN / cuBLAS handles):
+# an allowance left free per run when runs share a GPU, not a measured value.
+CONTEXT_MB = 512
 STOP_GRACE_S = 120  # a stopped run saves its state at the end of its current chunk of steps
 
 
@@ -62,6 +65,39 @@ def visible_gpus() -> list[str]:
     if visible is not None:
         return [g for g in visible.split(",") if g.strip()][:count]
     return [str(i) for i in range(count)]
+
+
+def gpu_memory_mb() -> int | None:
+    """Total memory of the smallest GPU of this machine in MiB (nvidia-smi), None when unknown.
+    The smallest, because nvidia-smi and CUDA may number the GPUs differently."""
+    try:
+        text = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+        return min(int(line) for line in text.split())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def memory_cap_mb(total_mb: int | None, runs_per_gpu: int) -> int | None:
+    """Each of `runs_per_gpu` runs on a GPU of `total_mb` gets an equal share, less CONTEXT_MB;
+    None (memory growth only) for one run per GPU or an unknown size."""
+    if total_mb is None or runs_per_gpu <= 1:
+        return None
+    cap = total_mb // runs_per_gpu - CONTEXT_MB
+    return cap if cap > 0 else None
+
+
+def worker_env(slot: int, gpus: list[str], runs_per_gpu: int, total_mb: int | None) -> dict[str, str]:
+    """The environment of local worker `slot`: slots 0..K-1 share the first visible GPU, K..2K-1 the
+    second, ..., each capped by RLTX_GPU_MEMORY_MB when the GPU's size is known (rltx.distribute)."""
+    from rltx.distribute import MEMORY_ENV
+    if not gpus:
+        return {}
+    env = {"CUDA_VISIBLE_DEVICES": gpus[(slot // runs_per_gpu) % len(gpus)]}
+    cap = memory_cap_mb(total_mb, runs_per_gpu)
+    if cap is not None:
+        env[MEMORY_ENV] = str(cap)
+    return env
 
 
 class Scheduler:
@@ -110,10 +146,17 @@ def outcome(run: PlannedRun, returncode: int, started: float, log: Path) -> Outc
     return Outcome(run.name, "completed" if done else "failed", time.monotonic() - started, str(log))
 
 
-def run_local(plan: Plan, *, workers: int, echo: Callable[[str], None] = print) -> list[Outcome]:
-    """Execute `plan` with `workers` concurrent processes; worker slot i gets GPU i (of the visible
-    ones) when there are GPUs. Ctrl-C / SIGTERM stops every running run (they save their state)."""
+def run_local(plan: Plan, *, workers: int, runs_per_gpu: int = 1,
+              echo: Callable[[str], None] = print) -> list[Outcome]:
+    """Execute `plan` with `workers` concurrent processes; when there are GPUs, worker slot i gets
+    visible GPU i // runs_per_gpu (`worker_env`). Ctrl-C / SIGTERM stops every running run (they
+    save their state)."""
     gpus = visible_gpus()
+    total_mb = gpu_memory_mb() if gpus and runs_per_gpu > 1 else None
+    if gpus:
+        cap = memory_cap_mb(total_mb, runs_per_gpu)
+        echo(f"{workers} workers on {len(gpus)} GPUs, {runs_per_gpu} per GPU, "
+             + (f"{cap} MiB each" if cap else "GPU memory growing as needed"))
     scheduler = Scheduler(plan, echo)
     free_slots = list(range(workers))
     running: dict[int, tuple[PlannedRun, subprocess.Popen, float, Path]] = {}
@@ -122,7 +165,7 @@ def run_local(plan: Plan, *, workers: int, echo: Callable[[str], None] = print) 
         while not scheduler.finished or running:
             while free_slots and (run := scheduler.take_ready()) is not None:
                 slot = free_slots.pop(0)
-                env = {"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]} if gpus else {}
+                env = worker_env(slot, gpus, runs_per_gpu, total_mb)
                 running[slot] = (run, *start(run, log_path(plan, run), env))
             scheduler.check_stalled(len(running))
             for slot, (run, process, started, log) in list(running.items()):

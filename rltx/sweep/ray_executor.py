@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from rltx.errors import UsageError
-from rltx.sweep.execute import (POLL_S, STOP_GRACE_S, Outcome, Scheduler, log_path, outcome, raise_interrupt,
-                                start, stop)
+from rltx.sweep.execute import (POLL_S, STOP_GRACE_S, Outcome, Scheduler, gpu_memory_mb, log_path, memory_cap_mb,
+                                outcome, raise_interrupt, start, stop)
 from rltx.sweep.plan import Plan, PlannedRun
 
 
@@ -104,13 +104,21 @@ def _result(ray, ref, run: PlannedRun, log: Path) -> Outcome:
         return Outcome(run.name, "failed", 0.0, str(log))
 
 
+def task_env(gpus_per_run: float, total_mb: Callable[[], int | None]) -> dict[str, str]:
+    """What a task adds to its run's environment. Ray sets CUDA_VISIBLE_DEVICES to the GPUs it
+    assigned to a task with num_gpus > 0; a run that asked for none must not see any. A fraction
+    of a GPU: every run grows its GPU memory as needed (rltx.distribute), capped at its share
+    of the GPU (`total_mb()`, when known) like `--runs-per-gpu` with int(1 / gpus_per_run)."""
+    from rltx.distribute import MEMORY_ENV
+    if not gpus_per_run:
+        return {"CUDA_VISIBLE_DEVICES": ""}
+    cap = memory_cap_mb(total_mb(), int(1 / gpus_per_run)) if gpus_per_run < 1 else None
+    return {MEMORY_ENV: str(cap)} if cap is not None else {}
+
+
 def _run_task(run: PlannedRun, log: str, gpus_per_run: float) -> Outcome:
-    """One planned run, on a Ray worker. Ray sets CUDA_VISIBLE_DEVICES to the GPUs it assigned to a
-    task with num_gpus > 0; a run that asked for none must not see any."""
-    env = {"CUDA_VISIBLE_DEVICES": ""} if not gpus_per_run else {}
-    if 0 < gpus_per_run < 1:  # runs share a GPU: TensorFlow must not take all its memory at start
-        env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
-    process, started, log = start(run, Path(log), env)
+    """One planned run, on a Ray worker (environment: `task_env`)."""
+    process, started, log = start(run, Path(log), task_env(gpus_per_run, gpu_memory_mb))
     try:
         while process.poll() is None:
             time.sleep(POLL_S)  # a short sleep, not wait(): ray.cancel's KeyboardInterrupt arrives promptly
