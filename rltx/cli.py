@@ -9,7 +9,8 @@ import click
 from rltx import native_stderr
 from rltx.analysis.commands import analyze
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
-from rltx.config import describe_keys, load_recipe
+from rltx.config import describe_keys
+from rltx.recipe_file import load_recipe
 from rltx.errors import UsageError
 from rltx.plotting.commands import plot
 from rltx.reproduce.command import reproduce

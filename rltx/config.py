@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from pathlib import Path
 from typing import Any, Optional, Union
 
 import yaml
@@ -17,7 +16,38 @@ import yaml
 from rltx.errors import UsageError
 
 ARCHITECTURE_NAMES = ("simple_cnn", "vgg16", "resnet18", "mlp", "wrn28")
-PATH_KEYS = ("data_dir", "manual_dir", "data_path", "init_file")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """The data of a run (A.1, A.3), a value of its own: the recipe's data keys (`Recipe.data`),
+    which `rltx.data.open_source` opens. Defaults are the recipe's."""
+    dataset: str
+    data_dir: Optional[str] = None
+    manual_dir: Optional[str] = None
+    offline: bool = False
+    data_path: Optional[str] = None
+    image_size: int = 0
+    gaussian_spectrum: Union[str, list, None] = None
+    gaussian_patch_size: int = 0
+    gaussian_image_size: int = 0
+    gaussian_rotate: bool = False
+    gaussian_num_train: int = 10000
+    gaussian_num_test: int = 2000
+    gaussian_seed: Optional[int] = None
+    gaussian_num_classes: int = 0
+    gaussian_class_separation: float = 1.0
+    natural_num_train: int = 10000
+    natural_num_test: int = 2000
+    natural_num_classes: int = 10
+    natural_seed: Optional[int] = None
+    seed: int = 0  # the run's seed: the data's where gaussian_seed / natural_seed is null
+
+    def identity(self) -> dict:
+        """The keys that decide which data a run sees (a transfer must use its source's data); where
+        the data is found (manual_dir, offline) and the run's seed are not among them."""
+        return {name: value for name, value in dataclasses.asdict(self).items()
+                if name not in ("manual_dir", "offline", "seed")}
 
 
 def key(default=dataclasses.MISSING, *, help: str, unit: str = "", choices=None, minimum=None,
@@ -133,6 +163,11 @@ class Recipe:
             return self.total_steps
         return total_steps_for_epochs(epochs, self.num_examples_downstream, self.batch_size)
 
+    @property
+    def data(self) -> DataSpec:
+        """The recipe's data keys as one value."""
+        return DataSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataSpec)})
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -144,67 +179,6 @@ FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
 _HINTS = typing.get_type_hints(Recipe)
 
 
-# Sections of a recipe file that are not recipe keys: named profiles (e.g. `quick`, a version scaled
-# down to a 2-core CPU), the experiment grid of `rltx sweep`, and the steps of `rltx reproduce`.
-SECTIONS = ("profiles", "sweep", "reproduce")
-# A profile's keys applied on top when the recipe's dataset is not available on this machine.
-FALLBACK = "offline_fallback"
-
-
-@dataclasses.dataclass(frozen=True)
-class RecipeFile:
-    """A recipe file: its keys (paths resolved against the file) and its non-key sections."""
-    path: Path
-    keys: dict
-    profiles: dict
-    sweep: dict
-    reproduce: dict
-
-    def profile(self, name: str | None) -> "RecipeFile":
-        """This file with profile `name` applied: its keys replace the recipe's, its `sweep` and
-        `reproduce` entries replace those of the sections, and its offline_fallback keys are applied
-        when the dataset is not available here (noted in the description, which is stored with runs)."""
-        if name is None:
-            return self
-        if name not in self.profiles:
-            known = ", ".join(self.profiles) or "none"
-            raise UsageError(f"{self.path} has no profile {name!r} (profiles: {known}); drop --profile or pick one of them")
-        changes = dict(self.profiles[name])
-        fallback = changes.pop(FALLBACK, None)
-        sweep, reproduce = {**self.sweep, **changes.pop("sweep", {})}, {**self.reproduce, **changes.pop("reproduce", {})}
-        keys = {**self.keys, **_resolve_paths(changes, self.path.parent)}
-        note = f"{name} profile"
-        if fallback is not None and not dataset_available(keys):
-            keys = {**keys, **_resolve_paths(fallback, self.path.parent)}
-            note += f"; {self.keys.get('dataset')} is not available here, so it runs on {keys.get('dataset')} instead"
-        keys["description"] = f"{keys.get('description', '')} [{note}]".strip()
-        return dataclasses.replace(self, keys=keys, sweep=sweep, reproduce=reproduce)
-
-
-def read_recipe_file(path: str | Path) -> RecipeFile:
-    """Read a YAML recipe file, or the recipe stored in a run's run.h5 (which has no sections)."""
-    path = Path(path)
-    if path.suffix == ".h5":
-        from rltx.store import read_config_yaml
-        raw = _parse_yaml(read_config_yaml(path), str(path))
-    else:
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise UsageError(f"cannot read recipe {path}: {error.strerror}; check the path") from None
-        raw = _parse_yaml(text, str(path))
-    if not isinstance(raw, dict):
-        raise UsageError("a recipe must be a YAML mapping of key: value lines")
-    sections = {name: raw.pop(name, None) or {} for name in SECTIONS}
-    for name, section in sections.items():
-        if not isinstance(section, dict):
-            raise UsageError(f"{path}: section {name} must be a mapping; write it as `{name}:` with indented entries")
-    for name, profile in sections["profiles"].items():
-        if not isinstance(profile, dict):
-            raise UsageError(f"{path}: profile {name} must be a mapping of recipe keys")
-    return RecipeFile(path, _resolve_paths(raw, path.parent), **sections)
-
-
 def check_section(section: dict, name: str, entries, where: str, example: str) -> None:
     """A recipe file's `name:` section is present and holds only the known entries."""
     if not section:
@@ -214,30 +188,6 @@ def check_section(section: dict, name: str, entries, where: str, example: str) -
         raise UsageError(f"{where}: unknown {name} entries {', '.join(unknown)}; the entries are {', '.join(entries)}")
 
 
-def dataset_available(keys: dict) -> bool:
-    """Whether the dataset named by these recipe keys can be opened here without a download."""
-    from rltx.data import open_source
-    if keys.get("dataset") in ("gaussian", "dead_leaves"):  # generated here: always available
-        return True
-    try:
-        open_source(str(keys.get("dataset")), offline=True, data_dir=keys.get("data_dir"),
-                    manual_dir=keys.get("manual_dir"), data_path=keys.get("data_path"),
-                    image_size=keys.get("image_size") or None)
-    except UsageError:
-        return False
-    return True
-
-
-def load_recipe(path: str | Path, overrides: tuple[str, ...] = (), profile: str | None = None) -> Recipe:
-    """Read a YAML recipe (or the config stored in a run's run.h5), apply a profile, then the
-    `key=value` overrides, and validate."""
-    raw = dict(read_recipe_file(path).profile(profile).keys)
-    for override in overrides:
-        name, value = parse_override(override)
-        raw[name] = _resolve_paths({name: value}, Path.cwd())[name]
-    return make_recipe(raw)
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """`key=value` from the command line; the value is read as YAML (numbers, lists, null)."""
     name, sep, value = text.partition("=")
@@ -245,7 +195,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise UsageError(f"--set {text!r} is not key=value; write e.g. --set learning_rate=0.01")
     name = name.strip()
     _check_known(name)
-    return name, _parse_yaml(value, f"--set {name}") if value.strip() else None
+    return name, parse_yaml(value, f"--set {name}") if value.strip() else None
 
 
 def make_recipe(raw: dict) -> Recipe:
@@ -264,7 +214,8 @@ def make_recipe(raw: dict) -> Recipe:
     return recipe
 
 
-def _parse_yaml(text: str, where: str):
+def parse_yaml(text: str, where: str):
+    """YAML text, or a one-line error naming `where` and the line."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -272,19 +223,6 @@ def _parse_yaml(text: str, where: str):
         line = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "malformed YAML"
         raise UsageError(f"{where}: {problem}{line}; fix the YAML syntax there") from None
-
-
-def _resolve_paths(raw, base: Path):
-    if not isinstance(raw, dict):
-        return raw
-    resolved = dict(raw)
-    for name in PATH_KEYS:
-        if isinstance(resolved.get(name), str):
-            resolved[name] = str((base / Path(resolved[name]).expanduser()).resolve())
-    tau = resolved.get("construct_tau")
-    if isinstance(tau, str) and tau.endswith(".h5"):  # a measured tau curve is a file too
-        resolved["construct_tau"] = str((base / Path(tau).expanduser()).resolve())
-    return resolved
 
 
 def _check_known(name) -> None:

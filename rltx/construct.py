@@ -18,14 +18,14 @@ import numpy as np
 from rltx import hyperrule
 from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
-from rltx.data import to_model_input
+from rltx.data import open_source, to_model_input
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import weights_of
 from rltx.models import conv_layers
 from rltx.runs import kernel_filters, open_run
 from rltx.store import LayerRecord
-from rltx.tasks import build_recipe_model, open_recipe_source
+from rltx.tasks import build_recipe_model
 
 _RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
 
@@ -119,7 +119,7 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
 def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = ()):
     """The initial weights with conv layers `layer_numbers` (1-based, as in Table 1) constructed,
     how each was built, and the training examples used (the recipe's upstream sample, A.1)."""
-    source = open_recipe_source(recipe)
+    source = open_source(recipe.data)
     indices = hyperrule.sample_upstream(source.num_train, recipe.num_examples_upstream, recipe.seed)
     if recipe.construct_num_examples:
         indices = indices[:recipe.construct_num_examples]

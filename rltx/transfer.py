@@ -21,20 +21,21 @@ import numpy as np
 
 from rltx import hyperrule, loop, store
 from rltx.config import Recipe
+from rltx.data import open_source
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
 from rltx.models import ARCHITECTURES, conv_layers, transferable_layers
 from rltx.progress import Reporter
 from rltx.runs import Checkpoint, open_checkpoint
-from rltx.tasks import DATA_KEYS, build_recipe_model, downstream_samples, load_examples, open_recipe_source
+from rltx.tasks import build_recipe_model, downstream_samples, load_examples
 
 
 def check_compatible(recipe: Recipe, sources: list[Checkpoint]) -> None:
     """A transfer needs its sources' architecture (layer shapes) and training split (A.1)."""
     architecture_keys = ("architecture",) + ARCHITECTURES[recipe.architecture].options
     for source in sources:
-        for keys, what in ((architecture_keys, "architecture"), (DATA_KEYS, "data")):
+        for keys, what in ((architecture_keys, "architecture"), (tuple(recipe.data.identity()), "data")):
             differ = [f"{k}={getattr(source.recipe, k)!r}" for k in keys if getattr(source.recipe, k) != getattr(recipe, k)]
             if differ:
                 raise UsageError(f"source {source.run_dir} has another {what} ({', '.join(differ[:3])}); "
@@ -127,7 +128,7 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     run_dir, reporter = Path(run_dir), reporter or Reporter()
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_compatible(recipe, source_runs)
-    data = open_recipe_source(recipe)
+    data = open_source(recipe.data)
     if source_runs:
         upstream = np.unique(np.concatenate([s.upstream_indices for s in source_runs]))
     else:  # the upstream set a pre-training run of this recipe and seed would use (A.1 step 1)

@@ -210,7 +210,7 @@ def test_recipe_parser_never_fails_otherwise(raw):
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_any_recipe_text_gives_a_recipe_or_a_usage_error(tmp_path_factory, text):
-    from rltx.config import load_recipe
+    from rltx.recipe_file import load_recipe
     path = tmp_path_factory.mktemp("fuzz") / "r.yaml"
     path.write_text(text)
     try:

@@ -14,7 +14,7 @@ from scipy import stats
 from tests_support import invoke_ok, tiny_recipe_dict
 
 from rltx import hyperrule
-from rltx.config import read_recipe_file
+from rltx.recipe_file import read_recipe_file
 from rltx.sweep.plan import expand
 
 SECTION = {"architectures": ["simple_cnn"], "groups": 2, "seeds": 1, "transfer_layers": ["all"],

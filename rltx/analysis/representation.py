@@ -74,7 +74,6 @@ from rltx import store
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.runs import Run, examples, model_at, open_run, select_steps
-from rltx.tasks import DATA_KEYS
 
 ROW_NORMS = ("unit", "max")
 WHICH = ("train", "test")
@@ -154,7 +153,7 @@ def _split(run: Run, which: str, num_examples: int) -> tuple[np.ndarray, np.ndar
 
 
 def _data_identity(run: Run, which: str) -> tuple:
-    identity = tuple(getattr(run.recipe, key) for key in DATA_KEYS)
+    identity = tuple(run.recipe.data.identity().values())
     if run.recipe.dataset == "gaussian":
         identity += (run.recipe.seed,)
     if which == "test":

@@ -8,7 +8,8 @@ import sysconfig
 from pathlib import Path
 from typing import Callable
 
-from rltx.config import make_recipe, read_recipe_file
+from rltx.config import make_recipe
+from rltx.recipe_file import read_recipe_file
 from rltx.errors import UsageError
 from rltx.reproduce import pipelines
 from rltx.reproduce.spec import ReproduceSpec

@@ -7,7 +7,7 @@ import click
 
 from rltx import store
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
-from rltx.config import read_recipe_file
+from rltx.recipe_file import read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
 from rltx.throughput import summary_lines

@@ -28,7 +28,8 @@ import shlex
 from pathlib import Path
 
 from rltx import hyperrule
-from rltx.config import ARCHITECTURE_NAMES, RecipeFile, check_section, make_recipe, parse_override
+from rltx.config import ARCHITECTURE_NAMES, check_section, make_recipe, parse_override
+from rltx.recipe_file import RecipeFile
 from rltx.errors import UsageError
 
 PLAN_FILE = "plan.json"
