@@ -10,9 +10,9 @@ from rltx import native_stderr
 from rltx.analysis.commands import analyze
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
 from rltx.config import describe_keys
-from rltx.recipe_file import load_recipe
-from rltx.errors import UsageError
+from rltx.errors import UsageError, shorten
 from rltx.plotting.commands import plot
+from rltx.recipe_file import load_recipe
 from rltx.reproduce.command import reproduce
 from rltx.sweep.command import sweep
 
@@ -187,7 +187,7 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     try:
         numbers = [int(part) for part in layers.split(",")]
     except ValueError:
-        raise UsageError(f"--layers {layers!r} is not a comma-separated list of layer numbers, e.g. 1,2,3") from None
+        raise UsageError(f"--layers {shorten(layers)} is not a comma-separated list of layer numbers, e.g. 1,2,3") from None
     if output.exists():
         raise UsageError(f"{output} exists; choose another -o or remove it")
     from rltx.construct import construct_init as build

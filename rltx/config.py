@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from typing import Any, Optional, Union
 
 import yaml
 
-from rltx.errors import UsageError
+from rltx import model_fit
+from rltx.errors import UsageError, clip, shorten
+from rltx.recipe_yaml import parse_yaml
+from rltx.spectrum import gaussian_input_shape, parse_spectrum
 
 ARCHITECTURE_NAMES = ("simple_cnn", "vgg16", "resnet18", "mlp", "wrn28")
+INT64_MAX = 2 ** 63 - 1  # steps, counts and sizes are stored and computed as int64
+SEED_MAX = 2 ** 32 - 1  # seeds are 32-bit for numpy's and TensorFlow's generators
+MAX_POINTS = 10 ** 6  # metric points and kept checkpoints: arrays and files of this many steps
+NATURAL_SIZE = 32  # dead_leaves, photos: the side of their images when image_size is 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +60,9 @@ class DataSpec:
 
 def key(default=dataclasses.MISSING, *, help: str, unit: str = "", choices=None, minimum=None,
         maximum=None, exclusive_minimum: bool = False):
-    """A recipe key: its default, one-line help, unit and allowed values."""
+    """A recipe key: its default, one-line help, unit and allowed values. `minimum` and `maximum`
+    bound every number of the value, a list's too; every number must also be finite and every
+    integer fit in int64 (INT64_MAX)."""
     metadata = dict(help=help, unit=unit, choices=choices, minimum=minimum, maximum=maximum,
                     exclusive_minimum=exclusive_minimum)
     if isinstance(default, list):
@@ -72,19 +82,20 @@ class Recipe:
     offline: bool = key(False, help="never attempt a download; fail at once when data is missing")
     image_size: int = key(0, help="resize images to this side (0: native size; imagenet2012: 224, A.3)", unit="pixels", minimum=0)
     gaussian_spectrum: Union[str, list, None] = key(
-        None, help="eigenvalues of Sigma: a list or 'linspace(a, b, n)' (E.1 uses linspace(0.1, 3.0, 30))")
+        None, help="eigenvalues of Sigma: a list or 'linspace(a, b, n)' (E.1 uses linspace(0.1, 3.0, 30))",
+        minimum=0.0, exclusive_minimum=True)
     gaussian_patch_size: int = key(0, help="k: images of i.i.d. N(0, Sigma) k x k patches (0: vectors in R^d)", unit="pixels", minimum=0)
     gaussian_image_size: int = key(0, help="side of gaussian images, a multiple of gaussian_patch_size", unit="pixels", minimum=0)
     gaussian_rotate: bool = key(False, help="rotate Sigma by a random orthogonal matrix (else diagonal)")
     gaussian_num_train: int = key(10000, help="size of the gaussian training split", unit="examples", minimum=1)
     gaussian_num_test: int = key(2000, help="size of the gaussian held-out split", unit="examples", minimum=1)
-    gaussian_seed: Optional[int] = key(None, help="gaussian: seed of the data (Sigma's rotation, examples, class means); null: the run's seed", minimum=0)
+    gaussian_seed: Optional[int] = key(None, help="gaussian: seed of the data (Sigma's rotation, examples, class means); null: the run's seed", minimum=0, maximum=SEED_MAX)
     gaussian_num_classes: int = key(0, help="gaussian: classes with their own mean image, giving real labels (0: no real labels)", unit="classes", minimum=0)
     gaussian_class_separation: float = key(1.0, help="gaussian: scale of the class means, each drawn like an example (patches ~ N(0, Sigma))", minimum=0.0)
     natural_num_train: int = key(10000, help="dead_leaves, photos: size of the training split", unit="examples", minimum=1)
     natural_num_test: int = key(2000, help="dead_leaves, photos: size of the held-out split", unit="examples", minimum=1)
     natural_num_classes: int = key(10, help="dead_leaves: classes (leaf shape x colour cast); photos: always its 8 photographs", unit="classes", minimum=2)
-    natural_seed: Optional[int] = key(None, help="dead_leaves, photos: seed of the images, crops and labels; null: the run's seed", minimum=0)
+    natural_seed: Optional[int] = key(None, help="dead_leaves, photos: seed of the images, crops and labels; null: the run's seed", minimum=0, maximum=SEED_MAX)
     num_examples_upstream: int = key(help="examples sampled uniformly from the training split (A.1 step 1)", unit="examples", minimum=1)
     num_classes_upstream: int = key(10, help="number of random classes (A.1 step 3)", unit="classes", minimum=2)
     labels_upstream: str = key("random", help="random: uniform random labels (A.1 step 3); real: the dataset's labels", choices=("random", "real"))
@@ -101,7 +112,7 @@ class Recipe:
     pooling: str = key("none", help="simple_cnn: max-pool after each convolution (max), once after the last (final, E.3), or none", choices=("none", "max", "final"))
     pool_size: int = key(2, help="simple_cnn: max-pool window (E.3: 3)", unit="pixels", minimum=1)
     pool_stride: int = key(2, help="simple_cnn: max-pool stride (E.3: 2)", unit="pixels", minimum=1)
-    hidden_units: list = key([2048, 256], help="mlp: widths of the hidden layers (E.1: 2048, 256)", unit="units")
+    hidden_units: list = key([2048, 256], help="mlp: widths of the hidden layers (E.1: 2048, 256)", unit="units", minimum=1)
     group_norm_groups: int = key(32, help="resnet18: GroupNorm groups (Wu & He 2018 default)", unit="groups", minimum=1)
     resnet_stem: str = key("imagenet", help="resnet18: 7x7/2 conv + max-pool (imagenet) or 3x3/1 conv (cifar)", choices=("imagenet", "cifar"))
     width_factor: int = key(4, help="wrn28: width factor (A.7: 4)", minimum=1)
@@ -114,7 +125,7 @@ class Recipe:
     momentum: float = key(0.9, help="SGD momentum (A.3: 0.9)", minimum=0.0, maximum=1.0)
     epochs: Optional[float] = key(None, help="training length in passes over the upstream set (give this or total_steps)", unit="epochs", minimum=0.0, exclusive_minimum=True)
     total_steps: Optional[int] = key(None, help="training length in SGD steps (give this or epochs)", unit="steps", minimum=1)
-    seed: int = key(0, help="seed of sampling, labels, initialisation and data order", minimum=0)
+    seed: int = key(0, help="seed of sampling, labels, initialisation and data order", minimum=0, maximum=SEED_MAX)
     jit_compile: Union[str, bool] = key("auto", help="compile the training and evaluation steps with XLA: true, false, or auto (on GPUs only; on CPUs XLA was slower)")
     mixed_precision: str = key("none", help="compute dtype policy of training (weights, loss and all analysis stay float32/float64)", choices=("none", "mixed_float16", "mixed_bfloat16"))
     # --- downstream task and transfer (A.1 step 2-4, A.4, A.9, A.10; used by `rltx transfer`) ---
@@ -123,25 +134,25 @@ class Recipe:
     learning_rate_downstream: Optional[float] = key(None, help="fine-tuning learning rate (null: learning_rate, A.4)", minimum=0.0, exclusive_minimum=True)
     epochs_downstream: Optional[float] = key(None, help="fine-tuning length in passes over the downstream set (null: as upstream, A.4)", unit="epochs", minimum=0.0, exclusive_minimum=True)
     total_steps_downstream: Optional[int] = key(None, help="fine-tuning length in steps (null: as upstream, A.4)", unit="steps", minimum=1)
-    transfer_layers: Union[str, int, list] = key("all", help="layers taken from the source: all, conv (A.9 'pretrained conv'), the first k, or a list of names")
+    transfer_layers: Union[str, int, list] = key("all", help="layers taken from the source: all, conv (A.9 'pretrained conv'), the first k, or a list of names", minimum=0)
     transfer_mode: str = key("weights", help="weights: copy the source layers; covariance: sample first-layer filters from N(0, Sigma_w) of the sources (A.9)", choices=("weights", "covariance"))
     rescaling: str = key("default", help="match each transferred layer's norm at the source's initialisation: l2, l1, none, or default (A.4: l2, none for ResNets)", choices=("default", "l2", "l1", "none"))
     zero_transferred_biases: bool = key(False, help="reset the biases of transferred layers to zero (A.9 'no bias')")
     # --- initialisation from the data (Sec. 2.5, E.3; used by `rltx construct-init`) -----------------
     init_file: Optional[str] = key(None, help="initial weights from `rltx construct-init` (all layers but the head)", unit="path")
     construct_eigenvectors: Union[str, list] = key("top", help="eigenvectors used per constructed layer: top, bottom (Table 5), a range e4..e19 (Table 6), or a list of these, one per layer")
-    construct_tau: Union[str, list] = key("f1", help="weights tau of the chosen eigenvectors: f1, f2, f3 (E.3, Fig. 23), a list, or a transfer-function result .h5")
+    construct_tau: Union[str, list] = key("f1", help="weights tau of the chosen eigenvectors: f1, f2, f3 (E.3, Fig. 23), a list, or a transfer-function result .h5", minimum=0.0)
     construct_method: str = key("direct", help="filters tau_i e_i (direct, Table 1) or sampled from N(0, sum tau_i^2 e_i e_i^T) (sample, Table 4)", choices=("direct", "sample"))
     construct_rescale: str = key("none", help="rescale constructed kernels to the norm of their He initialisation (he) or not", choices=("none", "he"))
     construct_centered: bool = key(True, help="eigenvectors of the patch covariance (true) or of E[x x^T] (false)")
     construct_num_examples: int = key(0, help="training images for the patch covariances (0: all num_examples_upstream)", unit="examples", minimum=0)
-    table_layer_sets: list = key([[], [1], [1, 2], [1, 2, 3]], help="construct-init --table: the sets of constructed conv layers (Table 1 columns)")
-    table_iterations: list = key([100, 1000], help="construct-init --table: training steps at which accuracies are read (Table 1 rows)", unit="steps")
+    table_layer_sets: list = key([[], [1], [1, 2], [1, 2, 3]], help="construct-init --table: the sets of constructed conv layers (Table 1 columns)", minimum=1)
+    table_iterations: list = key([100, 1000], help="construct-init --table: training steps at which accuracies are read (Table 1 rows)", unit="steps", minimum=0)
     # --- evaluation and checkpoints ----------------------------------------------------------
-    num_eval_points: int = key(50, help="about this many metric points, denser early, always step 0 and the last", unit="points", minimum=2)
+    num_eval_points: int = key(50, help="about this many metric points, denser early, always step 0 and the last", unit="points", minimum=2, maximum=MAX_POINTS)
     eval_batch_size: int = key(1024, help="batch size for computing metrics on whole sets", unit="examples", minimum=1)
     checkpoint_every: int = key(0, help="keep the weights every this many steps (0: only the initial and the last)", unit="steps", minimum=0)
-    checkpoint_steps: list = key([], help="further steps whose weights are kept (e.g. [1, 6240] for Fig. 10)", unit="steps")
+    checkpoint_steps: list = key([], help="further steps whose weights are kept (e.g. [1, 6240] for Fig. 10)", unit="steps", minimum=0)
 
     @property
     def steps(self) -> int:
@@ -183,16 +194,17 @@ def check_section(section: dict, name: str, entries, where: str, example: str) -
     """A recipe file's `name:` section is present and holds only the known entries."""
     if not section:
         raise UsageError(f"{where} has no {name}: section; use a recipe that declares one (e.g. {example})")
-    unknown = sorted(set(section) - set(entries))
+    unknown = sorted(set(section) - set(entries), key=str)
     if unknown:
-        raise UsageError(f"{where}: unknown {name} entries {', '.join(unknown)}; the entries are {', '.join(entries)}")
+        raise UsageError(f"{where}: unknown {name} entries {clip(', '.join(map(str, unknown)))}; "
+                         f"the entries are {', '.join(entries)}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """`key=value` from the command line; the value is read as YAML (numbers, lists, null)."""
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
-        raise UsageError(f"--set {text!r} is not key=value; write e.g. --set learning_rate=0.01")
+        raise UsageError(f"--set {shorten(text)} is not key=value; write e.g. --set learning_rate=0.01")
     name = name.strip()
     _check_known(name)
     return name, parse_yaml(value, f"--set {name}") if value.strip() else None
@@ -214,22 +226,11 @@ def make_recipe(raw: dict) -> Recipe:
     return recipe
 
 
-def parse_yaml(text: str, where: str):
-    """YAML text, or a one-line error naming `where` and the line."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "malformed YAML"
-        raise UsageError(f"{where}: {problem}{line}; fix the YAML syntax there") from None
-
-
 def _check_known(name) -> None:
     if name not in FIELDS:
-        close = difflib.get_close_matches(str(name), FIELDS, n=1)
+        close = difflib.get_close_matches(str(name), FIELDS, n=1) if len(str(name)) <= 64 else []
         hint = f"did you mean {close[0]!r}?" if close else "see `rltx pretrain --help` for the keys"
-        raise UsageError(f"unknown recipe key {name!r}; {hint}")
+        raise UsageError(f"unknown recipe key {shorten(name)}; {hint}")
 
 
 def _check_value(name: str, value):
@@ -241,7 +242,7 @@ def _check_value(name: str, value):
         raise UsageError(f"recipe key {name} must not be empty; give a value or remove the line")
     value = _coerce(name, value, [t for t in allowed if t is not type(None)])
     if meta["choices"] and value not in meta["choices"]:
-        raise UsageError(f"recipe key {name} is {value!r}; choose one of {', '.join(meta['choices'])}")
+        raise UsageError(f"recipe key {name} is {shorten(value)}; choose one of {', '.join(meta['choices'])}")
     _check_range(name, value, meta)
     return value
 
@@ -255,19 +256,32 @@ def _coerce(name: str, value, types: list):
         if wanted in (int, str, list) and isinstance(value, wanted) and not isinstance(value, bool):
             return list(value) if wanted is list else value
     expected = " or ".join(_TYPE_WORDS[t] for t in types)
-    raise UsageError(f"recipe key {name} is {value!r} ({type(value).__name__}); it must be {expected}")
+    raise UsageError(f"recipe key {name} is {shorten(value)} ({type(value).__name__}); it must be {expected}")
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
 
 
-def _check_range(name: str, value, meta) -> None:
+def _check_range(name: str, value, meta, within: str = "") -> None:
+    """Every number of `value` (of a list too, at any depth) is finite, fits in int64 if an
+    integer, and lies within the key's minimum and maximum."""
+    if isinstance(value, list):
+        for item in value:
+            _check_range(name, item, meta, " holds a number that")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    where = f"recipe key {name}{within} is {shorten(value)}"
+    if isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise UsageError(f"{where}; it must fit in 64 bits (at most {INT64_MAX})")
+    if not math.isfinite(value):
+        raise UsageError(f"{where}; give a finite number")
     low, high = meta["minimum"], meta["maximum"]
     if low is not None and (value < low or (meta["exclusive_minimum"] and value == low)):
         relation = ">" if meta["exclusive_minimum"] else ">="
-        raise UsageError(f"recipe key {name} is {value}; it must be {relation} {low}")
+        raise UsageError(f"{where}; it must be {relation} {low}")
     if high is not None and value > high:
-        raise UsageError(f"recipe key {name} is {value}; it must be <= {high}")
+        raise UsageError(f"{where}; it must be <= {high}")
 
 
 def _check_together(recipe: Recipe) -> None:
@@ -278,12 +292,13 @@ def _check_together(recipe: Recipe) -> None:
         raise UsageError(f"jit_compile is {recipe.jit_compile!r}; use auto, true or false")
     if recipe.epochs_downstream is not None and recipe.total_steps_downstream is not None:
         raise UsageError("give at most one of epochs_downstream and total_steps_downstream")
+    _check_steps(recipe)
     layers = recipe.transfer_layers
-    if not (layers in ("all", "conv") or (isinstance(layers, int) and layers >= 0)
+    if not (layers in ("all", "conv") or isinstance(layers, int)
             or (isinstance(layers, list) and all(isinstance(name, str) for name in layers))):
-        raise UsageError(f"transfer_layers is {layers!r}; use all, conv, a number of layers, or a list of layer names")
+        raise UsageError(f"transfer_layers is {shorten(layers)}; use all, conv, a number of layers, or a list of layer names")
     tau = recipe.construct_tau
-    if isinstance(tau, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in tau):
+    if isinstance(tau, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in tau):
         raise UsageError("construct_tau as a list must hold non-negative numbers, e.g. [1, 2, 4]")
     if isinstance(recipe.construct_eigenvectors, list) and not all(isinstance(v, str) for v in recipe.construct_eigenvectors):
         raise UsageError("construct_eigenvectors as a list holds one of top, bottom, e4..e19 per layer")
@@ -292,25 +307,60 @@ def _check_together(recipe: Recipe) -> None:
                          f"{recipe.num_examples_upstream}; lower batch_size or sample more examples")
     if recipe.dataset in ("npz", "image_folder") and not recipe.data_path:
         raise UsageError(f"dataset {recipe.dataset} needs data_path; set it to the file or folder")
-    if recipe.dataset == "gaussian":
-        _check_gaussian(recipe)
-    if not all(isinstance(s, list) and all(isinstance(n, int) and n >= 1 for n in s) for s in recipe.table_layer_sets):
+    if not all(isinstance(s, list) and all(_is_int(n) for n in s) for s in recipe.table_layer_sets):
         raise UsageError("table_layer_sets must be a list of lists of conv layer numbers, e.g. [[], [1], [1, 2]]")
     for name in ("hidden_units", "checkpoint_steps", "table_iterations"):
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in getattr(recipe, name)):
-            raise UsageError(f"recipe key {name} must be a list of non-negative integers, e.g. [1, 10]")
+        if not all(_is_int(v) for v in getattr(recipe, name)):
+            raise UsageError(f"recipe key {name} must be a list of integers, e.g. [1, 10]")
+    model_fit.check_architecture(recipe)
+    shape = _input_shape(recipe)
+    if shape is not None:
+        model_fit.check_fits(recipe, shape, f"dataset {recipe.dataset}")
 
 
-def _check_gaussian(recipe: Recipe) -> None:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_steps(recipe: Recipe) -> None:
+    """Training lengths given in epochs come to at most INT64_MAX steps, and the metric points and
+    kept checkpoints to at most MAX_POINTS."""
+    upstream = ("epochs", recipe.epochs, recipe.num_examples_upstream)
+    downstream = ("epochs_downstream" if recipe.epochs_downstream is not None else "epochs",
+                  recipe.epochs_downstream if recipe.epochs_downstream is not None else recipe.epochs,
+                  recipe.num_examples_downstream)
+    for name, epochs, examples in (upstream, downstream):
+        if epochs is not None and epochs * examples / recipe.batch_size > INT64_MAX:
+            raise UsageError(f"{name} {epochs:g} comes to more than 2^63 steps; lower it")
+    every = recipe.checkpoint_every
+    if every and max(recipe.steps, recipe.steps_downstream) // every > MAX_POINTS:
+        raise UsageError(f"checkpoint_every {every} keeps more than {MAX_POINTS} checkpoints of a "
+                         f"{max(recipe.steps, recipe.steps_downstream)}-step run; raise it")
+
+
+def _input_shape(recipe: Recipe) -> tuple[int, ...] | None:
+    """The shape of one input when the keys decide it (the channels of tfds and image folders are
+    left at 0: only the image side matters to the model's fit); None until the source is opened."""
+    dataset = recipe.dataset.strip().lower()  # as rltx.data.open_source reads it
+    if dataset == "gaussian":
+        return _check_gaussian(recipe)
+    if dataset in ("dead_leaves", "photos"):
+        side = recipe.image_size or NATURAL_SIZE
+        return (side, side, 3)
+    if recipe.image_size and dataset != "npz":
+        return (recipe.image_size, recipe.image_size, 0)
+    return None
+
+
+def _check_gaussian(recipe: Recipe) -> tuple[int, ...]:
+    """The gaussian keys are consistent; returns the shape of one input."""
     if recipe.gaussian_spectrum is None:
         raise UsageError("dataset gaussian needs gaussian_spectrum, e.g. 'linspace(0.1, 3.0, 30)'")
     if recipe.labels_upstream == "real" and recipe.gaussian_num_classes < 2:
         raise UsageError("the gaussian source has no real labels; use labels_upstream: random, "
                          "or set gaussian_num_classes >= 2")
-    size, patch = recipe.gaussian_image_size, recipe.gaussian_patch_size
-    if (size == 0) != (patch == 0) or (patch and size % patch):
-        raise UsageError("gaussian images need gaussian_image_size a multiple of gaussian_patch_size "
-                         "(set both to 0 for vectors)")
+    dimension = parse_spectrum(recipe.gaussian_spectrum).size
+    return gaussian_input_shape(dimension, recipe.gaussian_patch_size, recipe.gaussian_image_size)
 
 
 def describe_keys() -> list[tuple[str, str, str, str]]:

@@ -18,14 +18,14 @@ import numpy as np
 from rltx import hyperrule
 from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
-from rltx.data import open_source, to_model_input
-from rltx.errors import UsageError
+from rltx.data import to_model_input
+from rltx.errors import UsageError, shorten
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import weights_of
 from rltx.models import conv_layers
 from rltx.runs import kernel_filters, open_run
 from rltx.store import LayerRecord
-from rltx.tasks import build_recipe_model
+from rltx.tasks import build_recipe_model, open_recipe_source
 
 _RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
 
@@ -41,9 +41,9 @@ def select_eigenvectors(spec: str, dimension: int, count: int) -> np.ndarray:
         first, last = (int(g) for g in _RANGE.match(spec).groups())
         chosen = np.arange(first - 1, last)
     else:
-        raise UsageError(f"construct_eigenvectors {spec!r} is not top, bottom or a range like e4..e19")
+        raise UsageError(f"construct_eigenvectors {shorten(spec)} is not top, bottom or a range like e4..e19")
     if len(chosen) == 0 or chosen.min() < 0 or chosen.max() >= dimension or len(chosen) > dimension:
-        raise UsageError(f"eigenvectors {spec} do not fit a layer input of dimension {dimension}; choose fewer")
+        raise UsageError(f"eigenvectors {shorten(spec)} do not fit a layer input of dimension {dimension}; choose fewer")
     return chosen
 
 
@@ -60,7 +60,7 @@ def tau_values(curve, chosen: np.ndarray, dimension: int) -> np.ndarray:
         return np.asarray(measured[-1], dtype=np.float64)[chosen]
     values = hyperrule.TAU_CURVES.get(curve, curve) if isinstance(curve, str) else curve
     if isinstance(values, str) or len(values) < len(chosen):
-        raise UsageError(f"construct_tau {curve!r} gives {0 if isinstance(values, str) else len(values)} values "
+        raise UsageError(f"construct_tau {shorten(curve)} gives {0 if isinstance(values, str) else len(values)} values "
                          f"for {len(chosen)} eigenvectors; use f1, f2, f3, a long enough list, or a .h5 result")
     return np.asarray(values[:len(chosen)], dtype=np.float64)
 
@@ -119,7 +119,7 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
 def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = ()):
     """The initial weights with conv layers `layer_numbers` (1-based, as in Table 1) constructed,
     how each was built, and the training examples used (the recipe's upstream sample, A.1)."""
-    source = open_source(recipe.data)
+    source = open_recipe_source(recipe)
     indices = hyperrule.sample_upstream(source.num_train, recipe.num_examples_upstream, recipe.seed)
     if recipe.construct_num_examples:
         indices = indices[:recipe.construct_num_examples]

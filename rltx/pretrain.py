@@ -8,14 +8,13 @@ from rltx import loop, store
 from rltx.config import Recipe
 from rltx.loop import RunSummary
 from rltx.progress import Reporter
-from rltx.data import open_source
-from rltx.tasks import build_recipe_model, load_examples, upstream_samples
+from rltx.tasks import build_recipe_model, load_examples, open_recipe_source, upstream_samples
 
 
 def pretrain(recipe: Recipe, run_dir: Path, *, resume: bool = True, reporter: Reporter | None = None) -> RunSummary:
     """Pre-train `recipe` into `run_dir`, resuming the run already there if it has the same recipe."""
     def prepare(existing: store.RunRecord | None) -> loop.Training:
-        source = open_source(recipe.data)
+        source = open_recipe_source(recipe)
         samples = existing.samples if existing is not None else upstream_samples(recipe, source)
         examples = load_examples(source, samples["upstream_indices"], samples["upstream_labels"], samples)
         input_shape = tuple(examples.train_x.shape[1:])

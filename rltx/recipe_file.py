@@ -1,16 +1,16 @@
 """Recipe files: a YAML file (or the recipe stored in a run's run.h5) -> its keys and sections ->
 a profile applied, with its offline fallback when the dataset is not available here -> a `Recipe`.
-
-Above `config` (which validates keys and knows no files but YAML text), `store` and `data`.
+It sits above `config` (validated keys, no files), `store` and `data`.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from rltx.config import DataSpec, Recipe, make_recipe, parse_override, parse_yaml
+from rltx.config import DataSpec, Recipe, make_recipe, parse_override
 from rltx.data import open_source
-from rltx.errors import UsageError
+from rltx.errors import UsageError, shorten
+from rltx.recipe_yaml import decode, parse_yaml
 from rltx.store import read_config_yaml
 
 PATH_KEYS = ("data_dir", "manual_dir", "data_path", "init_file")
@@ -39,7 +39,7 @@ class RecipeFile:
             return self
         if name not in self.profiles:
             known = ", ".join(self.profiles) or "none"
-            raise UsageError(f"{self.path} has no profile {name!r} (profiles: {known}); drop --profile or pick one of them")
+            raise UsageError(f"{self.path} has no profile {shorten(name)} (profiles: {shorten(known)}); drop --profile or pick one of them")
         changes = dict(self.profiles[name])
         fallback = changes.pop(FALLBACK, None)
         sweep, reproduce = {**self.sweep, **changes.pop("sweep", {})}, {**self.reproduce, **changes.pop("reproduce", {})}
@@ -59,10 +59,10 @@ def read_recipe_file(path: str | Path) -> RecipeFile:
         raw = parse_yaml(read_config_yaml(path), str(path))
     else:
         try:
-            text = path.read_text()
+            data = path.read_bytes()
         except OSError as error:
             raise UsageError(f"cannot read recipe {path}: {error.strerror}; check the path") from None
-        raw = parse_yaml(text, str(path))
+        raw = parse_yaml(decode(data, f"recipe {path}"), str(path))
     if not isinstance(raw, dict):
         raise UsageError("a recipe must be a YAML mapping of key: value lines")
     sections = {name: raw.pop(name, None) or {} for name in SECTIONS}
@@ -71,7 +71,11 @@ def read_recipe_file(path: str | Path) -> RecipeFile:
             raise UsageError(f"{path}: section {name} must be a mapping; write it as `{name}:` with indented entries")
     for name, profile in sections["profiles"].items():
         if not isinstance(profile, dict):
-            raise UsageError(f"{path}: profile {name} must be a mapping of recipe keys")
+            raise UsageError(f"{path}: profile {shorten(name)} must be a mapping of recipe keys")
+        for entry in (FALLBACK, "sweep", "reproduce"):
+            if not isinstance(profile.get(entry, {}), dict):
+                raise UsageError(f"{path}: {entry} of profile {shorten(name)} must be a mapping; write it as "
+                                 f"`{entry}:` with indented entries")
     return RecipeFile(path, _resolve_paths(raw, path.parent), **sections)
 
 
@@ -102,10 +106,16 @@ def _resolve_paths(raw, base: Path):
     if not isinstance(raw, dict):
         return raw
     resolved = dict(raw)
-    for name in PATH_KEYS:
-        if isinstance(resolved.get(name), str):
-            resolved[name] = str((base / Path(resolved[name]).expanduser()).resolve())
     tau = resolved.get("construct_tau")
-    if isinstance(tau, str) and tau.endswith(".h5"):  # a measured tau curve is a file too
-        resolved["construct_tau"] = str((base / Path(tau).expanduser()).resolve())
+    names = PATH_KEYS + (("construct_tau",) if isinstance(tau, str) and tau.endswith(".h5") else ())  # a tau curve file
+    for name in names:
+        if isinstance(resolved.get(name), str):
+            resolved[name] = _resolve_path(name, resolved[name], base)
     return resolved
+
+
+def _resolve_path(name: str, text: str, base: Path) -> str:
+    try:
+        return str((base / Path(text).expanduser()).resolve())
+    except (ValueError, OSError) as error:  # a NUL byte, a loop of links, a name too long
+        raise UsageError(f"recipe key {name} is {shorten(text)}, not a usable path ({error}); fix it") from None

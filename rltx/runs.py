@@ -11,9 +11,9 @@ import yaml
 
 from rltx import store
 from rltx.config import Recipe, make_recipe
-from rltx.data import open_source, to_model_input
+from rltx.data import to_model_input
 from rltx.errors import UsageError
-from rltx.tasks import build_recipe_model
+from rltx.tasks import build_recipe_model, open_recipe_source
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def load_model(run_dir: str | Path, step: int | None = None) -> keras.Model:
 def examples(run: Run, which: str, limit: int = 0) -> np.ndarray:
     """Model inputs (scaled as in training, A.3) of the run's training set or held-out set;
     `limit` > 0 keeps the first `limit` of them (in stored order, which is sorted by index)."""
-    source = open_source(run.recipe.data)
+    source = open_recipe_source(run.recipe)
     if which == "train":
         indices, split = run.train_indices, source.train
     else:

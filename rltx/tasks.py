@@ -8,14 +8,23 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from rltx import hyperrule, store
+from rltx import hyperrule, model_fit, store
 from rltx.config import Recipe
+from rltx.data import open_source
 from rltx.errors import UsageError
 from rltx.loop import Examples
 from rltx.models import ARCHITECTURES, HEAD, build_model
 
 # Separate label draws for each labelled set of a run (`hyperrule.random_labels` salt).
 UPSTREAM, UPSTREAM_TEST, DOWNSTREAM, DOWNSTREAM_TEST = 0, 1, 2, 3
+
+
+def open_recipe_source(recipe: Recipe):
+    """The recipe's data source, once its input shape is known to fit the recipe's model (for
+    datasets whose shape the keys do not decide, e.g. npz; the others are checked with the recipe)."""
+    source = open_source(recipe.data)
+    model_fit.check_fits(recipe, source.input_shape, f"dataset {recipe.dataset}")
+    return source
 
 
 def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int,

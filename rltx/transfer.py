@@ -21,14 +21,13 @@ import numpy as np
 
 from rltx import hyperrule, loop, store
 from rltx.config import Recipe
-from rltx.data import open_source
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
 from rltx.models import ARCHITECTURES, conv_layers, transferable_layers
 from rltx.progress import Reporter
 from rltx.runs import Checkpoint, open_checkpoint
-from rltx.tasks import build_recipe_model, downstream_samples, load_examples
+from rltx.tasks import build_recipe_model, downstream_samples, load_examples, open_recipe_source
 
 
 def check_compatible(recipe: Recipe, sources: list[Checkpoint]) -> None:
@@ -128,7 +127,7 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     run_dir, reporter = Path(run_dir), reporter or Reporter()
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_compatible(recipe, source_runs)
-    data = open_source(recipe.data)
+    data = open_recipe_source(recipe)
     if source_runs:
         upstream = np.unique(np.concatenate([s.upstream_indices for s in source_runs]))
     else:  # the upstream set a pre-training run of this recipe and seed would use (A.1 step 1)

@@ -54,7 +54,7 @@ def test_paths_resolve_relative_to_the_recipe(tmp_path):
     ({"total_steps": 10}, "exactly one of epochs and total_steps"),
     ({"momentum": 1.5}, "must be <= 1.0"),
     ({"offline": "yes"}, "true or false"),
-    ({"hidden_units": [1, -2]}, "list of non-negative integers"),
+    ({"hidden_units": [1, -2]}, "holds a number that is -2; it must be >= 1"),
     ({"dataset": "npz"}, "needs data_path"),
     ({"dataset": "gaussian"}, "needs gaussian_spectrum"),
 ])
@@ -104,7 +104,7 @@ def test_profile_replaces_keys_and_offline_fallback_applies_only_without_the_dat
     npz = tmp_path / "data.npz"
     raw = {**BASE, "dataset": "npz", "data_path": "data.npz", "profiles": {"quick": {
         "num_examples_upstream": 300, "offline_fallback": {
-            "dataset": "gaussian", "gaussian_spectrum": [1.0, 2.0], "data_path": None}}}}
+            "dataset": "gaussian", "gaussian_spectrum": [1.0, 2.0], "data_path": None, "architecture": "mlp"}}}}
     path = recipe_file(tmp_path, yaml.safe_dump(raw))
     fallback = load_recipe(path, profile="quick")
     assert (fallback.dataset, fallback.num_examples_upstream) == ("gaussian", 300)

@@ -13,7 +13,7 @@ from rltx.config import make_recipe
 from rltx.construct import construct_init, filters_from_eigenvectors, select_eigenvectors, tau_values
 from rltx.errors import UsageError
 from rltx.hyperrule import TAU_CURVES
-from rltx.data import open_source
+from rltx.tasks import open_recipe_source
 from tests_support import tiny_recipe_dict
 
 
@@ -33,7 +33,7 @@ def test_first_layer_spans_the_top_eigenspace_of_sigma():
     recipe = gapped_recipe()
     weights, records, indices = construct_init(recipe, [1])
     kernel = weights["conv_0/kernel"].reshape(27, 8).astype(np.float64)
-    truth = np.linalg.eigh(open_source(recipe.data).covariance)[1][:, -8:]
+    truth = np.linalg.eigh(open_recipe_source(recipe).covariance)[1][:, -8:]
     assert np.max(subspace_angles(kernel, truth)) < 0.02  # radians
     np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1.0, rtol=1e-5)  # f2: tau = 1
     assert not weights["conv_0/bias"].any()

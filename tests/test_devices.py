@@ -17,7 +17,7 @@ from rltx.config import make_recipe
 from rltx.errors import UsageError
 from rltx.sweep import execute, ray_executor
 from rltx.sweep.plan import Plan, PlannedRun
-from rltx.training import pretrain
+from rltx.pretrain import pretrain
 
 
 def test_worker_env_packs_k_runs_per_gpu():

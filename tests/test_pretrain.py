@@ -49,9 +49,8 @@ def test_run_holds_every_item_and_metrics_are_whole_set(tiny_recipe, tmp_path):
 
     # Oracle: a plain Keras forward pass over the whole upstream set with the stored final
     # weights gives the stored train accuracy and loss (A.3: not mini-batch numbers).
-    from rltx.data import open_source
-    from rltx.tasks import build_recipe_model
-    source = open_source(tiny_recipe.data)
+    from rltx.tasks import build_recipe_model, open_recipe_source
+    source = open_recipe_source(tiny_recipe)
     model = build_recipe_model(tiny_recipe, source.input_shape, 4)
     weights = store.read_checkpoint(run_dir, 40)
     for variable in model.weights:

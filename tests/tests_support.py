@@ -3,7 +3,7 @@ import time
 
 from rltx import store
 
-_TINY = {
+TINY = {
     "description": "tiny test run",
     "dataset": "gaussian", "gaussian_spectrum": "linspace(0.1, 3.0, 27)", "gaussian_patch_size": 3,
     "gaussian_image_size": 6, "gaussian_rotate": True, "gaussian_num_train": 512, "gaussian_num_test": 128,
@@ -16,7 +16,7 @@ _TINY = {
 
 def tiny_recipe_dict() -> dict:
     """A recipe that trains in a few seconds: 6x6 Gaussian-patch images, one conv layer."""
-    return dict(_TINY)
+    return dict(TINY)
 
 
 def wait_for_rows(run_dir, count, process, timeout=120):

@@ -1,48 +1,13 @@
 """Synthetic centred Gaussian inputs: the idealised setting of Prop. 1 / App. C and App. E.1."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rltx.data.base import Split, check_indices, empty_split
 from rltx.errors import UsageError
-
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_LINSPACE = re.compile(rf"^\s*linspace\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*,\s*(\d+)\s*\)\s*$")
-_NUMBER_LIST = re.compile(rf"^\s*\[?\s*{_NUM}(?:\s*,\s*{_NUM})*\s*,?\s*\]?\s*$")
-_SPECTRUM_FIX = "give positive numbers, e.g. [1, 1.1, 1.2] or 'linspace(0.1, 3.0, 30)'"
-
-
-def parse_spectrum(spec) -> np.ndarray:
-    """Eigenvalues of Sigma as float64: a sequence of positive numbers, a string of comma-separated
-    numbers, or "linspace(a, b, n)" (= np.linspace(a, b, n); parsed with a regex, never eval).
-    E.g. App. E.1's diag(0.1, 0.2, ..., 3.0) is "linspace(0.1, 3.0, 30)"."""
-    if isinstance(spec, str):
-        values = _parse_spectrum_string(spec)
-    else:
-        try:
-            values = np.array(spec, dtype=np.float64)  # a copy: never freeze the caller's array
-        except (TypeError, ValueError):
-            raise UsageError(f"gaussian_spectrum {spec!r} is not a list of numbers; {_SPECTRUM_FIX}") from None
-    if values.ndim != 1 or values.size == 0:
-        raise UsageError(f"gaussian_spectrum {spec!r} must be a non-empty flat list; {_SPECTRUM_FIX}")
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise UsageError(f"gaussian_spectrum {spec!r} has non-positive or non-finite values; {_SPECTRUM_FIX}")
-    return values
-
-
-def _parse_spectrum_string(text: str) -> np.ndarray:
-    match = _LINSPACE.match(text)
-    if match:
-        start, stop, count = float(match[1]), float(match[2]), int(match[3])
-        if count < 1:
-            raise UsageError(f"gaussian_spectrum {text!r} has n < 1; {_SPECTRUM_FIX}")
-        return np.linspace(start, stop, count)
-    if _NUMBER_LIST.match(text):
-        return np.asarray([float(v) for v in re.findall(_NUM, text)])
-    raise UsageError(f"gaussian_spectrum {text!r} is not understood; {_SPECTRUM_FIX}")
+from rltx.spectrum import gaussian_input_shape, parse_spectrum
 
 
 def random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
@@ -90,8 +55,8 @@ class GaussianSource:
         spectrum = parse_spectrum(self.spectrum)
         spectrum.flags.writeable = False
         object.__setattr__(self, "spectrum", spectrum)
-        self._check_geometry(spectrum.size)
         d = spectrum.size
+        gaussian_input_shape(d, self.patch_size, self.image_size)  # checks the geometry
         rotation = random_orthogonal(d, np.random.default_rng([self.seed, 0])) if self.rotate else np.eye(d)
         rotation.flags.writeable = False
         object.__setattr__(self, "rotation", rotation)
@@ -114,20 +79,6 @@ class GaussianSource:
         x.flags.writeable = False
         return x, y
 
-    def _check_geometry(self, d: int) -> None:
-        k, size = self.patch_size, self.image_size
-        if k == 0 and size == 0:
-            return
-        if k <= 0 or size <= 0:
-            raise UsageError("gaussian images need both gaussian_patch_size and gaussian_image_size > 0; "
-                             "set both, or both to 0 for vectors")
-        if d % (k * k):
-            raise UsageError(f"gaussian spectrum length {d} is not k*k*C for patch size k={k}; "
-                             f"give {k * k}*C values (e.g. {k * k * 3} for RGB)")
-        if size % k:
-            raise UsageError(f"gaussian_image_size {size} is not a multiple of gaussian_patch_size {k}; "
-                             f"use e.g. {max(k, size - size % k)}")
-
     @property
     def dim(self) -> int:
         return int(self.spectrum.size)
@@ -138,9 +89,7 @@ class GaussianSource:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        if self.patch_size:
-            return (self.image_size, self.image_size, self.channels)
-        return (self.dim,)
+        return gaussian_input_shape(self.dim, self.patch_size, self.image_size)
 
     @property
     def covariance(self) -> np.ndarray:

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from rltx.data.base import Split, check_indices, empty_split, resize_central_crop
-from rltx.errors import UsageError
+from rltx.errors import UsageError, shorten
 
 IMAGENET_IMAGE_SIZE = 224  # A.3: "take a 224 x 224 central crop"
 _CACHE_ENTRIES = 4  # most recent (split, indices) reads kept, each at most _CACHE_MAX_BYTES
@@ -204,7 +204,7 @@ def _builder(dataset: str, data_dir: str | None):
         return tfds.builder(dataset, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UsageError(f"unknown dataset {dataset!r} ({first}); use gaussian, npz, image_folder or a "
+        raise UsageError(f"unknown dataset {shorten(dataset)} ({first[:150]}); use gaussian, npz, image_folder or a "
                          "tensorflow-datasets name such as cifar10, cifar100, imagenet2012") from None
 
 

@@ -21,12 +21,14 @@ table, and what the paper reports, so the run can end with a verdict.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from rltx.config import FIELDS, check_section
-from rltx.errors import UsageError
+from rltx.errors import UsageError, clip, shorten
 
 PIPELINES = ("alignment", "transfer", "construct-table", "activations", "sweep")
 SHAPES = ("rise-then-fall", "rising", "falling")
+MAX_SEEDS = 10_000  # far beyond the paper's 12 (Fig. 5)
 ENTRIES = ("pipeline", "paper", "seeds", "layer", "expect_ratio", "expect_shape", "expect", "trajectory", "variants")
 
 
@@ -55,7 +57,10 @@ class ReproduceSpec:
     def from_section(cls, section: dict, where: str) -> "ReproduceSpec":
         check_section(section, "reproduce", ENTRIES, where, "recipes/fig5.yaml")
         values = dict(section)
-        values["variants"] = tuple(_variant(v, where) for v in section.get("variants") or ())
+        variants = section.get("variants") or []
+        if not isinstance(variants, list):
+            raise UsageError(f"{where}: reproduce variants must be a list of `- name: ...` entries")
+        values["variants"] = tuple(_variant(v, where) for v in variants)
         spec = cls(**values)
         spec.check(where)
         return spec
@@ -64,9 +69,13 @@ class ReproduceSpec:
         def fail(problem: str):
             raise UsageError(f"{where}: reproduce {problem}")
         if self.pipeline not in PIPELINES:
-            fail(f"pipeline {self.pipeline!r} is not one of {', '.join(PIPELINES)}")
-        if not isinstance(self.seeds, int) or self.seeds < 1:
-            fail("seeds must be a positive integer")
+            fail(f"pipeline {shorten(self.pipeline)} is not one of {', '.join(PIPELINES)}")
+        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or not 1 <= self.seeds <= MAX_SEEDS:
+            fail(f"seeds must be an integer from 1 to {MAX_SEEDS}")
+        ratio = self.expect_ratio
+        if ratio is not None and not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
+                                      and math.isfinite(ratio) and ratio > 0):
+            fail("expect_ratio must be a positive number, e.g. 5")
         if self.expect_shape is not None and self.expect_shape not in SHAPES:
             fail(f"expect_shape must be one of {', '.join(SHAPES)}")
         if self.expect is not None and self.expect not in ("better", "worse"):
@@ -78,22 +87,26 @@ class ReproduceSpec:
             fail("variant names must be distinct")
         for variant in self.variants:
             if variant.baseline is not None and variant.baseline not in names:
-                fail(f"variant {variant.name!r} has baseline {variant.baseline!r}, which is not a variant")
+                fail(f"variant {shorten(variant.name)} has baseline {shorten(variant.baseline)}, which is not a variant")
 
 
 def _variant(raw, where: str) -> Variant:
     if not isinstance(raw, dict) or "name" not in raw:
         raise UsageError(f"{where}: every reproduce variant is a mapping with a name, e.g. {{name: pretrained}}")
-    unknown = sorted(set(raw) - {"name", "from", "set", "baseline", "expect"})
+    name = shorten(raw["name"])
+    unknown = sorted(map(str, set(raw) - {"name", "from", "set", "baseline", "expect"}))
     if unknown:
-        raise UsageError(f"{where}: variant {raw['name']!r} has unknown entries {', '.join(unknown)}")
+        raise UsageError(f"{where}: variant {name} has unknown entries {clip(', '.join(unknown))}")
+    if not isinstance(raw.get("set") or {}, dict):
+        raise UsageError(f"{where}: variant {name} has set: {shorten(raw['set'])}; give a mapping of recipe keys, "
+                         "e.g. {rescaling: l2}")
     variant = Variant(str(raw["name"]), raw.get("from", "pretrained"), dict(raw.get("set") or {}),
                       raw.get("baseline"), raw.get("expect"))
     if variant.source not in ("pretrained", "scratch"):
-        raise UsageError(f"{where}: variant {variant.name!r} has from: {variant.source}; use pretrained or scratch")
+        raise UsageError(f"{where}: variant {name} has from: {shorten(variant.source)}; use pretrained or scratch")
     if variant.expect not in (None, "positive", "negative"):
-        raise UsageError(f"{where}: variant {variant.name!r} has expect: {variant.expect}; use positive or negative")
-    bad = [k for k in variant.keys if k not in FIELDS]
+        raise UsageError(f"{where}: variant {name} has expect: {shorten(variant.expect)}; use positive or negative")
+    bad = [str(k) for k in variant.keys if k not in FIELDS]
     if bad:
-        raise UsageError(f"{where}: variant {variant.name!r} sets unknown recipe keys {', '.join(bad)}")
+        raise UsageError(f"{where}: variant {name} sets unknown recipe keys {clip(', '.join(bad))}")
     return variant

@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shlex
 from pathlib import Path
 
 from rltx import hyperrule
-from rltx.config import ARCHITECTURE_NAMES, check_section, make_recipe, parse_override
-from rltx.recipe_file import RecipeFile
+from rltx.config import ARCHITECTURE_NAMES, SEED_MAX, check_section, make_recipe, parse_override
 from rltx.errors import UsageError
+from rltx.recipe_file import RecipeFile
 
 PLAN_FILE = "plan.json"
+LIST_EXAMPLES = {"architectures": "[simple_cnn, vgg16]", "transfer_layers": "[1, all]",
+                 "labels_downstream": "[real, random]"}
+MAX_COUNT = 10_000  # groups per architecture, seeds per group: far beyond App. B's 20 x 2
 SECTION_KEYS = ("architectures", "groups", "seeds", "transfer_layers", "labels_downstream", "seed", "sample",
                 "by_architecture")
 
@@ -51,6 +55,7 @@ class SweepSpec:
     @classmethod
     def from_section(cls, section: dict, where: str) -> "SweepSpec":
         check_section(section, "sweep", SECTION_KEYS, where, "recipes/cifar10_a.yaml")
+        _check_shapes(section, where)
         values = {**section, "architectures": tuple(section.get("architectures") or ()),
                   "transfer_layers": tuple(section.get("transfer_layers") or ("all",)),
                   "labels_downstream": tuple(section.get("labels_downstream") or ("real",))}
@@ -63,17 +68,34 @@ class SweepSpec:
         if not self.architectures or bad:
             raise UsageError(f"{where}: sweep architectures must be a non-empty list of {', '.join(ARCHITECTURE_NAMES)}")
         for name in ("groups", "seeds"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise UsageError(f"{where}: sweep {name} must be a positive integer")
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+                raise UsageError(f"{where}: sweep {name} must be an integer from 1 to {MAX_COUNT}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= SEED_MAX:
+            raise UsageError(f"{where}: sweep seed must be an integer from 0 to {SEED_MAX}")
         for name, spec in [*self.sample.items(), *(kv for v in self.by_architecture.values() for kv in v.items())]:
             _check_distribution(name, spec, where)
+
+
+def _check_shapes(section: dict, where: str) -> None:
+    """The entries are of the kinds the plan reads: lists, and mappings of recipe keys."""
+    for name in ("architectures", "transfer_layers", "labels_downstream"):
+        if not isinstance(section.get(name, []), list):
+            raise UsageError(f"{where}: sweep {name} must be a list, e.g. {LIST_EXAMPLES[name]}")
+    by_architecture = section.get("by_architecture", {})
+    for name, entry in [("sample", section.get("sample", {})), ("by_architecture", by_architecture),
+                        *((f"by_architecture: {a}", v) for a, v in (by_architecture.items() if isinstance(by_architecture, dict) else ()))]:
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: sweep {name} must be a mapping of recipe keys with indented entries")
 
 
 def _check_distribution(name: str, spec, where: str) -> None:
     if not (isinstance(spec, dict) and len(spec) == 1):
         return
     (kind, values), = spec.items()
-    ok = ((kind == "log_uniform" and isinstance(values, list) and len(values) == 2 and 0 < values[0] <= values[1])
+    ok = ((kind == "log_uniform" and isinstance(values, list) and len(values) == 2
+           and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+           and 0 < values[0] <= values[1])
           or (kind == "uniform" and isinstance(values, list) and values))
     if not ok:
         raise UsageError(f"{where}: sweep value of {name} must be {{log_uniform: [low, high]}} with 0 < low <= high, "
@@ -128,6 +150,9 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
             values = group_values(spec, architecture, index)
             keys = {**recipe_file.keys, "architecture": architecture, **values, **fixed}
             recipe = make_recipe(keys)  # every group's recipe is valid before anything runs
+            if recipe.seed + spec.seeds - 1 > SEED_MAX:  # the runs take seeds seed, seed+1, ...
+                raise UsageError(f"{recipe_file.path}: seeds {recipe.seed}..{recipe.seed + spec.seeds - 1} "
+                                 f"go beyond {SEED_MAX}; lower the recipe's seed or sweep seeds")
             name = f"{architecture}/g{index:02d}"
             groups.append({"name": name, "architecture": architecture, "recipe": str(directory / "recipe.yaml"),
                            "values": values, "yaml": recipe.to_yaml()})
