@@ -112,6 +112,7 @@ def test_cli_errors_exit_2(tmp_path):
     assert other.exit_code == 2 and "does not fit this model" in other.output
 
 
+@pytest.mark.slow
 def test_table_from_the_cli_on_real_images(tmp_path):
     """Table 1's procedure end to end on scikit-learn's digit images (offline): one row per layer
     set and iteration count, equal to the metrics of the runs it trained."""

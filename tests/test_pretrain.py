@@ -156,6 +156,7 @@ def test_two_replicas_match_one(tiny_yaml, tmp_path):
         assert abs(row_two["train_accuracy"] - row_one["train_accuracy"]) <= 2 / 384
 
 
+@pytest.mark.slow
 def test_cli_bad_input_one_line_exit_2(tiny_yaml, tmp_path):
     result = cli("pretrain", tiny_yaml, "--set", "learning_rat=0.1", "--out", tmp_path / "run")
     assert result.returncode == 2
