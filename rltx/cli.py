@@ -169,15 +169,17 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
 @click.option("--table", type=click.Path(file_okay=False, path_type=Path),
               help="Instead: for each of table_layer_sets, construct, train, and tabulate the accuracies after "
                    "table_iterations steps (Table 1-6), with runs, init files and table.h5 in this directory.")
+@click.option("--quiet", is_flag=True, help="--table: no training progress output.")
 def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path, ...], overrides: tuple[str, ...],
-                   profile: str | None, output: Path | None, table: Path | None):
+                   profile: str | None, output: Path | None, table: Path | None, quiet: bool):
     """Build conv filters from the data's patch covariances, layer by layer (Sec. 2.5, E.3)."""
     config = load_recipe(recipe, overrides, profile)
     if table is not None:
         from rltx.analysis.results import print_table, write_result
         from rltx.construct_table import construct_table
+        from rltx.distribute import is_chief
         from rltx.progress import make_reporter
-        result = construct_table(config, table, make_reporter(True, "construct"))
+        result = construct_table(config, table, make_reporter(quiet or not is_chief(), "construct"))
         write_result(result, table / "table.h5")
         print_table(result)
         click.echo(f"stored in {table / 'table.h5'}")

@@ -86,12 +86,28 @@ def rescale_factor(initial: list[np.ndarray], trained: list[np.ndarray], norm: s
 
 
 def eval_steps(total_steps: int, num_points: int) -> np.ndarray:
-    """Steps at which metrics are computed: about `num_points`, denser early, always 0 and the last.
+    """Steps at which metrics are computed: `num_points` distinct steps (all steps when the run is
+    shorter), denser early, always 0 and the last.
 
-    Half of the points are spaced geometrically (the early phase moves fastest, e.g. the
-    activation changes of App. F), half linearly; duplicates merge, so a short run gets fewer.
+    Half of the grid is spaced geometrically (the early phase moves fastest, e.g. the activation
+    changes of App. F), half linearly. Rounding merges points of a short run's geometric half
+    (150 steps: 1, 2, 3 ...), so the grid is refined until the distinct steps reach the count; a
+    refinement that overshoots drops the interior points whose neighbours are closest together.
     """
-    geometric = np.geomspace(1, total_steps, num=max(1, num_points // 2))
+    wanted = min(num_points, total_steps + 1)
+    grid = num_points
+    steps = _mixed_grid(total_steps, grid)
+    while len(steps) < wanted:
+        grid += 1
+        steps = _mixed_grid(total_steps, grid)
+    while len(steps) > wanted:
+        merged = steps[2:] - steps[:-2]  # the gap left by dropping each interior point
+        steps = np.delete(steps, 1 + int(np.argmin(merged)))
+    return steps
+
+
+def _mixed_grid(total_steps: int, num_points: int) -> np.ndarray:
+    geometric = np.geomspace(1, max(1, total_steps), num=max(1, num_points // 2))
     linear = np.linspace(0, total_steps, num=max(2, num_points - num_points // 2))
     steps = np.round(np.concatenate([[0, total_steps], geometric, linear])).astype(np.int64)
     return np.unique(np.clip(steps, 0, total_steps))

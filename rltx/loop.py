@@ -28,6 +28,7 @@ from rltx.distribute import (check_batch_divides, choose_strategy, distributed_b
                              padded_batches, use_xla)
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
+from rltx.health import judge
 from rltx.models import HEAD, transferable_layers
 from rltx.progress import Reporter
 
@@ -393,7 +394,18 @@ class _Run:
         row.update(wall_time=wall_time, images_per_second=images_per_second)
         self.reporter.eval(row)
         self._save(step, previous + [row])
+        self._judge_health(previous + [row])
         return row
+
+    def _judge_health(self, metrics: list[dict]) -> None:
+        """Flag a run that diverged or collapsed (rltx.health) in its record, with one warning line
+        when the judgement changes; the run goes on and still completes."""
+        health = judge(metrics, int(self.model.output_shape[-1]), self.num_train)
+        if health != self.record.health:
+            self.record.health = health
+            if health != "ok":
+                self.reporter.message(f"warning: {self.run_dir} {health}")
+            self._write_record(self.record.status, self.record.error)
 
     def _save(self, step: int, metrics: list[dict]) -> None:
         """Kept checkpoint (on its schedule), metrics, then the resume state: a kill between two of

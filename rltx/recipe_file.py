@@ -30,26 +30,34 @@ class RecipeFile:
     profiles: dict
     sweep: dict
     reproduce: dict
+    fallback: str | None = None  # the dataset the profile's offline_fallback replaced, when it did
 
-    def profile(self, name: str | None) -> "RecipeFile":
-        """This file with profile `name` applied: its keys replace the recipe's, its `sweep` and
-        `reproduce` entries replace those of the sections, and its offline_fallback keys are applied
-        when the dataset is not available here (noted in the description, which is stored with runs)."""
+    def profile(self, name: str | None, overrides: dict | None = None) -> "RecipeFile":
+        """This file with profile `name` applied, then the `--set` overrides (parsed, see
+        `parse_overrides`): the profile's keys replace the recipe's, its `sweep` and `reproduce`
+        entries replace those of the sections, and the overrides win over both. The profile's
+        offline_fallback keys are applied (under the overrides) only when the dataset named after the
+        overrides is not available here, and never when the overrides name the dataset themselves;
+        the description notes the profile and a fallback (it is stored with runs)."""
+        overrides = dict(overrides or {})
         if name is None:
-            return self
+            return dataclasses.replace(self, keys={**self.keys, **overrides}) if overrides else self
         if name not in self.profiles:
             known = ", ".join(self.profiles) or "none"
             raise UsageError(f"{self.path} has no profile {shorten(name)} (profiles: {shorten(known)}); drop --profile or pick one of them")
         changes = dict(self.profiles[name])
         fallback = changes.pop(FALLBACK, None)
         sweep, reproduce = {**self.sweep, **changes.pop("sweep", {})}, {**self.reproduce, **changes.pop("reproduce", {})}
-        keys = {**self.keys, **_resolve_paths(changes, self.path.parent)}
+        keys = {**self.keys, **_resolve_paths(changes, self.path.parent), **overrides}
         note = f"{name} profile"
-        if fallback is not None and not dataset_available(keys):
-            keys = {**keys, **_resolve_paths(fallback, self.path.parent)}
-            note += f"; {self.keys.get('dataset')} is not available here, so it runs on {keys.get('dataset')} instead"
+        if fallback is not None and "dataset" not in overrides and not dataset_available(keys):
+            missing = keys.get("dataset")
+            keys = {**keys, **_resolve_paths(fallback, self.path.parent), **overrides}
+            note += f"; {missing} is not available here, so it runs on {keys.get('dataset')} instead"
+        else:
+            missing = None
         keys["description"] = f"{keys.get('description', '')} [{note}]".strip()
-        return dataclasses.replace(self, keys=keys, sweep=sweep, reproduce=reproduce)
+        return dataclasses.replace(self, keys=keys, sweep=sweep, reproduce=reproduce, fallback=missing)
 
 
 def read_recipe_file(path: str | Path) -> RecipeFile:
@@ -93,13 +101,15 @@ def dataset_available(keys: dict) -> bool:
 
 
 def load_recipe(path: str | Path, overrides: tuple[str, ...] = (), profile: str | None = None) -> Recipe:
-    """Read a YAML recipe (or the config stored in a run's run.h5), apply a profile, then the
-    `key=value` overrides, and validate."""
-    raw = dict(read_recipe_file(path).profile(profile).keys)
-    for override in overrides:
-        name, value = parse_override(override)
-        raw[name] = _resolve_paths({name: value}, Path.cwd())[name]
-    return make_recipe(raw)
+    """Read a YAML recipe (or the config stored in a run's run.h5), apply a profile and the
+    `key=value` overrides (the offline fallback is decided after them), and validate."""
+    return make_recipe(dict(read_recipe_file(path).profile(profile, parse_overrides(overrides)).keys))
+
+
+def parse_overrides(texts: tuple[str, ...]) -> dict:
+    """`--set key=value` texts as recipe keys, paths resolved against the working directory."""
+    raw = dict(parse_override(text) for text in texts)
+    return _resolve_paths(raw, Path.cwd())
 
 
 def _resolve_paths(raw, base: Path):

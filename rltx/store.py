@@ -122,12 +122,14 @@ class RunRecord:
     kind: str = "pretrain"  # pretrain | transfer | scratch
     identity: dict = field(default_factory=dict)  # what else defines the run (a transfer's sources)
     transfer: dict = field(default_factory=dict)  # how a transfer built its initial weights
+    health: str = "ok"  # ok | diverged: ... | collapsed: ... (rltx.health; "unchecked" in older runs)
 
 
 def write_run_record(run_dir: Path, record: RunRecord) -> None:
     with atomic_h5(run_dir / RUN_FILE) as handle:
         handle.attrs.update(format_version=FORMAT_VERSION, status=record.status, error=record.error,
-                            created=record.created, updated=time.time(), kind=record.kind)
+                            created=record.created, updated=time.time(), kind=record.kind,
+                            health=record.health)
         config = handle.create_group("config")
         config.attrs["yaml"] = record.config_yaml
         environment = handle.create_group("environment")
@@ -147,7 +149,8 @@ def read_run_record(run_dir: Path) -> RunRecord:
             samples=read_arrays(handle["samples"]),
             status=str(handle.attrs["status"]), error=str(handle.attrs["error"]),
             created=float(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
-            identity=_plain(handle["identity"].attrs), transfer=_plain(handle["transfer"].attrs))
+            identity=_plain(handle["identity"].attrs), transfer=_plain(handle["transfer"].attrs),
+            health=str(handle.attrs.get("health", "unchecked")))
 
 
 def _plain(attributes) -> dict:

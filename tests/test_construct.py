@@ -126,6 +126,7 @@ def test_table_from_the_cli_on_real_images(tmp_path):
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(recipe))
     result = invoke("construct-init", tmp_path / "t.yaml", "--table", tmp_path / "table")
     assert result.exit_code == 0, result.output
+    assert result.output.count("step 20/20") == 4  # training progress of each layer set is shown
     from rltx.analysis.results import read_result
     table = read_result(tmp_path / "table" / "table.h5")
     assert table.arrays["accuracy"].shape == (4, 2, 2)

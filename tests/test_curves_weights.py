@@ -116,6 +116,29 @@ def raw_curve(run_dir):
             "final_train_accuracy": train[-1], "final_test_accuracy": test[-1]}
 
 
+
+def test_every_transfer_variant_is_paired_with_the_scratch_run_on_the_same_data(runs, tmp_path):
+    """Issue 14: a transfer run made without --with-baseline (another variant, e.g. another
+    downstream learning rate) is paired with the scratch run of the same seed and data among the
+    inputs, never with one of another seed (whose downstream sample differs)."""
+    for seed in SEEDS:
+        invoke("transfer", runs / "r.yaml", "--from", runs / f"pre{seed}", "--set", f"seed={seed}",
+               "--set", "learning_rate_downstream=0.02", "--out", tmp_path / f"v{seed}", "--quiet")
+    variants = [tmp_path / f"v{s}" for s in SEEDS]
+    scratch = [runs / f"t{s}-scratch" for s in reversed(SEEDS)]  # order must not matter
+    arrays = analyze_curves([*variants, *scratch, runs / "t0", runs / "t1"]).arrays
+    partners = dict(zip(arrays["pairs/transfer_run"], arrays["pairs/scratch_run"]))
+    for seed in SEEDS:
+        expected = str((runs / f"t{seed}-scratch").resolve())
+        assert partners[str((tmp_path / f"v{seed}").resolve())] == expected  # by seed and data
+        assert partners[str((runs / f"t{seed}").resolve())] == expected      # by paired_with
+    p = list(arrays["pairs/transfer_run"]).index(str((tmp_path / "v1").resolve()))
+    assert arrays["pairs/scratch_train_auc"][p] == pytest.approx(raw_curve(runs / "t1-scratch")["train_auc"])
+    assert arrays["pairs/pretrained_train_auc"][p] == pytest.approx(raw_curve(tmp_path / "v1")["train_auc"])
+    # without a scratch run of its seed among the inputs, a variant has no pair
+    lonely = analyze_curves([tmp_path / "v0", runs / "t1-scratch"]).arrays
+    assert len(lonely["pairs/transfer_run"]) == 0
+
 def raw_weights(run_dir, step):
     """Oracle: the checkpoint file read with h5py directly."""
     with h5py.File(run_dir / "checkpoints" / f"step_{step:08d}.h5", "r") as handle:

@@ -74,9 +74,21 @@ def test_batch_order_is_a_function_of_the_step():
 def test_eval_steps_dense_early_with_both_ends():
     steps = hyperrule.eval_steps(10000, 50)
     assert steps[0] == 0 and steps[-1] == 10000
-    assert 35 <= len(steps) <= 50
+    assert len(steps) == 50
     assert np.sum(steps < 1000) > np.sum(steps >= 9000)
     assert list(hyperrule.eval_steps(3, 50)) == [0, 1, 2, 3]
+
+
+def test_eval_steps_give_the_requested_count_for_short_runs_too():
+    """Issue 14: 6 points over 150 steps gave 5 (0, 1, 12, 75, 150). Over many (points, steps)
+    pairs: exactly the requested count of distinct steps, or every step when the run is shorter; both ends; at least as many points in the first half of the run as in the second."""
+    for total in (1, 2, 5, 10, 37, 100, 150, 300, 1000, 4321, 100000):
+        for points in (2, 3, 6, 8, 11, 20, 50, 200):
+            steps = hyperrule.eval_steps(total, points)
+            wanted = min(points, total + 1)
+            assert len(steps) == wanted and len(set(steps)) == len(steps), (total, points)
+            assert steps[0] == 0 and steps[-1] == total and np.all(np.diff(steps) > 0)
+            assert np.sum(steps < total / 2) >= np.sum(steps > total / 2), (total, points)
 
 
 def test_checkpoint_steps():

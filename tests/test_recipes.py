@@ -1,5 +1,5 @@
 """The recipes of recipes/: every one is a valid recipe, with and without its quick profile, has a
-valid reproduce: section, runs on this machine (quick profile on Gaussian images when the real
+valid reproduce: section, runs on this machine (quick profile on Gaussian or dead-leaves images when the real
 dataset is absent), and the App. B sweeps expand to exactly the paper's experiment counts with every
 drawn value inside its stated range. Pure configuration checks: nothing is trained."""
 from __future__ import annotations
@@ -103,8 +103,8 @@ def test_quick_profile_validates(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_quick_profile_runs_here(name):
-    """The quick profile's data is embedded (gaussian) or has an offline fallback, and the Gaussian
-    source holds the examples the runs draw: upstream + downstream from its training split."""
+    """The quick profile's data is embedded (gaussian) or has an offline fallback (Gaussian or dead-leaves
+    images), and that source holds the examples the runs draw: upstream + downstream from its training split."""
     file = read_recipe_file(RECIPES / f"{name}.yaml")
     quick = file.profiles.get("quick", {})
     keys = {**file.keys, **quick}
@@ -119,10 +119,12 @@ def test_quick_profile_runs_here(name):
                     (values["num_examples_upstream"] for values in [sweep.get("sample", {}),
                      *sweep.get("by_architecture", {}).values()] if "num_examples_upstream" in values)] or upstream
     recipe = make_recipe(keys)
-    assert recipe.dataset == "gaussian"
-    assert max(upstream) + recipe.num_examples_downstream <= recipe.gaussian_num_train
-    assert recipe.num_examples_test <= recipe.gaussian_num_test
-    if recipe.architecture != "mlp":
+    assert recipe.dataset in ("gaussian", "dead_leaves"), "offline data: embedded Gaussian or dead-leaves images"
+    num_train, num_test = ((recipe.gaussian_num_train, recipe.gaussian_num_test) if recipe.dataset == "gaussian"
+                           else (recipe.natural_num_train, recipe.natural_num_test))
+    assert max(upstream) + recipe.num_examples_downstream <= num_train
+    assert recipe.num_examples_test <= num_test
+    if recipe.architecture != "mlp" and recipe.dataset == "gaussian":
         assert recipe.gaussian_patch_size and recipe.gaussian_image_size, "image models need Gaussian images"
     spec = _spec(file.profile("quick"))
     assert spec.seeds <= 4, f"{name}.yaml: the quick profile runs at most a few seeds"
@@ -191,7 +193,7 @@ def test_quick_sweep_is_small(name, tmp_path):
         assert recipe.steps <= 100 and recipe.steps_downstream <= 100
 
 
-def test_quick_models_build_on_their_gaussian_images():
+def test_quick_models_build_on_their_offline_images():
     """Every quick profile's model builds on its offline input and maps a batch to logits (VGG16's five
     max-pools and ResNet18's stem are SAME-padded, so 12x12 images reach a 1x1 map, A.2)."""
     import numpy as np
@@ -209,7 +211,7 @@ def test_quick_models_build_on_their_gaussian_images():
             if recipe.architecture == "mlp":
                 continue
             options = {name: getattr(recipe, name) for name in ARCHITECTURES[architecture].options}
-            side = recipe.gaussian_image_size
+            side = recipe.gaussian_image_size if recipe.dataset == "gaussian" else recipe.image_size or 32
             built.setdefault((architecture, side, tuple(sorted(options.items()))), (path.stem, options))
     for (architecture, side, _), (name, options) in built.items():
         model = build_model(architecture, (side, side, 3), 10, **options)

@@ -24,8 +24,11 @@ Definitions
   standard deviation; NaN for a group of one run), minimum and maximum.
 - Pairs (App. B: "compare the downstream performance of the pre-trained models to that of models
   trained from scratch with same hyperparameters"): each transfer run among the inputs with the
-  scratch run it names in `paired_with` (written by `rltx transfer --with-baseline`); the partner is
-  taken from the inputs, else read from disk. Both AUCs of a pair are taken over the same horizon,
+  scratch run it names in `paired_with` (written by `rltx transfer --with-baseline`; the partner is
+  taken from the inputs, else read from disk), and every other transfer run with the scratch run
+  among the inputs trained on the same data: the same seed, data keys (where the data lives aside)
+  and downstream sample (examples, labels, held-out set); among several, the one whose recipe
+  shares the most keys with the transfer run's (the first on a tie). Both AUCs of a pair are taken over the same horizon,
   the last step both have reached. `pair_groups` averages the pairs of a group: one dot of the
   Fig. 12-15 scatter plots ("Each dot corresponds to one group of experiments").
   Axis orientation: the captions of Figs. 12-15 say that points *below* the x = y line are
@@ -51,6 +54,7 @@ STATISTICS = ("mean", "std", "min", "max")
 STD_DDOF = 1  # sample standard deviation over the seeds of a group
 # group_by="auto" ignores the seed and the keys that only say where the data lives or describe the run
 NOT_GROUPED = ("seed", "description", "data_dir", "manual_dir", "offline")
+SAME_SAMPLES = ("downstream_indices", "downstream_labels", "test_indices", "test_labels")
 
 
 def accuracy_auc(steps, accuracy, horizon=None) -> float:
@@ -158,12 +162,31 @@ def _label(key: dict, varying: list[str]) -> str:
     return ", ".join([str(key["kind"])] + [f"{k}={key[k]}" for k in shown])
 
 
+def _same_data(transfer: _Curve, scratch: _Curve) -> bool:
+    """Same seed, data keys and downstream sample (see the module docstring, Pairs)."""
+    mine, theirs = transfer.run.recipe, scratch.run.recipe
+    same_data = [k for k in mine.data.identity() if k not in NOT_GROUPED]  # data keys, not where it lives
+    if mine.seed != theirs.seed or any(getattr(mine, k) != getattr(theirs, k) for k in same_data):
+        return False
+    samples, other = transfer.record.samples, scratch.record.samples
+    return all(name in samples and name in other and np.array_equal(samples[name], other[name]) for name in SAME_SAMPLES)
+
+
+def _scratch_on_same_data(curve: _Curve, by_path: dict[str, _Curve]) -> _Curve | None:
+    candidates = [c for c in by_path.values() if c.run.kind == "scratch" and _same_data(curve, c)]
+    if not candidates:
+        return None
+    mine = curve.run.recipe.to_dict()
+    return max(candidates, key=lambda c: sum(value == mine.get(k) for k, value in c.run.recipe.to_dict().items()))
+
+
 def _partner(curve: _Curve, by_path: dict[str, _Curve]) -> _Curve | None:
-    """The scratch run paired with a transfer run: among the inputs, else on disk (at the stored path,
-    or next to the transfer run under the same name when the runs were moved together)."""
+    """The scratch run paired with a transfer run: the one it names, among the inputs, else on disk
+    (at the stored path, or next to the transfer run under the same name when the runs were moved
+    together); without one, the scratch run among the inputs trained on the same data."""
     paired = json.loads(curve.record.transfer.get("paired_with", "[]"))
     if not paired:
-        return None
+        return _scratch_on_same_data(curve, by_path)
     stored = Path(paired[0])
     for candidate in (stored, curve.run.run_dir.parent / stored.name):
         key = str(candidate.resolve())
@@ -220,7 +243,7 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
         for statistic in STATISTICS:
             arrays[f"groups/{metric}_{statistic}"] = stats[metric][statistic]
 
-    # Pairs: each transfer run among the inputs with its paired scratch run.
+    # Pairs: each transfer run among the inputs with its paired scratch run (named, or on the same data).
     pairs = []
     for index, curve in enumerate(curves):
         if curve.run.kind != "transfer":

@@ -50,27 +50,40 @@ class Report:
     out: Path
     paper: str
     description: str
+    data: str
+    seeds: tuple[int, ...]
     figures: tuple[Path, ...]
     findings: tuple[pipelines.verdicts.Finding, ...]
+    excluded: tuple[str, ...] = ()
 
     def text(self) -> str:
-        lines = [f"{self.name}: {self.description}", f"paper: {self.paper or '(not stated in the recipe)'}",
-                 "observed:", *(f"  - {finding.line()}" for finding in self.findings),
-                 "figures:", *(f"  {path}" for path in self.figures)]
+        lines = [f"{self.name}: {self.description}", f"data: {self.data}",
+                 f"seeds: {', '.join(map(str, self.seeds))}", f"paper: {self.paper or '(not stated in the recipe)'}",
+                 "observed:", *(f"  - {finding.line()}" for finding in self.findings)]
+        if self.excluded:
+            lines += ["excluded (diverged or collapsed, not counted as evidence):", *(f"  {e}" for e in self.excluded)]
+        lines += ["figures:", *(f"  {path}" for path in self.figures)]
         return "\n".join(lines) + "\n"
 
 
+def describe_data(recipe, fallback: str | None) -> str:
+    """The data a reproduction ran on, and whether it is the offline stand-in for the recipe's."""
+    name = recipe.dataset + (f" {recipe.data_path}" if recipe.dataset in ("npz", "image_folder") else "")
+    return name + (f" (offline fallback: {fallback} is not available here)" if fallback else " (not a fallback)")
+
+
 def reproduce(name: str, *, profile: str | None = None, out: Path | None = None, overrides: tuple[str, ...] = (),
-              workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
-    """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict."""
-    from rltx.config import parse_override
+              seeds: int | None = None, workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
+    """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict;
+    `seeds` replaces the number of seeds of the recipe's reproduce: section."""
+    from rltx.recipe_file import parse_overrides
     from rltx.store import atomic_write_text
     path = find_recipe(name)
-    recipe_file = read_recipe_file(path).profile(profile)
+    recipe_file = read_recipe_file(path).profile(profile, parse_overrides(overrides))
     spec = ReproduceSpec.from_section(recipe_file.reproduce, str(path))
-    keys = {**recipe_file.keys, **dict(parse_override(text) for text in overrides)}
-    recipe_file = dataclasses.replace(recipe_file, keys=keys)
-    recipe = make_recipe(keys)
+    if seeds is not None:
+        spec = dataclasses.replace(spec, seeds=seeds)
+    recipe = make_recipe(recipe_file.keys)
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
     out.mkdir(parents=True, exist_ok=True)
     echo(f"{path.stem}: {recipe.description}")
@@ -79,6 +92,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
         outcome = pipelines.sweep_pipeline(context, recipe_file, workers)
     else:
         outcome = pipelines.PIPELINES[spec.pipeline](context)
-    report = Report(path.stem, out, spec.paper, recipe.description, tuple(outcome.figures), tuple(outcome.findings))
+    report = Report(path.stem, out, spec.paper, recipe.description, describe_data(recipe, recipe_file.fallback),
+                    tuple(outcome.seeds), tuple(outcome.figures), tuple(outcome.findings), tuple(context.excluded))
     atomic_write_text(out / VERDICT_FILE, report.text())
     return report

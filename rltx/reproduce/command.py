@@ -7,6 +7,7 @@ import click
 
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
 from rltx.errors import UsageError
+from rltx.reproduce.spec import MAX_SEEDS
 
 
 def _list_recipes(context, _parameter, value):
@@ -29,11 +30,13 @@ def _list_recipes(context, _parameter, value):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for runs, analyses, figures and verdict.txt [default: runs/reproduce/NAME[-quick]].")
 @SET_OPTION
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), metavar="N",
+              help="Number of seeds (recipe seed, seed + 1, ...) [default: the recipe's reproduce: seeds].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Sweep recipes: concurrent runs.")
 @click.option("--quiet", is_flag=True, help="No progress bars (the stage lines and the verdict are still printed).")
 def reproduce(name: str, quick: bool, profile: str | None, out: Path | None, overrides: tuple[str, ...],
-              workers: int, quiet: bool):
+              seeds: int | None, workers: int, quiet: bool):
     """Reproduce one figure or table: pretrain -> transfer / construct-init -> analyze -> plot, then
     a verdict of what was observed against what the paper reports. NAME is a recipe name (see
     `rltx reproduce --list`) or a recipe file with a reproduce: section. Rerunning continues."""
@@ -41,7 +44,7 @@ def reproduce(name: str, quick: bool, profile: str | None, out: Path | None, ove
     from rltx.reproduce import reproduce as run
     if quick and profile not in (None, "quick"):
         raise UsageError("--quick is --profile quick; give only one of them")
-    report = run(name, profile="quick" if quick else profile, out=out, overrides=overrides, workers=workers,
+    report = run(name, profile="quick" if quick else profile, out=out, overrides=overrides, seeds=seeds, workers=workers,
                  reporter=lambda label: make_reporter(quiet, label), echo=click.echo)
     click.echo(report.text(), nl=False)
     click.echo(f"verdict in {report.out / 'verdict.txt'}")

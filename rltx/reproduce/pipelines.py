@@ -14,6 +14,7 @@ import numpy as np
 from rltx import store
 from rltx.analysis.results import Result, write_result
 from rltx.config import Recipe, make_recipe
+from rltx.health import is_flagged
 from rltx.reproduce import verdicts
 from rltx.reproduce.spec import ReproduceSpec, Variant
 
@@ -25,6 +26,7 @@ class Context:
     out: Path
     reporter: Callable[[str], object]  # label -> a progress reporter
     echo: Callable[[str], None]
+    excluded: list[str] = dataclasses.field(default_factory=list)  # flagged runs, "RUN: health"
 
     @property
     def seeds(self) -> list[int]:
@@ -39,11 +41,25 @@ class Context:
         from rltx.plotting.figure import save
         return save(figure, self.out / name)
 
+    def counts(self, run: Path) -> bool:
+        """Whether a verdict may count `run`: one flagged as diverged or collapsed (rltx.health) is
+        not evidence, and is listed (once) in the verdict as excluded."""
+        health = store.read_run_record(run).health
+        if not is_flagged(health):
+            return True
+        if f"{run}: {health}" not in self.excluded:
+            self.excluded.append(f"{run}: {health}")
+        return False
+
+    def healthy(self, runs: list[Path]) -> list[Path]:
+        return [run for run in runs if self.counts(run)]
+
 
 @dataclasses.dataclass
 class Outcome:
     figures: list[Path]
     findings: list[verdicts.Finding]
+    seeds: list[int]
 
 
 def with_keys(recipe: Recipe, **keys) -> Recipe:
@@ -70,7 +86,10 @@ def pretrain_seeds(context: Context) -> list[Path]:
 def alignment(context: Context) -> Outcome:
     from rltx.analysis.covariance import analyze_misalignment, analyze_transfer_function
     from rltx.plotting.alignment import draw_f_sigma, draw_misalignment
-    runs = pretrain_seeds(context)
+    runs = context.healthy(pretrain_seeds(context))
+    if not runs:
+        return Outcome([], [verdicts.Finding("every pre-training run diverged or collapsed: nothing to analyse",
+                                             resolved=False)], context.seeds)
     context.echo(f"analyze misalignment and f(sigma) over {len(runs)} runs")
     misalignment = analyze_misalignment(runs, layer=context.spec.layer, all_steps=True)
     function = analyze_transfer_function(runs, layer=context.spec.layer, all_steps=True)
@@ -82,7 +101,7 @@ def alignment(context: Context) -> Outcome:
     sigma, tau = function.arrays["sigma"][-1], function.arrays["tau"][-1]
     return Outcome(figures, [
         verdicts.alignment_finding(data[-1], random[-1], data[0], random[0], context.spec.expect_ratio),
-        verdicts.shape_finding(sigma, tau, context.spec.expect_shape)])
+        verdicts.shape_finding(sigma, tau, context.spec.expect_shape)], context.seeds)
 
 
 # --- transfer: Fig. 1, 5, 6/9, 8, Table 7 ---------------------------------------------------------
@@ -115,9 +134,18 @@ def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], Result]:
 
 
 def auc_by_variant(runs: dict[str, list[Path]], curves: Result) -> dict[str, np.ndarray]:
+    """Each variant's train-accuracy AUCs over its runs (those given: the healthy ones)."""
     names = [str(Path(store.text(p)).resolve()) for p in curves.arrays["runs"]]
     auc = dict(zip(names, curves.arrays["train_auc"]))
     return {name: np.array([auc[str(Path(r).resolve())] for r in group]) for name, group in runs.items()}
+
+
+def healthy_variants(context: Context, runs: dict[str, list[Path]]) -> dict[str, list[Path]]:
+    """The runs a verdict counts: a transfer from a flagged pre-training run is left out too."""
+    pretrained = {v.name for v in context.spec.variants if v.source == "pretrained"}
+    sources = {seed: context.counts(pretrain_dir(context, seed)) for seed in context.seeds} if pretrained else {}
+    return {name: [run for seed, run in zip(context.seeds, group)
+                   if context.counts(run) and (name not in pretrained or sources[seed])] for name, group in runs.items()}
 
 
 def transfer_findings(spec: ReproduceSpec, aucs: dict[str, np.ndarray]) -> list[verdicts.Finding]:
@@ -129,25 +157,40 @@ def transfer_pipeline(context: Context) -> Outcome:
     from rltx.plotting.training import draw_curves
     runs, curves = transfer_variants(context)
     figure = draw_curves([r for group in runs.values() for r in group], labels=list(runs))
-    return Outcome([context.figure(figure, "curves.png")], transfer_findings(context.spec, auc_by_variant(runs, curves)))
+    aucs = auc_by_variant(healthy_variants(context, runs), curves)
+    return Outcome([context.figure(figure, "curves.png")], transfer_findings(context.spec, aucs), context.seeds)
 
 
 # --- construct-table: Tables 1-6 ------------------------------------------------------------------
 
 def construct_table_pipeline(context: Context) -> Outcome:
+    """One table per seed (OUT/table, or OUT/table/s<seed> with several seeds); the verdict compares
+    each constructed set with none over the seeds (mean +- s.e.), its runs flagged ones aside."""
     from rltx.construct_table import construct_table
     from rltx.plotting.training import draw_table
-    context.echo(f"construct and train {len(context.recipe.table_layer_sets)} initialisations -> {context.out / 'table'}")
-    result = construct_table(context.recipe, context.out / "table", context.reporter("construct"))
-    path = context.store(result, "table.h5")
-    labels = [store.text(s) for s in result.arrays["layer_sets"]]
-    accuracy, iterations = result.arrays["accuracy"], result.arrays["iterations"]
+    several = len(context.seeds) > 1
+    results, accuracy = [], []
+    for seed in context.seeds:
+        directory = context.out / "table" / (f"s{seed}" if several else "")
+        context.echo(f"construct and train {len(context.recipe.table_layer_sets)} initialisations -> {directory}")
+        result = construct_table(with_keys(context.recipe, seed=seed), directory, context.reporter("construct"))
+        results.append(context.store(result, f"table-s{seed}.h5" if several else "table.h5"))
+        runs = [directory / name for name in sorted(p.name for p in directory.iterdir() if (p / store.RUN_FILE).exists())]
+        flagged = [run.name for run in runs if not context.counts(run)]
+        table = np.array(result.arrays["accuracy"][:, :, 1], float)  # [sets, iterations] test accuracy
+        labels = [store.text(s) for s in result.arrays["layer_sets"]]
+        for column, layers in enumerate(context.recipe.table_layer_sets):
+            if "layers_" + ("_".join(map(str, layers)) or "none") in flagged:
+                table[column] = np.nan  # a flagged run is no evidence
+        accuracy.append(table)
+        iterations = result.arrays["iterations"]
+    accuracy = np.stack(accuracy)  # [seeds, sets, iterations]
     # the ordering is judged after the longest training (the table's last row); earlier rows are
     # reported only: on the paper's own numbers the 100-iteration row of Tables 2-4 is mixed
     last = len(iterations) - 1
-    findings = [verdicts.table_finding(labels, accuracy[:, row, 1], int(step), context.spec.expect if row == last else None)
+    findings = [verdicts.table_finding(labels, accuracy[:, :, row], int(step), context.spec.expect if row == last else None)
                 for row, step in enumerate(iterations)]
-    return Outcome([context.figure(draw_table([path]), "table.png")], findings)
+    return Outcome([context.figure(draw_table([results[0]]), "table.png")], findings, context.seeds)
 
 
 # --- activations: Fig. 7, 10, 11, 24 --------------------------------------------------------------
@@ -156,6 +199,7 @@ def activations_pipeline(context: Context) -> Outcome:
     from rltx.analysis.activations import analyze_activations, analyze_trajectory
     from rltx.plotting.training import draw_activations
     runs, _ = transfer_variants(context)
+    healthy_variants(context, runs)  # lists the flagged runs; the findings below describe, not judge
     pretrained = pretrain_dir(context, context.seeds[0])
     before = analyze_activations([pretrained], all_steps=True)
     after = analyze_activations([group[0] for group in runs.values()])
@@ -174,7 +218,7 @@ def activations_pipeline(context: Context) -> Outcome:
         findings.append(verdicts.activation_finding(
             trajectory.inputs["layers"][-1], series[phase == 0][-1, -1], series[phase == 1][-1, -1],
             f"from the switch to the end of '{first.name}'"))
-    return Outcome(figures, findings)
+    return Outcome(figures, findings, context.seeds)
 
 
 # --- sweep: Fig. 12-15 ------------------------------------------------------------------------------
@@ -194,13 +238,15 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
     path = context.store(result, "curves.h5")
     figures = [context.figure(draw_auc_scatter([path], metric="train"), "scatter_train.png")]
     arrays = result.arrays
+    context.healthy([Path(d) for d in plan.downstream_dirs()])
     findings = []
     for labels in ("real", "random"):
         chosen = np.array([store.text(x) == labels for x in arrays["pairs/labels_downstream"]])
         if chosen.any():
             findings.append(verdicts.scatter_finding(labels, arrays["pairs/pretrained_train_auc"][chosen],
                                                      arrays["pairs/scratch_train_auc"][chosen]))
-    return Outcome(figures, findings)
+    seeds = sorted({int(m.group(1)) for run in plan.runs if (m := re.search(r"/s(\d+)-pretrain$", run.name))})
+    return Outcome(figures, findings, seeds)
 
 
 PIPELINES = {"alignment": alignment, "transfer": transfer_pipeline, "construct-table": construct_table_pipeline,

@@ -2,8 +2,12 @@
 
 Thresholds are rltx's, stated here once:
 - transfer: the difference of mean train-accuracy AUCs (pre-trained minus baseline) is "positive"
-  or "negative" when it exceeds two standard errors of that difference (Welch, ddof=1 per side);
-  with a single seed there is no error bar and the sign decides, flagged as such.
+  or "negative" when Welch's t test rejects equal means at the two-sided 5% level (standard error
+  with ddof=1 per side, Welch-Satterthwaite degrees of freedom: 2.78 standard errors for 3 seeds
+  per side, 2.07 for 12), so that a zero effect is called in 5% of the cases whatever the seeds.
+  Otherwise it is "no clear difference" when that standard error is at most MIN_AUC_EFFECT, the
+  effect the rule tests for, and "not resolved" when it is larger (the seeds' spread could hide
+  an effect of that size), as it is with a single seed, which has no spread at all.
 - f(sigma) shape: tau against sigma, smoothed by a running mean of 3; the curve "rises" when its
   peak exceeds the value at the smallest sigma by more than 5% of the peak, and "falls" when it
   exceeds the value at the largest sigma by that much (Fig. 4: "up and then down", E.2).
@@ -13,41 +17,77 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import stats
 
 SHAPE_MARGIN = 0.05  # fraction of the peak a rise or fall must exceed
-STANDARD_ERRORS = 2.0
+SIGNIFICANCE = 0.05  # two-sided level of the transfer rule's t test
+# The smallest AUC difference the transfer rule tests for. The paper states no effect size: its AUC
+# (App. B) is the time-averaged accuracy, and its Fig. 1 / Fig. 5 curves (accuracy axes 0-1) show
+# pre-trained / from-scratch gaps of several points early in training; rltx takes one percentage
+# point of time-averaged accuracy as the least effect worth calling, so a standard error above it
+# cannot tell "no transfer" from a transfer of that size.
+MIN_AUC_EFFECT = 0.01
+NOT_RESOLVED = "not resolved"
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
     text: str                   # one line: what was observed, with numbers
-    agrees: bool | None = None  # with the paper, when the recipe says what the paper saw
+    agrees: bool | None = None  # with the paper, when the recipe says what the paper saw and it was resolved
+    resolved: bool = True       # False: the spread is larger than the effect the rule tests for
 
     def line(self) -> str:
-        mark = {True: "agrees with the paper", False: "DIFFERS from the paper", None: ""}[self.agrees]
+        mark = {True: "agree: agrees with the paper", False: "differ: DIFFERS from the paper", None: ""}[self.agrees]
+        if not self.resolved:
+            mark = "not resolved: the spread is larger than the effect tested for"
         return f"{self.text}{'  [' + mark + ']' if mark else ''}"
 
 
+def mean_and_error(values) -> tuple[float, float]:
+    """Mean and standard error of the mean over seeds (ddof=1; nan for a single seed)."""
+    values = np.asarray(values, float)
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def transfer_direction(pretrained: np.ndarray, baseline: np.ndarray) -> tuple[str, float, float]:
-    """("positive" | "negative" | "no clear difference", difference of means, its standard error)."""
+    """("positive" | "negative" | "no clear difference" | "not resolved", difference of means, its
+    standard error); see the module docstring."""
     pretrained, baseline = np.asarray(pretrained, float), np.asarray(baseline, float)
     difference = float(pretrained.mean() - baseline.mean())
     if min(len(pretrained), len(baseline)) < 2:
-        return ("positive" if difference > 0 else "negative"), difference, float("nan")
-    error = float(np.sqrt(pretrained.var(ddof=1) / len(pretrained) + baseline.var(ddof=1) / len(baseline)))
-    if difference > STANDARD_ERRORS * error:
+        return NOT_RESOLVED, difference, float("nan")
+    shares = pretrained.var(ddof=1) / len(pretrained), baseline.var(ddof=1) / len(baseline)
+    error = float(np.sqrt(sum(shares)))
+    if error == 0:  # no spread on either side: the sign is certain
+        return ("positive" if difference > 0 else "negative" if difference < 0 else "no clear difference"), difference, error
+    freedom = sum(shares) ** 2 / sum(share ** 2 / (len(side) - 1) for share, side in zip(shares, (pretrained, baseline)))
+    critical = float(stats.t.ppf(1 - SIGNIFICANCE / 2, freedom))
+    if difference > critical * error:
         return "positive", difference, error
-    if difference < -STANDARD_ERRORS * error:
+    if difference < -critical * error:
         return "negative", difference, error
-    return "no clear difference", difference, error
+    return (NOT_RESOLVED if error > MIN_AUC_EFFECT else "no clear difference"), difference, error
 
 
 def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, expect: str | None) -> Finding:
+    if min(len(pretrained_auc), len(baseline_auc)) == 0:
+        return Finding(f"{name} vs {baseline}: no run left to compare (the others were excluded)", resolved=False)
     direction, difference, error = transfer_direction(pretrained_auc, baseline_auc)
-    spread = "1 seed, no error bar" if np.isnan(error) else f"+- {error:.3f} (2 s.e. rule)"
-    text = (f"{name} vs {baseline}: train-accuracy AUC {np.mean(pretrained_auc):.3f} vs {np.mean(baseline_auc):.3f}, "
-            f"difference {difference:+.3f} {spread}: " + (direction if direction.startswith("no") else f"{direction} transfer"))
-    return Finding(text, None if expect is None else direction == expect)
+    seeds = f"{len(pretrained_auc)} vs {len(baseline_auc)} seeds"
+    sides = [_plus_minus(*mean_and_error(values)) for values in (pretrained_auc, baseline_auc)]
+    outcome = {"positive": "positive transfer", "negative": "negative transfer"}.get(direction, direction)
+    if direction == NOT_RESOLVED:
+        outcome += f" (s.e. of the difference above the {MIN_AUC_EFFECT} tested for)" if not np.isnan(error) \
+            else " (one seed: no spread)"
+    text = (f"{name} vs {baseline}: train-accuracy AUC {sides[0]} vs {sides[1]} (mean +- s.e., {seeds}), "
+            f"difference {_plus_minus(difference, error, signed=True)}: {outcome}")
+    resolved = direction != NOT_RESOLVED
+    return Finding(text, None if expect is None or not resolved else direction == expect, resolved)
+
+
+def _plus_minus(mean: float, error: float, signed: bool = False) -> str:
+    value = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    return value if np.isnan(error) else f"{value} +- {error:.3f}"
 
 
 def f_sigma_shape(sigma: np.ndarray, tau: np.ndarray) -> str:
@@ -86,15 +126,31 @@ def shape_finding(sigma: np.ndarray, tau: np.ndarray, expect: str | None) -> Fin
 
 
 def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int, expect: str | None) -> Finding:
-    """Constructed layer sets vs none (the first column) at one row of the table."""
-    base = float(test_accuracy[0])
-    parts = [f"{label} {value:.3f}" for label, value in zip(labels, test_accuracy)]
-    better = bool(np.all(test_accuracy[1:] > base))
-    worse = bool(np.all(test_accuracy[1:] < base))
-    ordering = "all constructed sets beat none" if better else "all constructed sets lose to none" if worse else "mixed"
-    text = f"test accuracy after {iterations} iterations: {', '.join(parts)}: {ordering}"
-    agrees = None if expect is None else (better if expect == "better" else worse)
-    return Finding(text, agrees)
+    """Constructed layer sets vs none (the first column) at one row of the table, over seeds:
+    test_accuracy [seeds, sets] (NaN: an excluded run). Each set is compared with none by the
+    transfer rule (Welch t at 5%, MIN_AUC_EFFECT: accuracy and time-averaged accuracy share the
+    scale); the ordering holds when every set wins (loses), is refuted when one goes the other way
+    or shows no clear difference, and is not resolved otherwise."""
+    test_accuracy = np.atleast_2d(np.asarray(test_accuracy, float))
+    columns = [column[~np.isnan(column)] for column in test_accuracy.T]
+    seeds = test_accuracy.shape[0]
+    parts = [f"{label} {_plus_minus(*mean_and_error(column)) if len(column) else 'excluded'}"
+             for label, column in zip(labels, columns)]
+    directions = [transfer_direction(column, columns[0])[0] if len(column) and len(columns[0]) else NOT_RESOLVED
+                  for column in columns[1:]]
+    ordering = ("all constructed sets beat none" if all(d == "positive" for d in directions) else
+                "all constructed sets lose to none" if all(d == "negative" for d in directions) else
+                "not resolved" if NOT_RESOLVED in directions else "mixed")
+    text = (f"test accuracy after {iterations} iterations (mean +- s.e. over {seeds} seed{'s' * (seeds > 1)}): "
+            f"{', '.join(parts)}: {ordering}")
+    wanted = {"better": "positive", "worse": "negative"}.get(expect)
+    if wanted is None:
+        return Finding(text)
+    if all(d == wanted for d in directions):
+        return Finding(text, True)
+    if any(d not in (wanted, NOT_RESOLVED) for d in directions):
+        return Finding(text, False)
+    return Finding(text, None, resolved=False)
 
 
 def activation_finding(layer: str, start: float, end: float, what: str) -> Finding:

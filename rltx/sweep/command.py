@@ -7,7 +7,7 @@ import click
 
 from rltx import store
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
-from rltx.recipe_file import read_recipe_file
+from rltx.recipe_file import parse_overrides, read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
 from rltx.throughput import summary_lines
@@ -48,7 +48,7 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
     if executor == "ray" and (workers is not None or runs_per_gpu != 1):
         raise UsageError("--workers and --runs-per-gpu are for the local executor; with Ray use --gpus-per-run "
                          "(e.g. 0.25 for 4 runs per GPU)")
-    recipe_file = read_recipe_file(recipe).profile(profile)
+    recipe_file = read_recipe_file(recipe).profile(profile, parse_overrides(overrides))
     out = out or Path("runs") / (recipe.stem + (f"-{profile}" if profile else ""))
     plan = expand(recipe_file, out, overrides)
     plan_path = write_plan(plan)

@@ -1,0 +1,53 @@
+"""Whether a run that completed actually trained: runs that fail silently are flagged in their
+record (run.h5 attribute `health`) and never counted as evidence by a verdict.
+
+Judged on the whole-training-set metrics of the latest eval point (A.3: no mini-batch noise):
+- diverged: the train loss ends more than DIVERGENCE_FACTOR times above its value at step 0. At
+  initialisation the loss is about ln C; a run that learns anything, even random labels, lowers it,
+  and SGD noise does not move a whole-set loss by a factor of 3 (the issue's Fig. 2 run: 2.49 ->
+  15.2 after one step), so 3x means the optimisation blew up.
+- collapsed: constant outputs. A constant predictor scores the frequency of its class and has a
+  loss of at least the entropy of the label marginal, about ln C for balanced labels; so accuracy
+  within the chance band (1/C + 3 binomial standard deviations over the training set) together
+  with a loss within COLLAPSE_LOSS_TOLERANCE (1%) of ln C is a model that predicts nothing (all
+  units dead or the logits equal), however the step-0 loss compared.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+OK = "ok"
+DIVERGENCE_FACTOR = 3.0
+COLLAPSE_LOSS_TOLERANCE = 0.01
+CHANCE_BAND_SD = 3.0
+
+
+def judge(metrics: list[dict], num_classes: int, num_examples: int) -> str:
+    """"ok", "diverged: ..." or "collapsed: ..." for metric rows (step, train_loss, train_accuracy)."""
+    if not metrics or metrics[-1]["step"] == 0:  # an untrained model may well sit at ln C
+        return OK
+    first, last = metrics[0], metrics[-1]
+    if _collapsed(last, num_classes, num_examples):
+        start = last["step"]
+        for row in reversed(metrics):
+            if not _collapsed(row, num_classes, num_examples):
+                break
+            start = row["step"]
+        return (f"collapsed: constant outputs from step {start} (train accuracy {last['train_accuracy']:.3f}, "
+                f"loss {last['train_loss']:.3f} = ln {num_classes})")
+    if first["step"] == 0 and last["train_loss"] > DIVERGENCE_FACTOR * first["train_loss"]:
+        ratio = last["train_loss"] / first["train_loss"]
+        return (f"diverged: loss {last['train_loss']:.3g} at step {last['step']}, {ratio:.1f}x its initial "
+                f"{first['train_loss']:.3g}")
+    return OK
+
+
+def is_flagged(health: str) -> bool:
+    return health.split(":")[0] in ("diverged", "collapsed")
+
+
+def _collapsed(row: dict, num_classes: int, num_examples: int) -> bool:
+    chance = 1.0 / num_classes
+    band = chance + CHANCE_BAND_SD * np.sqrt(chance * (1 - chance) / max(1, num_examples))
+    entropy = np.log(num_classes)
+    return row["train_accuracy"] <= band and abs(row["train_loss"] - entropy) <= COLLAPSE_LOSS_TOLERANCE * entropy

@@ -1,0 +1,58 @@
+"""Runs that fail silently are flagged (rltx.health): oracles are metric series whose failure is
+known by construction, and real runs forced to diverge or collapse."""
+import numpy as np
+import pytest
+from tests_support import TINY
+
+from rltx import health, store
+from rltx.config import make_recipe
+from rltx.pretrain import pretrain
+from rltx.progress import Reporter
+
+LN4 = float(np.log(4))
+
+
+def rows(*points):
+    return [{"step": s, "train_loss": loss, "train_accuracy": accuracy} for s, loss, accuracy in points]
+
+
+def test_a_learning_run_is_ok_even_when_it_starts_at_chance():
+    # an untrained model at ln C and chance accuracy is not a collapse; learning from there is fine
+    assert health.judge(rows((0, LN4, 0.25)), 4, 1000) == "ok"
+    assert health.judge(rows((0, LN4, 0.25), (10, 1.0, 0.6)), 4, 1000) == "ok"
+    # a spike that recovers is no failure at the end
+    assert health.judge(rows((0, 2.0, 0.25), (1, 15.0, 0.25), (10, 0.8, 0.7)), 4, 1000) == "ok"
+
+
+def test_divergence_is_three_times_the_initial_loss():
+    assert health.judge(rows((0, 2.0, 0.25), (10, 5.9, 0.3)), 4, 1000) == "ok"
+    flagged = health.judge(rows((0, 2.0, 0.25), (5, 3.0, 0.3), (10, 6.2, 0.3)), 4, 1000)
+    assert flagged == "diverged: loss 6.2 at step 10, 3.1x its initial 2"
+    assert health.is_flagged(flagged)
+
+
+def test_collapse_is_chance_accuracy_at_the_loss_of_a_constant_predictor():
+    # chance band for C = 4, n = 1000: 0.25 + 3 sqrt(0.25 * 0.75 / 1000) = 0.291
+    collapsed = rows((0, 2.3, 0.25), (5, 9.0, 0.26), (10, LN4 * 1.005, 0.27), (20, LN4, 0.29))
+    flagged = health.judge(collapsed, 4, 1000)
+    assert flagged.startswith("collapsed: constant outputs from step 10") and health.is_flagged(flagged)
+    assert health.judge(rows((0, 2.3, 0.25), (20, LN4, 0.30)), 4, 1000) == "ok"        # above chance
+    assert health.judge(rows((0, 2.3, 0.25), (20, LN4 * 1.02, 0.26)), 4, 1000) == "ok"  # loss off ln C by 2%
+    assert not health.is_flagged("ok") and not health.is_flagged("unchecked")
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ({"total_steps": 100}, "ok"),
+    ({"learning_rate": 20.0, "total_steps": 12}, "diverged"),  # loss 2.3 -> 300 after one step, ~16 at 12
+    ({"init_scale": 1e-4}, "collapsed"),                     # logits ~0: constant outputs from the start
+])
+def test_forced_failures_are_flagged_and_still_complete(tmp_path, keys, expected):
+    messages = []
+
+    class Recorder(Reporter):
+        def message(self, text):
+            messages.append(text)
+    pretrain(make_recipe({**TINY, **keys}), tmp_path / "run", reporter=Recorder())
+    record = store.read_run_record(tmp_path / "run")
+    assert record.status == "completed" and record.health.split(":")[0] == expected, record.health
+    assert any(record.health in m for m in messages) == (expected != "ok")
