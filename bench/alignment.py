@@ -16,7 +16,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from rltx.analysis.covariance import analyze_misalignment, analyze_transfer_function  # noqa: E402
-from rltx.config import load_recipe  # noqa: E402
+from rltx.recipe_file import load_recipe  # noqa: E402
 from rltx.pretrain import pretrain  # noqa: E402
 
 PATCH_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "gaussian_patches.yaml"

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from rltx.analysis.patches import input_moments  # noqa: E402
-from rltx.config import load_recipe  # noqa: E402
+from rltx.recipe_file import load_recipe  # noqa: E402
 from rltx.construct import construct_init  # noqa: E402
 from rltx.data import to_model_input  # noqa: E402
 from rltx.tasks import build_recipe_model  # noqa: E402

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import click  # noqa: E402
 
-from rltx.config import parse_override  # noqa: E402
+from rltx.config import DataSpec, parse_override  # noqa: E402
 from rltx.data import open_source  # noqa: E402
 from rltx.data.files import write_npz  # noqa: E402
 from rltx.errors import UsageError  # noqa: E402
@@ -27,10 +27,8 @@ from rltx.errors import UsageError  # noqa: E402
 def main(dataset, out, num_train, num_test, overrides):
     try:
         keys = dict(parse_override(text) for text in overrides)
-        if "gaussian_seed" in keys:
-            keys["seed"] = keys.pop("gaussian_seed")
         try:
-            source = open_source(dataset, offline=True, **keys)
+            source = open_source(DataSpec(dataset, offline=True, **keys))
         except TypeError:
             raise UsageError(f"{', '.join(keys)}: not all are data keys; --set takes natural_*, gaussian_*, "
                              "data_dir, manual_dir, data_path, image_size") from None

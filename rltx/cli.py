@@ -9,9 +9,10 @@ import click
 from rltx import native_stderr
 from rltx.analysis.commands import analyze
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
-from rltx.config import describe_keys, load_recipe
+from rltx.config import describe_keys
 from rltx.errors import UsageError, shorten
 from rltx.plotting.commands import plot
+from rltx.recipe_file import load_recipe
 from rltx.reproduce.command import reproduce
 from rltx.sweep.command import sweep
 

@@ -22,7 +22,7 @@ from rltx.data import to_model_input
 from rltx.errors import UsageError, shorten
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import weights_of
-from rltx.models import transferable_layers
+from rltx.models import conv_layers
 from rltx.runs import check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
@@ -119,10 +119,6 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     if target.bias is not None:
         target.bias.assign(np.zeros(target.bias.shape, np.float32))
     return LayerRecord("learned_covariance", {"sigma_w": sigma_w}, {"source_filters": sum(f.shape[1] for f in filters)})
-
-
-def conv_layers(model: keras.Model) -> list[str]:
-    return [name for name in transferable_layers(model) if isinstance(model.get_layer(name), keras.layers.Conv2D)]
 
 
 def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = ()):

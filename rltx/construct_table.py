@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from rltx import store
@@ -48,5 +47,5 @@ def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
         p.name for p in out_dir.iterdir() if p.is_dir())]}
     labels = ["{" + ",".join(map(str, s)) + "}" for s in recipe.table_layer_sets]
     arrays = {"accuracy": accuracy, "iterations": np.array(iterations),  # accuracy [sets, iterations, train/test]
-              "layer_sets": np.array(labels, dtype=h5py.string_dtype())}
+              "layer_sets": store.string_array(labels)}
     return Result("construct-table", inputs, arrays, rows)

@@ -25,8 +25,8 @@ import yaml
 
 from rltx import hyperrule, store
 from rltx.config import Recipe
-from rltx.distribute import (check_batch_divides, choose_strategy, distributed_batches, host_tensor, padded_batches,
-                              use_xla)
+from rltx.distribute import (check_batch_divides, choose_strategy, distributed_batches, host_tensor, is_chief,
+                             padded_batches, use_xla)
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
 from rltx.health import judge
@@ -89,6 +89,16 @@ class Examples:
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a command trains in a run directory: its plan, the record to store (kind, samples, ...),
+    the examples, and the builder of its step-0 model, called with the plan's dtype policy."""
+    plan: TrainPlan
+    record: store.RunRecord
+    examples: Examples
+    make_model: Callable[[str], keras.Model]
 
 
 # --- A.3: the optimisation ----------------------------------------------------------------
@@ -212,7 +222,23 @@ def layer_norms(model: keras.Model) -> dict[str, float]:
 
 # --- the run ----------------------------------------------------------------------------
 
-def start(run_dir: Path, identity: dict, resume: bool):
+def run(run_dir: Path, identity: dict, prepare: Callable[[store.RunRecord | None], Training], *,
+        resume: bool, reporter: Reporter) -> RunSummary:
+    """The one lifecycle of a run directory, from lock to final status: check that the run already
+    there (if any) is this one, do nothing if it completed, else train what `prepare(existing
+    record or None)` gives. Several workers (TF_CONFIG) share run_dir; only the chief writes there."""
+    writer = is_chief()
+    with run_directory(run_dir, identity, resume, writer) as existing:
+        if existing is not None and existing.status == "completed":
+            return _completed_summary(run_dir, reporter)
+        training = prepare(existing)
+        if existing is not None:
+            training.record.created = existing.created
+        return train(training.plan, run_dir, training.record, training.examples, training.make_model,
+                     reporter, writer)
+
+
+def _start(run_dir: Path, identity: dict, resume: bool):
     """The record already in `run_dir` (None for a new run), after checking it is the same run.
 
     `identity` is everything that defines the run (the recipe, the sources of a transfer); a
@@ -231,16 +257,16 @@ def start(run_dir: Path, identity: dict, resume: bool):
 
 
 def check_directory(run_dir: Path, identity: dict, resume: bool):
-    """`start` with a one-line error for an --out path the file system refuses (a name too long)."""
+    """`_start` with a one-line error for an --out path the file system refuses (a name too long)."""
     try:
-        return start(run_dir, identity, resume)
+        return _start(run_dir, identity, resume)
     except OSError as error:
         raise store.write_failure(run_dir, error) from None
 
 
 @contextlib.contextmanager
 def run_directory(run_dir: Path, identity: dict, resume: bool, writer: bool):
-    """The record already in `run_dir` (see `start`), checked before anything is written; the writer
+    """The record already in `run_dir` (see `_start`), checked before anything is written; the writer
     then creates the directory and holds its lock. A run refused before its run.h5 exists leaves
     nothing behind (no lock file, no new directory), and a refused command never touches another
     run's lock. A completed run on read-only storage is reported without a lock (nothing is written)."""
@@ -255,7 +281,7 @@ def run_directory(run_dir: Path, identity: dict, resume: bool, writer: bool):
         return
     lock = store.RunLock(run_dir).acquire()
     try:
-        yield start(run_dir, identity, resume)  # again under the lock: another writer may have begun
+        yield _start(run_dir, identity, resume)  # again under the lock: another writer may have begun
     except (UsageError, store.StoreWriteError):
         if not (run_dir / store.RUN_FILE).exists():
             _remove_leftovers(run_dir, created, had_lock)
@@ -272,7 +298,7 @@ def _remove_leftovers(run_dir: Path, created: bool, had_lock: bool) -> None:
             run_dir.rmdir()  # only if empty
 
 
-def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
+def _completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
     """A rerun of a completed run does nothing and reports its final metrics."""
     reporter.message(f"{run_dir} is already completed; nothing to do")
     metrics = store.read_metrics(run_dir)
@@ -285,7 +311,8 @@ def completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
 def train(plan: TrainPlan, run_dir: Path, record: store.RunRecord, examples: Examples,
           make_model: Callable[[str], keras.Model], reporter: Reporter, writer: bool) -> RunSummary:
     """Train the model `make_model(plan.dtype_policy)` builds (its weights are those of step 0) and
-    store the run. Under several workers, every worker calls this and only the `writer` writes."""
+    store the run (`run` holds the lock). Under several workers, every worker calls this and only
+    the `writer` writes."""
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(plan.seed)
     strategy = choose_strategy()

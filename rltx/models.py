@@ -237,3 +237,8 @@ def build_model(architecture: str, input_shape: tuple[int, ...], num_classes: in
 def transferable_layers(model: keras.Model) -> list[str]:
     """Names of the layers owning weights, in the model's topological order, head excluded."""
     return [layer.name for layer in model.layers if layer.weights and layer.name != HEAD]
+
+
+def conv_layers(model: keras.Model) -> list[str]:
+    """The transferable layers that are convolutions (A.9 'pretrained conv'; Table 1's layer numbers)."""
+    return [name for name in transferable_layers(model) if isinstance(model.get_layer(name), keras.layers.Conv2D)]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from rltx import loop, store
 from rltx.config import Recipe
-from rltx.distribute import is_chief
 from rltx.loop import RunSummary
 from rltx.progress import Reporter
 from rltx.tasks import build_recipe_model, load_examples, open_recipe_source, upstream_samples
@@ -14,19 +13,14 @@ from rltx.tasks import build_recipe_model, load_examples, open_recipe_source, up
 
 def pretrain(recipe: Recipe, run_dir: Path, *, resume: bool = True, reporter: Reporter | None = None) -> RunSummary:
     """Pre-train `recipe` into `run_dir`, resuming the run already there if it has the same recipe."""
-    run_dir, reporter = Path(run_dir), reporter or Reporter()
-    writer = is_chief()  # several workers (TF_CONFIG) share run_dir; only the chief writes there
-    with loop.run_directory(run_dir, recipe.to_dict(), resume, writer) as existing:
-        if existing is not None and existing.status == "completed":
-            return loop.completed_summary(run_dir, reporter)
+    def prepare(existing: store.RunRecord | None) -> loop.Training:
         source = open_recipe_source(recipe)
         samples = existing.samples if existing is not None else upstream_samples(recipe, source)
         examples = load_examples(source, samples["upstream_indices"], samples["upstream_labels"], samples)
-        record = store.RunRecord(recipe.to_yaml(), {}, samples, kind="pretrain")
-        if existing is not None:
-            record.created = existing.created
         input_shape = tuple(examples.train_x.shape[1:])
-        return loop.train(loop.TrainPlan.from_recipe(recipe, downstream=False), run_dir, record, examples,
-                          lambda policy: build_recipe_model(recipe, input_shape, recipe.num_classes_upstream,
-                                                            dtype_policy=policy),
-                          reporter, writer)
+        return loop.Training(loop.TrainPlan.from_recipe(recipe, downstream=False),
+                             store.RunRecord(recipe.to_yaml(), {}, samples, kind="pretrain"), examples,
+                             lambda policy: build_recipe_model(recipe, input_shape, recipe.num_classes_upstream,
+                                                               dtype_policy=policy))
+
+    return loop.run(Path(run_dir), recipe.to_dict(), prepare, resume=resume, reporter=reporter or Reporter())

@@ -211,6 +211,16 @@ def open_h5(path: Path) -> h5py.File:
                          "point to a run written by rltx") from None
 
 
+def string_array(values) -> np.ndarray:
+    """Strings as an array HDF5 stores (variable-length UTF-8)."""
+    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
+
+
+def text(value) -> str:
+    """A stored string as `str` (h5py reads variable-length strings back as bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 # --- run.h5 -------------------------------------------------------------------------------
 
 @dataclass
@@ -237,9 +247,7 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
         config.attrs["yaml"] = record.config_yaml
         environment = handle.create_group("environment")
         environment.attrs.update({k: str(v) for k, v in record.environment.items()})
-        samples = handle.create_group("samples")
-        for name, values in record.samples.items():
-            samples.create_dataset(name, data=values)
+        write_arrays(handle.create_group("samples"), record.samples)
         handle.create_group("identity").attrs.update(record.identity)
         handle.create_group("transfer").attrs.update(record.transfer)
 
@@ -253,7 +261,7 @@ def read_run_record(run_dir: Path) -> RunRecord:
         return RunRecord(
             config_yaml=str(handle["config"].attrs["yaml"]),
             environment=dict(handle["environment"].attrs),
-            samples={name: data[()] for name, data in handle["samples"].items()},
+            samples=read_arrays(handle["samples"]),
             status=str(handle.attrs["status"]), error=str(handle.attrs["error"]),
             created=float(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
             identity=_plain(handle["identity"].attrs), transfer=_plain(handle["transfer"].attrs),
@@ -315,12 +323,14 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 # --- weights: checkpoints and resume state -------------------------------------------------------
 
-def _write_arrays(group: h5py.Group, arrays: dict[str, np.ndarray]) -> None:
+def write_arrays(group: h5py.Group, arrays: dict[str, np.ndarray]) -> None:
+    """Each array as a dataset of `group`; a name with slashes ('conv_0/kernel') makes subgroups."""
     for name, values in arrays.items():
         group.create_dataset(name, data=values)
 
 
-def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
+def read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
+    """Every dataset under `group`, keyed by its path relative to the group."""
     arrays = {}
     group.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
     return arrays
@@ -335,7 +345,7 @@ def write_checkpoint(run_dir: Path, step: int, weights: dict[str, np.ndarray]) -
     (run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
     with atomic_h5(checkpoint_path(run_dir, step)) as handle:
         handle.attrs["step"] = step
-        _write_arrays(handle.create_group("weights"), weights)
+        write_arrays(handle.create_group("weights"), weights)
 
 
 def read_checkpoint(run_dir: Path, step: int) -> dict[str, np.ndarray]:
@@ -345,7 +355,7 @@ def read_checkpoint(run_dir: Path, step: int) -> dict[str, np.ndarray]:
         raise UsageError(f"{run_dir} has no checkpoint at step {step}; stored steps: {stored}")
     with open_h5(path) as handle:
         _require(handle, path, groups=("weights",), what="an rltx checkpoint")
-        return _read_arrays(handle["weights"])
+        return read_arrays(handle["weights"])
 
 
 _CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.h5$")
@@ -362,8 +372,8 @@ def write_state(run_dir: Path, step: int, weights: dict[str, np.ndarray], optimi
     """The latest resume point: the step reached, the weights and the optimizer variables, by path."""
     with atomic_h5(run_dir / STATE_FILE) as handle:
         handle.attrs["step"] = step
-        _write_arrays(handle.create_group("weights"), weights)
-        _write_arrays(handle.create_group("optimizer"), optimizer)
+        write_arrays(handle.create_group("weights"), weights)
+        write_arrays(handle.create_group("optimizer"), optimizer)
 
 
 def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]] | None:
@@ -378,7 +388,7 @@ def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], dict[str, np.
     with handle:
         _require(handle, path, groups=("weights", "optimizer"), attributes=("step",), what="an rltx resume state",
                  fix="delete it to restart this run from step 0")
-        return int(handle.attrs["step"]), _read_arrays(handle["weights"]), _read_arrays(handle["optimizer"])
+        return int(handle.attrs["step"]), read_arrays(handle["weights"]), read_arrays(handle["optimizer"])
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
@@ -454,17 +464,17 @@ def write_init(path: Path, recipe_yaml: str, weights: dict[str, np.ndarray], rec
     /sample_indices, and the recipe (attribute `recipe_yaml`)."""
     with atomic_h5(Path(path)) as handle:
         handle.attrs["recipe_yaml"] = recipe_yaml
-        _write_arrays(handle.create_group("weights"), weights)
+        write_arrays(handle.create_group("weights"), weights)
         handle.create_dataset("sample_indices", data=indices)
         construction = handle.create_group("construction")
         for layer, record in records.items():
             entry = construction.create_group(layer)
             entry.attrs.update(method=record.method, **record.numbers)
-            _write_arrays(entry, record.arrays)
+            write_arrays(entry, record.arrays)
 
 
 def read_init_weights(path: Path) -> dict[str, np.ndarray]:
     with open_h5(Path(path)) as handle:
         if "weights" not in handle or "construction" not in handle:
             raise UsageError(f"{path} is not an init file of `rltx construct-init`; build one with it")
-        return _read_arrays(handle["weights"])
+        return read_arrays(handle["weights"])

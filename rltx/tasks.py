@@ -17,33 +17,14 @@ from rltx.models import ARCHITECTURES, HEAD, build_model
 
 # Separate label draws for each labelled set of a run (`hyperrule.random_labels` salt).
 UPSTREAM, UPSTREAM_TEST, DOWNSTREAM, DOWNSTREAM_TEST = 0, 1, 2, 3
-# The recipe keys that decide which data a run sees (a transfer must use its source's data).
-DATA_KEYS = ("dataset", "data_dir", "data_path", "image_size", "gaussian_spectrum", "gaussian_patch_size",
-             "gaussian_image_size", "gaussian_rotate", "gaussian_num_train", "gaussian_num_test", "gaussian_seed",
-             "gaussian_num_classes", "gaussian_class_separation", "natural_num_train", "natural_num_test",
-             "natural_num_classes", "natural_seed")
 
 
 def open_recipe_source(recipe: Recipe):
     """The recipe's data source, once its input shape is known to fit the recipe's model (for
     datasets whose shape the keys do not decide, e.g. npz; the others are checked with the recipe)."""
-    source = _open(recipe)
+    source = open_source(recipe.data)
     model_fit.check_fits(recipe, source.input_shape, f"dataset {recipe.dataset}")
     return source
-
-
-def _open(recipe: Recipe):
-    return open_source(recipe.dataset, data_dir=recipe.data_dir, manual_dir=recipe.manual_dir,
-                       offline=recipe.offline, data_path=recipe.data_path, image_size=recipe.image_size or None,
-                       seed=recipe.seed if recipe.gaussian_seed is None else recipe.gaussian_seed,
-                       gaussian_spectrum=recipe.gaussian_spectrum,
-                       gaussian_patch_size=recipe.gaussian_patch_size, gaussian_image_size=recipe.gaussian_image_size,
-                       gaussian_rotate=recipe.gaussian_rotate, gaussian_num_train=recipe.gaussian_num_train,
-                       gaussian_num_test=recipe.gaussian_num_test, gaussian_num_classes=recipe.gaussian_num_classes,
-                       gaussian_class_separation=recipe.gaussian_class_separation,
-                       natural_seed=recipe.seed if recipe.natural_seed is None else recipe.natural_seed,
-                       natural_num_train=recipe.natural_num_train, natural_num_test=recipe.natural_num_test,
-                       natural_num_classes=recipe.natural_num_classes)
 
 
 def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int,

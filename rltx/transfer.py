@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -21,21 +22,20 @@ import numpy as np
 
 from rltx import hyperrule, loop, store
 from rltx.config import Recipe
-from rltx.distribute import is_chief
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
-from rltx.models import ARCHITECTURES, transferable_layers
+from rltx.models import ARCHITECTURES, conv_layers, transferable_layers
 from rltx.progress import Reporter
 from rltx.runs import Checkpoint, open_checkpoint
-from rltx.tasks import DATA_KEYS, build_recipe_model, downstream_samples, load_examples, open_recipe_source
+from rltx.tasks import build_recipe_model, downstream_samples, load_examples, open_recipe_source
 
 
 def check_compatible(recipe: Recipe, sources: list[Checkpoint]) -> None:
     """A transfer needs its sources' architecture (layer shapes) and training split (A.1)."""
     architecture_keys = ("architecture",) + ARCHITECTURES[recipe.architecture].options
     for source in sources:
-        for keys, what in ((architecture_keys, "architecture"), (DATA_KEYS, "data")):
+        for keys, what in ((architecture_keys, "architecture"), (tuple(recipe.data.identity()), "data")):
             differ = [f"{k}={getattr(source.recipe, k)!r}" for k in keys if getattr(source.recipe, k) != getattr(recipe, k)]
             if differ:
                 raise UsageError(f"source {source.run_dir} has another {what} ({', '.join(differ[:3])}); "
@@ -48,7 +48,7 @@ def select_layers(model: keras.Model, spec) -> list[str]:
     if spec == "all":
         return layers
     if spec == "conv":
-        return [name for name in layers if isinstance(model.get_layer(name), keras.layers.Conv2D)]
+        return conv_layers(model)
     if isinstance(spec, int):
         if spec > len(layers):
             raise UsageError(f"transfer_layers {spec} exceeds the {len(layers)} transferable layers of this model")
@@ -152,8 +152,10 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     summaries = []
     for kind, directory in runs:
         paired = [str(d.resolve()) for k, d in runs if d != directory]
-        summaries.append(_fine_tune(recipe, directory, kind, source_runs, samples, examples,
-                                    {**links, "kind": kind}, paired, resume, reporter))
+        identity = {**links, "kind": kind}
+        fine_tuning = FineTuning(recipe, kind, source_runs, samples, examples, identity, paired)
+        summaries.append(loop.run(directory, {**recipe.to_dict(), **identity}, fine_tuning.prepare, resume=resume,
+                                  reporter=reporter))
     return summaries
 
 
@@ -168,24 +170,31 @@ def _check_sources_unchanged(run_dir: Path, links: dict) -> None:
                          "from the recorded one); restore the original source run or choose another --out")
 
 
-def _fine_tune(recipe, run_dir, kind, sources, samples, examples, identity, paired, resume, reporter) -> RunSummary:
-    writer = is_chief()  # several workers (TF_CONFIG) share run_dir; only the chief writes there
-    with loop.run_directory(run_dir, {**recipe.to_dict(), **identity}, resume, writer) as existing:
-        if existing is not None and existing.status == "completed":
-            return loop.completed_summary(run_dir, reporter)
-        record = store.RunRecord(recipe.to_yaml(), {}, samples, kind=kind, identity=identity,
-                                 transfer={"paired_with": json.dumps([str(p) for p in paired])})
-        if existing is not None:
-            record.created = existing.created
-        input_shape = tuple(examples.train_x.shape[1:])
+@dataclass(frozen=True)
+class FineTuning:
+    """One downstream run of `transfer`: a transfer from `sources` (kind transfer) or its paired
+    from-scratch baseline (kind scratch), on the same samples."""
+    recipe: Recipe
+    kind: str
+    sources: list[Checkpoint]
+    samples: dict
+    examples: loop.Examples
+    identity: dict  # the sources and the kind: with the recipe, what defines the run
+    paired: list[str]
+
+    def prepare(self, existing: store.RunRecord | None) -> loop.Training:
+        """What `loop.run` trains (the samples were drawn before, for both runs of a pair)."""
+        recipe = self.recipe
+        record = store.RunRecord(recipe.to_yaml(), {}, self.samples, kind=self.kind, identity=self.identity,
+                                 transfer={"paired_with": json.dumps(self.paired)})
+        input_shape = tuple(self.examples.train_x.shape[1:])
 
         def make_model(policy):
             model = build_recipe_model(recipe, input_shape, recipe.num_classes_downstream, dtype_policy=policy)
-            if kind == "transfer":
-                weights, details = initial_weights(model, recipe, sources)
+            if self.kind == "transfer":
+                weights, details = initial_weights(model, recipe, self.sources)
                 assign_weights(model.weights, weights)
                 record.transfer.update(details)
             return model
 
-        plan = loop.TrainPlan.from_recipe(recipe, downstream=True)
-        return loop.train(plan, run_dir, record, examples, make_model, reporter, writer)
+        return loop.Training(loop.TrainPlan.from_recipe(recipe, downstream=True), record, self.examples, make_model)

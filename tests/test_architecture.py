@@ -80,3 +80,9 @@ def test_click_only_in_the_command_modules_of_analysis_and_plotting():
                  if name.split(".")[1:2] in (["analysis"], ["plotting"]) and not name.endswith(".commands")
                  and any(n == "click" or n.startswith("click.") for n in imported(path))]
     assert offenders == []
+
+
+def test_config_imports_neither_data_nor_store():
+    """Recipes are values: reading files and opening data happen above `config` (rltx.recipe_file)."""
+    edges = rltx_edges(MODULES["rltx.config"])
+    assert not [name for name in edges if name.split(".")[1] in ("data", "store")]

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "gpu.py"
 
 
+@pytest.mark.slow
 def test_reduced_benchmark_prints_and_saves_the_table(tmp_path):
     result = subprocess.run([sys.executable, str(BENCH), "--models", "simple_cnn", "--save", str(tmp_path / "r.json")],
                             capture_output=True, text=True, timeout=900)

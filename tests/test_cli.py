@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from rltx import store
 from rltx.cli import main
 from rltx.config import FIELDS
+from tests_support import tiny_recipe_dict
 
 
 def run_cli(*args):
@@ -28,13 +29,14 @@ def test_help_documents_every_key_and_every_command():
     assert "learning_rate = (required)" in text and "batch_size = 256 [examples]" in text
 
 
-def test_real_images_end_to_end(tmp_path, tiny_dict):
+@pytest.mark.slow
+def test_real_images_end_to_end(tmp_path):
     """sklearn's 8x8 digit scans (real images shipped in the wheel) with their real labels."""
     from sklearn.datasets import load_digits
     digits = load_digits()
     pixels = np.round(digits.images / 16 * 255).astype(np.uint8)[..., None]
     np.savez(tmp_path / "digits.npz", x=pixels, y=digits.target)
-    recipe = {key: value for key, value in tiny_dict.items() if not key.startswith("gaussian")}
+    recipe = {key: value for key, value in tiny_recipe_dict().items() if not key.startswith("gaussian")}
     recipe.update(dataset="npz", data_path="digits.npz", labels_upstream="real", num_classes_upstream=10,
                   num_examples_upstream=1024, num_examples_downstream=256, num_examples_test=256,
                   padding="same", stride=1, num_filters=16, num_units=32, learning_rate=0.05, total_steps=60)
@@ -49,8 +51,9 @@ def test_real_images_end_to_end(tmp_path, tiny_dict):
     assert "step 60/60" in result.stderr  # plain progress lines when not on a terminal
 
 
-def test_missing_dataset_offline_fails_fast(tmp_path, tiny_dict):
-    recipe = {key: value for key, value in tiny_dict.items() if not key.startswith("gaussian")}
+@pytest.mark.slow
+def test_missing_dataset_offline_fails_fast(tmp_path):
+    recipe = {key: value for key, value in tiny_recipe_dict().items() if not key.startswith("gaussian")}
     recipe.update(dataset="cifar10", data_dir=str(tmp_path / "empty"), offline=True)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(recipe))
     started = time.monotonic()
@@ -80,6 +83,7 @@ def test_truncated_run_file_as_recipe(tmp_path):
     assert result.exit_code == 2 and "not a readable HDF5 file" in result.output
 
 
+@pytest.mark.slow
 def test_stored_config_reruns_as_is(tmp_path, tiny_yaml):
     assert run_cli("pretrain", tiny_yaml, "--out", tmp_path / "a", "--quiet").returncode == 0
     again = run_cli("pretrain", tmp_path / "a" / "run.h5", "--out", tmp_path / "b", "--quiet")

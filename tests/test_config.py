@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rltx.config import ARCHITECTURE_NAMES, FIELDS, describe_keys, load_recipe, make_recipe
+from rltx.config import ARCHITECTURE_NAMES, FIELDS, describe_keys, make_recipe
+from rltx.recipe_file import load_recipe
 from rltx.errors import UsageError
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"

@@ -14,22 +14,23 @@ from rltx.construct import construct_init, filters_from_eigenvectors, select_eig
 from rltx.errors import UsageError
 from rltx.hyperrule import TAU_CURVES
 from rltx.tasks import open_recipe_source
+from tests_support import tiny_recipe_dict
 
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def gapped_recipe(tiny_dict, **changes):
+def gapped_recipe(**changes):
     # Sigma with a clear gap after the 8th eigenvalue, randomly rotated: its top-8 eigenspace is the
     # oracle the constructed filters must span.
-    return make_recipe({**tiny_dict, "gaussian_spectrum": [10.0] * 8 + [1.0] * 19, "gaussian_num_train": 4096,
+    return make_recipe({**tiny_recipe_dict(), "gaussian_spectrum": [10.0] * 8 + [1.0] * 19, "gaussian_num_train": 4096,
                         "num_examples_upstream": 4000, "num_examples_downstream": 0, "num_filters": 8,
                         "construct_tau": "f2", **changes})
 
 
-def test_first_layer_spans_the_top_eigenspace_of_sigma(tiny_dict):
-    recipe = gapped_recipe(tiny_dict)
+def test_first_layer_spans_the_top_eigenspace_of_sigma():
+    recipe = gapped_recipe()
     weights, records, indices = construct_init(recipe, [1])
     kernel = weights["conv_0/kernel"].reshape(27, 8).astype(np.float64)
     truth = np.linalg.eigh(open_recipe_source(recipe).covariance)[1][:, -8:]
@@ -38,7 +39,7 @@ def test_first_layer_spans_the_top_eigenspace_of_sigma(tiny_dict):
     assert not weights["conv_0/bias"].any()
     assert len(indices) == 4000 and records["conv_0"].numbers["patches"] == 4000 * 4
     # Table 5's choice, the smallest eigenvectors: orthogonal to the top eigenspace.
-    bottom, _, _ = construct_init(gapped_recipe(tiny_dict, construct_eigenvectors="bottom"), [1])
+    bottom, _, _ = construct_init(gapped_recipe(construct_eigenvectors="bottom"), [1])
     assert np.min(subspace_angles(bottom["conv_0/kernel"].reshape(27, 8).astype(np.float64), truth)) > 1.5
 
 
@@ -69,8 +70,8 @@ def test_eigenvector_choices_and_tau_curves(tmp_path):
         tau_values([1, 2, 3], chosen, 27)
 
 
-def test_cli_layers_init_file_and_training_from_it(tmp_path, tiny_dict):
-    recipe = {**tiny_dict, "num_conv_layers": 2, "stride": 1, "padding": "same", "num_filters": 9,
+def test_cli_layers_init_file_and_training_from_it(tmp_path):
+    recipe = {**tiny_recipe_dict(), "num_conv_layers": 2, "stride": 1, "padding": "same", "num_filters": 9,
               "construct_tau": "f3", "total_steps": 5}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1,2", "--set", "construct_eigenvectors=[top, e2..e10]",
@@ -95,8 +96,8 @@ def test_cli_layers_init_file_and_training_from_it(tmp_path, tiny_dict):
     np.testing.assert_array_equal(store.read_checkpoint(tmp_path / "t", 0)["conv_1/kernel"], init["conv_1/kernel"])
 
 
-def test_cli_errors_exit_2(tmp_path, tiny_dict):
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_dict))
+def test_cli_errors_exit_2(tmp_path):
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe_dict()))
     bad_layers = invoke("construct-init", tmp_path / "r.yaml", "--layers", "2", "-o", tmp_path / "i.h5")
     assert bad_layers.exit_code == 2 and "among 1..1" in bad_layers.output
     assert invoke("construct-init", tmp_path / "r.yaml", "--layers", "x", "-o", tmp_path / "i.h5").exit_code == 2
@@ -111,7 +112,8 @@ def test_cli_errors_exit_2(tmp_path, tiny_dict):
     assert other.exit_code == 2 and "does not fit this model" in other.output
 
 
-def test_table_from_the_cli_on_real_images(tmp_path, tiny_dict):
+@pytest.mark.slow
+def test_table_from_the_cli_on_real_images(tmp_path):
     """Table 1's procedure end to end on scikit-learn's digit images (offline): one row per layer
     set and iteration count, equal to the metrics of the runs it trained."""
     from sklearn.datasets import load_digits
@@ -135,15 +137,15 @@ def test_table_from_the_cli_on_real_images(tmp_path, tiny_dict):
 
 
 def test_every_recipe_loads():
-    from rltx.config import load_recipe
+    from rltx.recipe_file import load_recipe
     for path in sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml")):
         assert load_recipe(path).description, path
 
 
-def test_measured_tau_curve_and_learned_covariance(tmp_path, tiny_dict):
+def test_measured_tau_curve_and_learned_covariance(tmp_path):
     """A tau curve measured by `analyze transfer-function`, and layer 1 sampled from the Sigma_w
     of trained runs (Sec. 2.4): both recorded in the init file."""
-    recipe = {**tiny_dict, "num_filters": 27, "total_steps": 5}
+    recipe = {**tiny_recipe_dict(), "num_filters": 27, "total_steps": 5}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert invoke("pretrain", tmp_path / "r.yaml", "--out", tmp_path / "run", "--quiet").exit_code == 0
     assert invoke("analyze", "transfer-function", tmp_path / "run", "-o", tmp_path / "f.h5").exit_code == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from tests_support import TINY
+from tests_support import tiny_recipe_dict
 
 from rltx import distribute, store
 from rltx.config import make_recipe
@@ -100,6 +100,7 @@ print([tf.config.experimental.get_memory_growth(g) for g in gpus], type(strategy
 """
 
 
+@pytest.mark.slow
 def test_device_setup_runs_on_a_machine_without_gpu():
     """The real set-up, in a fresh process (TF configures devices once): every GPU grows its memory;
     on a CPU-only machine there is nothing to set and it must just work."""
@@ -125,7 +126,7 @@ def test_jit_compile_auto_is_on_for_gpus_only():
     with pytest.raises(UsageError, match="^jit_compile: true does not work with MirroredStrategy over 2 CPU"):
         distribute.use_xla(True, _strategy_on(cpu, cpu.replace("CPU:0", "CPU:1")))
     with pytest.raises(UsageError, match="jit_compile is 'yes'; use auto, true or false"):
-        make_recipe({**TINY, "jit_compile": "yes"})
+        make_recipe({**tiny_recipe_dict(), "jit_compile": "yes"})
 
 
 def test_compiled_and_uncompiled_steps_give_the_same_losses(tmp_path):
@@ -136,7 +137,7 @@ def test_compiled_and_uncompiled_steps_give_the_same_losses(tmp_path):
     scaling of the loss) moves these losses by 1e-3 or more."""
     rows = {}
     for jit in (False, True):
-        pretrain(make_recipe({**TINY, "jit_compile": jit}), tmp_path / str(jit), resume=False)
+        pretrain(make_recipe({**tiny_recipe_dict(), "jit_compile": jit}), tmp_path / str(jit), resume=False)
         rows[jit] = store.read_metrics(Path(tmp_path / str(jit)))
     assert [r["step"] for r in rows[True]] == [r["step"] for r in rows[False]]
     for plain, compiled in zip(rows[False], rows[True]):

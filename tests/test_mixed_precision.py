@@ -14,7 +14,7 @@ from rltx import loop, pretrain, store
 from rltx.config import make_recipe
 from rltx.models import HEAD, build_model
 from rltx.runs import examples, model_at, open_run
-from tests_support import TINY
+from tests_support import tiny_recipe_dict
 
 POLICIES = {"none": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
             patch.setattr(pretrain, "build_recipe_model", record("model", pretrain.build_recipe_model))
             patch.setattr(loop, "make_optimizer", record("optimizer", loop.make_optimizer))
             run_dir = tmp_path_factory.mktemp(name)
-            summary = pretrain.pretrain(make_recipe({**TINY, "mixed_precision": name}), run_dir)
+            summary = pretrain.pretrain(make_recipe({**tiny_recipe_dict(), "mixed_precision": name}), run_dir)
         built[name] = dict(made, run_dir=run_dir, summary=summary)
     return built
 
@@ -78,7 +78,7 @@ def test_loss_scaling_keeps_small_float16_gradients():
     """A loss of 1e-9 * logits has activation gradients of ~1e-9, below float16's smallest
     subnormal (6e-8): unscaled they vanish; scaled by the optimizer's loss scale (2^15) they
     match float32 to float16 precision."""
-    plan = loop.TrainPlan.from_recipe(make_recipe({**TINY, "mixed_precision": "mixed_float16"}), downstream=False)
+    plan = loop.TrainPlan.from_recipe(make_recipe({**tiny_recipe_dict(), "mixed_precision": "mixed_float16"}), downstream=False)
     loss_scale = float(loop.make_optimizer(plan).scale_loss(1.0))
     x = np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32)
 
@@ -145,6 +145,7 @@ print(weight.numpy(), optimizer.dynamic_scale.numpy())
 """
 
 
+@pytest.mark.slow
 def test_overflow_on_one_replica_skips_the_step_everywhere():
     """Keras' LossScaleOptimizer looks at the first replica's gradients only: without
     `_overflow_everywhere` the inf of replica 1 goes into the weight (-inf) and the scale stays."""

@@ -17,12 +17,14 @@ import rltx
 from rltx import store
 from rltx.config import make_recipe
 from rltx.pretrain import pretrain
-from tests_support import TINY
+from tests_support import tiny_recipe_dict
+
+pytestmark = pytest.mark.slow  # subprocesses, end to end
 
 # Eval points 0, 1, 120, 240: after step 1 each worker sizes its next chunk of steps by its own
 # clock, shorter than the gap; unless the workers agree on it, one waits for the other forever
 # (without rltx.loop's `_agree` both workers hung in 3 tries of 3).
-RECIPE = {**TINY, "total_steps": 240, "num_eval_points": 3, "checkpoint_every": 120}
+RECIPE = {**tiny_recipe_dict(), "total_steps": 240, "num_eval_points": 3, "checkpoint_every": 120}
 TIMEOUT = 240  # seconds for a whole run of both workers; a run takes about 20 s on 2 busy cores
 REPO = str(Path(rltx.__file__).resolve().parents[1])
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from rltx import store
-from tests_support import wait_for_rows
+from tests_support import tiny_recipe_dict, wait_for_rows
 from rltx.config import make_recipe
 from rltx.errors import UsageError
 from rltx.loop import Diverged
@@ -91,12 +91,13 @@ def test_divergence_marks_the_run_failed(tiny_recipe, tmp_path):
 
 
 @pytest.fixture
-def long_yaml(tmp_path, tiny_dict):
+def long_yaml(tmp_path):
     path = tmp_path / "long.yaml"
-    path.write_text(yaml.safe_dump({**tiny_dict, "total_steps": 400, "num_eval_points": 30, "checkpoint_every": 0}))
+    path.write_text(yaml.safe_dump({**tiny_recipe_dict(), "total_steps": 400, "num_eval_points": 30, "checkpoint_every": 0}))
     return path
 
 
+@pytest.mark.slow
 def test_sigkill_at_several_moments_resumes_to_the_same_result(long_yaml, tmp_path):
     reference = tmp_path / "reference"
     assert cli("pretrain", long_yaml, "--out", reference, "--quiet").returncode == 0
@@ -123,6 +124,7 @@ def test_sigkill_at_several_moments_resumes_to_the_same_result(long_yaml, tmp_pa
     assert [r["step"] for r in store.read_metrics(killed)] == [r["step"] for r in store.read_metrics(reference)]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_says_how_to_resume(long_yaml, tmp_path):
     process = subprocess.Popen(CLI + ["pretrain", str(long_yaml), "--out", str(tmp_path / "run"), "--quiet"],
                                stderr=subprocess.PIPE, text=True)
@@ -135,6 +137,7 @@ def test_sigterm_saves_and_says_how_to_resume(long_yaml, tmp_path):
     assert store.read_state(tmp_path / "run")[0] > 0
 
 
+@pytest.mark.slow
 def test_two_replicas_match_one(tiny_yaml, tmp_path):
     """2 logical CPU devices under MirroredStrategy give the metrics of one device (A.3: the global
     batch stays batch_size, so only the summation order differs)."""
@@ -153,6 +156,7 @@ def test_two_replicas_match_one(tiny_yaml, tmp_path):
         assert abs(row_two["train_accuracy"] - row_one["train_accuracy"]) <= 2 / 384
 
 
+@pytest.mark.slow
 def test_cli_bad_input_one_line_exit_2(tiny_yaml, tmp_path):
     result = cli("pretrain", tiny_yaml, "--set", "learning_rat=0.1", "--out", tmp_path / "run")
     assert result.returncode == 2

@@ -4,9 +4,12 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
-from tests_support import TINY
+from tests_support import tiny_recipe_dict
+
+pytestmark = pytest.mark.slow  # subprocesses, end to end
 
 NATIVE_LINE = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} )")
 
@@ -17,7 +20,7 @@ def rltx(*args, cwd):
 
 
 def test_training_and_errors_print_only_rltx_lines_and_verbose_shows_tensorflows(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "total_steps": 4}))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**tiny_recipe_dict(), "total_steps": 4}))
     trained = rltx("pretrain", "tiny.yaml", "--out", "run", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert trained.stderr and not [line for line in trained.stderr.splitlines() if NATIVE_LINE.match(line)]

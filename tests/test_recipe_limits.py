@@ -15,7 +15,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rltx.config import load_recipe, make_recipe
+from rltx.config import make_recipe
+from rltx.recipe_file import load_recipe
 from rltx.errors import UsageError
 from tests_support import TINY
 
@@ -318,7 +319,7 @@ SWEEP = {"architectures": ["simple_cnn"], "groups": 1, "seeds": 1}
     ({"seeds": 3, "seed_of_recipe": 2 ** 32 - 2}, "go beyond 4294967295"),
 ])
 def test_sweep_sections_that_cannot_be_planned_give_one_line(tmp_path, change, words):
-    from rltx.config import read_recipe_file
+    from rltx.recipe_file import read_recipe_file
     from rltx.sweep.plan import expand
     seed = change.pop("seed_of_recipe", TINY["seed"])
     (tmp_path / "r.yaml").write_text(yaml.safe_dump({**TINY, "seed": seed, "sweep": {**SWEEP, **change}}))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rltx.config import FALLBACK, make_recipe, read_recipe_file
+from rltx.config import make_recipe
+from rltx.recipe_file import FALLBACK, read_recipe_file
 from rltx.reproduce.spec import ReproduceSpec
 from rltx.sweep import plan as sweep_plan
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rltx import store
-from tests_support import wait_for_rows
+from tests_support import tiny_recipe_dict, wait_for_rows
 from rltx.cli import main
 from rltx.config import FIELDS, make_recipe
 from rltx.errors import UsageError
@@ -37,14 +37,15 @@ def snapshot(directory):
 
 
 @pytest.fixture
-def recipe(tmp_path, tiny_dict):
+def recipe(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({**tiny_dict, "num_filters": 32, "num_units": 512, "total_steps": 300,
+    path.write_text(yaml.safe_dump({**tiny_recipe_dict(), "num_filters": 32, "num_units": 512, "total_steps": 300,
                                     "num_eval_points": 30, "checkpoint_every": 0,
                                     "labels_downstream": "random", "num_classes_downstream": 3}))
     return path
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_previous_state_and_marks_the_run_failed(recipe, tmp_path):
     run = tmp_path / "run"
     process = start("pretrain", recipe, "--out", run, "--quiet")
@@ -70,6 +71,7 @@ def test_full_disk_keeps_the_previous_state_and_marks_the_run_failed(recipe, tmp
     assert store.read_run_record(run).status == "completed"
 
 
+@pytest.mark.slow
 def test_transfer_killed_resumes_to_the_same_result(recipe, tmp_path):
     source = tmp_path / "source"
     assert invoke("pretrain", recipe, "--set", "total_steps=20", "--out", source, "--quiet").exit_code == 0
@@ -91,6 +93,7 @@ def test_transfer_killed_resumes_to_the_same_result(recipe, tmp_path):
         np.testing.assert_array_equal(final[1][name], values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [1.0, 4.0, 6.5])
 def test_killed_construct_init_leaves_no_partial_file(recipe, tmp_path, delay):
     output, filters = tmp_path / "init.h5", ("--set", "num_filters=16")
@@ -104,6 +107,7 @@ def test_killed_construct_init_leaves_no_partial_file(recipe, tmp_path, delay):
         assert invoke("construct-init", recipe, "--layers", "1", *filters, "-o", output).exit_code == 0
 
 
+@pytest.mark.slow
 def test_second_writer_refused_and_analysis_while_training(recipe, tmp_path):
     run, longer = tmp_path / "run", ("--set", "total_steps=20000")
     process = start("pretrain", recipe, *longer, "--out", run, "--quiet")
@@ -125,7 +129,6 @@ def test_second_writer_refused_and_analysis_while_training(recipe, tmp_path):
 
 @pytest.fixture(scope="module")
 def completed(tmp_path_factory):
-    from tests_support import tiny_recipe_dict
     directory = tmp_path_factory.mktemp("matrix")
     (directory / "r.yaml").write_text(yaml.safe_dump({**tiny_recipe_dict(), "labels_downstream": "random",
                                                       "num_classes_downstream": 3, "total_steps": 10}))
@@ -207,7 +210,7 @@ def test_recipe_parser_never_fails_otherwise(raw):
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_any_recipe_text_gives_a_recipe_or_a_usage_error(tmp_path_factory, text):
-    from rltx.config import load_recipe
+    from rltx.recipe_file import load_recipe
     path = tmp_path_factory.mktemp("fuzz") / "r.yaml"
     path.write_text(text)
     try:
@@ -216,6 +219,7 @@ def test_any_recipe_text_gives_a_recipe_or_a_usage_error(tmp_path_factory, text)
         assert "\n" not in str(error)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [2.0, 5.0])
 def test_killed_analyze_leaves_no_partial_result(completed, tmp_path, delay):
     output = tmp_path / "w.h5"

@@ -3,12 +3,15 @@ fig5, table1 and fig4_gaussian. Each must leave its figures, its analysis result
 and the quantities must be the paper's (checked here on the stored results, not on the verdict's
 wording)."""
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from tests_support import TINY, stored
 
 from rltx import store
-from rltx.config import read_recipe_file
+from rltx.recipe_file import read_recipe_file
 from rltx.cli import main
+
+pytestmark = pytest.mark.slow  # subprocesses, end to end
 
 
 def reproduce(name, out, *extra):
@@ -90,7 +93,7 @@ def _fallback_recipe(tmp_path):
 
 
 def _stored_recipe(run_dir):
-    from rltx.config import load_recipe
+    from rltx.recipe_file import load_recipe
     return load_recipe(run_dir / store.RUN_FILE)
 
 

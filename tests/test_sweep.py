@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 from scipy import stats
-from tests_support import TINY, invoke_ok
+from tests_support import invoke_ok, tiny_recipe_dict
 
 from rltx import hyperrule
-from rltx.config import read_recipe_file
+from rltx.recipe_file import read_recipe_file
 from rltx.sweep.plan import expand
 
 SECTION = {"architectures": ["simple_cnn"], "groups": 2, "seeds": 1, "transfer_layers": ["all"],
@@ -23,7 +23,7 @@ SECTION = {"architectures": ["simple_cnn"], "groups": 2, "seeds": 1, "transfer_l
 
 
 def sweep_file(tmp_path, section=SECTION, **keys):
-    recipe = {**TINY, "gaussian_num_classes": 4, "num_classes_downstream": 4, "total_steps": 8, "total_steps_downstream": 8, "num_eval_points": 2,
+    recipe = {**tiny_recipe_dict(), "gaussian_num_classes": 4, "num_classes_downstream": 4, "total_steps": 8, "total_steps_downstream": 8, "num_eval_points": 2,
               "checkpoint_every": 0, **keys, "sweep": section}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -99,6 +99,7 @@ def _statuses(out):
     return {p.parent.relative_to(out).as_posix(): read_status(p.parent) for p in out.rglob("run.h5")}
 
 
+@pytest.mark.slow
 def test_killed_sweep_finishes_on_rerun_without_redoing_completed_runs(tmp_path):
     """SIGTERM the sweep once the first pre-training completed, run it again: the finished run is
     skipped (its files untouched), everything else completes, and the summary exists."""

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -59,6 +60,7 @@ def _stamps(run_dirs):
     return {d: [os.stat(os.path.join(d, f)).st_mtime_ns for f in ("run.h5", "metrics.h5")] for d in run_dirs}
 
 
+@pytest.mark.slow
 def test_ray_sweep_runs_then_skips(tmp_path):
     recipe, out = _recipe(tmp_path), tmp_path / "sweep"
     first = _sweep(recipe, "--out", out)  # no --address: a local Ray, started and stopped by the sweep

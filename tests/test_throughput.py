@@ -1,7 +1,7 @@
 """Training-time estimates of a sweep plan from measured throughput (rltx.throughput)."""
 import json
 
-from rltx.config import read_recipe_file
+from rltx.recipe_file import read_recipe_file
 from rltx.sweep import expand
 from rltx.throughput import read_measurements, summary_lines
 

@@ -121,6 +121,7 @@ def test_downstream_is_fresh_and_matches_what_pretraining_reserved(source_run):
     np.testing.assert_array_equal(post["downstream_indices"], pre["downstream_indices"])
 
 
+@pytest.mark.slow
 def test_figure5_comparison_end_to_end(tmp_path):
     """The six curves of Fig. 5 (A.9) for two seeds, on sklearn's digits (real images, offline)."""
     from sklearn.datasets import load_digits

@@ -362,7 +362,7 @@ def transferability_curve(pretrain_run, recipe, out, steps, overrides, output, a
     """Downstream accuracy of RECIPE fine-tuned from each checkpoint of PRETRAIN_RUN, against the
     pre-training step (Liu et al. Sec. 5.2, Fig. 9)."""
     from rltx.analysis.transferability import analyze_transferability
-    from rltx.config import load_recipe
+    from rltx.recipe_file import load_recipe
     try:
         chosen = [int(s) for s in steps.split(",") if s.strip()] if steps else None
     except ValueError:

@@ -48,9 +48,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import h5py
 import numpy as np
 
+from rltx import store
 from rltx.errors import UsageError
 
 DEFAULT_ETAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -239,10 +239,6 @@ def run_objective(run, step: int, num_examples: int, batch_size: int = 256) -> O
     return Objective(model_at(run, step, tuple(x.shape[1:])), x, y, batch_size)
 
 
-def _strings(values) -> np.ndarray:
-    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
-
-
 def _open(runs):
     from rltx.runs import open_run
     if not runs:
@@ -275,7 +271,7 @@ def analyze_hessian(runs, *, step=None, all_steps=False, top_k=5, iterations=30,
         inputs["steps"].append(steps)
         arrays.update({f"{r}/steps": np.array(steps), f"{r}/eigenvalues": np.array(values),
                        f"{r}/residuals": np.array(residuals), f"{r}/loss": np.array(losses)})
-    arrays["runs"] = _strings(inputs["runs"])
+    arrays["runs"] = store.string_array(inputs["runs"])
     return Result("hessian", inputs, arrays, table)
 
 
@@ -341,7 +337,7 @@ def analyze_landscape(runs, *, step=None, layer=None, two_d=False, span=1.0, poi
                                                          if two_d else [])) ** 0.5})
         table.append({"run": run.run_dir.name, "step": steps[0], "center_loss": centre,
                       "min_loss": float(losses.min()), "max_loss": float(losses.max())})
-    arrays["runs"] = _strings(inputs["runs"])
+    arrays["runs"] = store.string_array(inputs["runs"])
     return Result("landscape", inputs, arrays, table)
 
 
@@ -420,12 +416,12 @@ def analyze_gradient(runs, *, step=None, all_steps=False, num_examples=512, etas
         inputs["runs"].append(str(run.run_dir))
         inputs["steps"].append(steps)
         inputs["layers"].append(layers)
-        arrays.update({f"{r}/steps": np.array(steps), f"{r}/layers": _strings(layers),
+        arrays.update({f"{r}/steps": np.array(steps), f"{r}/layers": store.string_array(layers),
                        **{f"{r}/{k}": np.array(v, np.float64) for k, v in rows.items()}})
         for layer, pairs in spectra.items():
             arrays[f"{r}/singular_values/{layer}"] = np.array([p[0] for p in pairs])
             arrays[f"{r}/projection/{layer}"] = np.array([p[1] for p in pairs])
-    arrays["runs"] = _strings(inputs["runs"])
+    arrays["runs"] = store.string_array(inputs["runs"])
     return Result("gradient", inputs, arrays, table)
 
 

@@ -41,7 +41,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from rltx import store
@@ -49,15 +48,12 @@ from rltx.analysis.results import Result
 from rltx.config import FIELDS
 from rltx.errors import UsageError
 from rltx.runs import Run, check_same_model, open_run
-from rltx.tasks import DATA_KEYS
 
 METRICS = ("train_auc", "test_auc", "final_train_accuracy", "final_test_accuracy")
 STATISTICS = ("mean", "std", "min", "max")
 STD_DDOF = 1  # sample standard deviation over the seeds of a group
 # group_by="auto" ignores the seed and the keys that only say where the data lives or describe the run
 NOT_GROUPED = ("seed", "description", "data_dir", "manual_dir", "offline")
-# a transfer run without `paired_with` is paired with a scratch run that has the same of these
-SAME_DATA_KEYS = tuple(k for k in DATA_KEYS if k not in NOT_GROUPED)
 SAME_SAMPLES = ("downstream_indices", "downstream_labels", "test_indices", "test_labels")
 
 
@@ -166,14 +162,11 @@ def _label(key: dict, varying: list[str]) -> str:
     return ", ".join([str(key["kind"])] + [f"{k}={key[k]}" for k in shown])
 
 
-def _strings(values) -> np.ndarray:
-    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
-
-
 def _same_data(transfer: _Curve, scratch: _Curve) -> bool:
     """Same seed, data keys and downstream sample (see the module docstring, Pairs)."""
     mine, theirs = transfer.run.recipe, scratch.run.recipe
-    if mine.seed != theirs.seed or any(getattr(mine, k) != getattr(theirs, k) for k in SAME_DATA_KEYS):
+    same_data = [k for k in mine.data.identity() if k not in NOT_GROUPED]  # data keys, not where it lives
+    if mine.seed != theirs.seed or any(getattr(mine, k) != getattr(theirs, k) for k in same_data):
         return False
     samples, other = transfer.record.samples, scratch.record.samples
     return all(name in samples and name in other and np.array_equal(samples[name], other[name]) for name in SAME_SAMPLES)
@@ -237,16 +230,16 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
     labels = [_label(key, varying) for key in group_keys]
 
     arrays = {
-        "runs": _strings(c.name for c in curves),
-        "kind": _strings(c.run.kind for c in curves),
+        "runs": store.string_array(c.name for c in curves),
+        "kind": store.string_array(c.run.kind for c in curves),
         "seed": np.array([c.run.recipe.seed for c in curves], dtype=np.int64),
-        "status": _strings(c.record.status for c in curves),
+        "status": store.string_array(c.record.status for c in curves),
         "last_step": np.array([c.steps[-1] for c in curves], dtype=np.int64),
         "group": group_of,
         **{m: np.array([c.numbers[m] for c in curves]) for m in METRICS},
-        "groups/label": _strings(labels),
-        "groups/key": _strings(json.dumps(k, sort_keys=True, default=str) for k in group_keys),
-        "groups/kind": _strings(k["kind"] for k in group_keys),
+        "groups/label": store.string_array(labels),
+        "groups/key": store.string_array(json.dumps(k, sort_keys=True, default=str) for k in group_keys),
+        "groups/kind": store.string_array(k["kind"] for k in group_keys),
     }
     stats = {m: group_statistics(arrays[m], group_of, len(group_keys)) for m in METRICS}
     arrays["groups/count"] = stats[METRICS[0]]["count"]
@@ -266,11 +259,11 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
         pairs.append((index, curve, scratch, horizon, curve.auc(horizon), scratch.auc(horizon)))
     pair_group = np.array([group_of[p[0]] for p in pairs], dtype=np.int64)
     arrays.update({
-        "pairs/transfer_run": _strings(p[1].name for p in pairs),
-        "pairs/scratch_run": _strings(p[2].name for p in pairs),
+        "pairs/transfer_run": store.string_array(p[1].name for p in pairs),
+        "pairs/scratch_run": store.string_array(p[2].name for p in pairs),
         "pairs/group": pair_group,
         "pairs/seed": np.array([p[1].run.recipe.seed for p in pairs], dtype=np.int64),
-        "pairs/labels_downstream": _strings(p[1].run.recipe.labels_downstream for p in pairs),
+        "pairs/labels_downstream": store.string_array(p[1].run.recipe.labels_downstream for p in pairs),
         "pairs/horizon": np.array([p[3] for p in pairs], dtype=np.int64),
         "pairs/pretrained_train_auc": np.array([p[4][0] for p in pairs], dtype=np.float64),
         "pairs/scratch_train_auc": np.array([p[5][0] for p in pairs], dtype=np.float64),
@@ -281,7 +274,7 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
     dot_groups = sorted(set(pair_group.tolist()))
     remap = np.array([dot_groups.index(g) for g in pair_group], dtype=np.int64)
     arrays["pair_groups/group"] = np.array(dot_groups, dtype=np.int64)
-    arrays["pair_groups/label"] = _strings(labels[g] for g in dot_groups)
+    arrays["pair_groups/label"] = store.string_array(labels[g] for g in dot_groups)
     arrays["pair_groups/count"] = np.array([np.sum(pair_group == g) for g in dot_groups], dtype=np.int64)
     for name in ("pretrained_train_auc", "scratch_train_auc", "pretrained_test_auc", "scratch_test_auc"):
         arrays[f"pair_groups/{name}"] = (group_statistics(arrays[f"pairs/{name}"], remap, len(dot_groups))["mean"]

@@ -38,7 +38,6 @@ Definitions
 """
 from __future__ import annotations
 
-import h5py
 import numpy as np
 
 from rltx import store
@@ -134,10 +133,6 @@ def _alpha_grid(low: float, high: float, points: int, include=(0.0, 1.0)) -> np.
     return np.unique(np.concatenate([np.round(np.linspace(low, high, points), 12), np.asarray(include, float)]))
 
 
-def _strings(values) -> np.ndarray:
-    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
-
-
 def barrier_height(alphas: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """Frankle et al. 2020 barrier of a metric along [0, 1] (see the module docstring):
     (height, alpha where it is reached)."""
@@ -199,7 +194,7 @@ def analyze_barrier(run_a, run_b=None, *, step_a=None, step_b=None, points=31, a
                           "a=1": float(values[alphas == 1][0]),
                           "max on [0,1]": float(values[(alphas >= 0) & (alphas <= 1)].max()),
                           "barrier height": height, "at a": where})
-    arrays["runs"] = _strings([first.run_dir, second.run_dir])
+    arrays["runs"] = store.string_array([first.run_dir, second.run_dir])
     arrays["steps"] = np.array([s_a, s_b], dtype=np.int64)
     inputs = {"runs": [str(first.run_dir), str(second.run_dir)], "steps": [s_a, s_b],
               "single_run": run_b is None,
@@ -280,7 +275,7 @@ def analyze_criticality(run_path, *, step=None, alphas=(0.0, 0.25, 0.5, 0.75, 1.
             if ok_alphas.size:
                 min_alpha[m] = float(ok_alphas.min())
 
-    arrays = {"modules": _strings(modules), "alphas": alphas, "sigmas": sigmas,
+    arrays = {"modules": store.string_array(modules), "alphas": alphas, "sigmas": sigmas,
               "train_loss": mean_loss, "train_accuracy": mean_accuracy,
               "train_loss_samples": loss, "train_accuracy_samples": accuracy,
               "feasible": feasible, "distance": distance, "criticality": criticality, "min_alpha": min_alpha,

@@ -68,13 +68,12 @@ float64 for its SVD (n * d_l * 8 bytes).
 """
 from __future__ import annotations
 
-import h5py
 import numpy as np
 
+from rltx import store
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.runs import Run, examples, model_at, open_run, select_steps
-from rltx.tasks import DATA_KEYS
 
 ROW_NORMS = ("unit", "max")
 WHICH = ("train", "test")
@@ -154,7 +153,7 @@ def _split(run: Run, which: str, num_examples: int) -> tuple[np.ndarray, np.ndar
 
 
 def _data_identity(run: Run, which: str) -> tuple:
-    identity = tuple(getattr(run.recipe, key) for key in DATA_KEYS)
+    identity = tuple(run.recipe.data.identity().values())
     if run.recipe.dataset == "gaussian":
         identity += (run.recipe.seed,)
     if which == "test":
@@ -250,7 +249,7 @@ def analyze_representation_alignment(run_path, *, step: int | None = None, all_s
 
     arrays: dict[str, np.ndarray] = {
         "steps": np.asarray(steps, dtype=np.int64),
-        "layers": np.array(layers, dtype=h5py.string_dtype()),
+        "layers": store.string_array(layers),
         "num_features": np.asarray(widths, dtype=np.int64),
         "indices": indices.astype(np.int64), "labels": np.asarray(labels).astype(np.int64),
         "fraction": fraction,

@@ -31,8 +31,7 @@ def write_result(result: Result, path: Path) -> None:
     with store.atomic_h5(Path(path)) as handle:
         handle.attrs.update(kind=result.kind, inputs=json.dumps(result.inputs), rltx_version=__version__,
                             created=time.time())
-        for name, values in result.arrays.items():
-            handle.create_dataset(name, data=values)
+        store.write_arrays(handle, result.arrays)
 
 
 def read_result(path: Path) -> Result:
@@ -40,9 +39,7 @@ def read_result(path: Path) -> Result:
         store.open_h5(Path(path)).close()  # a missing or non-HDF5 file has its own message
         raise UsageError(f"{path} is not an rltx analysis result; produce one with `rltx analyze ... -o`")
     with store.open_h5(Path(path)) as handle:
-        arrays = {}
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if hasattr(item, "shape") else None)
-        return Result(str(handle.attrs["kind"]), json.loads(handle.attrs["inputs"]), arrays)
+        return Result(str(handle.attrs["kind"]), json.loads(handle.attrs["inputs"]), store.read_arrays(handle))
 
 
 def to_json(result: Result) -> str:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rltx import store
 from rltx.errors import UsageError
 
 KERNELS = ("linear", "rbf")
@@ -224,7 +225,7 @@ def analyze_cka(run_a, run_b, *, step_a=None, step_b=None, kernel="linear", debi
             k = gram(np.concatenate(parts))
             for j, l in enumerate(grams_b):
                 matrix[i, j] = cka_from_grams(k, l, debiased)
-    arrays = {"layers_a": np.array(names[0], dtype=_strings()), "layers_b": np.array(names[1], dtype=_strings()),
+    arrays = {"layers_a": store.string_array(names[0]), "layers_b": store.string_array(names[1]),
               "cka": matrix, "num_examples": np.array(n, dtype=np.int64)}
     table = [{"layer (A)": name, **{f"{other} (B)": float(matrix[i, j]) for j, other in enumerate(names[1])}}
              for i, name in enumerate(names[0])]
@@ -234,11 +235,6 @@ def analyze_cka(run_a, run_b, *, step_a=None, step_b=None, kernel="linear", debi
               "examples": f"first {n} held-out examples of {runs[0].run_dir}",
               "method": "feature-space sums over minibatches" if streamed else "n x n Gram matrices"}
     return Result("cka", record, arrays, table)
-
-
-def _strings():
-    import h5py
-    return h5py.string_dtype()
 
 
 # --- Mistakes (B.2, Tables 3-6) -------------------------------------------------------------

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 
@@ -146,9 +145,9 @@ def analyze_spectrum(run_paths, *, step=None, all_steps=False, thresholds=(0.1, 
     top = max(float(np.max(v)) for row in spectra_rows for v in row)
     edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
     arrays = {
-        "runs": np.array([str(r.run_dir) for r in runs], dtype=h5py.string_dtype()),
-        "layers": np.array([i[0] for i in layers_info], dtype=h5py.string_dtype()),
-        "layer_type": np.array([i[1] for i in layers_info], dtype=h5py.string_dtype()),
+        "runs": store.string_array(r.run_dir for r in runs),
+        "layers": store.string_array(i[0] for i in layers_info),
+        "layer_type": store.string_array(i[1] for i in layers_info),
         "input_size": np.array([i[2] for i in layers_info], dtype=np.int64),
         "row_run": np.array(rows_run, dtype=np.int64), "row_step": np.array(rows_step, dtype=np.int64),
         "bin_edges": edges, "thresholds": np.array(thresholds, dtype=np.float64),

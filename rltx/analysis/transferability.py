@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from rltx import store
@@ -66,7 +65,7 @@ def analyze_transferability(pretrain_run, recipe, out_dir, *, steps=None):
 
     epochs = np.array(steps, dtype=np.float64) * run.recipe.batch_size / len(run.train_indices)
     arrays = {"pretrain_steps": np.array(steps, dtype=np.int64), "pretrain_epochs": epochs,
-              "transfer_runs": np.array(run_dirs, dtype=h5py.string_dtype()),
+              "transfer_runs": store.string_array(run_dirs),
               "transfer_final_step": np.array(final_steps, dtype=np.int64),
               **{name: np.array(values, dtype=np.float64) for name, values in columns.items()}}
     table = [{"pretrain step": s, "epoch": float(epochs[i]),

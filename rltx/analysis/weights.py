@@ -38,7 +38,6 @@ import json
 import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from rltx import store
@@ -77,10 +76,6 @@ def layer_distance(a: dict[str, np.ndarray], b: dict[str, np.ndarray], layer: st
     if names != layer_parameters(b, layer) or any(a[n].shape != b[n].shape for n in names):
         raise ValueError(f"layer {layer} has different parameters in the two weight sets")
     return float(np.sqrt(sum(np.sum(np.square(a[n].astype(np.float64) - b[n].astype(np.float64))) for n in names)))
-
-
-def _strings(values) -> np.ndarray:
-    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
 
 
 def _shapes(weights: dict[str, np.ndarray], layers: list[str]) -> dict[str, tuple]:
@@ -194,8 +189,8 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
 
     num_layers = len(layers)
     arrays = {
-        "runs": _strings(r.run_dir for r in runs),
-        "layers": _strings(layers),
+        "runs": store.string_array(r.run_dir for r in runs),
+        "layers": store.string_array(layers),
         "num_examples": np.array([len(r.train_indices) for r in runs], dtype=np.int64),
         "row_run": np.array(rows_run, dtype=np.int64),
         "row_step": np.array(rows_step, dtype=np.int64),
@@ -204,7 +199,7 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
         "distance_total": np.array(total, dtype=np.float64),
     }
     if other_run is not None:
-        arrays.update({"other": _strings([other_run.run_dir]),
+        arrays.update({"other": store.string_array([other_run.run_dir]),
                        "other_distance": np.array(other_distance, dtype=np.float64).reshape(-1, num_layers),
                        "other_distance_total": np.array(other_total, dtype=np.float64)})
     arrays["rescaling/run"] = np.array(rescaling["run"], dtype=np.int64)

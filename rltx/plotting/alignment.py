@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rltx import store
 from rltx.errors import UsageError
 from rltx.plotting.figure import STYLES, new_figure, read_analysis, require, style_context
 
@@ -76,7 +77,6 @@ def _labels(labels, files: list[Path]) -> list[str]:
 
 def _steps_per_epoch(result, path: Path) -> float:
     """Steps per epoch of the run an analysis read (metrics.h5 stores epoch = step * batch / n)."""
-    from rltx import store
     runs = result.inputs.get("runs") or []
     rows = store.read_metrics(Path(runs[0])) if runs and Path(runs[0]).is_dir() else []
     rows = [r for r in rows if r.get("step", 0) > 0 and r.get("epoch", 0) > 0]
@@ -268,7 +268,7 @@ def draw_alignment_curve(inputs, *, style: str = "paper", labels=None, layers=No
     for path, name in zip(files, names):
         arrays = _read(path, "representation_alignment", ("steps", "layers", "fraction", "alignment",
                                                           "label_norm_sq")).arrays
-        stored = [v.decode() if isinstance(v, bytes) else str(v) for v in arrays["layers"]]
+        stored = [store.text(v) for v in arrays["layers"]]
         chosen = stored if layers is None else layers
         missing = [layer for layer in chosen if layer not in stored]
         if missing:

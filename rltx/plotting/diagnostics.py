@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rltx import store
 from rltx.errors import UsageError
 from rltx.plotting.figure import new_figure, require
 
@@ -31,7 +32,7 @@ PRODUCERS = {
 # --- reading -----------------------------------------------------------------------------------
 
 def _text(values) -> list[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values)]
+    return [store.text(v) for v in np.atleast_1d(values)]
 
 
 def _read(path: Path, kind: str):

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rltx import store
 from rltx.errors import UsageError
 from rltx.plotting.figure import STYLES, new_figure, read_analysis, require
-from rltx.store import atomic_write_text
 
 CURVES_PRODUCER = "rltx analyze curves RUN... -o FILE"
 ACTIVATIONS_PRODUCER = "rltx analyze activations RUN... -o FILE"
@@ -39,7 +39,6 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 def expand_runs(inputs) -> list[Path]:
     """Run directories from the inputs: a run directory (holding run.h5), its run.h5, or a sweep
     directory whose children are run directories."""
-    from rltx import store
     runs = []
     for path in map(Path, inputs):
         if path.name == store.RUN_FILE:
@@ -66,7 +65,6 @@ def _group_label(key: dict, varying: list[str]) -> str:
 def run_groups(run_dirs) -> list[dict]:
     """Runs grouped as in `rltx analyze curves` (all recipe keys but the seed, plus kind and source
     step), in order of first appearance: [{"label", "key", "runs": [(run_dir, metric rows)]}]."""
-    from rltx import store
     from rltx.analysis.curves import NOT_GROUPED
     from rltx.runs import open_run
     groups: dict[str, dict] = {}
@@ -178,7 +176,7 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group"):
         if pretrained.size == 0:
             raise UsageError(f"{path} holds no pre-trained / from-scratch pairs; produce them with `rltx transfer "
                              "... --with-baseline` and pass both runs to `rltx analyze curves`")
-        keys = [json.loads(k.decode() if isinstance(k, bytes) else k) for k in arrays["groups/key"]]
+        keys = [json.loads(store.text(k)) for k in arrays["groups/key"]]
         for px, py, group in zip(pretrained, scratch, arrays[names[2]]):
             key = keys[int(group)]
             category = (str(key.get("architecture", "?")), str(key.get("transfer_layers", "?")))
@@ -217,13 +215,10 @@ def table_rows(path, *, digits: int = 2) -> tuple[list[str], list[list[str]]]:
     def number(value) -> str:
         return "nan" if not np.isfinite(value) else f"{value:.{digits}f}"
 
-    def text(value) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
-
     arrays = result.arrays
     if result.kind == "construct-table":
         require(arrays, ("accuracy", "iterations", "layer_sets"), path, TABLE_PRODUCER)
-        header = ["iterations", "data"] + [text(s) for s in arrays["layer_sets"]]
+        header = ["iterations", "data"] + [store.text(s) for s in arrays["layer_sets"]]
         rows = []
         for i, step in enumerate(arrays["iterations"]):
             for j, name in enumerate(("train", "test")):
@@ -239,7 +234,7 @@ def table_rows(path, *, digits: int = 2) -> tuple[list[str], list[list[str]]]:
         for g, label in enumerate(arrays["groups/label"]):
             auc = [f"{number(arrays[f'groups/{m}_mean'][g])} ± {number(arrays[f'groups/{m}_std'][g])}"
                    for m in ("train_auc", "test_auc")]
-            rows.append([text(label), str(int(arrays["groups/count"][g])), *auc,
+            rows.append([store.text(label), str(int(arrays["groups/count"][g])), *auc,
                          number(arrays["groups/final_train_accuracy_mean"][g]),
                          number(arrays["groups/final_test_accuracy_mean"][g])])
         return header, rows
@@ -270,7 +265,7 @@ def write_text(text: str, output: Path) -> Path:
     output = Path(output)
     if not output.parent.exists() or not os.access(output.parent, os.W_OK):
         raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
-    atomic_write_text(output, text)
+    store.atomic_write_text(output, text)
     return output
 
 

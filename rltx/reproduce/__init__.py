@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Callable
 
 from rltx import store
-from rltx.config import make_recipe, read_recipe_file
+from rltx.config import make_recipe
+from rltx.recipe_file import read_recipe_file
 from rltx.errors import UsageError
 from rltx.reproduce import pipelines
 from rltx.reproduce.spec import ReproduceSpec
@@ -76,7 +77,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
               seeds: int | None = None, workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
     """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict;
     `seeds` replaces the number of seeds of the recipe's reproduce: section."""
-    from rltx.config import parse_overrides
+    from rltx.recipe_file import parse_overrides
     from rltx.store import atomic_write_text
     path = find_recipe(name)
     recipe_file = read_recipe_file(path).profile(profile, parse_overrides(overrides))

@@ -13,7 +13,7 @@ from rltx.reproduce.spec import MAX_SEEDS
 def _list_recipes(context, _parameter, value):
     if not value or context.resilient_parsing:
         return
-    from rltx.config import read_recipe_file
+    from rltx.recipe_file import read_recipe_file
     from rltx.reproduce import available_recipes, find_recipe
     for name in available_recipes():
         click.echo(f"{name:18} {read_recipe_file(find_recipe(name)).keys.get('description', '')}")

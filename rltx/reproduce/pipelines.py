@@ -135,7 +135,7 @@ def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], Result]:
 
 def auc_by_variant(runs: dict[str, list[Path]], curves: Result) -> dict[str, np.ndarray]:
     """Each variant's train-accuracy AUCs over its runs (those given: the healthy ones)."""
-    names = [str(Path(p.decode() if isinstance(p, bytes) else p).resolve()) for p in curves.arrays["runs"]]
+    names = [str(Path(store.text(p)).resolve()) for p in curves.arrays["runs"]]
     auc = dict(zip(names, curves.arrays["train_auc"]))
     return {name: np.array([auc[str(Path(r).resolve())] for r in group]) for name, group in runs.items()}
 
@@ -178,7 +178,7 @@ def construct_table_pipeline(context: Context) -> Outcome:
         runs = [directory / name for name in sorted(p.name for p in directory.iterdir() if (p / store.RUN_FILE).exists())]
         flagged = [run.name for run in runs if not context.counts(run)]
         table = np.array(result.arrays["accuracy"][:, :, 1], float)  # [sets, iterations] test accuracy
-        labels = [s.decode() if isinstance(s, bytes) else str(s) for s in result.arrays["layer_sets"]]
+        labels = [store.text(s) for s in result.arrays["layer_sets"]]
         for column, layers in enumerate(context.recipe.table_layer_sets):
             if "layers_" + ("_".join(map(str, layers)) or "none") in flagged:
                 table[column] = np.nan  # a flagged run is no evidence
@@ -241,7 +241,7 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
     context.healthy([Path(d) for d in plan.downstream_dirs()])
     findings = []
     for labels in ("real", "random"):
-        chosen = np.array([(x.decode() if isinstance(x, bytes) else x) == labels for x in arrays["pairs/labels_downstream"]])
+        chosen = np.array([store.text(x) == labels for x in arrays["pairs/labels_downstream"]])
         if chosen.any():
             findings.append(verdicts.scatter_finding(labels, arrays["pairs/pretrained_train_auc"][chosen],
                                                      arrays["pairs/scratch_train_auc"][chosen]))

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import click
 
+from rltx import store
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
-from rltx.config import parse_overrides, read_recipe_file
+from rltx.recipe_file import parse_overrides, read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
 from rltx.throughput import summary_lines
@@ -102,7 +103,7 @@ def _print_pairs(plan, result) -> None:
     arrays, rows = result.arrays, collections.defaultdict(list)
     for run, pretrained, scratch in zip(arrays["pairs/transfer_run"], arrays["pairs/pretrained_train_auc"],
                                         arrays["pairs/scratch_train_auc"]):
-        name = Path(run.decode() if isinstance(run, bytes) else run).relative_to(plan.out).as_posix()
+        name = Path(store.text(run)).relative_to(plan.out).as_posix()
         group, _, variant = name.rpartition("/")
         rows[(group, variant.split("-", 1)[1])].append((pretrained, scratch))
     table = Table("group", "transfer", "seeds", "pre-trained AUC", "from-scratch AUC", "difference")

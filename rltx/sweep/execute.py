@@ -37,9 +37,9 @@ class Outcome:
 
 def run_status(run_dir: str | Path) -> str:
     """absent, or the stored status of the run (running, completed, failed, interrupted)."""
-    from rltx.store import read_status
+    from rltx.store import RUN_FILE, read_status
     run_dir = Path(run_dir)
-    if not (run_dir / "run.h5").exists():
+    if not (run_dir / RUN_FILE).exists():
         return "absent"
     return read_status(run_dir)
 

@@ -29,8 +29,9 @@ import shlex
 from pathlib import Path
 
 from rltx import hyperrule
-from rltx.config import ARCHITECTURE_NAMES, SEED_MAX, RecipeFile, check_section, make_recipe, parse_override
+from rltx.config import ARCHITECTURE_NAMES, SEED_MAX, check_section, make_recipe, parse_override
 from rltx.errors import UsageError
+from rltx.recipe_file import RecipeFile
 
 PLAN_FILE = "plan.json"
 LIST_EXAMPLES = {"architectures": "[simple_cnn, vgg16]", "transfer_layers": "[1, all]",
