@@ -198,6 +198,49 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     click.echo(f"wrote {output}")
 
 
+@main.command("runs", short_help="List the runs under directories: kind, status, step, accuracies, age.")
+@click.argument("directories", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
+def runs_command(directories: tuple[Path, ...], as_json: bool):
+    """List the runs found at or under DIRECTORIES [default: runs]: name, kind (pretrain, transfer,
+    scratch), recipe, status, step/total, final train/test accuracy, and time since the last write."""
+    from rltx.inspect_runs import find_runs, summary, summary_table, to_json
+    directories = directories or (Path("runs"),)
+    rows = [summary(run_dir) for run_dir in find_runs(list(directories))]
+    if as_json:
+        click.echo(to_json(rows))
+    elif rows:
+        click.echo(summary_table(rows))
+    else:
+        click.echo(f"no runs under {', '.join(map(str, directories))}")
+
+
+@main.command("show", short_help="Show one run: recipe, sources, samples, status, metrics, resume command.")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON instead of text.")
+def show_command(run: Path, as_json: bool):
+    """Show the run RUN (its directory or run.h5): status and reason, step, resolved recipe, source runs
+    with the sha256 of their checkpoints, samples, last metrics, checkpoints, and the command that resumes it."""
+    from rltx.inspect_runs import details, details_text, to_json
+    info = details(run)
+    click.echo(to_json(info) if as_json else details_text(info))
+
+
+@main.command("export", short_help="Write a run's model at a checkpoint (.keras) or its metrics (CSV).")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--step", type=int, help="Checkpoint step of the model [default: the last stored].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The Keras model file to write (.keras); never overwritten.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also (or instead) write the metrics, one row per eval point, to this CSV file.")
+def export_command(run: Path, step: int | None, output: Path | None, csv_path: Path | None):
+    """Export the run RUN: -o model.keras writes the Keras model with the weights of checkpoint --step,
+    loadable with keras.saving.load_model; --csv metrics.csv writes its metrics."""
+    from rltx.export import export
+    for line in export(run, step=step, model_path=output, csv_path=csv_path):
+        click.echo(line)
+
+
 main.add_command(analyze)
 main.add_command(plot)
 main.add_command(sweep)

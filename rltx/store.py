@@ -182,6 +182,18 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [{name: values[i].item() for name, values in columns.items()} for i in range(count)]
 
 
+def write_metrics_csv(path: Path, rows: list[dict]) -> None:
+    """Metric rows as CSV: a header of the metric names (step first), then one line per eval point."""
+    import csv
+    import io
+    names = list(dict.fromkeys(["step", *(name for row in rows for name in row)])) if rows else ["step"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(path), text.getvalue())
+
+
 # --- weights: checkpoints and resume state -------------------------------------------------------
 
 def _write_arrays(group: h5py.Group, arrays: dict[str, np.ndarray]) -> None:
@@ -234,6 +246,15 @@ def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], dict[str, np.
         return None
     with open_h5(path) as handle:
         return int(handle.attrs["step"]), _read_arrays(handle["weights"]), _read_arrays(handle["optimizer"])
+
+
+def read_state_step(run_dir: Path) -> int | None:
+    """The step of the latest resume point (None before the first), without reading the weights."""
+    path = run_dir / STATE_FILE
+    if not path.exists():
+        return None
+    with open_h5(path) as handle:
+        return int(handle.attrs["step"])
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
