@@ -1,19 +1,16 @@
 """The `rltx` command line: a thin shell over the library (rltx.config, rltx.pretrain, ...)."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
 import click
 
 from rltx import native_stderr
-from rltx.analysis.commands import analyze
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
 from rltx.config import describe_keys, load_recipe
 from rltx.errors import UsageError
-from rltx.plotting.commands import plot
-from rltx.reproduce.command import reproduce
-from rltx.sweep.command import sweep
 
 
 class FixableError(click.ClickException):
@@ -21,18 +18,69 @@ class FixableError(click.ClickException):
     exit_code = 2
 
 
+def _analyze():
+    from rltx.analysis.commands import analyze
+    return analyze
+
+
+def _plot():
+    from rltx.plotting.commands import plot
+    return plot
+
+
+def _sweep():
+    from rltx.sweep.command import sweep
+    return sweep
+
+
+def _reproduce():
+    from rltx.reproduce.command import reproduce
+    return reproduce
+
+
+# Command groups loaded when used, so that `rltx --help` and completion of the other commands never
+# import numpy, h5py or TensorFlow: the loader, and the line `rltx --help` shows for it.
+LAZY_COMMANDS = {
+    "analyze": (_analyze, "Analyse stored runs: Sigma_w, activations, CKA and more."),
+    "plot": (_plot, "Draw the papers' figures from runs and analyses."),
+    "reproduce": (_reproduce, "Reproduce one figure or table of the paper."),
+    "sweep": (_sweep, "Run an experiment grid of App. B (groups x seeds)."),
+}
+
+
 class Group(click.Group):
-    """Turns the library's exceptions into one-line messages: bad input exits 2, a failed write 1,
-    an interrupt 130; genuine bugs keep their traceback."""
+    """Loads the LAZY_COMMANDS when they are used, and turns the library's exceptions into one-line
+    messages: bad input exits 2, a failed write 1, an interrupt 130; genuine bugs keep their traceback."""
+
+    def list_commands(self, context):
+        return sorted(set(super().list_commands(context)) | set(LAZY_COMMANDS))
+
+    def get_command(self, context, name):
+        if name in LAZY_COMMANDS and name not in self.commands:
+            self.add_command(LAZY_COMMANDS[name][0](), name)
+        return super().get_command(context, name)
+
+    def format_commands(self, context, formatter):
+        """The command list of `rltx --help`, without loading the lazy commands."""
+        rows = []
+        for name in self.list_commands(context):
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+            elif not self.commands[name].hidden:
+                rows.append((name, self.commands[name].get_short_help_str(formatter.width)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, context):
-        from rltx.store import StoreWriteError
         try:
             return super().invoke(context)
         except UsageError as error:
             raise FixableError(str(error)) from None
-        except StoreWriteError as error:
-            raise click.ClickException(str(error)) from None
+        except Exception as error:
+            store = sys.modules.get("rltx.store")  # not imported (help, completion): no write could fail
+            if store is not None and isinstance(error, store.StoreWriteError):
+                raise click.ClickException(str(error)) from None
+            raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise SystemExit(130) from None
@@ -113,7 +161,7 @@ def _train_and_report(label: str, quiet: bool, train) -> list:
     return summaries
 
 
-@main.command(epilog=_keys_help())
+@main.command(epilog=_keys_help(), short_help="Pre-train a model on (random) labels (A.1-A.3).")
 @RECIPE_ARGUMENT
 @run_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -128,7 +176,7 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
 
 
-@main.command(epilog=_keys_help())
+@main.command(epilog=_keys_help(), short_help="Fine-tune downstream from pre-trained runs or scratch.")
 @RECIPE_ARGUMENT
 @click.option("--from", "sources", multiple=True, required=True, metavar="RUN|scratch",
               help="Source run directory; repeat to pool Sigma_w over runs (covariance mode); "
@@ -155,7 +203,8 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
         config, out, paths, from_step=from_step, with_baseline=with_baseline, resume=resume, reporter=reporter))
 
 
-@main.command("construct-init", epilog=_keys_help())
+@main.command("construct-init", epilog=_keys_help(),
+              short_help="Build conv filters from the data's patch covariances.")
 @RECIPE_ARGUMENT
 @click.option("--layers", metavar="1,2,3",
               help="Conv layers to construct from the data, 1-based and increasing (Table 1's {1,2,3}).")
@@ -198,7 +247,7 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     click.echo(f"wrote {output}")
 
 
-@main.command("runs", short_help="List the runs under directories: kind, status, step, accuracies, age.")
+@main.command("runs", short_help="List runs: kind, status, step, accuracies, age.")
 @click.argument("directories", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
 def runs_command(directories: tuple[Path, ...], as_json: bool):
@@ -215,7 +264,7 @@ def runs_command(directories: tuple[Path, ...], as_json: bool):
         click.echo(f"no runs under {', '.join(map(str, directories))}")
 
 
-@main.command("show", short_help="Show one run: recipe, sources, samples, status, metrics, resume command.")
+@main.command("show", short_help="Show one run: recipe, sources, status, resume command.")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON instead of text.")
 def show_command(run: Path, as_json: bool):
@@ -226,7 +275,7 @@ def show_command(run: Path, as_json: bool):
     click.echo(to_json(info) if as_json else details_text(info))
 
 
-@main.command("export", short_help="Write a run's model at a checkpoint (.keras) or its metrics (CSV).")
+@main.command("export", short_help="Write a run's Keras model at a step, or its metrics as CSV.")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--step", type=int, help="Checkpoint step of the model [default: the last stored].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -240,8 +289,3 @@ def export_command(run: Path, step: int | None, output: Path | None, csv_path: P
     for line in export(run, step=step, model_path=output, csv_path=csv_path):
         click.echo(line)
 
-
-main.add_command(analyze)
-main.add_command(plot)
-main.add_command(sweep)
-main.add_command(reproduce)
