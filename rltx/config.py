@@ -111,6 +111,7 @@ class Recipe:
     eval_batch_size: int = key(1024, help="batch size for computing metrics on whole sets", unit="examples", minimum=1)
     checkpoint_every: int = key(0, help="keep the weights every this many steps (0: only the initial and the last)", unit="steps", minimum=0)
     checkpoint_steps: list = key([], help="further steps whose weights are kept (e.g. [1, 6240] for Fig. 10)", unit="steps")
+    tensorboard: bool = key(True, help="also write the metrics as TensorBoard event files in RUN/tensorboard/ (false: metrics.h5 only)")
 
     @property
     def steps(self) -> int:

@@ -26,6 +26,7 @@ from rltx.config import Recipe
 from rltx.distribute import check_batch_divides, choose_strategy, distributed_batches, host_tensor, padded_batches
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
+from rltx.events import EventLog
 from rltx.models import HEAD, transferable_layers
 from rltx.progress import Reporter
 
@@ -64,6 +65,7 @@ class TrainPlan:
     checkpoint_every: int
     checkpoint_steps: tuple[int, ...]
     dtype_policy: str  # Keras dtype policy of the model's layers: float32, mixed_float16, mixed_bfloat16
+    tensorboard: bool = True  # also write RUN/tensorboard/ event files (rltx.events)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, *, downstream: bool) -> "TrainPlan":
@@ -74,7 +76,7 @@ class TrainPlan:
         policy = "float32" if recipe.mixed_precision == "none" else recipe.mixed_precision
         return cls(recipe.steps_downstream if downstream else recipe.steps, learning_rate, recipe.momentum,
                    recipe.batch_size, recipe.seed, recipe.num_eval_points, recipe.eval_batch_size,
-                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy)
+                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy, recipe.tensorboard)
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ class _Run:
             self.optimizer.build(self.model.trainable_variables)
         self.steps = Steps(self.model, self.optimizer, strategy, plan.batch_size)
         self.stop_signal = None
+        self.events = None  # the TensorBoard view of metrics.h5, opened once the kept rows are known
 
     def execute(self) -> RunSummary:
         self._write_record("running")
@@ -270,6 +273,8 @@ class _Run:
             with self._signals_checkpoint():
                 step, metrics = self._restore()
                 self._check_workers_start_at(step)
+                if self.writer and self.plan.tensorboard:
+                    self.events = EventLog(self.run_dir, metrics)
                 step, metrics = self._train(step, metrics)
         except Interrupted:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
@@ -278,6 +283,9 @@ class _Run:
             with contextlib.suppress(store.StoreWriteError):  # a full disk may refuse this record too
                 self._write_record("failed", f"{type(error).__name__}: {error}")
             raise
+        finally:
+            if self.events is not None:
+                self.events.close()
         self._write_record("completed")
         return RunSummary(self.run_dir, "completed", step, metrics[-1])
 
@@ -356,6 +364,8 @@ class _Run:
         row.update(wall_time=wall_time, images_per_second=images_per_second)
         self.reporter.eval(row)
         self._save(step, previous + [row])
+        if self.events is not None:
+            self.events.append(row)
         return row
 
     def _save(self, step: int, metrics: list[dict]) -> None:
