@@ -278,15 +278,18 @@ class _Run:
                 step, metrics = self._train(step, metrics)
         except Interrupted:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
+            self.reporter.failure("interrupted", self.record.error)
             raise
         except BaseException as error:
             with contextlib.suppress(store.StoreWriteError):  # a full disk may refuse this record too
                 self._write_record("failed", f"{type(error).__name__}: {error}")
+            self.reporter.failure("failed", f"{type(error).__name__}: {error}")
             raise
         finally:
             if self.events is not None:
                 self.events.close()
         self._write_record("completed")
+        self.reporter.end(step, metrics[-1])
         return RunSummary(self.run_dir, "completed", step, metrics[-1])
 
     def _restore(self) -> tuple[int, list[dict]]:
@@ -362,10 +365,10 @@ class _Run:
             row[f"{name}_accuracy"], row[f"{name}_loss"] = float(hits / count), float(loss / count)
         row.update({f"weight_norm/{k}": v for k, v in layer_norms(self.model).items()})
         row.update(wall_time=wall_time, images_per_second=images_per_second)
-        self.reporter.eval(row)
         self._save(step, previous + [row])
         if self.events is not None:
             self.events.append(row)
+        self.reporter.eval(row)
         return row
 
     def _save(self, step: int, metrics: list[dict]) -> None:
@@ -376,6 +379,7 @@ class _Run:
         weights = weights_of(self.model.weights)
         if step in self.keep_at:
             store.write_checkpoint(self.run_dir, step, weights)
+            self.reporter.checkpoint(step, store.checkpoint_path(self.run_dir, step))
         if metrics:
             store.write_metrics(self.run_dir, metrics)
         store.write_state(self.run_dir, step, weights, weights_of(self.optimizer.variables))

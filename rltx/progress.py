@@ -3,13 +3,29 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 class Reporter:
-    """The calls the training loop makes; this base class ignores them all."""
+    """The callbacks of the training loop, in plain Python: subclass it and override what you need
+    (every method here does nothing). For one run the loop calls, in order:
+
+    - `start(total_steps, first_step)` when training begins (first_step > 0 on a resume);
+    - `train(step, epoch, loss, accuracy, images_per_second)` about once a second (mini-batch numbers);
+    - `eval(row)` at each eval point, with the row just stored in metrics.h5 (step, epoch,
+      learning_rate, train/test accuracy and loss, weight_norm/<layer>, wall_time, images_per_second);
+    - `checkpoint(step, path)` after each kept checkpoint is written;
+    - `end(step, row)` when the run completed, with its last metrics row; or
+    - `failure(status, reason)` when it stopped: status `interrupted` (a signal; rerunning resumes)
+      or `failed` (reason: the error);
+    - `message(text)` for lines meant for the user, and `close()` when the command is done with it.
+
+    `Reporters(a, b, ...)` passes every call on to several reporters (e.g. the progress display and
+    a tracker), `CsvReporter(run_dir)` writes RUN/metrics.csv.
+    """
 
     def start(self, total_steps: int, first_step: int) -> None: ...
 
@@ -17,10 +33,67 @@ class Reporter:
 
     def eval(self, row: dict) -> None: ...
 
+    def checkpoint(self, step: int, path: Path) -> None: ...
+
+    def end(self, step: int, row: dict) -> None: ...
+
+    def failure(self, status: str, reason: str) -> None: ...
+
     def message(self, text: str) -> None: ...
 
     def close(self) -> None: ...
 
+
+class Reporters(Reporter):
+    """Every callback passed on to each of `reporters`, in order."""
+
+    def __init__(self, *reporters: Reporter):
+        self.reporters = reporters
+
+    def _each(self, method: str, *args) -> None:
+        for reporter in self.reporters:
+            getattr(reporter, method)(*args)
+
+    def start(self, total_steps, first_step):
+        self._each("start", total_steps, first_step)
+
+    def train(self, step, epoch, loss, accuracy, images_per_second):
+        self._each("train", step, epoch, loss, accuracy, images_per_second)
+
+    def eval(self, row):
+        self._each("eval", row)
+
+    def checkpoint(self, step, path):
+        self._each("checkpoint", step, path)
+
+    def end(self, step, row):
+        self._each("end", step, row)
+
+    def failure(self, status, reason):
+        self._each("failure", status, reason)
+
+    def message(self, text):
+        self._each("message", text)
+
+    def close(self):
+        self._each("close")
+
+
+class CsvReporter(Reporter):
+    """The run's metrics as RUN/metrics.csv, rewritten at each eval point (a resumed run keeps the
+    rows up to its resume step, as metrics.h5 does): a file any spreadsheet or tracker reads."""
+
+    def __init__(self, run_dir: Path, file_name: str = "metrics.csv"):
+        self.run_dir, self.path, self.rows = Path(run_dir), Path(run_dir) / file_name, []
+
+    def start(self, total_steps, first_step):
+        from rltx import store
+        self.rows = [row for row in store.read_metrics(self.run_dir) if first_step and row["step"] <= first_step]
+
+    def eval(self, row):
+        from rltx import store
+        self.rows.append(row)
+        store.write_metrics_csv(self.path, self.rows)
 
 
 def _eval_line(row: dict) -> str:
