@@ -115,7 +115,17 @@ def run() -> None:
     main(obj=PROGRAM)
 
 
-RECIPE_ARGUMENT = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+def _recipe_path(_context, _parameter, value: str) -> Path:
+    """A recipe file or run.h5 by path, or an installed recipe by name (quickstart, fig5, ...)."""
+    path = Path(value)
+    if path.exists() or path.suffix in (".yaml", ".yml", ".h5"):
+        return path
+    from rltx.reproduce import find_recipe
+    return find_recipe(value)
+
+
+RECIPE_ARGUMENT = click.argument("recipe", callback=_recipe_path, metavar="RECIPE",
+                                 type=click.Path(dir_okay=False))
 INIT_OPTION = click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
                            help="Initial weights from `rltx construct-init` (sets the recipe key init_file).")
 
@@ -169,7 +179,8 @@ def _train_and_report(label: str, quiet: bool, train) -> list:
 @INIT_OPTION
 def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool,
              profile: str | None, init: Path | None):
-    """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
+    """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file, a recipe name
+    (`rltx recipe list`) or a run.h5."""
     config = load_recipe(recipe, overrides + _init_override(init), profile)
     out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
     from rltx.pretrain import pretrain as run_pretrain
@@ -289,3 +300,27 @@ def export_command(run: Path, step: int | None, output: Path | None, csv_path: P
     for line in export(run, step=step, model_path=output, csv_path=csv_path):
         click.echo(line)
 
+
+
+@main.group("recipe", short_help="List the installed recipes, or show one resolved.")
+def recipe_group():
+    """The recipes installed with rltx (also usable by name in pretrain, transfer, construct-init)."""
+
+
+@recipe_group.command("list", short_help="List the installed recipes with their descriptions.")
+def recipe_list():
+    """List the installed recipes: name and description."""
+    from rltx.config import read_recipe_file
+    from rltx.reproduce import available_recipes, find_recipe
+    for name in available_recipes():
+        click.echo(f"{name:18} {read_recipe_file(find_recipe(name)).keys.get('description', '')}")
+
+
+@recipe_group.command("show", short_help="Print a recipe with every key resolved.")
+@RECIPE_ARGUMENT
+@SET_OPTION
+@PROFILE_OPTION
+def recipe_show(recipe: Path, overrides: tuple[str, ...], profile: str | None):
+    """Print RECIPE (a name, a YAML file or a run.h5) as the training commands would use it: every
+    key, defaults included, after --profile and --set."""
+    click.echo(load_recipe(recipe, overrides, profile).to_yaml(), nl=False)

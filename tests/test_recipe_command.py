@@ -1,0 +1,33 @@
+"""Recipes by name: `rltx recipe list`, `rltx recipe show NAME [--set] [--profile]`, and the
+training commands accept an installed recipe's name as `reproduce` does."""
+import yaml
+from click.testing import CliRunner
+
+from rltx.cli import main
+from rltx.config import read_recipe_file
+from rltx.reproduce import find_recipe
+from tests_support import invoke_ok
+
+
+def test_recipe_list_names_every_recipe_with_its_description():
+    lines = invoke_ok("recipe", "list").output.splitlines()
+    names = [line.split()[0] for line in lines]
+    assert "quickstart" in names and names == sorted(names)
+    description = read_recipe_file(find_recipe("quickstart")).keys["description"]
+    assert lines[names.index("quickstart")].split(maxsplit=1)[1] == description
+
+
+def test_recipe_show_resolves_profile_then_set_with_every_key():
+    shown = yaml.safe_load(invoke_ok("recipe", "show", "quickstart", "--profile", "quick", "--set", "seed=4").output)
+    quick = read_recipe_file(find_recipe("quickstart")).profiles["quick"]
+    assert shown["seed"] == 4 and "[quick profile]" in shown["description"]
+    assert all(shown[key] == value for key, value in quick.items() if key not in ("offline_fallback", "seed"))
+    assert "tensorboard" in shown and "checkpoint_steps" in shown  # defaults included
+
+
+def test_training_commands_take_recipe_names_and_refuse_unknown_ones(tmp_path):
+    unknown = CliRunner().invoke(main, ["pretrain", "no_such_recipe", "--out", str(tmp_path / "r")])
+    assert unknown.exit_code == 2 and "no recipe named 'no_such_recipe'; choose one of" in unknown.output
+    assert "quickstart" in unknown.output and not (tmp_path / "r").exists()
+    refused = CliRunner().invoke(main, ["pretrain", "quickstart", "--set", "learning_rate=-1"])
+    assert refused.exit_code == 2 and "learning_rate" in refused.output  # the named recipe was loaded
