@@ -13,6 +13,7 @@ from tensorboard.util import tensor_util
 
 from rltx import store
 from rltx.config import make_recipe
+from rltx.events import TAGS
 from rltx.pretrain import pretrain
 from tests_support import TINY, wait_for_rows
 
@@ -28,7 +29,8 @@ def read_events(run_dir) -> dict[str, list[tuple[int, float]]]:
 
 
 def assert_events_equal_metrics(run_dir):
-    events = read_events(run_dir)
+    names_of = {tag: name for name, tag in TAGS.items()}
+    events = {names_of.get(tag, tag): points for tag, points in read_events(run_dir).items()}
     with h5py.File(run_dir / store.METRICS_FILE) as metrics:
         names = []
         metrics.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
