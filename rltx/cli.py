@@ -86,9 +86,12 @@ class Group(click.Group):
             raise SystemExit(130) from None
 
 
-def _keys_help() -> str:
+def _keys_help(with_construct_keys: bool = False) -> str:
+    """The recipe keys for a command's --help; the construct_*/table_* keys only where they apply."""
     lines = ["\b", "Recipe keys (set in the YAML or with --set KEY=VALUE):"]
     for name, default, unit, text in describe_keys():
+        if name.startswith(("construct_", "table_")) and not with_construct_keys:
+            continue
         unit = f" [{unit}]" if unit else ""
         lines.append(f"  {name} = {default}{unit}: {text}")
     return "\n".join(lines)
@@ -214,7 +217,7 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
         config, out, paths, from_step=from_step, with_baseline=with_baseline, resume=resume, reporter=reporter))
 
 
-@main.command("construct-init", epilog=_keys_help(),
+@main.command("construct-init", epilog=_keys_help(with_construct_keys=True),
               short_help="Build conv filters from the data's patch covariances.")
 @RECIPE_ARGUMENT
 @click.option("--layers", metavar="1,2,3",

@@ -61,3 +61,13 @@ def test_command_lists_show_whole_summaries(group):
     assert len(commands) >= 10
     for line in commands:  # one line per command (a wrapped summary would indent a second line)
         assert line.startswith("  ") and not line.startswith("   ") and line.endswith("."), line
+
+
+def test_recipe_keys_in_help_only_where_they_apply():
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    for command, shown in (("pretrain", False), ("transfer", False), ("construct-init", True)):
+        output = CliRunner().invoke(main, [command, "--help"]).output
+        assert "  learning_rate = " in output
+        assert ("  construct_tau = " in output) == shown and ("  table_iterations = " in output) == shown
