@@ -71,3 +71,32 @@ def test_a_failure_reaches_the_callbacks_with_its_reason(tmp_path):
         pretrain(make_recipe({**TINY, "total_steps": 4}), tmp_path / "run", reporter=recorder)
     assert recorder.calls[-1] == ("failure", "failed")
     assert store.read_run_record(tmp_path / "run").error == "ValueError: tracker is down"
+
+
+def test_progress_shows_no_nan_before_training_and_elapsed_time_with_the_eta():
+    import io
+    import time
+
+    from rich.console import Console
+
+    from rltx.progress import LogReporter, RichReporter
+    screen = io.StringIO()
+    bar = RichReporter("pretrain", Console(file=screen, force_terminal=True, width=160))
+    bar.start(100, 40)  # a resume at step 40
+    bar.progress.refresh()
+    assert "nan" not in screen.getvalue() and "loss -" in screen.getvalue() and "elapsed 0s" in screen.getvalue()
+    bar.train(50, 1.0, 0.5, 0.8, 1000.0)
+    time.sleep(0.05)
+    bar.train(60, 1.2, 0.4, 0.9, 1000.0)
+    bar.progress.refresh()
+    bar.close()
+    assert "loss 0.4000" in screen.getvalue() and "eta " in screen.getvalue()
+    log = io.StringIO()
+    lines = LogReporter(log, every_seconds=0)
+    lines.start(100, 40)
+    lines.train(50, 1.0, 0.5, 0.8, 1000.0)
+    lines.train(60, 1.2, 0.4, 0.9, 1000.0)
+    first, second = log.getvalue().splitlines()
+    assert first.endswith("eta -") and "elapsed 0s" in first
+    remaining = float(second.split("eta ")[1].rstrip("s"))  # 40 steps at the pace of steps 50-60
+    assert "nan" not in log.getvalue() and remaining >= 0
