@@ -397,3 +397,10 @@ def keys_markdown() -> str:
     for name, default, unit, text in describe_keys():
         lines.append(f"| `{name}` | {default or EMPTY} | {unit} | {text} |")
     return "\n".join(lines)
+
+
+def format_value(value) -> str:
+    """A recipe value as people write it: whole floats as integers (epochs=60, not 60.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

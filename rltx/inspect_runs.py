@@ -122,7 +122,7 @@ def details(run_dir: Path) -> dict:
         run_dir = run_dir.parent
     record = store.read_run_record(run_dir)
     metrics = store.read_metrics(run_dir)
-    return {**summary(run_dir), "recipe_yaml": record.config_yaml, "created": record.created,
+    return {**summary(run_dir), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
             "sources": _sources(record.identity), "samples": _samples(record.samples),
             "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
             "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),
@@ -173,7 +173,7 @@ def details_text(info: dict) -> str:
     status = info["status"] + (f" ({info['reason']})" if info["reason"] else "")
     lines = [f"run:         {info['name']}", f"kind:        {info['kind']}", f"status:      {status}",
              f"step:        {_progress(info)}", f"recipe:      {info['recipe']}",
-             f"created:     {time.strftime('%Y-%m-%dT%H:%M:%S%z', time.localtime(info['created']))}",
+             f"created:     {info['created']}",
              f"updated:     {_age(info['age'])} ago",
              f"checkpoints: {', '.join(map(str, info['checkpoints'])) or 'none yet'}"]
     if info["sources"]:

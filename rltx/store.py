@@ -15,6 +15,7 @@ always open a complete file. Nothing here is pickled: arrays, strings and number
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import os
 import re
@@ -117,7 +118,7 @@ class RunRecord:
 def write_run_record(run_dir: Path, record: RunRecord) -> None:
     with atomic_h5(run_dir / RUN_FILE) as handle:
         handle.attrs.update(format_version=FORMAT_VERSION, status=record.status, error=record.error,
-                            created=record.created, updated=time.time(), kind=record.kind)
+                            created=iso_time(record.created), updated=iso_time(time.time()), kind=record.kind)
         config = handle.create_group("config")
         config.attrs["yaml"] = record.config_yaml
         environment = handle.create_group("environment")
@@ -129,6 +130,19 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
         handle.create_group("transfer").attrs.update(record.transfer)
 
 
+def iso_time(seconds: float) -> str:
+    """A POSIX time as ISO 8601 in UTC with microseconds, e.g. 2026-12-02T05:21:05.123456+00:00."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+
+
+def epoch_time(stored) -> float:
+    """A stored time as POSIX seconds: ISO 8601 text, or the raw float of runs written before."""
+    if isinstance(stored, (bytes, str)):
+        text = stored.decode() if isinstance(stored, bytes) else stored
+        return datetime.datetime.fromisoformat(text).timestamp()
+    return float(stored)
+
+
 def read_run_record(run_dir: Path) -> RunRecord:
     with open_h5(run_dir / RUN_FILE) as handle:
         if handle.attrs.get("format_version") != FORMAT_VERSION or "config" not in handle:
@@ -138,7 +152,7 @@ def read_run_record(run_dir: Path) -> RunRecord:
             environment=dict(handle["environment"].attrs),
             samples={name: data[()] for name, data in handle["samples"].items()},
             status=str(handle.attrs["status"]), error=str(handle.attrs["error"]),
-            created=float(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
+            created=epoch_time(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
             identity=_plain(handle["identity"].attrs), transfer=_plain(handle["transfer"].attrs))
 
 

@@ -140,3 +140,17 @@ def test_import_rltx_does_not_import_tensorflow():
     code = "import sys, rltx; assert callable(rltx.load_model); print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def test_run_times_are_iso_8601_and_old_float_times_still_read(tmp_path):
+    import datetime
+    record = store.RunRecord("dataset: gaussian\n", {}, {"upstream_indices": np.arange(3)}, created=1796187429.25)
+    store.write_run_record(tmp_path, record)
+    with h5py.File(tmp_path / store.RUN_FILE) as handle:
+        created, updated = str(handle.attrs["created"]), str(handle.attrs["updated"])
+    assert created == "2026-12-02T04:57:09.250000+00:00"
+    assert datetime.datetime.fromisoformat(updated).tzinfo is not None
+    assert store.read_run_record(tmp_path).created == 1796187429.25
+    with h5py.File(tmp_path / store.RUN_FILE, "a") as handle:  # as written by earlier versions
+        handle.attrs["created"] = 1796187429.25
+    assert store.read_run_record(tmp_path).created == 1796187429.25

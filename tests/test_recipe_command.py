@@ -31,3 +31,11 @@ def test_training_commands_take_recipe_names_and_refuse_unknown_ones(tmp_path):
     assert "quickstart" in unknown.output and not (tmp_path / "r").exists()
     refused = CliRunner().invoke(main, ["pretrain", "quickstart", "--set", "learning_rate=-1"])
     assert refused.exit_code == 2 and "learning_rate" in refused.output  # the named recipe was loaded
+
+
+def test_whole_numbers_show_as_integers_in_legends():
+    from rltx.analysis.curves import _label
+    from rltx.plotting.training import _group_label
+    key = {"kind": "pretrain", "epochs": 60.0, "learning_rate": 0.05}
+    assert _group_label(key, ["epochs", "learning_rate"]) == "pretrain, epochs=60, learning_rate=0.05"
+    assert _label(key, ["epochs"]) == "pretrain, epochs=60"
