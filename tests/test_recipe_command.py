@@ -39,3 +39,26 @@ def test_whole_numbers_show_as_integers_in_legends():
     key = {"kind": "pretrain", "epochs": 60.0, "learning_rate": 0.05}
     assert _group_label(key, ["epochs", "learning_rate"]) == "pretrain, epochs=60, learning_rate=0.05"
     assert _label(key, ["epochs"]) == "pretrain, epochs=60"
+
+
+def test_real_labels_without_real_classes_name_the_keys_and_the_fixes_work():
+    import numpy as np
+    import pytest
+
+    from rltx.config import make_recipe
+    from rltx.errors import UsageError
+    from rltx.tasks import downstream_samples, open_recipe_source
+    from tests_support import TINY
+
+    def samples(**changes):
+        recipe = make_recipe({**TINY, **changes})
+        return downstream_samples(recipe, open_recipe_source(recipe), np.arange(TINY["num_examples_upstream"]))
+    with pytest.raises(UsageError) as refused:
+        samples()
+    assert str(refused.value) == ("gaussian has no real labels here (0 classes) but labels_downstream is real; set "
+                                  "labels_downstream=random, or give gaussian data classes with gaussian_num_classes=10")
+    assert samples(labels_downstream="random")["downstream_labels"].max() < 10
+    assert set(samples(gaussian_num_classes=10)["downstream_labels"].tolist()) <= set(range(10))
+    with pytest.raises(UsageError, match="gaussian has 10 real classes but num_classes_downstream is 4; set "
+                                         r"num_classes_downstream=10 \(or labels_downstream=random\)"):
+        samples(gaussian_num_classes=10, num_classes_downstream=4)
