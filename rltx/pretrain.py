@@ -17,13 +17,13 @@ def pretrain(recipe: Recipe, run_dir: Path, *, resume: bool = True, reporter: Re
     """Pre-train `recipe` into `run_dir`, resuming the run already there if it has the same recipe."""
     run_dir, reporter = Path(run_dir), reporter or Reporter()
     writer = is_chief()  # several workers (TF_CONFIG) share run_dir; only the chief writes there
+    source = open_recipe_source(recipe)  # a missing dataset is reported before anything is written
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
     with (store.RunLock(run_dir) if writer else contextlib.nullcontext()):
         existing = loop.start(run_dir, recipe.to_dict(), resume)
         if existing is not None and existing.status == "completed":
             return loop.completed_summary(run_dir, reporter)
-        source = open_recipe_source(recipe)
         samples = existing.samples if existing is not None else upstream_samples(recipe, source)
         examples = load_examples(source, samples["upstream_indices"], samples["upstream_labels"], samples)
         record = store.RunRecord(recipe.to_yaml(), {}, samples, kind="pretrain")

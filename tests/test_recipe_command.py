@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from rltx.cli import main
 from rltx.config import read_recipe_file
 from rltx.reproduce import find_recipe
-from tests_support import invoke_ok
+from tests_support import TINY, invoke_ok
 
 
 def test_recipe_list_names_every_recipe_with_its_description():
@@ -48,7 +48,6 @@ def test_real_labels_without_real_classes_name_the_keys_and_the_fixes_work():
     from rltx.config import make_recipe
     from rltx.errors import UsageError
     from rltx.tasks import downstream_samples, open_recipe_source
-    from tests_support import TINY
 
     def samples(**changes):
         recipe = make_recipe({**TINY, **changes})
@@ -62,3 +61,11 @@ def test_real_labels_without_real_classes_name_the_keys_and_the_fixes_work():
     with pytest.raises(UsageError, match="gaussian has 10 real classes but num_classes_downstream is 4; set "
                                          r"num_classes_downstream=10 \(or labels_downstream=random\)"):
         samples(gaussian_num_classes=10, num_classes_downstream=4)
+
+
+def test_a_missing_dataset_writes_nothing(tmp_path):
+    recipe = {**TINY, "dataset": "npz", "data_path": str(tmp_path / "absent.npz")}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    missing = CliRunner().invoke(main, ["pretrain", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run")])
+    assert missing.exit_code == 2 and "absent.npz" in missing.output
+    assert not (tmp_path / "run").exists()
