@@ -300,7 +300,10 @@ def _check_value(name: str, value):
     if value is None:
         if type(None) in allowed:
             return None
-        raise UsageError(f"recipe key {name} must not be empty; give a value or remove the line")
+        default = FIELDS[name].default
+        fix = ("give it a value" if default is dataclasses.MISSING
+               else f"give it a value, or leave it out for its default {format_value(default)}")
+        raise UsageError(f"recipe key {name} cannot be null or empty; {fix}")
     value = _coerce(name, value, [t for t in allowed if t is not type(None)])
     if meta["choices"] and value not in meta["choices"]:
         raise UsageError(f"recipe key {name} is {value!r}; choose one of {', '.join(meta['choices'])}")
@@ -327,9 +330,9 @@ def _check_range(name: str, value, meta) -> None:
     low, high = meta["minimum"], meta["maximum"]
     if low is not None and (value < low or (meta["exclusive_minimum"] and value == low)):
         relation = ">" if meta["exclusive_minimum"] else ">="
-        raise UsageError(f"recipe key {name} is {value}; it must be {relation} {low}")
+        raise UsageError(f"recipe key {name} is {format_value(value)}; it must be {relation} {format_value(low)}")
     if high is not None and value > high:
-        raise UsageError(f"recipe key {name} is {value}; it must be <= {high}")
+        raise UsageError(f"recipe key {name} is {format_value(value)}; it must be <= {format_value(high)}")
 
 
 def _check_together(recipe: Recipe) -> None:
