@@ -1,20 +1,17 @@
 """The `rltx` command line: a thin shell over the library (rltx.config, rltx.pretrain, ...)."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
 import click
 
 from rltx import native_stderr
-from rltx.analysis.commands import analyze
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
 from rltx.config import describe_keys
 from rltx.errors import UsageError, shorten
-from rltx.plotting.commands import plot
 from rltx.recipe_file import load_recipe
-from rltx.reproduce.command import reproduce
-from rltx.sweep.command import sweep
 
 
 class FixableError(click.ClickException):
@@ -22,26 +19,80 @@ class FixableError(click.ClickException):
     exit_code = 2
 
 
+def _analyze():
+    from rltx.analysis.commands import analyze
+    return analyze
+
+
+def _plot():
+    from rltx.plotting.commands import plot
+    return plot
+
+
+def _sweep():
+    from rltx.sweep.command import sweep
+    return sweep
+
+
+def _reproduce():
+    from rltx.reproduce.command import reproduce
+    return reproduce
+
+
+# Command groups loaded when used, so that `rltx --help` and completion of the other commands never
+# import numpy, h5py or TensorFlow: the loader, and the line `rltx --help` shows for it.
+LAZY_COMMANDS = {
+    "analyze": (_analyze, "Analyse stored runs: Sigma_w, activations, CKA and more."),
+    "plot": (_plot, "Draw the papers' figures from runs and analyses."),
+    "reproduce": (_reproduce, "Reproduce one figure or table of the paper."),
+    "sweep": (_sweep, "Run an experiment grid of App. B (groups x seeds)."),
+}
+
+
 class Group(click.Group):
-    """Turns the library's exceptions into one-line messages: bad input exits 2, a failed write 1,
-    an interrupt 130; genuine bugs keep their traceback."""
+    """Loads the LAZY_COMMANDS when they are used, and turns the library's exceptions into one-line
+    messages: bad input exits 2, a failed write 1, an interrupt 130; genuine bugs keep their traceback."""
+
+    def list_commands(self, context):
+        return sorted(set(super().list_commands(context)) | set(LAZY_COMMANDS))
+
+    def get_command(self, context, name):
+        if name in LAZY_COMMANDS and name not in self.commands:
+            self.add_command(LAZY_COMMANDS[name][0](), name)
+        return super().get_command(context, name)
+
+    def format_commands(self, context, formatter):
+        """The command list of `rltx --help`, without loading the lazy commands."""
+        rows = []
+        for name in self.list_commands(context):
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+            elif not self.commands[name].hidden:
+                rows.append((name, self.commands[name].get_short_help_str(formatter.width)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, context):
-        from rltx.store import StoreWriteError
         try:
             return super().invoke(context)
         except UsageError as error:
             raise FixableError(str(error)) from None
-        except StoreWriteError as error:
-            raise click.ClickException(str(error)) from None
+        except Exception as error:
+            store = sys.modules.get("rltx.store")  # not imported (help, completion): no write could fail
+            if store is not None and isinstance(error, store.StoreWriteError):
+                raise click.ClickException(str(error)) from None
+            raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise SystemExit(130) from None
 
 
-def _keys_help() -> str:
+def _keys_help(with_construct_keys: bool = False) -> str:
+    """The recipe keys for a command's --help; the construct_*/table_* keys only where they apply."""
     lines = ["\b", "Recipe keys (set in the YAML or with --set KEY=VALUE):"]
     for name, default, unit, text in describe_keys():
+        if name.startswith(("construct_", "table_")) and not with_construct_keys:
+            continue
         unit = f" [{unit}]" if unit else ""
         lines.append(f"  {name} = {default}{unit}: {text}")
     return "\n".join(lines)
@@ -68,7 +119,17 @@ def run() -> None:
     main(obj=PROGRAM)
 
 
-RECIPE_ARGUMENT = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+def _recipe_path(_context, _parameter, value: str) -> Path:
+    """A recipe file or run.h5 by path, or an installed recipe by name (quickstart, fig5, ...)."""
+    path = Path(value)
+    if path.exists() or path.suffix in (".yaml", ".yml", ".h5"):
+        return path
+    from rltx.reproduce import find_recipe
+    return find_recipe(value)
+
+
+RECIPE_ARGUMENT = click.argument("recipe", callback=_recipe_path, metavar="RECIPE",
+                                 type=click.Path(dir_okay=False))
 INIT_OPTION = click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
                            help="Initial weights from `rltx construct-init` (sets the recipe key init_file).")
 
@@ -114,7 +175,7 @@ def _train_and_report(label: str, quiet: bool, train) -> list:
     return summaries
 
 
-@main.command(epilog=_keys_help())
+@main.command(epilog=_keys_help(), short_help="Pre-train a model on (random) labels (A.1-A.3).")
 @RECIPE_ARGUMENT
 @run_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -122,14 +183,15 @@ def _train_and_report(label: str, quiet: bool, train) -> list:
 @INIT_OPTION
 def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool,
              profile: str | None, init: Path | None):
-    """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file or a run.h5."""
+    """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file, a recipe name
+    (`rltx recipe list`) or a run.h5."""
     config = load_recipe(recipe, overrides + _init_override(init), profile)
     out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
     from rltx.pretrain import pretrain as run_pretrain
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
 
 
-@main.command(epilog=_keys_help())
+@main.command(epilog=_keys_help(), short_help="Fine-tune downstream from pre-trained runs or scratch.")
 @RECIPE_ARGUMENT
 @click.option("--from", "sources", multiple=True, required=True, metavar="RUN|scratch",
               help="Source run directory; repeat to pool Sigma_w over runs (covariance mode); "
@@ -156,7 +218,8 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
         config, out, paths, from_step=from_step, with_baseline=with_baseline, resume=resume, reporter=reporter))
 
 
-@main.command("construct-init", epilog=_keys_help())
+@main.command("construct-init", epilog=_keys_help(with_construct_keys=True),
+              short_help="Build conv filters from the data's patch covariances.")
 @RECIPE_ARGUMENT
 @click.option("--layers", metavar="1,2,3",
               help="Conv layers to construct from the data, 1-based and increasing (Table 1's {1,2,3}).")
@@ -203,7 +266,69 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     click.echo(f"wrote {output}")
 
 
-main.add_command(analyze)
-main.add_command(plot)
-main.add_command(sweep)
-main.add_command(reproduce)
+@main.command("runs", short_help="List runs: kind, status, step, accuracies, age.")
+@click.argument("directories", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
+def runs_command(directories: tuple[Path, ...], as_json: bool):
+    """List the runs found at or under DIRECTORIES [default: runs]: name, kind (pretrain, transfer,
+    scratch), recipe, status, step/total, final train/test accuracy, and time since the last write."""
+    from rltx.inspect_runs import find_runs, summary, summary_table, to_json
+    directories = directories or (Path("runs"),)
+    rows = [summary(run_dir) for run_dir in find_runs(list(directories))]
+    if as_json:
+        click.echo(to_json(rows))
+    elif rows:
+        click.echo(summary_table(rows))
+    else:
+        click.echo(f"no runs under {', '.join(map(str, directories))}")
+
+
+@main.command("show", short_help="Show one run: recipe, sources, status, resume command.")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON instead of text.")
+def show_command(run: Path, as_json: bool):
+    """Show the run RUN (its directory or run.h5): status and reason, step, resolved recipe, source runs
+    with the sha256 of their checkpoints, samples, last metrics, checkpoints, and the command that resumes it."""
+    from rltx.inspect_runs import details, details_text, to_json
+    info = details(run)
+    click.echo(to_json(info) if as_json else details_text(info))
+
+
+@main.command("export", short_help="Write a run's Keras model at a step, or its metrics as CSV.")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--step", type=int, help="Checkpoint step of the model [default: the last stored].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The Keras model file to write (.keras); never overwritten.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also (or instead) write the metrics, one row per eval point, to this CSV file.")
+def export_command(run: Path, step: int | None, output: Path | None, csv_path: Path | None):
+    """Export the run RUN: -o model.keras writes the Keras model with the weights of checkpoint --step,
+    loadable with keras.saving.load_model; --csv metrics.csv writes its metrics."""
+    from rltx.export import export
+    for line in export(run, step=step, model_path=output, csv_path=csv_path):
+        click.echo(line)
+
+
+
+@main.group("recipe", short_help="List the installed recipes, or show one resolved.")
+def recipe_group():
+    """The recipes installed with rltx (also usable by name in pretrain, transfer, construct-init)."""
+
+
+@recipe_group.command("list", short_help="List the installed recipes with their descriptions.")
+def recipe_list():
+    """List the installed recipes: name and description."""
+    from rltx.config import read_recipe_file
+    from rltx.reproduce import available_recipes, find_recipe
+    for name in available_recipes():
+        click.echo(f"{name:18} {read_recipe_file(find_recipe(name)).keys.get('description', '')}")
+
+
+@recipe_group.command("show", short_help="Print a recipe with every key resolved.")
+@RECIPE_ARGUMENT
+@SET_OPTION
+@PROFILE_OPTION
+def recipe_show(recipe: Path, overrides: tuple[str, ...], profile: str | None):
+    """Print RECIPE (a name, a YAML file or a run.h5) as the training commands would use it: every
+    key, defaults included, after --profile and --set."""
+    click.echo(load_recipe(recipe, overrides, profile).to_yaml(), nl=False)

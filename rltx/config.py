@@ -153,6 +153,7 @@ class Recipe:
     eval_batch_size: int = key(1024, help="batch size for computing metrics on whole sets", unit="examples", minimum=1)
     checkpoint_every: int = key(0, help="keep the weights every this many steps (0: only the initial and the last)", unit="steps", minimum=0)
     checkpoint_steps: list = key([], help="further steps whose weights are kept (e.g. [1, 6240] for Fig. 10)", unit="steps", minimum=0)
+    tensorboard: bool = key(True, help="also write the metrics as TensorBoard event files in RUN/tensorboard/ (false: metrics.h5 only)")
 
     @property
     def steps(self) -> int:
@@ -239,7 +240,10 @@ def _check_value(name: str, value):
     if value is None:
         if type(None) in allowed:
             return None
-        raise UsageError(f"recipe key {name} must not be empty; give a value or remove the line")
+        default = FIELDS[name].default
+        fix = ("give it a value" if default is dataclasses.MISSING
+               else f"give it a value, or leave it out for its default {format_value(default)}")
+        raise UsageError(f"recipe key {name} cannot be null or empty; {fix}")
     value = _coerce(name, value, [t for t in allowed if t is not type(None)])
     if meta["choices"] and value not in meta["choices"]:
         raise UsageError(f"recipe key {name} is {shorten(value)}; choose one of {', '.join(meta['choices'])}")
@@ -279,9 +283,9 @@ def _check_range(name: str, value, meta, within: str = "") -> None:
     low, high = meta["minimum"], meta["maximum"]
     if low is not None and (value < low or (meta["exclusive_minimum"] and value == low)):
         relation = ">" if meta["exclusive_minimum"] else ">="
-        raise UsageError(f"{where}; it must be {relation} {low}")
+        raise UsageError(f"{where}; it must be {relation} {format_value(low)}")
     if high is not None and value > high:
-        raise UsageError(f"{where}; it must be <= {high}")
+        raise UsageError(f"{where}; it must be <= {format_value(high)}")
 
 
 def _check_together(recipe: Recipe) -> None:
@@ -387,3 +391,10 @@ def keys_markdown() -> str:
     for name, default, unit, text in describe_keys():
         lines.append(f"| `{name}` | {default or EMPTY} | {unit} | {text} |")
     return "\n".join(lines)
+
+
+def format_value(value) -> str:
+    """A recipe value as people write it: whole floats as integers (epochs=60, not 60.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -29,6 +29,7 @@ from rltx.distribute import (check_batch_divides, choose_strategy, distributed_b
                              padded_batches, use_xla)
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
+from rltx.events import EventLog
 from rltx.health import judge
 from rltx.models import HEAD, transferable_layers
 from rltx.progress import Reporter
@@ -69,6 +70,7 @@ class TrainPlan:
     checkpoint_steps: tuple[int, ...]
     dtype_policy: str  # Keras dtype policy of the model's layers: float32, mixed_float16, mixed_bfloat16
     jit_compile: str | bool = "auto"  # XLA for the steps: True, False, or auto (on GPUs only)
+    tensorboard: bool = True  # also write RUN/tensorboard/ event files (rltx.events)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, *, downstream: bool) -> "TrainPlan":
@@ -79,7 +81,7 @@ class TrainPlan:
         policy = "float32" if recipe.mixed_precision == "none" else recipe.mixed_precision
         return cls(recipe.steps_downstream if downstream else recipe.steps, learning_rate, recipe.momentum,
                    recipe.batch_size, recipe.seed, recipe.num_eval_points, recipe.eval_batch_size,
-                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy, recipe.jit_compile)
+                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy, recipe.jit_compile, recipe.tensorboard)
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,7 @@ class _Run:
             self.optimizer.build(self.model.trainable_variables)
         self.steps = Steps(self.model, self.optimizer, strategy, plan.batch_size, use_xla(plan.jit_compile, strategy))
         self.stop_signal = None
+        self.events = None  # the TensorBoard view of metrics.h5, opened once the kept rows are known
 
     def execute(self) -> RunSummary:
         self._write_record("running")
@@ -351,15 +354,23 @@ class _Run:
             with self._signals_checkpoint():
                 step, metrics = self._restore()
                 self._check_workers_start_at(step)
+                if self.writer and self.plan.tensorboard:
+                    self.events = EventLog(self.run_dir, metrics)
                 step, metrics = self._train(step, metrics)
         except Interrupted:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
+            self.reporter.failure("interrupted", self.record.error)
             raise
         except BaseException as error:
             with contextlib.suppress(store.StoreWriteError, UsageError):  # a full disk may refuse this record too
                 self._write_record("failed", f"{type(error).__name__}: {error}")
+            self.reporter.failure("failed", f"{type(error).__name__}: {error}")
             raise
+        finally:
+            if self.events is not None:
+                self.events.close()
         self._write_record("completed")
+        self.reporter.end(step, metrics[-1])
         return RunSummary(self.run_dir, "completed", step, metrics[-1])
 
     def _restore(self) -> tuple[int, list[dict]]:
@@ -435,9 +446,11 @@ class _Run:
             row[f"{name}_accuracy"], row[f"{name}_loss"] = float(hits / count), float(loss / count)
         row.update({f"weight_norm/{k}": v for k, v in layer_norms(self.model).items()})
         row.update(wall_time=wall_time, images_per_second=images_per_second)
-        self.reporter.eval(row)
         self._save(step, previous + [row])
+        if self.events is not None:
+            self.events.append(row)
         self._judge_health(previous + [row])
+        self.reporter.eval(row)
         return row
 
     def _judge_health(self, metrics: list[dict]) -> None:
@@ -458,6 +471,7 @@ class _Run:
         weights = weights_of(self.model.weights)
         if step in self.keep_at:
             store.write_checkpoint(self.run_dir, step, weights)
+            self.reporter.checkpoint(step, store.checkpoint_path(self.run_dir, step))
         if metrics:
             store.write_metrics(self.run_dir, metrics)
         store.write_state(self.run_dir, step, weights, weights_of(self.optimizer.variables))

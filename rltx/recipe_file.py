@@ -8,10 +8,8 @@ import dataclasses
 from pathlib import Path
 
 from rltx.config import DataSpec, Recipe, make_recipe, parse_override
-from rltx.data import open_source
 from rltx.errors import UsageError, shorten
 from rltx.recipe_yaml import decode, parse_yaml
-from rltx.store import read_config_yaml
 
 PATH_KEYS = ("data_dir", "manual_dir", "data_path", "init_file")
 
@@ -64,6 +62,7 @@ def read_recipe_file(path: str | Path) -> RecipeFile:
     """Read a YAML recipe file, or the recipe stored in a run's run.h5 (which has no sections)."""
     path = Path(path)
     if path.suffix == ".h5":
+        from rltx.store import read_config_yaml  # h5py: only for a run.h5, so `rltx --help` stays light
         raw = parse_yaml(read_config_yaml(path), str(path))
     else:
         try:
@@ -91,6 +90,7 @@ def dataset_available(keys: dict) -> bool:
     """Whether the dataset named by these recipe keys can be opened here without a download."""
     if keys.get("dataset") in ("gaussian", "dead_leaves"):  # generated here: always available
         return True
+    from rltx.data import open_source  # TensorFlow: only when a dataset must be probed
     try:
         open_source(DataSpec(str(keys.get("dataset")), offline=True, data_dir=keys.get("data_dir"),
                              manual_dir=keys.get("manual_dir"), data_path=keys.get("data_path"),

@@ -15,6 +15,7 @@ always open a complete file. Nothing here is pickled: arrays, strings and number
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import fcntl
 import os
@@ -241,7 +242,7 @@ class RunRecord:
 def write_run_record(run_dir: Path, record: RunRecord) -> None:
     with atomic_h5(run_dir / RUN_FILE) as handle:
         handle.attrs.update(format_version=FORMAT_VERSION, status=record.status, error=record.error,
-                            created=record.created, updated=time.time(), kind=record.kind,
+                            created=iso_time(record.created), updated=iso_time(time.time()), kind=record.kind,
                             health=record.health)
         config = handle.create_group("config")
         config.attrs["yaml"] = record.config_yaml
@@ -250,6 +251,19 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
         write_arrays(handle.create_group("samples"), record.samples)
         handle.create_group("identity").attrs.update(record.identity)
         handle.create_group("transfer").attrs.update(record.transfer)
+
+
+def iso_time(seconds: float) -> str:
+    """A POSIX time as ISO 8601 in UTC with microseconds, e.g. 2026-12-02T05:21:05.123456+00:00."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+
+
+def epoch_time(stored) -> float:
+    """A stored time as POSIX seconds: ISO 8601 text, or the raw float of runs written before."""
+    if isinstance(stored, (bytes, str)):
+        text = stored.decode() if isinstance(stored, bytes) else stored
+        return datetime.datetime.fromisoformat(text).timestamp()
+    return float(stored)
 
 
 def read_run_record(run_dir: Path) -> RunRecord:
@@ -263,7 +277,7 @@ def read_run_record(run_dir: Path) -> RunRecord:
             environment=dict(handle["environment"].attrs),
             samples=read_arrays(handle["samples"]),
             status=str(handle.attrs["status"]), error=str(handle.attrs["error"]),
-            created=float(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
+            created=epoch_time(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
             identity=_plain(handle["identity"].attrs), transfer=_plain(handle["transfer"].attrs),
             health=str(handle.attrs.get("health", "unchecked")))
 
@@ -319,6 +333,18 @@ def read_metrics(run_dir: Path) -> list[dict]:
                          "column); restore the file rltx wrote or remove the run")
     count = len(next(iter(columns.values()))) if columns else 0
     return [{name: values[i].item() for name, values in columns.items()} for i in range(count)]
+
+
+def write_metrics_csv(path: Path, rows: list[dict]) -> None:
+    """Metric rows as CSV: a header of the metric names (step first), then one line per eval point."""
+    import csv
+    import io
+    names = list(dict.fromkeys(["step", *(name for row in rows for name in row)])) if rows else ["step"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(path), text.getvalue())
 
 
 # --- weights: checkpoints and resume state -------------------------------------------------------
@@ -389,6 +415,15 @@ def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], dict[str, np.
         _require(handle, path, groups=("weights", "optimizer"), attributes=("step",), what="an rltx resume state",
                  fix="delete it to restart this run from step 0")
         return int(handle.attrs["step"]), read_arrays(handle["weights"]), read_arrays(handle["optimizer"])
+
+
+def read_state_step(run_dir: Path) -> int | None:
+    """The step of the latest resume point (None before the first), without reading the weights."""
+    path = run_dir / STATE_FILE
+    if not path.exists():
+        return None
+    with open_h5(path) as handle:
+        return int(handle.attrs["step"])
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:

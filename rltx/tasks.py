@@ -108,9 +108,19 @@ def task_labels(recipe: Recipe, source, indices: np.ndarray, from_train: bool, k
     if kind == "random":
         return hyperrule.random_labels(len(indices), num_classes, recipe.seed, salt)
     if source.num_classes != num_classes:
-        raise UsageError(f"{recipe.dataset} has {source.num_classes} real classes but the recipe asks for "
-                         f"{num_classes}; set the number of classes to {source.num_classes} for real labels")
+        raise UsageError(_class_mismatch(recipe.dataset, source.num_classes, num_classes,
+                                         "upstream" if salt in (UPSTREAM, UPSTREAM_TEST) else "downstream"))
     return (source.train if from_train else source.test)(indices).y.astype(np.int64)
+
+
+def _class_mismatch(dataset: str, real: int, asked: int, stage: str) -> str:
+    """Real labels need as many classes as the data has: name the keys and a fix that works."""
+    if real == 0:
+        extra = f", or give gaussian data classes with gaussian_num_classes={asked}" if dataset == "gaussian" else ""
+        return (f"{dataset} has no real labels here (0 classes) but labels_{stage} is real; set "
+                f"labels_{stage}=random{extra}")
+    return (f"{dataset} has {real} real classes but num_classes_{stage} is {asked}; set num_classes_{stage}={real} "
+            f"(or labels_{stage}=random)")
 
 
 def load_examples(source, train_indices: np.ndarray, train_labels: np.ndarray, samples: dict) -> Examples:

@@ -105,3 +105,14 @@ def test_curves_and_weights_from_the_cli(runs, tmp_path):
     result = invoke("analyze", "weights", runs / "run0", "--all-steps", "-o", tmp_path / "w.h5")
     assert result.exit_code == 0, result.output
     assert read_result(tmp_path / "w.h5").arrays["distance"].shape[0] == 5
+
+
+def test_transfer_function_table_names_each_tau_column_by_its_step():
+    from rltx.analysis.covariance import _tau_table
+    steps = list(range(0, 110, 10))
+    tau = np.arange(22.0).reshape(11, 2)
+    rows = _tau_table(steps, np.array([3.0, 2.0]), tau)
+    columns = [name for name in rows[0] if name.startswith("tau")]
+    assert len(columns) == 8 and columns[0] == "tau step 0" and columns[-1] == "tau step 100"
+    assert rows[1]["tau step 100"] == tau[-1, 1] and rows[0]["sigma"] == 3.0
+    assert list(_tau_table([40], np.array([1.0]), np.array([[0.5]]))[0]) == ["i", "sigma", "tau step 40"]

@@ -24,8 +24,9 @@ def test_help_documents_every_key_and_every_command():
     for command in ("pretrain", "transfer", "construct-init", "analyze", "plot", "sweep", "reproduce"):
         assert f"  {command} " in top.output
     text = CliRunner().invoke(main, ["pretrain", "--help"]).output
-    for name in FIELDS:
-        assert f"  {name} = " in text, name
+    construct = CliRunner().invoke(main, ["construct-init", "--help"]).output
+    for name in FIELDS:  # construct-init's own keys only in its help
+        assert f"  {name} = " in (construct if name.startswith(("construct_", "table_")) else text), name
     assert "learning_rate = (required)" in text and "batch_size = 256 [examples]" in text
 
 

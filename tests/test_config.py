@@ -44,7 +44,7 @@ def test_paths_resolve_relative_to_the_recipe(tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     ({"learning_rat": 0.1}, "did you mean 'learning_rate'"),
-    ({"learning_rate": 0}, "learning_rate is 0.0; it must be > 0"),
+    ({"learning_rate": 0}, "learning_rate is 0; it must be > 0"),
     ({"learning_rate": -1.0}, "must be > 0"),
     ({"learning_rate": "fast"}, "must be a number"),
     ({"num_classes_upstream": 1}, "must be >= 2"),
@@ -52,11 +52,12 @@ def test_paths_resolve_relative_to_the_recipe(tmp_path):
     ({"batch_size": 2.5}, "must be an integer"),
     ({"architecture": "vgg19"}, "choose one of simple_cnn"),
     ({"total_steps": 10}, "exactly one of epochs and total_steps"),
-    ({"momentum": 1.5}, "must be <= 1.0"),
+    ({"momentum": 1.5}, "momentum is 1.5; it must be <= 1$"),
     ({"offline": "yes"}, "true or false"),
     ({"hidden_units": [1, -2]}, "holds a number that is -2; it must be >= 1"),
     ({"dataset": "npz"}, "needs data_path"),
     ({"dataset": "gaussian"}, "needs gaussian_spectrum"),
+    ({"checkpoint_every": None}, "checkpoint_every cannot be null or empty; give it a value, or leave it out for its default 0$"),
 ])
 def test_invalid_values(change, words):
     with pytest.raises(UsageError, match=words.replace("(", r"\(")) as caught:

@@ -92,6 +92,9 @@ def test_spectrum(files, tmp_path):
     assert len(right.containers) == len(below)
     for i, bars in enumerate(right.containers):
         assert [bar.get_height() for bar in bars] == below[i].tolist()
+    # every count is written on its bar, so counts of 0 (no visible bar) still show
+    assert sorted(t.get_text() for t in right.texts) == sorted(str(int(c)) for c in below.ravel())
+    assert right.get_ylim()[1] >= 1
     assert [t.get_text() for t in right.get_xticklabels()] == ["< 0.5", "< 0.05"]
     check_image(invoke_plot("spectrum", path, "--log", "-o", tmp_path / "s.png"), tmp_path / "s.png")
 

@@ -79,7 +79,7 @@ def analyze():
     """Analyse stored runs; each KIND stores HDF5 (-o), prints a table, or JSON (--json)."""
 
 
-@analyze.command()
+@analyze.command("misalignment", short_help="Misalignment of Sigma_w with Sigma_x (Fig. 2).")
 @RUNS
 @layer_options
 @checkpoint_options
@@ -94,7 +94,7 @@ def misalignment(runs, layer, num_examples, uncentered, step, all_steps, toleran
                               centered=not uncentered, tolerance=tolerance, seed=seed), output, as_json)
 
 
-@analyze.command("transfer-function")
+@analyze.command("transfer-function", short_help="f(sigma): tau_i against sigma_i (Fig. 4).")
 @RUNS
 @layer_options
 @checkpoint_options
@@ -107,7 +107,7 @@ def transfer_function(runs, layer, num_examples, uncentered, step, all_steps, to
                                    centered=not uncentered, tolerance=tolerance), output, as_json)
 
 
-@analyze.command()
+@analyze.command("eigenvectors", short_help="Eigenvectors of Sigma_w and the data (Fig. 3).")
 @RUNS
 @layer_options
 @click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
@@ -121,7 +121,7 @@ def eigenvectors(runs, layer, num_examples, uncentered, step, top_k, threshold, 
                               top_k=top_k, threshold=threshold), output, as_json)
 
 
-@analyze.command("eigen-stability")
+@analyze.command("eigen-stability", short_help="Eigen-stability between disjoint halves (D.1).")
 @RUNS
 @layer_options
 @click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
@@ -137,7 +137,7 @@ def eigen_stability(runs, layer, num_examples, uncentered, step, between, relati
                                  between=between, relative_gap=relative_gap, seed=seed), output, as_json)
 
 
-@analyze.command()
+@analyze.command("activations", short_help="ReLU activation frequencies (Fig. 7, 10, 11).")
 @RUNS
 @checkpoint_options
 @click.option("--num-examples", default=5000, show_default=True, help="Examples to run (A.11: 5k held-out).")
@@ -155,7 +155,7 @@ def activations(runs, step, all_steps, num_examples, which, bins, conv_neurons, 
                              bins=bins, conv_neurons=conv_neurons), output, as_json)
 
 
-@analyze.command("activation-trajectory")
+@analyze.command("activation-trajectory", short_help="Activations over pre-training, transfer (F).")
 @click.argument("pretrain_run", type=click.Path(path_type=Path))
 @click.argument("transfer_run", type=click.Path(path_type=Path))
 @click.option("--num-examples", default=5000, show_default=True, help="Held-out examples to run.")
@@ -172,7 +172,7 @@ def activation_trajectory(pretrain_run, transfer_run, num_examples, which, conv_
                             conv_neurons=conv_neurons), output, as_json)
 
 
-@analyze.command()
+@analyze.command("curves", short_help="Accuracy-curve AUCs, seeds, pairs (App. B).")
 @RUNS
 @click.option("--group-by", default="auto", show_default=True,
               help="Recipe key(s), comma-separated, that define a group (auto: everything but the seed).")
@@ -185,7 +185,7 @@ def curves(runs, group_by, output, as_json):
     emit(analyze_curves(runs, group_by=keys), output, as_json)
 
 
-@analyze.command()
+@analyze.command("weights", short_help="Distances from init and between runs, norms.")
 @RUNS
 @checkpoint_options
 @click.option("--reference", type=click.Choice(["init", "source"]), default="init", show_default=True,
@@ -199,7 +199,7 @@ def weights(runs, step, all_steps, reference, other, output, as_json):
     emit(analyze_weights(runs, step=step, all_steps=all_steps, reference=reference, other=other), output, as_json)
 
 
-@analyze.command()
+@analyze.command("spectrum", short_help="Singular values of every layer (Neyshabur C).")
 @RUNS
 @checkpoint_options
 @click.option("--thresholds", default="0.1,0.01", show_default=True,
@@ -225,7 +225,7 @@ def step_options(command):
     return click.option("--step-a", type=int, help="Checkpoint of RUN_A [default: the last stored].")(command)
 
 
-@analyze.command("cka")
+@analyze.command("cka", short_help="Layer x layer CKA between two runs (Table 7).")
 @RUN_A
 @RUN_B
 @step_options
@@ -242,7 +242,7 @@ def cka(run_a, run_b, step_a, step_b, kernel, rbf_fraction, debiased, num_exampl
                      num_examples=num_examples, rbf_fraction=rbf_fraction), output, as_json)
 
 
-@analyze.command()
+@analyze.command("mistakes", short_help="Common and uncommon mistakes of two runs.")
 @RUN_A
 @RUN_B
 @step_options
@@ -258,7 +258,7 @@ EXAMPLES_OPTION = click.option("--num-examples", default=512, show_default=True,
                                help="First training examples of the fixed subset the loss is taken on.")
 
 
-@analyze.command()
+@analyze.command("hessian", short_help="Top Hessian eigenvalues by Lanczos.")
 @RUNS
 @checkpoint_options
 @click.option("--top-k", default=5, show_default=True, help="Largest Hessian eigenvalues to find.")
@@ -273,7 +273,7 @@ def hessian(runs, step, all_steps, top_k, iterations, num_examples, seed, output
                          num_examples=num_examples, seed=seed), output, as_json)
 
 
-@analyze.command()
+@analyze.command("landscape", short_help="Filter-normalised loss landscape of a run.")
 @RUNS
 @click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
 @click.option("--center", type=click.Choice(["checkpoint", "init"]), default="checkpoint", show_default=True,
@@ -295,7 +295,7 @@ def landscape(runs, step, center, layer, two_d, span, points, seed, include_bias
          output, as_json)
 
 
-@analyze.command()
+@analyze.command("gradient", short_help="Loss along the gradient, gradient scales.")
 @RUNS
 @checkpoint_options
 @EXAMPLES_OPTION
@@ -312,7 +312,7 @@ def gradient(runs, step, all_steps, num_examples, etas, direction, output, as_js
                           etas=numbers(etas, "--etas"), direction=direction), output, as_json)
 
 
-@analyze.command()
+@analyze.command("barrier", short_help="Loss and accuracy barrier between two runs.")
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", required=False, type=click.Path(path_type=Path))
 @click.option("--step-a", type=int, help="Checkpoint of RUN_A [default: last; with one run: 0].")
@@ -331,7 +331,7 @@ def barrier(run_a, run_b, step_a, step_b, points, alpha_min, alpha_max, num_exam
                          alpha_max=alpha_max, num_examples=num_examples), output, as_json)
 
 
-@analyze.command()
+@analyze.command("criticality", short_help="Module criticality of every layer.")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--step", type=int, help="The final checkpoint theta_F [default: the last stored].")
 @click.option("--alphas", default="0,0.25,0.5,0.75,1", show_default=True, help="Rewinding points a in [0, 1].")
@@ -350,7 +350,7 @@ def criticality(run, step, alphas, sigmas, samples, tolerance, num_examples, see
          output, as_json)
 
 
-@analyze.command("transferability-curve")
+@analyze.command("transferability-curve", short_help="Transfer accuracy vs the source's step.")
 @click.argument("pretrain_run", type=click.Path(path_type=Path))
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -371,7 +371,7 @@ def transferability_curve(pretrain_run, recipe, out, steps, overrides, output, a
          output, as_json)
 
 
-@analyze.command("representation-alignment")
+@analyze.command("representation-alignment", short_help="Alignment of representations with labels.")
 @click.argument("run", type=click.Path(path_type=Path))
 @checkpoint_options
 @click.option("--examples", "which", type=click.Choice(("train", "test")), default="train", show_default=True,

@@ -87,9 +87,17 @@ def analyze_transfer_function(paths, *, layer=None, step=None, all_steps=False, 
     setting = Setting(paths, layer, step, all_steps, num_examples, centered)
     curves = [alignment.transfer_function(setting.sigma_x(s), setting.sigma_w(s), tolerance) for s in setting.steps]
     sigma, tau = np.stack([c[0] for c in curves]), np.stack([c[1] for c in curves])
-    table = [{"i": i + 1, "sigma": float(sigma[-1, i]), "tau": float(tau[-1, i])} for i in range(sigma.shape[1])]
     return Result("transfer-function", setting.record(tolerance=tolerance),
-                  {"steps": np.array(setting.steps), "sigma": sigma, "tau": tau}, table)
+                  {"steps": np.array(setting.steps), "sigma": sigma, "tau": tau},
+                  _tau_table(setting.steps, sigma[-1], tau))
+
+
+def _tau_table(steps: list[int], sigma: np.ndarray, tau: np.ndarray, columns: int = 8) -> list[dict]:
+    """Rows i: sigma_i and tau_i of up to `columns` checkpoints, evenly spread and always the last,
+    each column named by its step."""
+    shown = sorted(set(np.linspace(0, len(steps) - 1, min(len(steps), columns)).round().astype(int).tolist()))
+    return [{"i": i + 1, "sigma": float(sigma[i]), **{f"tau step {steps[k]}": float(tau[k, i]) for k in shown}}
+            for i in range(len(sigma))]
 
 
 def analyze_eigenvectors(paths, *, layer=None, step=None, num_examples=0, centered=True, top_k=10,

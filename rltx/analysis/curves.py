@@ -45,7 +45,7 @@ import numpy as np
 
 from rltx import store
 from rltx.analysis.results import Result
-from rltx.config import FIELDS
+from rltx.config import FIELDS, format_value
 from rltx.errors import UsageError
 from rltx.runs import Run, check_same_model, open_run
 
@@ -159,7 +159,7 @@ def _group_keys(group_by) -> str | tuple[str, ...]:
 
 def _label(key: dict, varying: list[str]) -> str:
     shown = [k for k in varying if k != "kind" and k in key and key[k] != []]  # no from_step for pre-training
-    return ", ".join([str(key["kind"])] + [f"{k}={key[k]}" for k in shown])
+    return ", ".join([str(key["kind"])] + [f"{k}={format_value(key[k])}" for k in shown])
 
 
 def _same_data(transfer: _Curve, scratch: _Curve) -> bool:

@@ -78,7 +78,9 @@ def _not_prepared_message(builder, problem: str) -> str:
     manual = f"e.g. {archives}" if name != "imagenet2012" else "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar"
     return (f"dataset {name} is not prepared in {builder.data_dir} ({problem}); either set data_dir to a "
             f"prepared tfds folder (copy ~/tensorflow_datasets/{name} from a machine with internet, or run "
-            f"`tfds build {name}` there), or set manual_dir to a folder with the original archives ({manual})")
+            f"`tfds build {name}` there), or set manual_dir to a folder with the original archives ({manual}); "
+            "to try a recipe without the data, run its quick profile (`--profile quick`, `rltx reproduce NAME "
+            "--quick`), which falls back to offline data")
 
 
 def _prepare_from_manual_dir(builder, manual_dir: str) -> None:

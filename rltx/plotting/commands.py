@@ -83,7 +83,7 @@ def plot():
 
 # ---------------------------------------------------------------- training curves and tables
 
-@plot.command("curves")
+@plot.command("curves", short_help="Train/test accuracy of groups of runs over seeds.")
 @INPUTS
 @click.option("--x", "x", type=click.Choice(["step", "epoch"]), default="step", show_default=True,
               help="x axis: training step or epoch.")
@@ -103,7 +103,7 @@ def curves(inputs, x, band, accuracy, zoom, labels, output, title, style):
     finish(figure, output, title, style)
 
 
-@plot.command("auc-scatter")
+@plot.command("auc-scatter", short_help="Pre-trained vs from-scratch AUC (Fig. 12-15).")
 @INPUTS
 @click.option("--metric", type=click.Choice(["train", "test"]), default="train", show_default=True,
               help="AUC of the train or the test accuracy.")
@@ -117,7 +117,7 @@ def auc_scatter(inputs, metric, dots, output, title, style):
     finish(draw_auc_scatter(inputs, style=style, metric=metric, dots=dots), output, title, style)
 
 
-@plot.command("table")
+@plot.command("table", short_help="A Table 1-7 style table (Markdown, LaTeX or image).")
 @INPUTS
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Table file: .md (Markdown), .tex (LaTeX), or .png/.pdf/.svg (an image).")
@@ -142,7 +142,7 @@ def table(inputs, output, digits, title, style):
             finish(draw_table(inputs, style=style, digits=digits), output, title, style)
 
 
-@plot.command("activations")
+@plot.command("activations", short_help="Activation fraction histograms or trajectory.")
 @INPUTS
 @click.option("--layers", help="Comma-separated layer names (default: all).")
 @click.option("--steps", help="Comma-separated checkpoint steps to show (default: all in the files).")
@@ -169,7 +169,7 @@ LABELS_OPTION = click.option("--labels", help="Comma-separated legend names, one
                                               "[default: the file stems].")
 
 
-@plot.command("misalignment")
+@plot.command("misalignment", short_help="Misalignment over training (Fig. 2).")
 @INPUTS
 @LABELS_OPTION
 @click.option("--x", "x", type=click.Choice(["step", "epoch"]), default="step", show_default=True,
@@ -184,7 +184,7 @@ def misalignment(inputs, labels, x, yscale, output, title, style):
     finish(draw_misalignment(inputs, style=style, labels=names(labels), x=x, yscale=yscale), output, title, style)
 
 
-@plot.command("eigenvectors")
+@plot.command("eigenvectors", short_help="Eigenvectors of Sigma_w and the data as patches (Fig. 3).")
 @INPUTS
 @click.option("--rows", type=int, help="Top eigenvectors of Sigma_w to show [default: all stored].")
 @figure_options
@@ -195,7 +195,7 @@ def eigenvectors(inputs, rows, output, title, style):
     finish(draw_eigenvectors(inputs, style=style, rows=rows), output, title, style)
 
 
-@plot.command("f-sigma")
+@plot.command("f-sigma", short_help="tau = f(sigma) curves (Fig. 4, 20-23).")
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @LABELS_OPTION
 @click.option("--steps", help="Comma-separated checkpoints [default: up to 4 spread over the run].")
@@ -213,7 +213,7 @@ def f_sigma(inputs, labels, steps, tau_curves, curves, output, title, style):
                         tau_curves=tau_curves, curves=named), output, title, style)
 
 
-@plot.command("alignment-curve")
+@plot.command("alignment-curve", short_help="Representation alignment vs threshold per layer.")
 @INPUTS
 @LABELS_OPTION
 @click.option("--layers", help="Comma-separated layers [default: all stored, inputs first].")
@@ -231,7 +231,7 @@ def alignment_curve(inputs, labels, layers, step, all_steps, normalize, output, 
 
 # ---------------------------------------------------------------- diagnostics (Neyshabur et al., Liu et al.)
 
-@plot.command("cka")
+@plot.command("cka", short_help="Layer x layer CKA heat-map (Table 7).")
 @INPUTS
 @click.option("--annotate/--no-annotate", default=None,
               help="Write the values in the cells [default: when at most 64 cells].")
@@ -242,7 +242,7 @@ def cka(inputs, annotate, output, title, style):
     finish(draw_cka(inputs, style=style, annotate=annotate), output, title, style)
 
 
-@plot.command("barrier")
+@plot.command("barrier", short_help="Accuracy and loss between two solutions.")
 @INPUTS
 @click.option("--labels", help="Legend names of the input files, comma-separated, in order.")
 @click.option("--no-loss", is_flag=True, help="Only the accuracy panel.")
@@ -254,7 +254,7 @@ def barrier(inputs, labels, no_loss, output, title, style):
     finish(draw_barrier(inputs, style=style, labels=names(labels), loss=not no_loss), output, title, style)
 
 
-@plot.command("spectrum")
+@plot.command("spectrum", short_help="Singular value histogram and counts below thresholds.")
 @INPUTS
 @click.option("--log", is_flag=True, help="Logarithmic count axis of the histogram.")
 @figure_options
@@ -265,7 +265,7 @@ def spectrum(inputs, log, output, title, style):
     finish(draw_spectrum(inputs, style=style, log=log), output, title, style)
 
 
-@plot.command("landscape")
+@plot.command("landscape", short_help="1-D loss curve or 2-D contours of the landscape.")
 @INPUTS
 @click.option("--levels", default=20, show_default=True, help="Contour levels of a 2-D landscape.")
 @click.option("--log", is_flag=True, help="Logarithmic loss (1-D: axis; 2-D: contours of log10 loss).")
@@ -276,7 +276,7 @@ def landscape(inputs, levels, log, output, title, style):
     finish(draw_landscape(inputs, style=style, levels=levels, log=log), output, title, style)
 
 
-@plot.command("hessian")
+@plot.command("hessian", short_help="Top-k Hessian eigenvalues against the step.")
 @INPUTS
 @click.option("--log", is_flag=True, help="Logarithmic eigenvalue axis (symmetric log if any is <= 0).")
 @figure_options

@@ -153,7 +153,8 @@ SPECTRUM_ARRAYS = ("histogram", "bin_edges", "thresholds", "count_below", "row_r
 
 def draw_spectrum(inputs, *, style: str = "paper", log: bool = False):
     """Left: the whole-network histogram of singular values, one step outline per (run, step) row;
-    right: the number of singular values below each threshold, grouped bars per row."""
+    right: the number of singular values below each threshold, grouped bars per row, each labelled
+    with its count (often 0 for a small trained network, Neyshabur et al. Fig. 33)."""
     path = _single(inputs, "spectrum")
     result = _read(path, "spectrum")
     require(result.arrays, SPECTRUM_ARRAYS, path, PRODUCERS["spectrum"])
@@ -174,7 +175,9 @@ def draw_spectrum(inputs, *, style: str = "paper", log: bool = False):
     x = np.arange(len(thresholds))
     width = 0.8 / max(len(rows), 1)
     for i, label in enumerate(rows):
-        right.bar(x - 0.4 + width * (i + 0.5), below[i], width, label=label, color=f"C{i % 10}")
+        bars = right.bar(x - 0.4 + width * (i + 0.5), below[i], width, label=label, color=f"C{i % 10}")
+        right.bar_label(bars, labels=[str(int(count)) for count in below[i]])  # a count of 0 has no bar to see
+    right.set_ylim(0, max(1, float(np.max(below, initial=0))) * 1.15)
     right.set_xticks(x, labels=[f"< {t:g}" for t in thresholds])
     right.set_xlabel("threshold")
     right.set_ylabel("singular values below threshold")

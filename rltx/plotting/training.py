@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rltx import store
+from rltx.config import format_value
 from rltx.errors import UsageError
 from rltx.plotting.figure import STYLES, new_figure, read_analysis, require
 
@@ -59,7 +60,7 @@ def expand_runs(inputs) -> list[Path]:
 
 def _group_label(key: dict, varying: list[str]) -> str:
     shown = [k for k in varying if k != "kind" and key.get(k) not in (None, [])]
-    return ", ".join([str(key["kind"])] + [f"{k}={key[k]}" for k in shown])
+    return ", ".join([str(key["kind"])] + [f"{k}={format_value(key[k])}" for k in shown])
 
 
 def run_groups(run_dirs) -> list[dict]:

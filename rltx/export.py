@@ -1,0 +1,55 @@
+"""`rltx export`: a stored run as standard files other tools read, a Keras model at a checkpoint
+(`.keras`, loadable with plain `keras.saving.load_model`) and its metrics as CSV."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rltx import store
+from rltx.errors import UsageError
+
+
+def _check_new(path: Path, suffix: str) -> None:
+    if path.suffix != suffix:
+        raise UsageError(f"{path} must end in {suffix}; e.g. -o model{suffix}" if suffix == ".keras"
+                         else f"{path} must end in {suffix}; e.g. --csv metrics{suffix}")
+    if path.exists():
+        raise UsageError(f"{path} exists; choose another file name or remove it")
+
+
+def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = None,
+           csv_path: Path | None = None) -> list[str]:
+    """Write the run's model with the weights of its checkpoint at `step` (default: the last) to
+    `model_path` (.keras) and/or its metrics, one row per eval point, to `csv_path` (.csv). Every
+    input is checked before anything is written; returns what was written, one line each."""
+    if model_path is None and csv_path is None:
+        raise UsageError("export needs -o MODEL.keras and/or --csv METRICS.csv")
+    for path, suffix in ((model_path, ".keras"), (csv_path, ".csv")):
+        if path is not None:
+            _check_new(Path(path), suffix)
+    run_dir = Path(run_dir)
+    store.read_run_record(run_dir)  # a fixable error for anything that is not a run
+    written = []
+    if model_path is not None:
+        from rltx.runs import open_run, select_steps
+        chosen = select_steps(open_run(run_dir), step, all_steps=False)[0]
+        _save_model(run_dir, chosen, Path(model_path))
+        written.append(f"wrote {model_path} (the model at step {chosen})")
+    if csv_path is not None:
+        rows = store.read_metrics(run_dir)
+        store.write_metrics_csv(Path(csv_path), rows)
+        written.append(f"wrote {csv_path} ({len(rows)} eval points)")
+    return written
+
+
+def _save_model(run_dir: Path, step: int, path: Path) -> None:
+    from rltx.runs import load_model
+    model = load_model(run_dir, step)
+    temporary = path.with_name(f".{path.stem}.tmp.keras")  # complete or absent, never half-written
+    try:
+        model.save(temporary)
+        temporary.replace(path)
+    except OSError as error:
+        raise store.StoreWriteError(f"cannot write {path}: {error.strerror}; free disk space or fix the "
+                                    "permissions and rerun the same command") from None
+    finally:
+        temporary.unlink(missing_ok=True)

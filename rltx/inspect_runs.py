@@ -1,0 +1,198 @@
+"""Run inspection (`rltx runs`, `rltx show`): what the stored runs are, at a glance or in full.
+
+Reads only run.h5, metrics.h5, the resume state's step and the checkpoint names (through
+`rltx.store`), never TensorFlow, so it answers at once and works on runs that are training,
+interrupted or failed.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from rltx import store
+from rltx.config import make_recipe
+from rltx.errors import UsageError
+
+SUMMARY_COLUMNS = ("name", "kind", "recipe", "status", "step", "train_accuracy", "test_accuracy", "age")
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """The run directories (holding run.h5) at or under each of `paths`, in path order."""
+    found = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise UsageError(f"{path} does not exist; give directories holding runs (default: runs)")
+        if path.is_file():
+            path = path.parent
+        found += sorted(p.parent for p in path.rglob(store.RUN_FILE))
+    return list(dict.fromkeys(found))
+
+
+def _total_steps(config_yaml: str, kind: str) -> int | None:
+    try:
+        recipe = make_recipe(yaml.safe_load(config_yaml))
+    except UsageError:  # a run written by an older rltx with keys since renamed
+        return None
+    return recipe.steps if kind == "pretrain" else recipe.steps_downstream
+
+
+def _recipe_label(config_yaml: str) -> str:
+    keys = yaml.safe_load(config_yaml) or {}
+    return keys.get("description") or f"{keys.get('architecture')} on {keys.get('dataset')}"
+
+
+def _last_modified(run_dir: Path) -> float:
+    files = [run_dir / name for name in (store.RUN_FILE, store.METRICS_FILE, store.STATE_FILE)]
+    return max(f.stat().st_mtime for f in files if f.exists())
+
+
+def summary(run_dir: Path) -> dict:
+    """One row of `rltx runs`: name, kind, recipe, status, step and total, final accuracies, age (s)."""
+    run_dir = Path(run_dir)
+    row = dict.fromkeys(SUMMARY_COLUMNS)
+    row.update(name=str(run_dir), total_steps=None, reason="")
+    try:
+        record = store.read_run_record(run_dir)
+        metrics = store.read_metrics(run_dir)
+        state_step = store.read_state_step(run_dir)
+    except UsageError as error:  # a damaged run still gets its row
+        return {**row, "status": "unreadable", "reason": str(error)}
+    last = metrics[-1] if metrics else {}
+    row.update(kind=record.kind, recipe=_recipe_label(record.config_yaml), status=store.read_status(run_dir),
+               reason=record.error, step=state_step if state_step is not None else last.get("step", 0),
+               total_steps=_total_steps(record.config_yaml, record.kind),
+               train_accuracy=last.get("train_accuracy"), test_accuracy=last.get("test_accuracy"),
+               age=time.time() - _last_modified(run_dir))
+    return row
+
+
+def _sources(identity: dict) -> list[dict]:
+    runs = json.loads(identity.get("sources", "[]"))
+    digests = json.loads(identity.get("source_digests", "[]"))
+    steps = json.loads(identity.get("from_step", "[]"))
+    return [{"run": run, "step": step, "sha256": digest} for run, step, digest in zip(runs, steps, digests)]
+
+
+def _samples(samples: dict[str, np.ndarray]) -> dict:
+    """Each stored sample array by its size (and distinct labels); scalars by value."""
+    described = {}
+    for name, values in samples.items():
+        values = np.asarray(values)
+        if values.ndim == 0:
+            described[name] = values.item()
+        else:
+            described[name] = {"count": int(values.size)}
+            if name.endswith("_labels"):
+                described[name]["classes"] = int(np.unique(values).size)
+    return described
+
+
+def _transfer_details(transfer: dict) -> dict:
+    """How a transfer built its initial weights; Sigma_w is given by its shape, not its entries."""
+    return {key: (f"matrix {np.shape(value)}" if key == "sigma_w" else value) for key, value in transfer.items()}
+
+
+def resume_command(run_dir: Path, record: store.RunRecord) -> str:
+    """The command that continues the run (for a completed run it reports it and does nothing)."""
+    run_dir = Path(run_dir)
+    if record.kind == "pretrain":
+        return f"rltx pretrain {shlex.quote(str(run_dir / store.RUN_FILE))}"
+    sources = _sources(record.identity)
+    paired = json.loads(record.transfer.get("paired_with", "[]"))
+    out, baseline = run_dir, ""
+    if record.kind == "scratch" and sources and paired:  # the baseline of a pair is resumed with its transfer
+        out, baseline = Path(paired[0]), " --with-baseline"
+    froms = " ".join(f"--from {shlex.quote(s['run'])}" for s in sources) or "--from scratch"
+    steps = {s["step"] for s in sources}
+    from_step = f" --from-step {steps.pop()}" if len(steps) == 1 else ""
+    return (f"rltx transfer {shlex.quote(str(out / store.RUN_FILE))} {froms}{from_step}{baseline} "
+            f"--out {shlex.quote(str(out))}")
+
+
+def details(run_dir: Path) -> dict:
+    """Everything `rltx show` prints: the summary, the resolved recipe, sources with their sha256,
+    samples, how a transfer began, the last metrics, the checkpoints and the resume command."""
+    run_dir = Path(run_dir)
+    if run_dir.name == store.RUN_FILE:
+        run_dir = run_dir.parent
+    record = store.read_run_record(run_dir)
+    metrics = store.read_metrics(run_dir)
+    return {**summary(run_dir), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
+            "sources": _sources(record.identity), "samples": _samples(record.samples),
+            "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
+            "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),
+            "environment": record.environment, "resume_command": resume_command(run_dir, record)}
+
+
+# --- text ---------------------------------------------------------------------------------
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _progress(row: dict) -> str:
+    total = row["total_steps"]
+    return f"{row['step'] if row['step'] is not None else '-'}/{total if total is not None else '?'}"
+
+
+def summary_table(rows: list[dict], recipe_width: int = 36) -> str:
+    """The `rltx runs` table: one line per run, columns padded to the widest entry."""
+    header = ["NAME", "KIND", "RECIPE", "STATUS", "STEP", "TRAIN", "TEST", "AGE"]
+    lines = [[row["name"], row["kind"] or "-", _shorten(row["recipe"] or "-", recipe_width), row["status"],
+              _progress(row), _accuracy(row["train_accuracy"]), _accuracy(row["test_accuracy"]), _age(row["age"])]
+             for row in rows]
+    widths = [max(len(cells[i]) for cells in [header] + lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+                     for cells in [header] + lines)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _number(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def details_text(info: dict) -> str:
+    """`rltx show` as text: one section per part of the run."""
+    status = info["status"] + (f" ({info['reason']})" if info["reason"] else "")
+    lines = [f"run:         {info['name']}", f"kind:        {info['kind']}", f"status:      {status}",
+             f"step:        {_progress(info)}", f"recipe:      {info['recipe']}",
+             f"created:     {info['created']}",
+             f"updated:     {_age(info['age'])} ago",
+             f"checkpoints: {', '.join(map(str, info['checkpoints'])) or 'none yet'}"]
+    if info["sources"]:
+        lines.append("sources:")
+        lines += [f"  {s['run']} at step {s['step']}  sha256 {s['sha256']}" for s in info["sources"]]
+    if info["transfer"]:
+        lines.append("transfer:")
+        lines += [f"  {key}: {_number(value)}" for key, value in info["transfer"].items()]
+    lines.append("samples:")
+    for name, value in info["samples"].items():
+        text = value if not isinstance(value, dict) else ", ".join(f"{v} {k}" for k, v in value.items())
+        lines.append(f"  {name}: {text}")
+    lines.append(f"last metrics ({info['eval_points']} eval points):")
+    lines += [f"  {key}: {_number(value)}" for key, value in info["last_metrics"].items()] or ["  none yet"]
+    lines.append("recipe (resolved):")
+    lines += [f"  {line}" for line in info["recipe_yaml"].rstrip().splitlines()]
+    lines.append(f"resume:      {info['resume_command']}")
+    return "\n".join(lines)
+
+
+def to_json(value) -> str:
+    return json.dumps(value, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v))

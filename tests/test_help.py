@@ -1,0 +1,73 @@
+"""Help and shell completion answer at once, without importing TensorFlow (nor numpy/h5py for the
+top level), and the command lists show whole one-line summaries, never a sentence cut short."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+PROBE = """
+import sys
+from rltx.cli import main
+try:
+    main(sys.argv[1:], prog_name="rltx")
+except SystemExit:
+    pass
+print("loaded:", *sorted(m for m in ("tensorflow", "keras", "h5py", "numpy") if m in sys.modules), file=sys.stderr)
+"""
+
+
+def probe(*args, env=None):
+    """The output of `rltx ARGS` in a fresh interpreter, the modules it loaded, and its wall time
+    (the faster of two tries: the machine is shared)."""
+    times = []
+    for _ in range(2):
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **(env or {})})
+        times.append(time.monotonic() - started)
+    loaded = done.stderr.strip().splitlines()[-1].split()[1:]
+    return done.stdout, loaded, min(times)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["analyze", "--help"], ["plot", "--help"], ["pretrain", "--help"],
+                                  ["runs", "--help"]])
+def test_help_answers_without_tensorflow_within_a_second_and_a_half(args):
+    output, loaded, seconds = probe(*args)
+    assert "Usage: rltx" in output
+    assert "tensorflow" not in loaded and "keras" not in loaded
+    if args[0] not in ("analyze", "plot"):
+        assert loaded == []
+    assert seconds < 1.5
+
+
+def test_completion_answers_without_tensorflow():
+    output, loaded, seconds = probe(env={"_RLTX_COMPLETE": "bash_complete", "COMP_WORDS": "rltx analyze tr",
+                                         "COMP_CWORD": "2"})
+    assert output.split() == ["plain,transfer-function", "plain,transferability-curve"]
+    assert "tensorflow" not in loaded and seconds < 1.5
+    script, _, _ = probe(env={"_RLTX_COMPLETE": "bash_source"})
+    assert "_rltx_completion" in script
+
+
+@pytest.mark.parametrize("group", [[], ["analyze"], ["plot"]])
+def test_command_lists_show_whole_summaries(group):
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    output = CliRunner().invoke(main, [*group, "--help"], terminal_width=80).output
+    commands = output.split("Commands:\n")[1].splitlines()
+    assert len(commands) >= 10
+    for line in commands:  # one line per command (a wrapped summary would indent a second line)
+        assert line.startswith("  ") and not line.startswith("   ") and line.endswith("."), line
+
+
+def test_recipe_keys_in_help_only_where_they_apply():
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    for command, shown in (("pretrain", False), ("transfer", False), ("construct-init", True)):
+        output = CliRunner().invoke(main, [command, "--help"]).output
+        assert "  learning_rate = " in output
+        assert ("  construct_tau = " in output) == shown and ("  table_iterations = " in output) == shown

@@ -1,0 +1,156 @@
+"""`rltx runs`, `rltx show` and `rltx export` on completed, interrupted, failed and running runs,
+and `rltx.load_model`: the exported model reproduces the stored train accuracy at its step."""
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from rltx import store
+from rltx.config import make_recipe
+from rltx.pretrain import pretrain
+from rltx.progress import Reporter
+from tests_support import TINY, invoke_ok
+
+STOP_AT = 20  # an eval point of TINY (40 steps, checkpoints every 10)
+
+
+class StopAt(Reporter):
+    """Ends a run from inside at its eval point STOP_AT: by a signal (the loop saves and marks it
+    interrupted) or by an exception (the loop marks it failed with the reason)."""
+
+    def __init__(self, how):
+        self.how = how
+
+    def eval(self, row):
+        if row["step"] == STOP_AT:
+            if self.how == "signal":
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                raise RuntimeError("stopped by the test")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("inspect")
+    recipe = make_recipe({**TINY, "labels_downstream": "random", "num_classes_downstream": 3,
+                          "total_steps_downstream": 10})
+    pretrain(recipe, directory / "done")
+    with pytest.raises(Exception, match="interrupted"):
+        pretrain(recipe, directory / "stopped", reporter=StopAt("signal"))
+    with pytest.raises(RuntimeError):
+        pretrain(recipe, directory / "broken", reporter=StopAt("exception"))
+    (directory / "r.yaml").write_text(yaml.safe_dump(recipe.to_dict()))
+    invoke_ok("transfer", directory / "r.yaml", "--from", directory / "done", "--out", directory / "tr", "--quiet")
+    return directory
+
+
+def rows_of(directory):
+    return {os.path.basename(row["name"]): row for row in json.loads(invoke_ok("runs", directory, "--json").output)}
+
+
+def test_runs_lists_every_run_with_status_progress_and_final_accuracies(runs):
+    rows = rows_of(runs)
+    assert {name: (row["kind"], row["status"], row["total_steps"]) for name, row in rows.items()} == {
+        "done": ("pretrain", "completed", 40), "stopped": ("pretrain", "interrupted", 40),
+        "broken": ("pretrain", "failed", 40), "tr": ("transfer", "completed", 10)}
+    assert rows["done"]["step"] == 40 and rows["broken"]["step"] == STOP_AT
+    assert rows["stopped"]["step"] >= STOP_AT
+    for name, row in rows.items():
+        with h5py.File(runs / name / store.METRICS_FILE) as metrics:
+            assert row["train_accuracy"] == metrics["train_accuracy"][-1]
+            assert row["test_accuracy"] == metrics["test_accuracy"][-1]
+    table = invoke_ok("runs", runs).output.splitlines()
+    assert table[0].split()[:4] == ["NAME", "KIND", "RECIPE", "STATUS"] and len(table) == 5
+    assert any("failed" in line and "/40" in line for line in table)
+
+
+def test_a_run_being_written_shows_as_running(runs):
+    with store.RunLock(runs / "stopped"):
+        record = store.read_run_record(runs / "stopped")
+        record.status = "running"
+        store.write_run_record(runs / "stopped", record)
+        assert rows_of(runs)["stopped"]["status"] == "running"
+        record.status = "interrupted"
+        store.write_run_record(runs / "stopped", record)
+
+
+def test_show_gives_the_reason_sources_with_sha256_and_a_resume_command_that_works(runs, tmp_path):
+    shown = json.loads(invoke_ok("show", runs / "tr", "--json").output)
+    checkpoint = store.checkpoint_path(runs / "done", 40)
+    assert shown["sources"] == [{"run": str((runs / "done").resolve()), "step": 40,
+                                 "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()}]
+    assert shown["samples"]["downstream_labels"] == {"count": TINY["num_examples_downstream"], "classes": 3}
+    assert yaml.safe_load(shown["recipe_yaml"])["total_steps_downstream"] == 10
+    text = invoke_ok("show", runs / "broken").output
+    assert "failed (RuntimeError: stopped by the test)" in text and "resume:" in text
+    broken = json.loads(invoke_ok("show", runs / "broken", "--json").output)
+    assert broken["checkpoints"] == [0, 10, 20] and broken["last_metrics"]["step"] == STOP_AT
+    command = shlex.split(broken["resume_command"])
+    assert command[0] == "rltx"
+    invoke_ok(*command[1:], "--quiet")
+    assert store.read_status(runs / "broken") == "completed"
+    assert store.read_metrics(runs / "broken")[-1]["step"] == 40
+    scratch_command = json.loads(invoke_ok("show", runs / "tr", "--json").output)["resume_command"]
+    assert "--from-step 40" in scratch_command and f"--out {runs / 'tr'}" in scratch_command
+
+
+def test_exported_model_reproduces_the_stored_train_accuracy_and_csv_the_metrics(runs, tmp_path):
+    import keras
+
+    from rltx.runs import examples, open_run
+    invoke_ok("export", runs / "done", "--step", 20, "-o", tmp_path / "m.keras", "--csv", tmp_path / "m.csv")
+    model = keras.saving.load_model(tmp_path / "m.keras")  # plain Keras, no rltx code
+    run = open_run(runs / "done")
+    predicted = model.predict(examples(run, "train"), verbose=0).argmax(-1)
+    accuracy = np.mean(predicted == run.samples["upstream_labels"])
+    with h5py.File(runs / "done" / store.METRICS_FILE) as metrics:
+        steps = list(metrics["step"][()])
+        assert accuracy == pytest.approx(metrics["train_accuracy"][steps.index(20)], abs=1e-6)
+        lines = (tmp_path / "m.csv").read_text().splitlines()
+        header = lines[0].split(",")
+        assert [float(line.split(",")[header.index("test_loss")]) for line in lines[1:]] == \
+            pytest.approx(metrics["test_loss"][()].tolist(), rel=1e-12)
+    import rltx
+    assert np.array_equal(rltx.load_model(runs / "done", 20).predict(examples(run, "train"), verbose=0).argmax(-1),
+                          predicted)
+
+
+def test_export_refuses_an_existing_file_and_a_step_not_stored_writing_nothing(runs, tmp_path):
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    (tmp_path / "m.csv").write_text("mine")
+    taken = CliRunner().invoke(main, ["export", str(runs / "done"), "-o", str(tmp_path / "a.keras"),
+                                      "--csv", str(tmp_path / "m.csv")])
+    assert taken.exit_code == 2 and "m.csv exists" in taken.output and not (tmp_path / "a.keras").exists()
+    missing = CliRunner().invoke(main, ["export", str(runs / "done"), "--step", "7", "-o", str(tmp_path / "b.keras")])
+    assert missing.exit_code == 2 and "stored steps: 0, 10, 20, 30, 40" in missing.output
+    assert not (tmp_path / "b.keras").exists()
+
+
+def test_import_rltx_does_not_import_tensorflow():
+    code = "import sys, rltx; assert callable(rltx.load_model); print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
+def test_run_times_are_iso_8601_and_old_float_times_still_read(tmp_path):
+    import datetime
+    record = store.RunRecord("dataset: gaussian\n", {}, {"upstream_indices": np.arange(3)}, created=1796187429.25)
+    store.write_run_record(tmp_path, record)
+    with h5py.File(tmp_path / store.RUN_FILE) as handle:
+        created, updated = str(handle.attrs["created"]), str(handle.attrs["updated"])
+    assert created == "2026-12-02T04:57:09.250000+00:00"
+    assert datetime.datetime.fromisoformat(updated).tzinfo is not None
+    assert store.read_run_record(tmp_path).created == 1796187429.25
+    with h5py.File(tmp_path / store.RUN_FILE, "a") as handle:  # as written by earlier versions
+        handle.attrs["created"] = 1796187429.25
+    assert store.read_run_record(tmp_path).created == 1796187429.25
