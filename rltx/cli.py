@@ -318,7 +318,7 @@ def recipe_group():
 @recipe_group.command("list", short_help="List the installed recipes with their descriptions.")
 def recipe_list():
     """List the installed recipes: name and description."""
-    from rltx.config import read_recipe_file
+    from rltx.recipe_file import read_recipe_file
     from rltx.reproduce import available_recipes, find_recipe
     for name in available_recipes():
         click.echo(f"{name:18} {read_recipe_file(find_recipe(name)).keys.get('description', '')}")

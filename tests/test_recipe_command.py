@@ -4,7 +4,7 @@ import yaml
 from click.testing import CliRunner
 
 from rltx.cli import main
-from rltx.config import read_recipe_file
+from rltx.recipe_file import read_recipe_file
 from rltx.reproduce import find_recipe
 from tests_support import TINY, invoke_ok
 
