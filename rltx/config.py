@@ -17,7 +17,6 @@ import yaml
 from rltx import model_fit
 from rltx.errors import UsageError, clip, shorten
 from rltx.recipe_yaml import parse_yaml
-from rltx.spectrum import gaussian_input_shape, parse_spectrum
 
 ARCHITECTURE_NAMES = ("simple_cnn", "vgg16", "resnet18", "mlp", "wrn28")
 INT64_MAX = 2 ** 63 - 1  # steps, counts and sizes are stored and computed as int64
@@ -275,7 +274,8 @@ def _check_range(name: str, value, meta, within: str = "") -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
-    where = f"recipe key {name}{within} is {shorten(value)}"
+    shown = int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 1e15 else value
+    where = f"recipe key {name}{within} is {shorten(shown)}"
     if isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
         raise UsageError(f"{where}; it must fit in 64 bits (at most {INT64_MAX})")
     if not math.isfinite(value):
@@ -363,6 +363,7 @@ def _check_gaussian(recipe: Recipe) -> tuple[int, ...]:
     if recipe.labels_upstream == "real" and recipe.gaussian_num_classes < 2:
         raise UsageError("the gaussian source has no real labels; use labels_upstream: random, "
                          "or set gaussian_num_classes >= 2")
+    from rltx.spectrum import gaussian_input_shape, parse_spectrum  # numpy: kept out of `rltx --help`
     dimension = parse_spectrum(recipe.gaussian_spectrum).size
     return gaussian_input_shape(dimension, recipe.gaussian_patch_size, recipe.gaussian_image_size)
 
