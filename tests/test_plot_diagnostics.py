@@ -151,7 +151,7 @@ def test_bad_inputs_exit_2_with_one_line(files, tmp_path):
     cases = [
         (["cka", files / "hessian.h5"], "holds a hessian result, not cka"),
         (["barrier", files / "run0", "-o", tmp_path / "x.png"], "rltx analyze barrier"),
-        (["spectrum", files / "run0" / "run.h5"], "not an rltx analysis file"),
+        (["spectrum", files / "run0" / "run.h5"], "not an rltx analysis result"),
         (["landscape", tmp_path / "missing.h5"], "rltx analyze landscape"),
         (["cka", files / "cka.h5", files / "cka.h5"], "takes one analysis file"),
         (["hessian", files / "hessian.h5", "-o", tmp_path / "no" / "h.png"], "cannot write"),
