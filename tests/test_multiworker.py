@@ -111,7 +111,8 @@ def setup(tmp_path):
 def files(directory: Path) -> set[str]:
     """The run's files; TensorBoard names its event file after the time, host and pid of the writer."""
     names = {str(path.relative_to(directory)) for path in directory.rglob("*")}
-    return {"tensorboard/events" if name.startswith("tensorboard/events.out.tfevents.") else name for name in names}
+    return {name.split("events.out.tfevents.")[0] + "events" if "events.out.tfevents." in name else name
+            for name in names}
 
 
 def assert_same_run(run_dir: Path, reference: Path) -> None:
