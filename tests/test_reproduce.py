@@ -126,10 +126,11 @@ def test_set_dataset_npz_runs_on_the_file_without_fallback_keys(tmp_path):
     """Issue 14: `--set dataset=npz --set data_path=F` runs on F with none of the fallback's keys,
     and the description claims no fallback."""
     from rltx.config import FIELDS
+    from rltx.config import DataSpec
     from rltx.data import open_source
     from rltx.data.files import write_npz
     recipe, fallback = _fallback_recipe(tmp_path)
-    data = write_npz(open_source("dead_leaves", natural_num_train=48, natural_num_test=16), tmp_path / "leaves.npz")
+    data = write_npz(open_source(DataSpec("dead_leaves", natural_num_train=48, natural_num_test=16)), tmp_path / "leaves.npz")
     verdict = reproduce(recipe, tmp_path / "npz", "--set", "dataset=npz", "--set", f"data_path={data}")
     assert "instead" not in verdict and "not available" not in verdict
     for run in ("pretrain-s0", "pretrained/s0", "from_scratch/s0"):
