@@ -152,6 +152,7 @@ def test_figure5_comparison_end_to_end(tmp_path):
             record = store.read_run_record(tmp_path / f"{name}{seed}")
             assert record.status == "completed"
             np.testing.assert_array_equal(record.samples["downstream_indices"], scratch)  # same data for all curves
-            assert [r["step"] for r in store.read_metrics(tmp_path / f"{name}{seed}")] == [0, 1, 30]
+            steps = [r["step"] for r in store.read_metrics(tmp_path / f"{name}{seed}")]
+            assert len(steps) == 4 and steps[:2] == [0, 1] and steps[-1] == 30  # num_eval_points=4, denser early
         assert store.read_run_record(tmp_path / f"no_rescaling{seed}").transfer["factor/conv_0"] == 1.0
         assert store.read_run_record(tmp_path / f"covariance{seed}").transfer["mode"] == "covariance"
