@@ -59,6 +59,15 @@ def empty_split(input_shape: tuple[int, ...], dtype) -> Split:
     return Split(np.zeros((0, *input_shape), dtype), np.zeros(0, np.int64))
 
 
+def take(x: np.ndarray, y: np.ndarray, indices, where: str, input_shape: tuple[int, ...]) -> Split:
+    """The examples `indices` of in-memory arrays (checked against their length; `where` names the
+    split in the error), or an empty split of the source's input shape and dtype."""
+    idx = check_indices(indices, len(x), where)
+    if idx.size == 0:
+        return empty_split(input_shape, x.dtype)
+    return Split(x[idx], y[idx])
+
+
 def to_model_input(x) -> tf.Tensor:
     """uint8 pixels -> float32 in [-1, 1] (A.3: "scale inputs to the [-1, 1] range": x/127.5 - 1);
     float inputs (gaussian, float npz) pass through as float32. Pure tf ops: usable in tf.data.map."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from rltx.data.base import Split, check_indices, empty_split, resize_exact
+from rltx.data.base import Split, check_indices, empty_split, resize_exact, take
 from rltx.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -42,17 +42,11 @@ class ArraySource:
     def has_labels(self) -> bool:
         return self.num_classes > 0
 
-    def _take(self, x: np.ndarray, y: np.ndarray, indices, split: str) -> Split:
-        idx = check_indices(indices, len(x), f"{self.name} {split}")
-        if idx.size == 0:
-            return empty_split(self.input_shape, x.dtype)
-        return Split(x[idx], y[idx])
-
     def train(self, indices) -> Split:
-        return self._take(self.x_train, self.y_train, indices, "train")
+        return take(self.x_train, self.y_train, indices, f"{self.name} train", self.input_shape)
 
     def test(self, indices) -> Split:
-        return self._take(self.x_test, self.y_test, indices, "test")
+        return take(self.x_test, self.y_test, indices, f"{self.name} test", self.input_shape)
 
 
 def _npz_images(x: np.ndarray, key: str, path: str) -> np.ndarray:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rltx.data.base import Split, check_indices, empty_split
+from rltx.data.base import Split, take
 from rltx.errors import UsageError
 from rltx.spectrum import gaussian_input_shape, parse_spectrum
 
@@ -119,10 +119,7 @@ class GaussianSource:
 
     def _take(self, split: str, indices) -> Split:
         x, y = self._splits[split]
-        idx = check_indices(indices, len(x), f"gaussian {split}")
-        if idx.size == 0:
-            return empty_split(self.input_shape, np.float32)
-        return Split(x[idx], y[idx])
+        return take(x, y, indices, f"gaussian {split}", self.input_shape)
 
     def train(self, indices) -> Split:
         return self._take("train", indices)

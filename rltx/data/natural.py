@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rltx.data.base import Split, check_indices, empty_split
+from rltx.data.base import Split, take
 from rltx.errors import UsageError
 
 DEFAULT_SIZE = 32
@@ -226,10 +226,7 @@ class NaturalSource:
 
     def _take(self, split: str, indices) -> Split:
         x, y = self._splits[split]
-        idx = check_indices(indices, len(x), f"{self.name} {split}")
-        if idx.size == 0:
-            return empty_split(self.input_shape, np.uint8)
-        return Split(x[idx], y[idx])
+        return take(x, y, indices, f"{self.name} {split}", self.input_shape)
 
     def train(self, indices) -> Split:
         return self._take("train", indices)
