@@ -96,6 +96,10 @@ def test_table_ordering_over_seeds():
     assert "(mean +- s.e. over 3 seeds)" in better.text and re.search(r"\{1,2\} 0\.\d{3} \+- 0\.\d{3}", better.text)
     worse = verdicts.table_finding(labels, generator.normal(means[::-1], 0.01, (3, 3)), 100, "better")
     assert worse.agrees is False and "[differ" in worse.line()
+    split = verdicts.table_finding(labels, np.array([[0.30, 0.30, 0.45], [0.31, 0.50, 0.46], [0.29, 0.20, 0.44]]), 100, "better")
+    assert split.agrees is None and "against none: {1} not resolved, {1,2} positive" in split.text
+    flat = verdicts.table_finding(labels, np.array([[0.30, 0.30, 0.30], [0.31, 0.50, 0.31], [0.29, 0.20, 0.29]]), 100, "better")
+    assert flat.agrees is False and "{1} not resolved, {1,2} no clear difference" in flat.text
     one = verdicts.table_finding(labels, means[None], 100, "better")
     assert one.agrees is None and not one.resolved and "[not resolved" in one.line()
     noisy = [verdicts.table_finding(labels, generator.normal(means, 0.2, (3, 3)), 100, "better") for _ in range(200)]

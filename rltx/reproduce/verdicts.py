@@ -140,7 +140,7 @@ def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int,
                   for column in columns[1:]]
     ordering = ("all constructed sets beat none" if all(d == "positive" for d in directions) else
                 "all constructed sets lose to none" if all(d == "negative" for d in directions) else
-                "not resolved" if NOT_RESOLVED in directions else "mixed")
+                "against none: " + ", ".join(f"{label} {d}" for label, d in zip(labels[1:], directions)))
     text = (f"test accuracy after {iterations} iterations (mean +- s.e. over {seeds} seed{'s' * (seeds > 1)}): "
             f"{', '.join(parts)}: {ordering}")
     wanted = {"better": "positive", "worse": "negative"}.get(expect)
