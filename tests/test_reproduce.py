@@ -160,4 +160,4 @@ def test_flagged_runs_are_excluded_from_the_verdict(tmp_path):
     excluded = verdict.split("excluded (diverged or collapsed, not counted as evidence):")[1].split("figures:")[0]
     assert "pretrain-s0: diverged" in excluded
     assert "data: gaussian (not a fallback)" in verdict and "seeds: 0" in verdict
-    assert "pretrained vs from scratch: no run left to compare" in verdict and "[not resolved" in verdict
+    assert "pretrained vs from scratch: no run left to compare" in verdict and "[not resolved: no healthy run to judge]" in verdict

@@ -71,6 +71,7 @@ def test_one_seed_is_not_resolved():
     assert direction == "not resolved" and difference == pytest.approx(0.1) and np.isnan(error)
     finding = verdicts.transfer_finding("pretrained", "from scratch", [0.6], [0.5], "positive")
     assert finding.agrees is None and "one seed" in finding.text
+    assert finding.line().endswith("[not resolved: one seed: no spread to judge]")
 
 
 @pytest.mark.parametrize("curve, shape", [
@@ -101,7 +102,7 @@ def test_table_ordering_over_seeds():
     flat = verdicts.table_finding(labels, np.array([[0.30, 0.30, 0.30], [0.31, 0.50, 0.31], [0.29, 0.20, 0.29]]), 100, "better")
     assert flat.agrees is False and "{1} not resolved, {1,2} no clear difference" in flat.text
     one = verdicts.table_finding(labels, means[None], 100, "better")
-    assert one.agrees is None and not one.resolved and "[not resolved" in one.line()
+    assert one.agrees is None and not one.resolved and "[not resolved: one seed: no spread to judge]" in one.line()
     noisy = [verdicts.table_finding(labels, generator.normal(means, 0.2, (3, 3)), 100, "better") for _ in range(200)]
     assert np.mean([finding.resolved for finding in noisy]) < 0.2  # s.e. ~0.16 >> 0.01: mostly not resolved
     excluded = generator.normal(means, 0.01, (3, 3))

@@ -89,7 +89,8 @@ def alignment(context: Context) -> Outcome:
     runs = context.healthy(pretrain_seeds(context))
     if not runs:
         return Outcome([], [verdicts.Finding("every pre-training run diverged or collapsed: nothing to analyse",
-                                             resolved=False)], context.seeds)
+                                             resolved=False, unresolved_because=verdicts.NO_HEALTHY_RUN)],
+                       context.seeds)
     context.echo(f"analyze misalignment and f(sigma) over {len(runs)} runs")
     misalignment = analyze_misalignment(runs, layer=context.spec.layer, all_steps=True)
     function = analyze_transfer_function(runs, layer=context.spec.layer, all_steps=True)

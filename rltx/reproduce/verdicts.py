@@ -28,6 +28,8 @@ SIGNIFICANCE = 0.05  # two-sided level of the transfer rule's t test
 # cannot tell "no transfer" from a transfer of that size.
 MIN_AUC_EFFECT = 0.01
 NOT_RESOLVED = "not resolved"
+NO_HEALTHY_RUN = "no healthy run to judge"
+ONE_SEED = "one seed: no spread to judge"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,11 +37,12 @@ class Finding:
     text: str                   # one line: what was observed, with numbers
     agrees: bool | None = None  # with the paper, when the recipe says what the paper saw and it was resolved
     resolved: bool = True       # False: the spread is larger than the effect the rule tests for
+    unresolved_because: str = "the spread is larger than the effect tested for"
 
     def line(self) -> str:
         mark = {True: "agree: agrees with the paper", False: "differ: DIFFERS from the paper", None: ""}[self.agrees]
         if not self.resolved:
-            mark = "not resolved: the spread is larger than the effect tested for"
+            mark = f"not resolved: {self.unresolved_because}"
         return f"{self.text}{'  [' + mark + ']' if mark else ''}"
 
 
@@ -71,7 +74,8 @@ def transfer_direction(pretrained: np.ndarray, baseline: np.ndarray) -> tuple[st
 
 def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, expect: str | None) -> Finding:
     if min(len(pretrained_auc), len(baseline_auc)) == 0:
-        return Finding(f"{name} vs {baseline}: no run left to compare (the others were excluded)", resolved=False)
+        return Finding(f"{name} vs {baseline}: no run left to compare (the others were excluded)", resolved=False,
+                       unresolved_because=NO_HEALTHY_RUN)
     direction, difference, error = transfer_direction(pretrained_auc, baseline_auc)
     seeds = f"{len(pretrained_auc)} vs {len(baseline_auc)} seeds"
     sides = [_plus_minus(*mean_and_error(values)) for values in (pretrained_auc, baseline_auc)]
@@ -82,7 +86,8 @@ def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, exp
     text = (f"{name} vs {baseline}: train-accuracy AUC {sides[0]} vs {sides[1]} (mean +- s.e., {seeds}), "
             f"difference {_plus_minus(difference, error, signed=True)}: {outcome}")
     resolved = direction != NOT_RESOLVED
-    return Finding(text, None if expect is None or not resolved else direction == expect, resolved)
+    return Finding(text, None if expect is None or not resolved else direction == expect, resolved,
+                   ONE_SEED if np.isnan(error) else Finding.unresolved_because)
 
 
 def _plus_minus(mean: float, error: float, signed: bool = False) -> str:
@@ -150,7 +155,8 @@ def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int,
         return Finding(text, True)
     if any(d not in (wanted, NOT_RESOLVED) for d in directions):
         return Finding(text, False)
-    return Finding(text, None, resolved=False)
+    one_seed = min(len(column) for column in columns) < 2
+    return Finding(text, None, resolved=False, unresolved_because=ONE_SEED if one_seed else Finding.unresolved_because)
 
 
 def activation_finding(layer: str, start: float, end: float, what: str) -> Finding:
