@@ -4,7 +4,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
-from tests_support import tiny_recipe_dict  # noqa: E402
+from tests_support import PAIRED, PAIRED_SEEDS, invoke_ok, tiny_recipe_dict  # noqa: E402
 
 
 @pytest.fixture
@@ -19,3 +19,19 @@ def tiny_yaml(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe_dict()))
     return path
+
+
+@pytest.fixture(scope="session")
+def paired_runs(tmp_path_factory):
+    """Runs of the PAIRED recipe (r.yaml), shared by every module that only reads runs: for each
+    seed s in PAIRED_SEEDS, pre<s> (pre-training) and, under sweep/, t<s> (its transfer) with
+    t<s>-scratch (the paired baseline). Read-only: a test that writes into a run copies it first."""
+    import yaml
+    directory = tmp_path_factory.mktemp("paired_runs")
+    (directory / "r.yaml").write_text(yaml.safe_dump(PAIRED))
+    for seed in PAIRED_SEEDS:
+        invoke_ok("pretrain", directory / "r.yaml", "--set", f"seed={seed}", "--out", directory / f"pre{seed}",
+                  "--quiet")
+        invoke_ok("transfer", directory / "r.yaml", "--from", directory / f"pre{seed}", "--set", f"seed={seed}",
+                  "--with-baseline", "--out", directory / "sweep" / f"t{seed}", "--quiet")
+    return directory
