@@ -4,7 +4,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
-from tests_support import PAIRED, PAIRED_SEEDS, invoke_ok, tiny_recipe_dict  # noqa: E402
+from tests_support import PAIRED, PAIRED_SEEDS, WIDE, invoke_ok, pretrain_seeds, tiny_recipe_dict  # noqa: E402
 
 
 @pytest.fixture
@@ -34,4 +34,12 @@ def paired_runs(tmp_path_factory):
                   "--quiet")
         invoke_ok("transfer", directory / "r.yaml", "--from", directory / f"pre{seed}", "--set", f"seed={seed}",
                   "--with-baseline", "--out", directory / "sweep" / f"t{seed}", "--quiet")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def wide_runs(tmp_path_factory):
+    """Runs of the WIDE recipe (r.yaml) with seeds 0 and 1: run0, run1. Read-only, like paired_runs."""
+    directory = tmp_path_factory.mktemp("wide_runs")
+    pretrain_seeds(directory, WIDE)
     return directory

@@ -22,7 +22,7 @@ def files(tmp_path_factory, paired_runs):
     invoke("analyze", "activation-trajectory", runs / "pre0", runs / "sweep" / "t0", "--num-examples", "64",
            "-o", d / "traj.h5")
     recipe = yaml.safe_load((runs / "r.yaml").read_text())
-    table = {**recipe, "table_layer_sets": [[], [1]], "table_iterations": [5, 10], "construct_num_examples": 128}
+    table = {**recipe, "table_layer_sets": [[], [1]], "table_iterations": [3, 6], "construct_num_examples": 128}
     (d / "t.yaml").write_text(yaml.safe_dump(table))
     invoke("construct-init", d / "t.yaml", "--table", d / "table")
     return d
@@ -111,7 +111,7 @@ def test_tables_as_markdown_latex_and_image(files, tmp_path):
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "t.md").read_text()
     assert markdown in result.output and markdown.splitlines()[0] == "| iterations | data | {} | {1} |"
-    assert markdown.splitlines()[2] == f"| 5 | train | {accuracy[0, 0, 0]:.2f} | {accuracy[1, 0, 0]:.2f} |"
+    assert markdown.splitlines()[2] == f"| 3 | train | {accuracy[0, 0, 0]:.2f} | {accuracy[1, 0, 0]:.2f} |"
     assert invoke_plot("table", path, "-o", tmp_path / "t.tex").exit_code == 0
     latex = (tmp_path / "t.tex").read_text()
     assert latex.startswith(r"\begin{tabular}{llrr}") and r"\{1\}" in latex and latex.count(r"\\") == 5
