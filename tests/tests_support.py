@@ -30,6 +30,13 @@ def tiny_recipe_dict() -> dict:
     return dict(TINY)
 
 
+def file_digests(directory) -> dict:
+    """Every file under `directory` by relative path, with its SHA-256."""
+    import hashlib
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
 def wait_for_rows(run_dir, count, process, timeout=120):
     """Wait until a run started in `process` has stored `count` metric rows (it must stay alive)."""
     deadline = time.monotonic() + timeout
