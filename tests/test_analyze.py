@@ -16,15 +16,21 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from tests_support import pretrain_seeds, tiny_recipe_dict
+def runs(wide_runs):
+    """run0, run1: the shared WIDE runs (conftest.py)."""
+    return wide_runs
+
+
+@pytest.fixture(scope="module")
+def others(tmp_path_factory):
+    """separated: one step on well-separated patch eigenvalues; narrow: 8 filters, fewer than the
+    27 patch dimensions."""
+    from tests_support import WIDE
     directory = tmp_path_factory.mktemp("analyze")
-    recipe = {**tiny_recipe_dict(), "num_filters": 32, "total_steps": 20, "checkpoint_every": 5}
-    pretrain_seeds(directory, recipe)
-    separated = {**recipe, "gaussian_spectrum": [3 * 0.7 ** i for i in range(27)], "total_steps": 1}
+    separated = {**WIDE, "gaussian_spectrum": [3 * 0.7 ** i for i in range(27)], "total_steps": 1}
     (directory / "separated.yaml").write_text(yaml.safe_dump(separated))
     assert invoke("pretrain", directory / "separated.yaml", "--out", directory / "separated", "--quiet").exit_code == 0
-    (directory / "narrow.yaml").write_text(yaml.safe_dump({**recipe, "num_filters": 8}))
+    (directory / "narrow.yaml").write_text(yaml.safe_dump({**WIDE, "num_filters": 8}))
     assert invoke("pretrain", directory / "narrow.yaml", "--out", directory / "narrow", "--quiet").exit_code == 0
     return directory
 
@@ -64,11 +70,11 @@ def test_transfer_function_is_the_diagonal_of_sigma_w_in_the_data_basis(runs, tm
     np.testing.assert_allclose(curve["tau"][-1], tau, rtol=1e-6)
 
 
-def test_eigenvectors_and_stability(runs, tmp_path):
+def test_eigenvectors_and_stability(runs, others, tmp_path):
     assert invoke("analyze", "eigenvectors", runs / "run0", "--top-k", "4", "-o", tmp_path / "e.h5").exit_code == 0
     found = read_result(tmp_path / "e.h5").arrays
     assert found["w_vectors"].shape == (4, 27) and list(found["patch_shape"]) == [3, 3, 3]
-    result = invoke("analyze", "eigen-stability", runs / "separated", "--json")
+    result = invoke("analyze", "eigen-stability", others / "separated", "--json")
     overlap = np.array(json.loads(result.output)["arrays"]["overlap"])
     # |<e_i, e'_i>| of unit eigenvectors: <= 1 up to the norms' and the dot product's d eps each (d = 27)
     assert overlap.shape == (27,) and np.all((overlap >= 0) & (overlap <= 1 + 4 * 27 * np.finfo(np.float64).eps))
@@ -76,8 +82,8 @@ def test_eigenvectors_and_stability(runs, tmp_path):
     assert np.all(overlap[:3] > 0.95)
 
 
-def test_fixable_errors_exit_2(runs):
-    singular = invoke("analyze", "misalignment", runs / "narrow")
+def test_fixable_errors_exit_2(runs, others):
+    singular = invoke("analyze", "misalignment", others / "narrow")
     assert singular.exit_code == 2 and "rank 8 < 27" in singular.output
     missing = invoke("analyze", "transfer-function", runs / "run0", "--step", "3")
     assert missing.exit_code == 2 and "stored steps: 0, 5, 10, 15, 20" in missing.output

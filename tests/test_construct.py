@@ -72,7 +72,7 @@ def test_eigenvector_choices_and_tau_curves(tmp_path):
 
 def test_cli_layers_init_file_and_training_from_it(tmp_path):
     recipe = {**tiny_recipe_dict(), "num_conv_layers": 2, "stride": 1, "padding": "same", "num_filters": 9,
-              "construct_tau": "f3", "total_steps": 5}
+              "construct_tau": "f3", "total_steps": 5, "num_eval_points": 2}  # metrics at 0 and 5 only
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1,2", "--set", "construct_eigenvectors=[top, e2..e10]",
                     "-o", tmp_path / "init.h5")
@@ -145,7 +145,7 @@ def test_every_recipe_loads():
 def test_measured_tau_curve_and_learned_covariance(tmp_path):
     """A tau curve measured by `analyze transfer-function`, and layer 1 sampled from the Sigma_w
     of trained runs (Sec. 2.4): both recorded in the init file."""
-    recipe = {**tiny_recipe_dict(), "num_filters": 27, "total_steps": 5}
+    recipe = {**tiny_recipe_dict(), "num_filters": 27, "total_steps": 5, "num_eval_points": 2}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert invoke("pretrain", tmp_path / "r.yaml", "--out", tmp_path / "run", "--quiet").exit_code == 0
     assert invoke("analyze", "transfer-function", tmp_path / "run", "-o", tmp_path / "f.h5").exit_code == 0

@@ -6,7 +6,6 @@ import json
 import keras
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from rltx.analysis.curvature import (Objective, filter_normalized_direction, gradient_projection,
@@ -15,7 +14,6 @@ from rltx.analysis.results import read_result
 from rltx.cli import main
 from rltx.errors import UsageError
 from rltx.runs import examples, model_at, open_run
-from tests_support import tiny_recipe_dict
 
 
 def invoke(*args, code=0):
@@ -149,15 +147,9 @@ def test_filter_normalisation_exact_norms_and_zero_biases():
 # --- two tiny runs, end to end from the CLI --------------------------------------------------
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("curvature")
-    recipe = {**tiny_recipe_dict(), "total_steps": 6, "checkpoint_every": 3, "num_eval_points": 2,
-              "gaussian_num_train": 256, "gaussian_num_test": 32, "num_examples_upstream": 128,
-              "num_examples_downstream": 32, "batch_size": 32, "eval_batch_size": 64}
-    (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
-    for seed in (0, 1):
-        invoke("pretrain", directory / "r.yaml", "--set", f"seed={seed}", "--out", directory / f"run{seed}", "--quiet")
-    return [directory / "run0", directory / "run1"]
+def runs(paired_runs):
+    """The shared pre-training runs of seeds 0 and 1 (conftest.py): 6 steps, checkpoints 0, 3, 6."""
+    return [paired_runs / "pre0", paired_runs / "pre1"]
 
 
 def independent_loss(run_dir, step, limit):

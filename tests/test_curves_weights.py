@@ -7,7 +7,6 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from rltx import store
@@ -16,10 +15,10 @@ from rltx.analysis.results import read_result, write_result
 from rltx.analysis.weights import analyze_weights
 from rltx.cli import main
 from rltx.errors import UsageError
-from tests_support import tiny_recipe_dict
+from tests_support import PAIRED, PAIRED_SEEDS
 
-SEEDS = (0, 1)
-STEPS = 6
+SEEDS = PAIRED_SEEDS
+STEPS = PAIRED["total_steps"]
 
 
 # --- accuracy_auc: closed forms --------------------------------------------------------------
@@ -92,19 +91,9 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """pre<s>: pre-training; t<s>: transfer with its paired baseline t<s>-scratch; seeds 0 and 1."""
-    directory = tmp_path_factory.mktemp("curves_weights")
-    recipe = {**tiny_recipe_dict(), "labels_downstream": "random", "num_classes_downstream": 3,
-              "total_steps": STEPS, "num_eval_points": 5, "checkpoint_every": 3, "gaussian_num_train": 256,
-              "gaussian_num_test": 64, "num_examples_upstream": 128, "num_examples_downstream": 64,
-              "batch_size": 32, "eval_batch_size": 64}
-    (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
-    for seed in SEEDS:
-        invoke("pretrain", directory / "r.yaml", "--set", f"seed={seed}", "--out", directory / f"pre{seed}", "--quiet")
-        invoke("transfer", directory / "r.yaml", "--from", directory / f"pre{seed}", "--set", f"seed={seed}",
-               "--with-baseline", "--out", directory / f"t{seed}", "--quiet")
-    return directory
+def runs(paired_runs):
+    """pre<s>: pre-training; sweep/t<s>: transfer with its paired baseline sweep/t<s>-scratch (conftest.py)."""
+    return paired_runs
 
 
 def raw_curve(run_dir):
@@ -125,18 +114,18 @@ def test_every_transfer_variant_is_paired_with_the_scratch_run_on_the_same_data(
         invoke("transfer", runs / "r.yaml", "--from", runs / f"pre{seed}", "--set", f"seed={seed}",
                "--set", "learning_rate_downstream=0.02", "--out", tmp_path / f"v{seed}", "--quiet")
     variants = [tmp_path / f"v{s}" for s in SEEDS]
-    scratch = [runs / f"t{s}-scratch" for s in reversed(SEEDS)]  # order must not matter
-    arrays = analyze_curves([*variants, *scratch, runs / "t0", runs / "t1"]).arrays
+    scratch = [runs / "sweep" / f"t{s}-scratch" for s in reversed(SEEDS)]  # order must not matter
+    arrays = analyze_curves([*variants, *scratch, runs / "sweep" / "t0", runs / "sweep" / "t1"]).arrays
     partners = dict(zip(arrays["pairs/transfer_run"], arrays["pairs/scratch_run"]))
     for seed in SEEDS:
-        expected = str((runs / f"t{seed}-scratch").resolve())
+        expected = str((runs / "sweep" / f"t{seed}-scratch").resolve())
         assert partners[str((tmp_path / f"v{seed}").resolve())] == expected  # by seed and data
-        assert partners[str((runs / f"t{seed}").resolve())] == expected      # by paired_with
+        assert partners[str((runs / "sweep" / f"t{seed}").resolve())] == expected      # by paired_with
     p = list(arrays["pairs/transfer_run"]).index(str((tmp_path / "v1").resolve()))
-    assert arrays["pairs/scratch_train_auc"][p] == pytest.approx(raw_curve(runs / "t1-scratch")["train_auc"])
+    assert arrays["pairs/scratch_train_auc"][p] == pytest.approx(raw_curve(runs / "sweep" / "t1-scratch")["train_auc"])
     assert arrays["pairs/pretrained_train_auc"][p] == pytest.approx(raw_curve(tmp_path / "v1")["train_auc"])
     # without a scratch run of its seed among the inputs, a variant has no pair
-    lonely = analyze_curves([tmp_path / "v0", runs / "t1-scratch"]).arrays
+    lonely = analyze_curves([tmp_path / "v0", runs / "sweep" / "t1-scratch"]).arrays
     assert len(lonely["pairs/transfer_run"]) == 0
 
 def raw_weights(run_dir, step):
@@ -152,7 +141,8 @@ def frobenius(a, b, layer):
 
 
 def test_curves_groups_and_pairs_on_real_runs(runs, tmp_path):
-    names = [f"pre{s}" for s in SEEDS] + [f"t{s}" for s in SEEDS] + [f"t{s}-scratch" for s in SEEDS]
+    names = [f"pre{s}" for s in SEEDS] + [f"sweep/t{s}" for s in SEEDS] + [f"sweep/t{s}-scratch"
+                                                                          for s in SEEDS]
     result = analyze_curves([runs / n for n in names])
     arrays = result.arrays
     assert list(arrays["runs"]) == [str((runs / n).resolve()) for n in names]
@@ -172,18 +162,19 @@ def test_curves_groups_and_pairs_on_real_runs(runs, tmp_path):
         assert arrays["groups/test_auc_std"][g] == np.std(members, ddof=1)
         assert arrays["groups/test_auc_min"][g] == members.min()
     # pairs through "paired_with": transfer t<s> with t<s>-scratch
-    assert list(arrays["pairs/transfer_run"]) == [str((runs / f"t{s}").resolve()) for s in SEEDS]
-    assert list(arrays["pairs/scratch_run"]) == [str((runs / f"t{s}-scratch").resolve()) for s in SEEDS]
+    assert list(arrays["pairs/transfer_run"]) == [str((runs / "sweep" / f"t{s}").resolve()) for s in SEEDS]
+    assert list(arrays["pairs/scratch_run"]) == [str((runs / "sweep" / f"t{s}-scratch").resolve()) for s in SEEDS]
     assert arrays["pairs/seed"].tolist() == list(SEEDS) and arrays["pairs/horizon"].tolist() == [STEPS, STEPS]
     for p, seed in enumerate(SEEDS):
-        assert arrays["pairs/pretrained_train_auc"][p] == pytest.approx(raw_curve(runs / f"t{seed}")["train_auc"])
-        assert arrays["pairs/scratch_test_auc"][p] == pytest.approx(raw_curve(runs / f"t{seed}-scratch")["test_auc"])
+        transfer, scratch = raw_curve(runs / "sweep" / f"t{seed}"), raw_curve(runs / "sweep" / f"t{seed}-scratch")
+        assert arrays["pairs/pretrained_train_auc"][p] == pytest.approx(transfer["train_auc"])
+        assert arrays["pairs/scratch_test_auc"][p] == pytest.approx(scratch["test_auc"])
     # one Fig. 12-15 dot for the group of transfer runs: the mean over its pairs
     assert arrays["pair_groups/group"].tolist() == [1] and arrays["pair_groups/count"].tolist() == [2]
     assert arrays["pair_groups/scratch_train_auc"][0] == pytest.approx(np.mean(arrays["pairs/scratch_train_auc"]))
     assert [row["runs"] for row in result.table] == [2, 2, 2]
     # the scratch partners are read from disk when only the transfer runs are given
-    alone = analyze_curves([runs / "t0", runs / "t1"]).arrays
+    alone = analyze_curves([runs / "sweep" / "t0", runs / "sweep" / "t1"]).arrays
     np.testing.assert_array_equal(alone["pairs/scratch_test_auc"], arrays["pairs/scratch_test_auc"])
     # the result round-trips through HDF5 (string datasets included)
     write_result(result, tmp_path / "curves.h5")
@@ -194,34 +185,34 @@ def test_curves_groups_and_pairs_on_real_runs(runs, tmp_path):
     by_lr = analyze_curves([runs / n for n in names], group_by="learning_rate").arrays
     assert by_lr["group"].tolist() == [0, 0, 1, 1, 2, 2]
     with pytest.raises(UsageError, match="unknown key"):
-        analyze_curves([runs / "t0"], group_by="learning_rat")
+        analyze_curves([runs / "sweep" / "t0"], group_by="learning_rat")
 
 
 def test_distance_to_init_is_zero_at_step_0_and_numpy_at_the_last_step(runs):
-    result = analyze_weights([runs / "t0", runs / "pre1"], all_steps=True)
+    result = analyze_weights([runs / "sweep" / "t0", runs / "pre1"], all_steps=True)
     arrays = result.arrays
     layers = list(arrays["layers"])
     assert layers == ["conv_0", "dense_0", "head"]
     assert arrays["row_step"].tolist() == [0, 3, STEPS, 0, 3, STEPS] and arrays["row_run"].tolist() == [0] * 3 + [1] * 3
     assert np.all(arrays["distance"][arrays["row_step"] == 0] == 0)
-    for r, name in enumerate(("t0", "pre1")):
+    for r, name in enumerate(("sweep/t0", "pre1")):
         init, last = raw_weights(runs / name, 0), raw_weights(runs / name, STEPS)
         expected = np.array([frobenius(last, init, layer) for layer in layers])
         row = np.flatnonzero((arrays["row_run"] == r) & (arrays["row_step"] == STEPS))[0]
         # same float64 values and operations as frobenius() (sum over two variables commutes exactly)
         np.testing.assert_array_equal(arrays["distance"][row], expected)
         assert expected.min() > 0
-        n = {"t0": 64, "pre1": 128}[name]  # Liu Sec. 3: divided by sqrt(number of training examples)
+        n = {"sweep/t0": 64, "pre1": 128}[name]  # Liu Sec. 3: divided by sqrt(number of training examples)
         assert arrays["num_examples"][r] == n
         assert arrays["distance_liu"][row] == expected.sum() / np.sqrt(n)  # same operations: bit-equal
         assert arrays["distance_total"][row] == np.sqrt(np.sum(expected ** 2))
 
 
 def test_distance_to_source_and_rescaling_of_a_transfer_run(runs):
-    arrays = analyze_weights([runs / "t1"], reference="source").arrays
-    record = store.read_run_record(runs / "t1")
+    arrays = analyze_weights([runs / "sweep" / "t1"], reference="source").arrays
+    record = store.read_run_record(runs / "sweep" / "t1")
     from_step = json.loads(record.identity["from_step"])[0]
-    source, transferred = raw_weights(runs / "pre1", from_step), raw_weights(runs / "t1", STEPS)
+    source, transferred = raw_weights(runs / "pre1", from_step), raw_weights(runs / "sweep" / "t1", STEPS)
     # same float64 values and operations as frobenius(): bit-equal
     np.testing.assert_array_equal(arrays["distance"][0, :2], [frobenius(transferred, source, "conv_0"),
                                                              frobenius(transferred, source, "dense_0")])
@@ -240,10 +231,10 @@ def test_distance_to_source_and_rescaling_of_a_transfer_run(runs):
 
 
 def test_distance_between_two_runs(runs):
-    itself = analyze_weights([runs / "t0"], all_steps=True, other=runs / "t0").arrays
+    itself = analyze_weights([runs / "sweep" / "t0"], all_steps=True, other=runs / "sweep" / "t0").arrays
     assert np.all(itself["other_distance"] == 0) and np.all(itself["other_distance_total"] == 0)
-    pair = analyze_weights([runs / "t0"], other=runs / "t0-scratch").arrays
-    a, b = raw_weights(runs / "t0", STEPS), raw_weights(runs / "t0-scratch", STEPS)
+    pair = analyze_weights([runs / "sweep" / "t0"], other=runs / "sweep" / "t0-scratch").arrays
+    a, b = raw_weights(runs / "sweep" / "t0", STEPS), raw_weights(runs / "sweep" / "t0-scratch", STEPS)
     # same float64 values and operations as frobenius(): bit-equal
     np.testing.assert_array_equal(pair["other_distance"][0],
                                   [frobenius(a, b, l) for l in ("conv_0", "dense_0", "head")])
@@ -254,9 +245,9 @@ def test_fixable_errors(runs, tmp_path):
     with pytest.raises(UsageError, match="reference='source' needs a transfer run.*pretrain"):
         analyze_weights([runs / "pre0"], reference="source")
     with pytest.raises(UsageError, match="reference='source' needs a transfer run.*scratch"):
-        analyze_weights([runs / "t0-scratch"], reference="source")
+        analyze_weights([runs / "sweep" / "t0-scratch"], reference="source")
     with pytest.raises(UsageError, match="layers differ between"):  # 4 upstream classes vs 3 downstream
-        analyze_weights([runs / "t0"], other=runs / "pre0")
+        analyze_weights([runs / "sweep" / "t0"], other=runs / "pre0")
     renamed = tmp_path / "renamed"
     shutil.copytree(runs / "pre0", renamed)
     for step in store.checkpoint_steps_stored(renamed):

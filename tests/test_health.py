@@ -42,7 +42,7 @@ def test_collapse_is_chance_accuracy_at_the_loss_of_a_constant_predictor():
 
 
 @pytest.mark.parametrize("keys, expected", [
-    ({"total_steps": 100}, "ok"),
+    ({"checkpoint_every": 0}, "ok"),  # TINY learns in its 40 steps (test_devices: loss down > 0.5)
     ({"learning_rate": 20.0, "total_steps": 12}, "diverged"),  # loss 2.3 -> 300 after one step, ~16 at 12
     ({"init_scale": 1e-4}, "collapsed"),                     # logits ~0: constant outputs from the start
 ])

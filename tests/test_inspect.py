@@ -40,8 +40,9 @@ class StopAt(Reporter):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     directory = tmp_path_factory.mktemp("inspect")
+    # metrics at the checkpoints only (0, 10, ... 40; STOP_AT is one)
     recipe = make_recipe({**TINY, "labels_downstream": "random", "num_classes_downstream": 3,
-                          "total_steps_downstream": 10})
+                          "total_steps_downstream": 10, "num_eval_points": 2})
     pretrain(recipe, directory / "done")
     with pytest.raises(Exception, match="interrupted"):
         pretrain(recipe, directory / "stopped", reporter=StopAt("signal"))

@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
         result = invoke("pretrain", directory / "r.yaml", "--set", f"learning_rate={rate}", "--out", directory / name,
                         "--quiet")
         assert result.exit_code == 0, result.output
-    down = {**recipe, "labels_downstream": "random", "num_classes_downstream": 3, "total_steps": 10,
+    down = {**recipe, "labels_downstream": "random", "num_classes_downstream": 3, "total_steps": 4,
             "num_eval_points": 3}
     (directory / "down.yaml").write_text(yaml.safe_dump(down))
     return directory

@@ -24,18 +24,16 @@ def draw(*args):
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    from tests_support import pretrain_seeds, tiny_recipe_dict
+def files(tmp_path_factory, wide_runs):
+    """Analysis files of the shared WIDE runs (conftest.py)."""
     directory = tmp_path_factory.mktemp("plot_alignment")
-    recipe = {**tiny_recipe_dict(), "num_filters": 32, "total_steps": 20, "checkpoint_every": 5}
-    pretrain_seeds(directory, recipe)
     (directory / "mis").mkdir()
     commands = [("misalignment", "run0", "--all-steps", "mis/m0.h5"),
                 ("misalignment", "run1", "--all-steps", "mis/m1.h5"),
                 ("transfer-function", "run0", "--all-steps", "f.h5"), ("eigenvectors", "run0", "--top-k", "4", "e.h5"),
                 ("representation-alignment", "run0", "--all-steps", "--num-examples", "128", "--points", "11", "a.h5")]
     for kind, run, *options, output in commands:
-        result = invoke("analyze", kind, directory / run, *options, "-o", directory / output)
+        result = invoke("analyze", kind, wide_runs / run, *options, "-o", directory / output)
         assert result.exit_code == 0, result.output
     return directory
 
@@ -50,7 +48,7 @@ def check_image(path):
     assert np.std(image.imread(path)[..., :3]) > 0
 
 
-def test_misalignment_lines_are_the_stored_scores(files, tmp_path):
+def test_misalignment_lines_are_the_stored_scores(files, wide_runs, tmp_path):
     m0, m1 = files / "mis" / "m0.h5", files / "mis" / "m1.h5"
     figure = plots.draw_misalignment([m0, m1], labels=["real", "other"])
     ax = figure.axes[0]
@@ -66,7 +64,7 @@ def test_misalignment_lines_are_the_stored_scores(files, tmp_path):
     assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "real, data basis"
     assert ax.get_xlabel() == "step"
     # epochs from the run's metrics (epoch = step * batch / n)
-    row = [r for r in store.read_metrics(files / "run0") if r["step"] > 0][0]
+    row = [r for r in store.read_metrics(wide_runs / "run0") if r["step"] > 0][0]
     by_epoch = plots.draw_misalignment([m0], x="epoch").axes[0]
     np.testing.assert_allclose(by_epoch.lines[0].get_xdata(), stored(m0)["steps"] * row["epoch"] / row["step"])
     assert by_epoch.get_xlabel() == "epoch"
@@ -160,14 +158,14 @@ def test_alignment_curve_per_layer(files, tmp_path):
     check_image(tmp_path / "a.png")
 
 
-def test_bad_input_is_one_line_with_exit_2(files, tmp_path):
+def test_bad_input_is_one_line_with_exit_2(files, wide_runs, tmp_path):
     from rltx.analysis.results import Result, write_result
     partial = tmp_path / "partial.h5"
     write_result(Result("misalignment", {}, {"steps": np.arange(3), "misalignment_data": np.ones(3)}), partial)
     cases = [
         (["misalignment", partial], "lacks misalignment_random; produce it with `rltx analyze misalignment"),
         (["alignment-curve", files / "f.h5"], "holds a transfer-function result, not representation_alignment"),
-        (["f-sigma", files / "r.yaml"], "not a readable HDF5"),
+        (["f-sigma", wide_runs / "r.yaml"], "not a readable HDF5"),
         (["f-sigma", tmp_path / "missing.h5"], "does not exist"),
         (["f-sigma"], "needs transfer-function results"),
         (["f-sigma", files / "f.h5", "--steps", "7"], "no checkpoint at step 7"),

@@ -4,7 +4,6 @@ import h5py
 import matplotlib.image
 import numpy as np
 import pytest
-import yaml
 
 from rltx.plotting.diagnostics import (draw_barrier, draw_cka, draw_hessian, draw_landscape,
                                        draw_spectrum)
@@ -12,28 +11,21 @@ from tests_support import invoke_ok as invoke, invoke_plot, stored, text
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    from tests_support import tiny_recipe_dict
-    d = tmp_path_factory.mktemp("plotdiag")
-    recipe = {**tiny_recipe_dict(), "total_steps": 10, "checkpoint_every": 5, "num_eval_points": 2,
-              "gaussian_num_train": 256, "gaussian_num_test": 64, "num_examples_upstream": 128,
-              "num_examples_downstream": 64, "batch_size": 32, "eval_batch_size": 64,
-              "num_classes_downstream": 3, "labels_downstream": "random"}
-    (d / "r.yaml").write_text(yaml.safe_dump(recipe))
-    for seed in (0, 1):
-        invoke("pretrain", d / "r.yaml", "--set", f"seed={seed}", "--out", d / f"run{seed}", "--quiet")
-    invoke("transfer", d / "r.yaml", "--from", d / "run0", "--with-baseline", "--out", d / "t", "--quiet")
-    invoke("analyze", "cka", d / "t", d / "t-scratch", "--num-examples", "40", "-o", d / "cka.h5")
-    invoke("analyze", "barrier", d / "run0", d / "run1", "--points", "7", "-o", d / "barrier2.h5")
-    invoke("analyze", "barrier", d / "run0", "--points", "7", "-o", d / "barrier1.h5")
-    invoke("analyze", "spectrum", d / "run0", d / "run1", "--all-steps", "--bins", "12", "--thresholds", "0.5,0.05",
-           "-o", d / "spectrum.h5")
-    invoke("analyze", "landscape", d / "run0", "--points", "5", "--num-examples", "64", "-o", d / "land1.h5")
-    invoke("analyze", "landscape", d / "run0", "--two-d", "--points", "5", "--num-examples", "64",
+def files(tmp_path_factory, paired_runs):
+    """Analysis files of the shared runs (conftest.py)."""
+    d, runs = tmp_path_factory.mktemp("plotdiag"), paired_runs
+    invoke("analyze", "cka", runs / "sweep" / "t0", runs / "sweep" / "t0-scratch", "--num-examples", "40",
+           "-o", d / "cka.h5")
+    invoke("analyze", "barrier", runs / "pre0", runs / "pre1", "--points", "7", "-o", d / "barrier2.h5")
+    invoke("analyze", "barrier", runs / "pre0", "--points", "7", "-o", d / "barrier1.h5")
+    invoke("analyze", "spectrum", runs / "pre0", runs / "pre1", "--all-steps", "--bins", "12",
+           "--thresholds", "0.5,0.05", "-o", d / "spectrum.h5")
+    invoke("analyze", "landscape", runs / "pre0", "--points", "5", "--num-examples", "64", "-o", d / "land1.h5")
+    invoke("analyze", "landscape", runs / "pre0", "--two-d", "--points", "5", "--num-examples", "64",
            "-o", d / "land2.h5")
-    invoke("analyze", "hessian", d / "run0", "--all-steps", "--top-k", "2", "--iterations", "6",
+    invoke("analyze", "hessian", runs / "pre0", "--all-steps", "--top-k", "2", "--iterations", "6",
            "--num-examples", "64", "-o", d / "hessian.h5")
-    invoke("analyze", "hessian", d / "run0", d / "run1", "--top-k", "2", "--iterations", "6",
+    invoke("analyze", "hessian", runs / "pre0", runs / "pre1", "--top-k", "2", "--iterations", "6",
            "--num-examples", "64", "-o", d / "hessian1.h5")
     return d
 
@@ -83,7 +75,7 @@ def test_spectrum(files, tmp_path):
     figure = draw_spectrum([path])
     left, right = figure.axes[:2]
     histogram, edges = stored(path, "histogram"), stored(path, "bin_edges")
-    assert len(left.patches) == len(histogram) == 6  # 2 runs x steps 0, 5, 10
+    assert len(left.patches) == len(histogram) == 6  # 2 runs x steps 0, 3, 6
     for i, patch in enumerate(left.patches):
         values, patch_edges, _ = patch.get_data()
         np.testing.assert_array_equal(values, histogram[i])
@@ -131,7 +123,7 @@ def test_hessian_over_steps_and_bars(files, tmp_path):
     figure = draw_hessian([files / "hessian.h5"], log=True)
     ax = figure.axes[0]
     steps, values = stored(files / "hessian.h5", "0/steps"), stored(files / "hessian.h5", "0/eigenvalues")
-    assert steps.tolist() == [0, 5, 10] and values.shape == (3, 2)
+    assert steps.tolist() == [0, 3, 6] and values.shape == (3, 2)
     assert len(ax.lines) == 2
     for rank, line in enumerate(ax.lines):
         np.testing.assert_array_equal(line.get_xdata(), steps)
@@ -147,11 +139,11 @@ def test_hessian_over_steps_and_bars(files, tmp_path):
     check_image(invoke_plot("hessian", files / "hessian1.h5", "-o", tmp_path / "h1.png"), tmp_path / "h1.png")
 
 
-def test_bad_inputs_exit_2_with_one_line(files, tmp_path):
+def test_bad_inputs_exit_2_with_one_line(files, paired_runs, tmp_path):
     cases = [
         (["cka", files / "hessian.h5"], "holds a hessian result, not cka"),
-        (["barrier", files / "run0", "-o", tmp_path / "x.png"], "rltx analyze barrier"),
-        (["spectrum", files / "run0" / "run.h5"], "not an rltx analysis result"),
+        (["barrier", paired_runs / "pre0", "-o", tmp_path / "x.png"], "rltx analyze barrier"),
+        (["spectrum", paired_runs / "pre0" / "run.h5"], "not an rltx analysis result"),
         (["landscape", tmp_path / "missing.h5"], "rltx analyze landscape"),
         (["cka", files / "cka.h5", files / "cka.h5"], "takes one analysis file"),
         (["hessian", files / "hessian.h5", "-o", tmp_path / "no" / "h.png"], "cannot write"),

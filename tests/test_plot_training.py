@@ -13,22 +13,16 @@ from tests_support import invoke_ok as invoke, invoke_plot, stored, text
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    from tests_support import tiny_recipe_dict
-    d = tmp_path_factory.mktemp("plot_training")
-    recipe = {**tiny_recipe_dict(), "total_steps": 20, "checkpoint_every": 5, "num_eval_points": 6,
-              "labels_downstream": "random", "num_classes_downstream": 3}
-    (d / "r.yaml").write_text(yaml.safe_dump(recipe))
-    for seed in (0, 1):
-        invoke("pretrain", d / "r.yaml", "--set", f"seed={seed}", "--out", d / f"pre{seed}", "--quiet")
-        invoke("transfer", d / "r.yaml", "--from", d / f"pre{seed}", "--set", f"seed={seed}",
-               "--out", d / "sweep" / f"tr{seed}", "--with-baseline", "--quiet")
-    invoke("analyze", "curves", *sorted((d / "sweep").iterdir()), "-o", d / "curves.h5")
-    invoke("analyze", "activations", d / "pre0", "--step", "0", "--num-examples", "64", "-o", d / "act_init.h5")
-    invoke("analyze", "activations", d / "pre0", d / "sweep" / "tr0", "--num-examples", "64", "-o", d / "act.h5")
-    invoke("analyze", "activation-trajectory", d / "pre0", d / "sweep" / "tr0", "--num-examples", "64",
+def files(tmp_path_factory, paired_runs):
+    """Analysis files of the shared runs (conftest.py), and a construct-init table."""
+    d, runs = tmp_path_factory.mktemp("plot_training"), paired_runs
+    invoke("analyze", "curves", *sorted((runs / "sweep").iterdir()), "-o", d / "curves.h5")
+    invoke("analyze", "activations", runs / "pre0", "--step", "0", "--num-examples", "64", "-o", d / "act_init.h5")
+    invoke("analyze", "activations", runs / "pre0", runs / "sweep" / "t0", "--num-examples", "64", "-o", d / "act.h5")
+    invoke("analyze", "activation-trajectory", runs / "pre0", runs / "sweep" / "t0", "--num-examples", "64",
            "-o", d / "traj.h5")
-    table = {**recipe, "table_layer_sets": [[], [1]], "table_iterations": [5, 10], "construct_num_examples": 128}
+    recipe = yaml.safe_load((runs / "r.yaml").read_text())
+    table = {**recipe, "table_layer_sets": [[], [1]], "table_iterations": [3, 6], "construct_num_examples": 128}
     (d / "t.yaml").write_text(yaml.safe_dump(table))
     invoke("construct-init", d / "t.yaml", "--table", d / "table")
     return d
@@ -44,12 +38,12 @@ def metric(run_dir, name):
         return handle[name][()]
 
 
-def test_curves_mean_and_band_equal_the_stored_metrics(files, tmp_path):
-    sweep = files / "sweep"
+def test_curves_mean_and_band_equal_the_stored_metrics(paired_runs, tmp_path):
+    sweep = paired_runs / "sweep"
     figure = draw_curves([sweep], band="minmax")  # a sweep directory expands to its runs
     ax = figure.axes[0]
-    # groups in order of appearance (sorted children): transfer (tr0, tr1), then scratch
-    groups = {"transfer": ["tr0", "tr1"], "scratch": ["tr0-scratch", "tr1-scratch"]}
+    # groups in order of appearance (sorted children): transfer (t0, t1), then scratch
+    groups = {"transfer": ["t0", "t1"], "scratch": ["t0-scratch", "t1-scratch"]}
     assert [line.get_label() for line in ax.lines[::2]] == list(groups)
     for g, runs in enumerate(groups.values()):
         steps = metric(sweep / runs[0], "step")
@@ -67,12 +61,12 @@ def test_curves_mean_and_band_equal_the_stored_metrics(files, tmp_path):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["transfer", "scratch", "train", "test"]
 
-    epochs = draw_curves([sweep / "tr0", sweep / "tr1"], x="epoch", band="std", accuracy="train",
+    epochs = draw_curves([sweep / "t0", sweep / "t1"], x="epoch", band="std", accuracy="train",
                          zoom=(0, 2, 0.1, 0.9), labels=["pre-trained"])
     ax = epochs.axes[0]
     assert len(ax.lines) == 1 and ax.get_xlabel() == "epoch" and ax.get_xlim() == (0, 2)
-    np.testing.assert_allclose(ax.lines[0].get_xdata(), metric(sweep / "tr0", "epoch"))
-    values = np.stack([metric(sweep / r, "train_accuracy") for r in ("tr0", "tr1")])
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), metric(sweep / "t0", "epoch"))
+    values = np.stack([metric(sweep / r, "train_accuracy") for r in ("t0", "t1")])
     upper = ax.collections[0].get_paths()[0].vertices[:, 1].max()
     assert upper == np.max(values.mean(0) + values.std(0, ddof=1))  # the plot's own arithmetic: exact
 
@@ -117,7 +111,7 @@ def test_tables_as_markdown_latex_and_image(files, tmp_path):
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "t.md").read_text()
     assert markdown in result.output and markdown.splitlines()[0] == "| iterations | data | {} | {1} |"
-    assert markdown.splitlines()[2] == f"| 5 | train | {accuracy[0, 0, 0]:.2f} | {accuracy[1, 0, 0]:.2f} |"
+    assert markdown.splitlines()[2] == f"| 3 | train | {accuracy[0, 0, 0]:.2f} | {accuracy[1, 0, 0]:.2f} |"
     assert invoke_plot("table", path, "-o", tmp_path / "t.tex").exit_code == 0
     latex = (tmp_path / "t.tex").read_text()
     assert latex.startswith(r"\begin{tabular}{llrr}") and r"\{1\}" in latex and latex.count(r"\\") == 5
@@ -140,9 +134,9 @@ def test_activation_histograms_overlay_results(files, tmp_path):
     layers = figure.rltx_layers
     assert layers == ["conv_0", "dense_0"]
     axes = np.array(figure.axes).reshape(len(layers), 2)
-    # curves: pre0 step 0 (init file), then pre0 step 20 and tr0 step 20 (second file)
+    # curves: pre0 step 0 (init file), then pre0 step 6 and t0 step 6 (their last) (second file)
     sources = [(init, 0, 0), (act, 0, 0), (act, 1, 0)]
-    assert [s[0] for s in figure.rltx_series] == ["pre0, step 0", "pre0, step 20", "tr0, step 20"]
+    assert [s[0] for s in figure.rltx_series] == ["pre0, step 0", "pre0, step 6", "t0, step 6"]
     edges = stored(act, "bin_edges")
     for row in range(len(layers)):
         for k, (path, r, s) in enumerate(sources):
@@ -152,7 +146,7 @@ def test_activation_histograms_overlay_results(files, tmp_path):
                 values, drawn_edges, _ = axes[row, column].patches[k].get_data()
                 np.testing.assert_allclose(values, expected)
                 np.testing.assert_allclose(drawn_edges, edges)
-    selected = draw_activations([act], layers=["dense_0"], steps={20}, labels=["pre-trained", "fine-tuned"])
+    selected = draw_activations([act], layers=["dense_0"], steps={6}, labels=["pre-trained", "fine-tuned"])
     assert selected.rltx_layers == ["dense_0"] and len(selected.axes) == 2
     assert [t.get_text() for t in selected.legends[0].get_texts()] == ["pre-trained", "fine-tuned"]
     result = invoke_plot("activations", init, act, "-o", tmp_path / "h.png")
@@ -174,17 +168,17 @@ def test_activation_trajectory_marks_the_switch(files, tmp_path):
     check_image(tmp_path / "tr.png")
 
 
-def test_bad_inputs_give_one_line_errors(files, tmp_path):
+def test_bad_inputs_give_one_line_errors(files, paired_runs, tmp_path):
     cases = [
-        (("curves", files / "r.yaml"), "not a run directory"),
+        (("curves", paired_runs / "r.yaml"), "not a run directory"),
         (("curves", tmp_path), "holds no run"),
-        (("curves", files / "sweep", "--zoom", "0,1"), "--zoom takes 4"),
-        (("curves", files / "sweep", "--labels", "a"), "--labels gives 1 label(s) for 2 group(s)"),
+        (("curves", paired_runs / "sweep", "--zoom", "0,1"), "--zoom takes 4"),
+        (("curves", paired_runs / "sweep", "--labels", "a"), "--labels gives 1 label(s) for 2 group(s)"),
         (("auc-scatter", files / "act.h5"), "holds a activations result, not curves; produce one with `rltx analyze curves"),
         (("activations", files / "curves.h5"), "not activations; produce one with `rltx analyze activations"),
         (("activations", files / "act.h5", "--layers", "nope"), "no layer nope"),
         (("table", files / "traj.h5"), "not a table; produce one with `rltx construct-init"),
-        (("curves", files / "sweep", "-o", tmp_path / "missing" / "x.png"), "cannot write"),
+        (("curves", paired_runs / "sweep", "-o", tmp_path / "missing" / "x.png"), "cannot write"),
         (("table", files / "curves.h5", "-o", tmp_path / "missing" / "x.md"), "cannot write"),
     ]
     for args, message in cases:
@@ -194,7 +188,7 @@ def test_bad_inputs_give_one_line_errors(files, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
     # a curves file without pairs: only scratch runs
-    invoke("analyze", "curves", files / "sweep" / "tr0-scratch", "-o", tmp_path / "scratch.h5")
+    invoke("analyze", "curves", paired_runs / "sweep" / "t0-scratch", "-o", tmp_path / "scratch.h5")
     result = invoke_plot("auc-scatter", tmp_path / "scratch.h5", "-o", tmp_path / "x.png")
     assert result.exit_code == 2 and "--with-baseline" in result.output
     # a curves result lacking the pair arrays (an older or foreign file)

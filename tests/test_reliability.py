@@ -131,7 +131,8 @@ def test_second_writer_refused_and_analysis_while_training(recipe, tmp_path):
 def completed(tmp_path_factory):
     directory = tmp_path_factory.mktemp("matrix")
     (directory / "r.yaml").write_text(yaml.safe_dump({**tiny_recipe_dict(), "labels_downstream": "random",
-                                                      "num_classes_downstream": 3, "total_steps": 10}))
+                                                      "num_classes_downstream": 3, "total_steps": 10,
+                                                      "num_eval_points": 2}))
     assert invoke("pretrain", directory / "r.yaml", "--out", directory / "run", "--quiet").exit_code == 0
     truncated = directory / "truncated"
     truncated.mkdir()

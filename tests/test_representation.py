@@ -138,7 +138,7 @@ def test_label_vectors():
 def runs(tmp_path_factory):
     from tests_support import tiny_recipe_dict
     directory = tmp_path_factory.mktemp("representation")
-    recipe = {**tiny_recipe_dict(), "total_steps": 10, "checkpoint_every": 5}
+    recipe = {**tiny_recipe_dict(), "total_steps": 10, "checkpoint_every": 5, "num_eval_points": 2}
     (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
     for name, overrides in {"a": ["seed=0"], "binary": ["seed=0", "num_classes_upstream=2"],
                             "other": ["seed=0", "num_examples_upstream=256", "total_steps=1"]}.items():

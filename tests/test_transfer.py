@@ -52,7 +52,9 @@ def test_rescaling_keeps_predictions_and_scales_logits_by_the_product_of_factors
 def source_run(tmp_path_factory):
     from tests_support import tiny_recipe_dict
     directory = tmp_path_factory.mktemp("transfer")
-    recipe = {**tiny_recipe_dict(), "labels_downstream": "random", "num_classes_downstream": 3, "total_steps": 20}
+    # the transfers here are checked at their step 0 (weights, records, samples): 2 steps downstream
+    recipe = {**tiny_recipe_dict(), "labels_downstream": "random", "num_classes_downstream": 3, "total_steps": 20,
+              "total_steps_downstream": 2}
     (directory / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert invoke("pretrain", directory / "r.yaml", "--out", directory / "source", "--quiet").exit_code == 0
     return directory

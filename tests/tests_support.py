@@ -14,9 +14,27 @@ TINY = {
 }
 
 
+# The recipe of the session's shared runs (conftest.py `paired_runs`): TINY on half the data,
+# 6 steps with checkpoints 0, 3, 6, and random downstream labels over 3 classes.
+PAIRED = {**TINY, "labels_downstream": "random", "num_classes_downstream": 3, "total_steps": 6,
+          "num_eval_points": 5, "checkpoint_every": 3, "gaussian_num_train": 256, "gaussian_num_test": 64,
+          "num_examples_upstream": 128, "num_examples_downstream": 64, "batch_size": 32, "eval_batch_size": 64}
+PAIRED_SEEDS = (0, 1)
+# The recipe of the session's shared runs for the alignment analyses (conftest.py `wide_runs`):
+# 32 first-layer filters (more than the 27 patch dimensions), checkpoints and metrics at 0, 5, 10, 15, 20.
+WIDE = {**TINY, "num_filters": 32, "total_steps": 20, "checkpoint_every": 5, "num_eval_points": 2}
+
+
 def tiny_recipe_dict() -> dict:
     """A recipe that trains in a few seconds: 6x6 Gaussian-patch images, one conv layer."""
     return dict(TINY)
+
+
+def file_digests(directory) -> dict:
+    """Every file under `directory` by relative path, with its SHA-256."""
+    import hashlib
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def wait_for_rows(run_dir, count, process, timeout=120):
