@@ -60,11 +60,17 @@ def source_run(tmp_path_factory):
     return directory
 
 
-def test_which_weights_move(source_run):
-    recipe_path, source = source_run / "r.yaml", source_run / "source"
-    result = invoke("transfer", recipe_path, "--from", source, "--out", source_run / "first", "--with-baseline",
-                    "--set", "transfer_layers=1", "--quiet")
+@pytest.fixture(scope="module")
+def first_transfer(source_run):
+    """A transfer of conv_0 only, with its from-scratch baseline (source_run/first, first-scratch)."""
+    result = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", source_run / "first",
+                    "--with-baseline", "--set", "transfer_layers=1", "--quiet")
     assert result.exit_code == 0, result.output
+    return source_run / "first"
+
+
+def test_which_weights_move(source_run, first_transfer):
+    recipe_path, source = source_run / "r.yaml", source_run / "source"
     transferred = store.read_checkpoint(source_run / "first", 0)
     baseline = store.read_checkpoint(source_run / "first-scratch", 0)
     pretrained = store.read_checkpoint(source, 20)
@@ -116,9 +122,9 @@ def test_overlap_other_architecture_and_rerun_refused(source_run):
     assert not_a_run.exit_code == 2 and "does not exist" in not_a_run.output
 
 
-def test_downstream_is_fresh_and_matches_what_pretraining_reserved(source_run):
+def test_downstream_is_fresh_and_matches_what_pretraining_reserved(source_run, first_transfer):
     pre = store.read_run_record(source_run / "source").samples
-    post = store.read_run_record(source_run / "first").samples
+    post = store.read_run_record(first_transfer).samples
     assert not np.intersect1d(post["downstream_indices"], pre["upstream_indices"]).size
     np.testing.assert_array_equal(post["downstream_indices"], pre["downstream_indices"])
 
