@@ -1,7 +1,6 @@
 """Issue 15's hostile cases, each run as the `rltx` program (a subprocess): the exit code, exactly
 one stderr line `Error: ...`, no traceback, and the neighbouring completed run `base`
 byte-identical afterwards (sha256 of every file). Cases of one class run concurrently."""
-import hashlib
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ import pytest
 import yaml
 
 from rltx import store
-from tests_support import TINY, invoke_ok
+from tests_support import TINY, file_digests, invoke_ok
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,11 +36,6 @@ def work(tmp_path_factory):
     return directory
 
 
-def digests(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
 def copy_of(work: Path, name: str, source: str = "base") -> Path:
     shutil.copytree(work / source, work / name)
     return work / name
@@ -60,11 +54,11 @@ def rltx(work: Path, *args, env=None, read_only: Path | None = None) -> subproce
 
 def run_cases(work: Path, cases: dict[str, tuple]) -> dict[str, subprocess.CompletedProcess]:
     """Each case (args, keyword args of `rltx`) in its own process, three at a time; `base` unchanged."""
-    before = digests(work / "base")
+    before = file_digests(work / "base")
     with ThreadPoolExecutor(3) as pool:
         futures = {name: pool.submit(rltx, work, *args, **(options or {})) for name, (args, options) in cases.items()}
         results = {name: future.result() for name, future in futures.items()}
-    assert digests(work / "base") == before
+    assert file_digests(work / "base") == before
     return results
 
 
@@ -239,7 +233,7 @@ def test_read_only_storage(work):
     storage = work / "ro"
     storage.mkdir()
     shutil.copytree(work / "base", storage / "base")
-    before = digests(storage / "base")
+    before = file_digests(storage / "base")
     read_only = {"read_only": storage}
     results = run_cases(work, {
         "new run": (("pretrain", "tiny.yaml", "--out", "ro/new", "--quiet"), read_only),
@@ -251,4 +245,4 @@ def test_read_only_storage(work):
         assert "disk space" not in results[name].stderr
     assert results["completed"].returncode == 0 and "completed" in results["completed"].stdout, \
         results["completed"].stderr
-    assert digests(storage / "base") == before
+    assert file_digests(storage / "base") == before
