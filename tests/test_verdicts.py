@@ -109,6 +109,8 @@ def test_table_ordering_over_seeds():
     excluded[1, 2] = np.nan
     assert verdicts.table_finding(labels, excluded, 100, "better").agrees
     assert verdicts.table_finding(labels, excluded, 100, None).agrees is None
+    none_left = np.array([[0.30, np.nan, 0.45], [0.31, np.nan, 0.46], [0.29, np.nan, 0.44]])
+    assert verdicts.table_finding(labels, none_left, 100, "better").line().endswith("[not resolved: no healthy run to judge]")
 
 
 def test_alignment_ratio_against_expectation():

@@ -28,16 +28,18 @@ SIGNIFICANCE = 0.05  # two-sided level of the transfer rule's t test
 # cannot tell "no transfer" from a transfer of that size.
 MIN_AUC_EFFECT = 0.01
 NOT_RESOLVED = "not resolved"
-NO_HEALTHY_RUN = "no healthy run to judge"
+# why a finding is not resolved (Finding.line)
+SPREAD_TOO_LARGE = "the spread is larger than the effect tested for"
 ONE_SEED = "one seed: no spread to judge"
+NO_HEALTHY_RUN = "no healthy run to judge"
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
     text: str                   # one line: what was observed, with numbers
     agrees: bool | None = None  # with the paper, when the recipe says what the paper saw and it was resolved
-    resolved: bool = True       # False: the spread is larger than the effect the rule tests for
-    unresolved_because: str = "the spread is larger than the effect tested for"
+    resolved: bool = True       # False: no verdict; unresolved_because says why
+    unresolved_because: str = SPREAD_TOO_LARGE
 
     def line(self) -> str:
         mark = {True: "agree: agrees with the paper", False: "differ: DIFFERS from the paper", None: ""}[self.agrees]
@@ -87,7 +89,7 @@ def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, exp
             f"difference {_plus_minus(difference, error, signed=True)}: {outcome}")
     resolved = direction != NOT_RESOLVED
     return Finding(text, None if expect is None or not resolved else direction == expect, resolved,
-                   ONE_SEED if np.isnan(error) else Finding.unresolved_because)
+                   ONE_SEED if np.isnan(error) else SPREAD_TOO_LARGE)
 
 
 def _plus_minus(mean: float, error: float, signed: bool = False) -> str:
@@ -155,8 +157,9 @@ def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int,
         return Finding(text, True)
     if any(d not in (wanted, NOT_RESOLVED) for d in directions):
         return Finding(text, False)
-    one_seed = min(len(column) for column in columns) < 2
-    return Finding(text, None, resolved=False, unresolved_because=ONE_SEED if one_seed else Finding.unresolved_because)
+    fewest = min(len(column) for column in columns)
+    why = NO_HEALTHY_RUN if fewest == 0 else ONE_SEED if fewest == 1 else SPREAD_TOO_LARGE
+    return Finding(text, None, resolved=False, unresolved_because=why)
 
 
 def activation_finding(layer: str, start: float, end: float, what: str) -> Finding:
