@@ -46,6 +46,8 @@ def main() -> None:
         "skimage photos": patch_spectrum(random_crops(skimage_photos(), rng)),
         "sklearn photos": patch_spectrum(random_crops(load_sample_images().images, rng)),
         "dead_leaves": patch_spectrum(NaturalSource("dead_leaves", num_train=2400, num_test=1).train(np.arange(2400)).x),
+        "dead_leaves orientation": patch_spectrum(NaturalSource("dead_leaves", num_train=2400, num_test=1,
+                                                                labels="orientation").train(np.arange(2400)).x),
         "photos source": patch_spectrum(NaturalSource("photos", num_train=2400, num_test=1).train(np.arange(2400)).x),
     }
     reference = columns["skimage photos"]

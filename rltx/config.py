@@ -47,6 +47,7 @@ class DataSpec:
     natural_num_train: int = 10000
     natural_num_test: int = 2000
     natural_num_classes: int = 10
+    natural_labels: str = "shape_colour"
     natural_seed: Optional[int] = None
     seed: int = 0  # the run's seed: the data's where gaussian_seed / natural_seed is null
 
@@ -93,7 +94,8 @@ class Recipe:
     gaussian_class_separation: float = key(1.0, help="gaussian: scale of the class means, each drawn like an example (patches ~ N(0, Sigma))", minimum=0.0)
     natural_num_train: int = key(10000, help="dead_leaves, photos: size of the training split", unit="examples", minimum=1)
     natural_num_test: int = key(2000, help="dead_leaves, photos: size of the held-out split", unit="examples", minimum=1)
-    natural_num_classes: int = key(10, help="dead_leaves: classes (leaf shape x colour cast); photos: always its 8 photographs", unit="classes", minimum=2)
+    natural_num_classes: int = key(10, help="dead_leaves: classes; photos: always its 8 photographs", unit="classes", minimum=2)
+    natural_labels: str = key("shape_colour", help="dead_leaves: what a label means: leaf shape x colour cast, or the orientation of rectangular leaves (rltx/data/natural.py)", choices=("shape_colour", "orientation"))
     natural_seed: Optional[int] = key(None, help="dead_leaves, photos: seed of the images, crops and labels; null: the run's seed", minimum=0, maximum=SEED_MAX)
     num_examples_upstream: int = key(help="examples sampled uniformly from the training split (A.1 step 1)", unit="examples", minimum=1)
     num_classes_upstream: int = key(10, help="number of random classes (A.1 step 3)", unit="classes", minimum=2)

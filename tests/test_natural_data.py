@@ -8,7 +8,7 @@ import pytest
 from rltx.config import DataSpec
 from rltx.data import open_source
 from rltx.data.files import open_npz, write_npz
-from rltx.data.natural import NaturalSource, TEST_FRACTION, photo_crops
+from rltx.data.natural import LABEL_DESIGNS, NaturalSource, TEST_FRACTION, photo_crops
 from rltx.errors import UsageError
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -48,6 +48,11 @@ def leaves() -> NaturalSource:
 
 
 @pytest.fixture(scope="module")
+def oriented_leaves() -> NaturalSource:
+    return NaturalSource("dead_leaves", seed=0, num_train=2000, num_test=1000, labels="orientation")
+
+
+@pytest.fixture(scope="module")
 def photos() -> NaturalSource:
     return NaturalSource("photos", seed=0, num_train=2000, num_test=1000)
 
@@ -56,8 +61,9 @@ def worst_factor(a, b) -> float:
     return float(np.max(np.maximum(a / b, b / a)))
 
 
-def test_dead_leaves_spectrum_matches_photographs(leaves, photo_reference):
-    spectrum = patch_spectrum(leaves.train(np.arange(2000)).x)
+@pytest.mark.parametrize("name", ["leaves", "oriented_leaves"])
+def test_dead_leaves_spectrum_matches_photographs(name, photo_reference, request):
+    spectrum = patch_spectrum(request.getfixturevalue(name).train(np.arange(2000)).x)
     assert worst_factor(spectrum, photo_reference) < 2.0
     assert spectrum[0] / spectrum[-1] > 1e4  # a steeply decaying (power-law-like) spectrum, not white
 
@@ -110,6 +116,37 @@ def test_dead_leaves_shape_is_learnable(leaves):
     assert accuracy > 0.6
 
 
+def orientation_features(x: np.ndarray) -> np.ndarray:
+    """The image's dominant edge orientation from its grey-level structure tensor, as the doubled
+    angle (cos 2a, sin 2a) times the coherence: a linear softmax over it separates angular sectors."""
+    grey = x.astype(np.float64).mean(axis=3)
+    dx, dy = np.diff(grey, axis=2)[:, :-1], np.diff(grey, axis=1)[:, :, :-1]
+    jxx, jyy, jxy = (np.mean(a * b, axis=(1, 2)) for a, b in ((dx, dx), (dy, dy), (dx, dy)))
+    energy = jxx + jyy + 1e-9
+    return np.column_stack([(jxx - jyy) / energy, 2 * jxy / energy])
+
+
+def test_dead_leaves_orientation_labels_are_learnable(oriented_leaves):
+    """Orientation labels (natural_labels: orientation): a linear classifier on the structure-tensor
+    orientation alone is far above the 0.1 of chance on the held-out split, so the label is the
+    leaves' orientation; and the colour carries no label (channel means alone are at chance)."""
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    train, test = oriented_leaves.train(np.arange(2000)), oriented_leaves.test(np.arange(1000))
+    fit = lambda f: linear_model.LogisticRegression(max_iter=2000).fit(f(train.x), train.y).score(f(test.x), test.y)  # noqa: E731
+    assert fit(orientation_features) > 0.4
+    assert fit(lambda x: x.astype(np.float64).mean(axis=(1, 2)) / 255) < 0.16
+
+
+def test_dead_leaves_label_designs_draw_the_same_leaves():
+    """Only the label's meaning differs between the designs: the same leaf sizes and positions (the
+    same random stream), rendered as discs / squares or as rectangles, with the same mean coverage."""
+    assert LABEL_DESIGNS == ("shape_colour", "orientation")
+    designs = [NaturalSource("dead_leaves", seed=1, num_train=400, num_test=10, labels=d) for d in LABEL_DESIGNS]
+    shape_colour, orientation = (s.train(np.arange(400)) for s in designs)
+    np.testing.assert_array_equal(shape_colour.y, orientation.y)
+    assert abs(shape_colour.x.mean() - orientation.x.mean()) < 0.02 * 255
+
+
 def test_offline_no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the natural sources must not touch the network")
@@ -120,9 +157,10 @@ def test_offline_no_network(monkeypatch):
         assert source.train(np.arange(20)).x.shape == (20, 32, 32, 3)
 
 
-@pytest.mark.parametrize("name", ["dead_leaves", "photos"])
-def test_deterministic_in_the_seed(name):
-    a, b, c = (NaturalSource(name, seed=s, num_train=30, num_test=20, image_size=24) for s in (5, 5, 6))
+@pytest.mark.parametrize("name, labels", [("dead_leaves", "shape_colour"), ("dead_leaves", "orientation"),
+                                          ("photos", "shape_colour")])
+def test_deterministic_in_the_seed(name, labels):
+    a, b, c = (NaturalSource(name, seed=s, num_train=30, num_test=20, image_size=24, labels=labels) for s in (5, 5, 6))
     for split in ("train", "test"):
         first, again, other = (getattr(s, split)(np.arange(20)) for s in (a, b, c))
         assert first.x.dtype == np.uint8 and first.x.shape == (20, 24, 24, 3)

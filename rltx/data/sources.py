@@ -28,7 +28,7 @@ def open_source(spec: DataSpec) -> Source:
     if kind.lower() in ("dead_leaves", "photos"):
         return NaturalSource(kind.lower(), seed=_or(spec.natural_seed, spec.seed), image_size=image_size or 32,
                              num_train=spec.natural_num_train, num_test=spec.natural_num_test,
-                             num_classes=spec.natural_num_classes)
+                             num_classes=spec.natural_num_classes, labels=spec.natural_labels)
     if kind.lower() == "npz":
         return open_npz(spec.data_path, image_size)
     if kind.lower() == "image_folder":

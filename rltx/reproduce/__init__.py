@@ -70,6 +70,8 @@ class Report:
 def describe_data(recipe, fallback: str | None) -> str:
     """The data a reproduction ran on, and whether it is the offline stand-in for the recipe's."""
     name = recipe.dataset + (f" {recipe.data_path}" if recipe.dataset in ("npz", "image_folder") else "")
+    if recipe.dataset == "dead_leaves":
+        name += f" ({recipe.natural_labels} labels)"
     return name + (f" (offline fallback: {fallback} is not available here)" if fallback else " (not a fallback)")
 
 
