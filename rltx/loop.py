@@ -167,13 +167,17 @@ class Steps:
         return totals
 
     def _eval_batch(self, images, labels, weights):
+        """[loss sum, hits, examples, then the examples predicted as each class]."""
         logits = self.model(images, training=False)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        hits = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
-        return tf.stack([tf.reduce_sum(losses * weights), tf.reduce_sum(hits * weights), tf.reduce_sum(weights)])
+        predicted = tf.argmax(logits, -1)
+        hits = tf.cast(tf.equal(predicted, labels), tf.float32)
+        per_class = tf.reduce_sum(tf.one_hot(predicted, logits.shape[-1]) * weights[:, None], axis=0)
+        totals = tf.stack([tf.reduce_sum(losses * weights), tf.reduce_sum(hits * weights), tf.reduce_sum(weights)])
+        return tf.concat([totals, per_class], axis=0)
 
     def _evaluate(self, dataset):
-        totals = tf.zeros(3, tf.float64)  # float64: sums over up to millions of examples
+        totals = tf.zeros(3 + self.model.output_shape[-1], tf.float64)  # float64: sums over up to millions of examples
         for images, labels, weights in dataset:
             per_replica = self.strategy.run(self.eval_batch, args=(images, labels, weights))
             totals += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
@@ -441,9 +445,10 @@ class _Run:
                "learning_rate": hyperrule.learning_rate_at(step, self.plan.learning_rate, self.total_steps)}
         for name, (images, labels) in (("train", self.train_set), ("test", self.test_set)):
             batches, weights = padded_batches(int(labels.shape[0]), self.plan.eval_batch_size)
-            loss, hits, count = self.steps.evaluate(
+            loss, hits, count, *per_class = self.steps.evaluate(
                 distributed_batches(self.strategy, images, labels, batches, weights)).numpy()
             row[f"{name}_accuracy"], row[f"{name}_loss"] = float(hits / count), float(loss / count)
+            row[f"{name}_classes_predicted"] = int(np.count_nonzero(per_class))  # 1: a constant predictor
         row.update({f"weight_norm/{k}": v for k, v in layer_norms(self.model).items()})
         row.update(wall_time=wall_time, images_per_second=images_per_second)
         self._save(step, previous + [row])

@@ -41,6 +41,16 @@ def test_collapse_is_chance_accuracy_at_the_loss_of_a_constant_predictor():
     assert not health.is_flagged("ok") and not health.is_flagged("unchecked")
 
 
+def test_a_slow_model_that_still_tells_inputs_apart_is_not_collapsed():
+    # at chance with the loss at ln C, but predicting 3 of the 4 classes: alive and slow (Table 5's
+    # smallest-eigenvector filters), evidence of slowness, not a failure; one class predicted: constant
+    slow = [{"step": 0, "train_loss": LN4, "train_accuracy": 0.25, "train_classes_predicted": 4},
+            {"step": 20, "train_loss": LN4, "train_accuracy": 0.26, "train_classes_predicted": 3}]
+    assert health.judge(slow, 4, 1000) == "ok"
+    slow[-1]["train_classes_predicted"] = 1
+    assert health.judge(slow, 4, 1000).startswith("collapsed: constant outputs from step 20")
+
+
 @pytest.mark.parametrize("keys, expected", [
     ({"checkpoint_every": 0}, "ok"),  # TINY learns in its 40 steps (test_devices: loss down > 0.5)
     ({"learning_rate": 20.0, "total_steps": 12}, "diverged"),  # loss 2.3 -> 300 after one step, ~16 at 12
