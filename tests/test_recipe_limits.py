@@ -265,6 +265,8 @@ SETS = ["learning_rate=.nan", "init_scale=.inf", "epochs=.inf", "learning_rate_d
 FILES = {"latin1": "description: caf\xe9\n".encode("latin-1") + TINY_YAML,
          "deep": TINY_YAML + b"construct_tau: " + nested(3000, "[").encode() + b"\n",
          "duplicate": TINY_YAML + b"seed: 4\n"}
+SECTION_FILES = {"unknown_set": TINY_YAML + b"table_layer_sets: [[], [1]]\n"
+                                b"reproduce: {pipeline: construct-table, expect: better, expect_sets: [[1, 2]]}\n"}
 COMMANDS = [["pretrain", "{recipe}", "--out", "new"], ["transfer", "{recipe}", "--from", "scratch", "--out", "new"],
             ["construct-init", "{recipe}", "--layers", "1", "-o", "new/init.h5"]]
 CASES = ([(f"pretrain --set {s[:40]}", COMMANDS[0] + ["--set", s], "tiny") for s in SETS]
@@ -272,13 +274,14 @@ CASES = ([(f"pretrain --set {s[:40]}", COMMANDS[0] + ["--set", s], "tiny") for s
          + [(f"{c[0]} hidden_units=[0]", c + ["--set", "architecture=mlp", "--set", "hidden_units=[0]"], "tiny")
             for c in COMMANDS[1:]]
          + [("sweep latin1", ["sweep", "{recipe}", "--out", "new", "--plan-only"], "latin1"),
-            ("reproduce duplicate", ["reproduce", "{recipe}", "--out", "new"], "duplicate")])
+            ("reproduce duplicate", ["reproduce", "{recipe}", "--out", "new"], "duplicate"),
+            ("reproduce expect_sets", ["reproduce", "{recipe}", "--out", "new"], "unknown_set")])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, arguments, recipe", CASES, ids=[c[0] for c in CASES])
 def test_command_line_refuses_before_tensorflow_and_writes_nothing(tmp_path, blocker, name, arguments, recipe):
-    (tmp_path / "r.yaml").write_bytes(FILES.get(recipe, TINY_YAML))
+    (tmp_path / "r.yaml").write_bytes({**FILES, **SECTION_FILES}.get(recipe, TINY_YAML))
     before = sorted(tmp_path.rglob("*"))
     result = rltx([a.format(recipe="r.yaml") for a in arguments], tmp_path, blocker)
     assert result.returncode == 2, result.stderr
@@ -335,6 +338,7 @@ def test_sweep_sections_that_cannot_be_planned_give_one_line(tmp_path, change, w
     ({"pipeline": "alignment", "expect_ratio": float("nan")}, "expect_ratio must be a positive number"),
     ({"pipeline": "transfer", "variants": [{"name": "a", 1: 2}]}, "has unknown entries 1"),
     ({"pipeline": ["x"] * 10000}, "is not one of"),
+    ({"pipeline": "construct-table", "expect_sets": [1, 2]}, "expect_sets must be a list of constructed layer sets"),
 ])
 def test_reproduce_sections_that_cannot_run_give_one_line(section, words):
     from rltx.reproduce.spec import ReproduceSpec

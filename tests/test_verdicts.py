@@ -113,6 +113,17 @@ def test_table_ordering_over_seeds():
     assert verdicts.table_finding(labels, none_left, 100, "better").line().endswith("[not resolved: no healthy run to judge]")
 
 
+def test_table_judged_on_named_sets_passes_the_papers_own_table_2():
+    """E.3's own Table 2 after 100 iterations ({} 0.31, {1} 0.29, {1,2} 0.37, {1,2,3} 0.43, test), with
+    seed spread 0.01: judged on every set it reads "differ" ({1} behind), judged on {1,2} and {1,2,3},
+    the sets the paper shows ahead there, it agrees; {1}'s direction is still reported."""
+    labels = ["{}", "{1}", "{1,2}", "{1,2,3}"]
+    paper = np.random.default_rng(2).normal([0.31, 0.29, 0.37, 0.43], 0.01, (3, 4))
+    assert verdicts.table_finding(labels, paper, 100, "better").agrees is False
+    judged = verdicts.table_finding(labels, paper, 100, "better", judged=[2, 3])
+    assert judged.agrees and "{1} negative" in judged.text and "judged on {1,2}, {1,2,3}" in judged.text
+
+
 def test_alignment_ratio_against_expectation():
     finding = verdicts.alignment_finding(0.2, 4.4, 0.21, 0.2, 5)
     assert finding.agrees and "22.0x lower" in finding.text

@@ -87,6 +87,8 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     if seeds is not None:
         spec = dataclasses.replace(spec, seeds=seeds)
     recipe = make_recipe(recipe_file.keys)
+    if spec.pipeline == "construct-table":
+        spec.judged_sets(recipe.table_layer_sets)  # checked before anything is trained or written
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
     store.make_directory(out)
     echo(f"{path.stem}: {recipe.description}")

@@ -9,6 +9,7 @@ table, and what the paper reports, so the run can end with a verdict.
       expect_ratio: 5             # alignment: random-basis / data-basis misalignment at least this
       expect_shape: rise-then-fall  # alignment: the shape of f(sigma) (rise-then-fall, rising, falling)
       expect: better              # construct-table: constructed layers vs none (better | worse)
+      expect_sets: [[1, 2], [1, 2, 3]]  # construct-table: the sets `expect` is judged on [default: all]
       trajectory: true            # activations: also the activation trajectory across the switch (Fig. 24)
       variants:                   # transfer, activations: the downstream runs, one curve each
         - name: pretrained
@@ -29,7 +30,8 @@ from rltx.errors import UsageError, clip, shorten
 PIPELINES = ("alignment", "transfer", "construct-table", "activations", "sweep")
 SHAPES = ("rise-then-fall", "rising", "falling")
 MAX_SEEDS = 10_000  # far beyond the paper's 12 (Fig. 5)
-ENTRIES = ("pipeline", "paper", "seeds", "layer", "expect_ratio", "expect_shape", "expect", "trajectory", "variants")
+ENTRIES = ("pipeline", "paper", "seeds", "layer", "expect_ratio", "expect_shape", "expect", "expect_sets",
+           "trajectory", "variants")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,7 @@ class ReproduceSpec:
     expect_ratio: float | None = None
     expect_shape: str | None = None
     expect: str | None = None
+    expect_sets: list | None = None
     trajectory: bool = False
     variants: tuple[Variant, ...] = ()
 
@@ -80,6 +83,11 @@ class ReproduceSpec:
             fail(f"expect_shape must be one of {', '.join(SHAPES)}")
         if self.expect is not None and self.expect not in ("better", "worse"):
             fail("expect must be better or worse (constructed layers vs none)")
+        sets = self.expect_sets
+        if sets is not None and not (isinstance(sets, list) and sets and all(
+                isinstance(layers, list) and layers and all(isinstance(k, int) and not isinstance(k, bool) for k in layers)
+                for layers in sets)):
+            fail("expect_sets must be a list of constructed layer sets, e.g. [[1, 2], [1, 2, 3]]")
         if self.pipeline in ("transfer", "activations") and not self.variants:
             fail(f"pipeline {self.pipeline} needs variants (the downstream runs)")
         names = [v.name for v in self.variants]
@@ -88,6 +96,17 @@ class ReproduceSpec:
         for variant in self.variants:
             if variant.baseline is not None and variant.baseline not in names:
                 fail(f"variant {shorten(variant.name)} has baseline {shorten(variant.baseline)}, which is not a variant")
+
+    def judged_sets(self, layer_sets: list) -> list[int] | None:
+        """The columns of a construct-table (1: the first constructed set of `layer_sets`) that
+        `expect` is judged on; None: all of them."""
+        if self.expect_sets is None:
+            return None
+        missing = [layers for layers in self.expect_sets if layers not in layer_sets]
+        if missing:
+            raise UsageError(f"reproduce expect_sets names {missing[0]}, which is not a constructed set of "
+                             f"table_layer_sets {layer_sets}; name sets of that list")
+        return [layer_sets.index(layers) for layers in self.expect_sets]
 
 
 def _variant(raw, where: str) -> Variant:

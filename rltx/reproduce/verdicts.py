@@ -132,12 +132,14 @@ def shape_finding(sigma: np.ndarray, tau: np.ndarray, expect: str | None) -> Fin
     return Finding(text, None if expect is None else shape == expect)
 
 
-def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int, expect: str | None) -> Finding:
+def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int, expect: str | None,
+                  judged: list[int] | None = None) -> Finding:
     """Constructed layer sets vs none (the first column) at one row of the table, over seeds:
     test_accuracy [seeds, sets] (NaN: an excluded run). Each set is compared with none by the
     transfer rule (Welch t at 5%, MIN_AUC_EFFECT: accuracy and time-averaged accuracy share the
-    scale); the ordering holds when every set wins (loses), is refuted when one goes the other way
-    or shows no clear difference, and is not resolved otherwise."""
+    scale); the ordering holds when every judged set (the columns `judged`, default all
+    constructed ones) wins (loses), is refuted when one goes the other way or shows no clear
+    difference, and is not resolved otherwise. Every set's direction is reported."""
     test_accuracy = np.atleast_2d(np.asarray(test_accuracy, float))
     columns = [column[~np.isnan(column)] for column in test_accuracy.T]
     seeds = test_accuracy.shape[0]
@@ -153,6 +155,10 @@ def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int,
     wanted = {"better": "positive", "worse": "negative"}.get(expect)
     if wanted is None:
         return Finding(text)
+    if judged is not None:
+        text += f" (judged on {', '.join(labels[k] for k in judged)}, the sets the paper shows {expect} here)"
+        directions = [directions[k - 1] for k in judged]
+        columns = [columns[0]] + [columns[k] for k in judged]
     if all(d == wanted for d in directions):
         return Finding(text, True)
     if any(d not in (wanted, NOT_RESOLVED) for d in directions):
