@@ -448,7 +448,7 @@ class _Run:
             loss, hits, count, *per_class = self.steps.evaluate(
                 distributed_batches(self.strategy, images, labels, batches, weights)).numpy()
             row[f"{name}_accuracy"], row[f"{name}_loss"] = float(hits / count), float(loss / count)
-            row[f"{name}_classes_predicted"] = int(np.count_nonzero(per_class))  # 1: a constant predictor
+            row[f"{name}_majority_fraction"] = float(max(per_class) / count)  # 1: a constant predictor
         row.update({f"weight_norm/{k}": v for k, v in layer_norms(self.model).items()})
         row.update(wall_time=wall_time, images_per_second=images_per_second)
         self._save(step, previous + [row])
