@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rltx.config import NATURAL_LABELS as LABEL_DESIGNS
 from rltx.data.base import Split, take
 from rltx.errors import UsageError
 
@@ -45,7 +46,6 @@ COVERED = 1e-2                 # leaves per image: the expected uncovered fracti
 #   the colour cast is drawn at random (it carries no label). Telling orientations apart needs oriented
 #   edge filters in the first layers, as real objects do; a small CNN reaches 0.62 test accuracy after
 #   1000 steps (0.38 after 300, 0.13 after 100), still rising.
-LABEL_DESIGNS = ("shape_colour", "orientation")
 ORIENTED_ASPECT = 3.0
 ORIENTED_BLUR_SIGMA = 0.7      # straight edges carry more fine detail than discs: with 0.6 the 14th patch
                                # eigenvalue was 2.4x the photographs' (at most 1.8x with 0.7, at 12, 16 and 32 pixels)
