@@ -54,15 +54,6 @@ DISC, SQUARE, RECTANGLE = 0, 1, 2
 REACH = {DISC: 1.0, SQUARE: 1.0, RECTANGLE: float(np.sqrt(np.pi / 4 * (ORIENTED_ASPECT + 1 / ORIENTED_ASPECT)))}
 
 
-def dead_leaves_classes(num_classes: int, design: str = "shape_colour") -> list[str]:
-    """What label c means under the label design (see LABEL_DESIGNS)."""
-    if design == "orientation":
-        return [f"rectangles at {c * 180 / num_classes:g} degrees, colour cast at random" for c in range(num_classes)]
-    casts = (num_classes + 1) // 2
-    return [f"{'disc' if c % 2 == 0 else 'square'}s, colour cast {c // 2 + 1} of {casts} (cool to warm)"
-            for c in range(num_classes)]
-
-
 def _radii(u: np.ndarray, size: int) -> np.ndarray:
     """Radii of leaves that meet a size x size image: density ~ r^-3 (size + 2r)^2 on [R_MIN, R_MAX]
     (the r^-3 law times the area of centres whose leaf meets the image), by inverting the CDF."""
@@ -153,7 +144,7 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
 
 def dead_leaves_images(n: int, labels: np.ndarray, num_classes: int, size: int,
                        rng: np.random.Generator, design: str = "shape_colour") -> np.ndarray:
-    """n dead-leaves images [n, size, size, 3] uint8 of the given classes (see dead_leaves_classes)."""
+    """n dead-leaves images [n, size, size, 3] uint8 of the given classes under the label design (above)."""
     leaves, casts = _leaves_per_image(size), (num_classes + 1) // 2
     if design == "orientation":
         shape, angle = np.full(n, RECTANGLE), labels * np.pi / num_classes
@@ -211,7 +202,7 @@ class NaturalSource:
     """`dead_leaves` or `photos`, generated once per split from `seed` (numpy PCG64, independent
     streams for the training and the test split); labels uniform over the classes.
 
-    dead_leaves: num_classes classes under the label design `labels` (LABEL_DESIGNS, dead_leaves_classes).
+    dead_leaves: num_classes classes under the label design `labels` (LABEL_DESIGNS, described above).
     photos: one class per photograph of PHOTOS (num_classes is ignored); train and test crops come
     from disjoint column ranges of each photograph."""
 
