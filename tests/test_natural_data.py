@@ -8,7 +8,7 @@ import pytest
 from rltx.config import DataSpec
 from rltx.data import open_source
 from rltx.data.files import open_npz, write_npz
-from rltx.data.natural import LABEL_DESIGNS, NaturalSource, TEST_FRACTION, photo_crops
+from rltx.data.natural import DISC, RECTANGLE, REACH, SQUARE, NaturalSource, TEST_FRACTION, _paint, photo_crops
 from rltx.errors import UsageError
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -137,14 +137,26 @@ def test_dead_leaves_orientation_labels_are_learnable(oriented_leaves):
     assert fit(lambda x: x.astype(np.float64).mean(axis=(1, 2)) / 255) < 0.16
 
 
-def test_dead_leaves_label_designs_draw_the_same_leaves():
-    """Only the label's meaning differs between the designs: the same leaf sizes and positions (the
-    same random stream), rendered as discs / squares or as rectangles, with the same mean coverage."""
-    assert LABEL_DESIGNS == ("shape_colour", "orientation")
-    designs = [NaturalSource("dead_leaves", seed=1, num_train=400, num_test=10, labels=d) for d in LABEL_DESIGNS]
-    shape_colour, orientation = (s.train(np.arange(400)) for s in designs)
-    np.testing.assert_array_equal(shape_colour.y, orientation.y)
-    assert abs(shape_colour.x.mean() - orientation.x.mean()) < 0.02 * 255
+@pytest.mark.parametrize("kind, area, angle", [(DISC, np.pi, 0.0), (SQUARE, 4.0, 0.0), (RECTANGLE, np.pi, 0.0),
+                                                (RECTANGLE, np.pi, 0.5), (RECTANGLE, np.pi, np.pi / 4)])
+def test_one_leaf_is_painted_whole_with_its_area(kind, area, angle):
+    """One leaf of radius 20 at the centre of a 96-pixel image, rendered by the band painter with its
+    REACH: it covers its closed-form area (disc and area-matched rectangle pi r^2, square (2r)^2)
+    within 3 %, so the painting box holds the whole leaf at any angle and the rectangle is area-matched
+    (the coverage of _leaves_per_image assumes pi r^2); a rectangle's long axis lies at its angle."""
+    size, radius = 96, 20.0
+    reach = int(np.ceil(radius * REACH[kind]))
+    top = np.zeros(size * size, np.int32)
+    leaf = (np.array([48.0]), np.array([48.0]), np.array([radius]), np.array([angle]))
+    _paint(top, np.array([0]), leaf, np.zeros(1, np.int32), np.ones(1, np.int32), kind, size,
+           min(2 * reach + 2, size), reach)
+    painted = top.reshape(size, size) > 0
+    assert painted.sum() == pytest.approx(area * radius ** 2, rel=0.03)
+    if kind == RECTANGLE:
+        rows, cols = np.nonzero(painted)
+        along = np.array([np.cos(angle), np.sin(angle)])  # (x, y): columns, rows
+        spread = np.column_stack([cols, rows]) - np.array([cols.mean(), rows.mean()])
+        assert np.std(spread @ along) > 2.5 * np.std(spread @ np.array([-along[1], along[0]]))
 
 
 def test_offline_no_network(monkeypatch):
