@@ -127,6 +127,7 @@ class Recipe:
     momentum: float = key(0.9, help="SGD momentum (A.3: 0.9)", minimum=0.0, maximum=1.0)
     epochs: Optional[float] = key(None, help="training length in passes over the upstream set (give this or total_steps)", unit="epochs", minimum=0.0, exclusive_minimum=True)
     total_steps: Optional[int] = key(None, help="training length in SGD steps (give this or epochs)", unit="steps", minimum=1)
+    schedule_steps: Optional[int] = key(None, help="length of A.3's learning-rate schedule for pre-training (null: the run's own length); a longer schedule trains its first steps only, as E.3 reads the 100-iteration row of a 1000-step run", unit="steps", minimum=1)
     seed: int = key(0, help="seed of sampling, labels, initialisation and data order", minimum=0, maximum=SEED_MAX)
     jit_compile: Union[str, bool] = key("auto", help="compile the training and evaluation steps with XLA: true, false, or auto (on GPUs only; on CPUs XLA was slower)")
     mixed_precision: str = key("none", help="compute dtype policy of training (weights, loss and all analysis stay float32/float64)", choices=("none", "mixed_float16", "mixed_bfloat16"))
@@ -300,6 +301,9 @@ def _check_together(recipe: Recipe) -> None:
     if recipe.epochs_downstream is not None and recipe.total_steps_downstream is not None:
         raise UsageError("give at most one of epochs_downstream and total_steps_downstream")
     _check_steps(recipe)
+    if recipe.schedule_steps is not None and recipe.schedule_steps < recipe.steps:
+        raise UsageError(f"schedule_steps {recipe.schedule_steps} is shorter than the run's {recipe.steps} steps; "
+                         f"give at least {recipe.steps}, or null for a schedule as long as the run")
     layers = recipe.transfer_layers
     if not (layers in ("all", "conv") or isinstance(layers, int)
             or (isinstance(layers, list) and all(isinstance(name, str) for name in layers))):

@@ -14,16 +14,22 @@ from rltx import store
 from rltx.analysis.results import Result
 from rltx.config import Recipe
 from rltx.construct import construct_init
+from rltx.errors import UsageError
 from rltx.pretrain import pretrain
 
 
 def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
     """Table 1 (Sec. 2.5, E.3) and its variants (Tables 2-6): for each set of constructed layers,
     build the init file, train on the recipe's task from it, and read train / test accuracy after
-    each of `table_iterations` steps. Returns an analysis `Result` (kind construct-table)."""
+    each of `table_iterations` steps. The runs stop at the last of them; their learning-rate
+    schedule is `schedule_steps` long when given (E.3 reads its 100-iteration row from a 1000-step
+    run, at the undivided rate). Returns an analysis `Result` (kind construct-table)."""
+    iterations = sorted(recipe.table_iterations)
+    if recipe.schedule_steps is not None and recipe.schedule_steps < iterations[-1]:
+        raise UsageError(f"schedule_steps {recipe.schedule_steps} is shorter than the table's {iterations[-1]} "
+                         f"iterations; give at least {iterations[-1]}, or null")
     out_dir = Path(out_dir)
     store.make_directory(out_dir)
-    iterations = sorted(recipe.table_iterations)
     rows, accuracy = [], np.zeros((len(recipe.table_layer_sets), len(iterations), 2))
     for column, layers in enumerate(recipe.table_layer_sets):
         label = "{" + ", ".join(map(str, layers)) + "}"

@@ -71,6 +71,11 @@ class TrainPlan:
     dtype_policy: str  # Keras dtype policy of the model's layers: float32, mixed_float16, mixed_bfloat16
     jit_compile: str | bool = "auto"  # XLA for the steps: True, False, or auto (on GPUs only)
     tensorboard: bool = True  # also write RUN/tensorboard/ event files (rltx.events)
+    schedule_steps: int | None = None  # A.3's schedule length (None: total_steps); longer trains its first part
+
+    @property
+    def schedule_length(self) -> int:
+        return self.schedule_steps or self.total_steps
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, *, downstream: bool) -> "TrainPlan":
@@ -81,7 +86,8 @@ class TrainPlan:
         policy = "float32" if recipe.mixed_precision == "none" else recipe.mixed_precision
         return cls(recipe.steps_downstream if downstream else recipe.steps, learning_rate, recipe.momentum,
                    recipe.batch_size, recipe.seed, recipe.num_eval_points, recipe.eval_batch_size,
-                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy, recipe.jit_compile, recipe.tensorboard)
+                   recipe.checkpoint_every, tuple(recipe.checkpoint_steps), policy, recipe.jit_compile, recipe.tensorboard,
+                   None if downstream else recipe.schedule_steps)
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,7 @@ class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
 def make_optimizer(plan: TrainPlan) -> keras.optimizers.Optimizer:
     """A.3's SGD; under float16 wrapped in dynamic loss scaling, since float16's 5 exponent bits
     flush small gradients to zero (bfloat16 has float32's exponent range and needs none)."""
-    sgd = keras.optimizers.SGD(PaperSchedule(plan.learning_rate, plan.total_steps), momentum=plan.momentum,
+    sgd = keras.optimizers.SGD(PaperSchedule(plan.learning_rate, plan.schedule_length), momentum=plan.momentum,
                                name="sgd")
     return keras.optimizers.LossScaleOptimizer(sgd) if plan.dtype_policy == "mixed_float16" else sgd
 
@@ -442,7 +448,7 @@ class _Run:
     def _eval_point(self, step: int, wall_time: float, images_per_second: float, previous: list[dict]) -> dict:
         """A.3: accuracy and loss on the entire training set (not the mini-batch) and the held-out set."""
         row = {"step": step, "epoch": step * self.plan.batch_size / self.num_train,
-               "learning_rate": hyperrule.learning_rate_at(step, self.plan.learning_rate, self.total_steps)}
+               "learning_rate": hyperrule.learning_rate_at(step, self.plan.learning_rate, self.plan.schedule_length)}
         for name, (images, labels) in (("train", self.train_set), ("test", self.test_set)):
             batches, weights = padded_batches(int(labels.shape[0]), self.plan.eval_batch_size)
             loss, hits, count, *per_class = self.steps.evaluate(

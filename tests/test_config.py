@@ -52,6 +52,7 @@ def test_paths_resolve_relative_to_the_recipe(tmp_path):
     ({"batch_size": 2.5}, "must be an integer"),
     ({"architecture": "vgg19"}, "choose one of simple_cnn"),
     ({"total_steps": 10}, "exactly one of epochs and total_steps"),
+    ({"schedule_steps": 1}, "schedule_steps 1 is shorter than the run's"),
     ({"momentum": 1.5}, "momentum is 1.5; it must be <= 1$"),
     ({"offline": "yes"}, "true or false"),
     ({"hidden_units": [1, -2]}, "holds a number that is -2; it must be >= 1"),

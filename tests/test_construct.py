@@ -112,6 +112,20 @@ def test_cli_errors_exit_2(tmp_path):
     assert other.exit_code == 2 and "does not fit this model" in other.output
 
 
+def test_table_schedule_shorter_than_its_iterations_is_one_line(tmp_path):
+    """As a user meets it: `rltx` in a subprocess, one line on stderr, exit 2, no table directory."""
+    import subprocess
+    import sys
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe_dict()))
+    result = subprocess.run([sys.executable, "-m", "rltx", "construct-init", str(tmp_path / "r.yaml"), "--table",
+                             str(tmp_path / "table"), "--set", "schedule_steps=50", "--set", "table_iterations=[5, 60]"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: schedule_steps 50 is shorter than the table's 60 iterations; give at least 60, or null"]
+    assert not (tmp_path / "table").exists()
+
+
 @pytest.mark.slow
 def test_table_from_the_cli_on_real_images(tmp_path):
     """Table 1's procedure end to end on scikit-learn's digit images (offline): one row per layer

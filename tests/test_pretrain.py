@@ -97,6 +97,22 @@ def long_yaml(tmp_path):
     return path
 
 
+def test_a_longer_schedule_trains_the_first_steps_of_the_longer_run(tiny_recipe, tmp_path):
+    """Oracle: the definition of schedule_steps. 20 steps on a 40-step A.3 schedule end with the
+    weights the 40-step run holds at step 20 (its first division at 13, none at 6 as a 20-step
+    schedule would have), and the stored learning rate is the longer schedule's."""
+    pretrain(tiny_recipe, tmp_path / "long")  # 40 steps, checkpoint at 20
+    first_part = make_recipe({**tiny_recipe.to_dict(), "total_steps": 20, "schedule_steps": 40})
+    pretrain(first_part, tmp_path / "part")
+    pretrain(make_recipe({**tiny_recipe.to_dict(), "total_steps": 20}), tmp_path / "short")
+    long, part, short = (store.read_checkpoint(tmp_path / name, 20) for name in ("long", "part", "short"))
+    for name in long:
+        np.testing.assert_array_equal(part[name], long[name])
+    assert any(not np.array_equal(short[name], long[name]) for name in long)
+    rates = {row["step"]: row["learning_rate"] for row in store.read_metrics(tmp_path / "part")}
+    assert rates[0] == pytest.approx(0.05) and rates[20] == pytest.approx(0.05 / 3)
+
+
 @pytest.mark.slow
 def test_sigkill_at_several_moments_resumes_to_the_same_result(long_yaml, tmp_path):
     reference = tmp_path / "reference"
