@@ -62,6 +62,9 @@ def test_table1_quick_tabulates_constructed_layers(tmp_path):
     assert accuracy.shape == (4, 2, 2) and np.all((accuracy >= 0) & (accuracy <= 1))
     assert list(stored(out / "table.h5", "iterations")) == [20, 100]
     assert (out / "table.png").exists() and verdict.count("test accuracy after") == 2
+    # the last row is judged on training accuracy too (Sec. 2.5: "both training and test accuracies")
+    training = [line for line in verdict.splitlines() if "training accuracy after 100 iterations" in line]
+    assert len(training) == 1 and f"{{}} {accuracy[0, 1, 0]:.3f}" in training[0]
     for layers in ("layers_1.h5", "layers_1_2.h5", "layers_1_2_3.h5"):
         assert (out / "table" / layers).exists()
 

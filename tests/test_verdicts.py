@@ -109,6 +109,8 @@ def test_table_ordering_over_seeds():
     excluded[1, 2] = np.nan
     assert verdicts.table_finding(labels, excluded, 100, "better").agrees
     assert verdicts.table_finding(labels, excluded, 100, None).agrees is None
+    training = verdicts.table_finding(labels, generator.normal(means, 0.01, (3, 3)), 100, "better", measured_on="training")
+    assert training.agrees and training.text.startswith("training accuracy after 100 iterations")
     none_left = np.array([[0.30, np.nan, 0.45], [0.31, np.nan, 0.46], [0.29, np.nan, 0.44]])
     assert verdicts.table_finding(labels, none_left, 100, "better").line().endswith("[not resolved: no healthy run to judge]")
 

@@ -132,17 +132,18 @@ def shape_finding(sigma: np.ndarray, tau: np.ndarray, expect: str | None) -> Fin
     return Finding(text, None if expect is None else shape == expect)
 
 
-def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int, expect: str | None,
-                  judged: list[int] | None = None) -> Finding:
+def table_finding(labels: list[str], accuracy: np.ndarray, iterations: int, expect: str | None,
+                  judged: list[int] | None = None, measured_on: str = "test") -> Finding:
     """Constructed layer sets vs none (the first column) at one row of the table, over seeds:
-    test_accuracy [seeds, sets] (NaN: an excluded run). Each set is compared with none by the
+    accuracy [seeds, sets] on the `measured_on` set ("test" or "training"; NaN: an excluded run).
+    Each set is compared with none by the
     transfer rule (Welch t at 5%, MIN_AUC_EFFECT: accuracy and time-averaged accuracy share the
     scale); the ordering holds when every judged set (the columns `judged`, default all
     constructed ones) wins (loses), is refuted when one goes the other way or shows no clear
     difference, and is not resolved otherwise. Every set's direction is reported."""
-    test_accuracy = np.atleast_2d(np.asarray(test_accuracy, float))
-    columns = [column[~np.isnan(column)] for column in test_accuracy.T]
-    seeds = test_accuracy.shape[0]
+    accuracy = np.atleast_2d(np.asarray(accuracy, float))
+    columns = [column[~np.isnan(column)] for column in accuracy.T]
+    seeds = accuracy.shape[0]
     parts = [f"{label} {_plus_minus(*mean_and_error(column)) if len(column) else 'excluded'}"
              for label, column in zip(labels, columns)]
     directions = [transfer_direction(column, columns[0])[0] if len(column) and len(columns[0]) else NOT_RESOLVED
@@ -150,7 +151,7 @@ def table_finding(labels: list[str], test_accuracy: np.ndarray, iterations: int,
     ordering = ("all constructed sets beat none" if all(d == "positive" for d in directions) else
                 "all constructed sets lose to none" if all(d == "negative" for d in directions) else
                 "against none: " + ", ".join(f"{label} {d}" for label, d in zip(labels[1:], directions)))
-    text = (f"test accuracy after {iterations} iterations (mean +- s.e. over {seeds} seed{'s' * (seeds > 1)}): "
+    text = (f"{measured_on} accuracy after {iterations} iterations (mean +- s.e. over {seeds} seed{'s' * (seeds > 1)}): "
             f"{', '.join(parts)}: {ordering}")
     wanted = {"better": "positive", "worse": "negative"}.get(expect)
     if wanted is None:
