@@ -137,9 +137,10 @@ def table_finding(labels: list[str], accuracy: np.ndarray, iterations: int, expe
     """Constructed layer sets vs none (the first column) at one row of the table, over seeds:
     accuracy [seeds, sets] on the `measured_on` set ("test" or "training"; NaN: an excluded run).
     Each set is compared with none by the transfer rule (Welch t at 5%, MIN_AUC_EFFECT: accuracy
-    and time-averaged accuracy share the scale); the ordering holds when every judged set (the columns `judged`, default all
-    constructed ones) wins (loses), is refuted when one goes the other way or shows no clear
-    difference, and is not resolved otherwise. Every set's direction is reported."""
+    and time-averaged accuracy share the scale); the ordering holds when every judged set (the
+    columns `judged`, default all constructed ones) wins (loses), is refuted when one goes the
+    other way or shows no clear difference, and is not resolved otherwise. Every set's direction
+    is reported."""
     accuracy = np.atleast_2d(np.asarray(accuracy, float))
     columns = [column[~np.isnan(column)] for column in accuracy.T]
     seeds = accuracy.shape[0]
