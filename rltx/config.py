@@ -23,7 +23,7 @@ INT64_MAX = 2 ** 63 - 1  # steps, counts and sizes are stored and computed as in
 SEED_MAX = 2 ** 32 - 1  # seeds are 32-bit for numpy's and TensorFlow's generators
 MAX_POINTS = 10 ** 6  # metric points and kept checkpoints: arrays and files of this many steps
 NATURAL_SIZE = 32  # dead_leaves, photos: the side of their images when image_size is 0
-NATURAL_LABELS = ("shape_colour", "orientation")  # dead_leaves: the label designs of rltx/data/natural.py
+NATURAL_LABELS = ("shape_colour", "orientation", "orientation_colour")  # dead_leaves: the label designs of rltx/data/natural.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Recipe:
     natural_num_train: int = key(10000, help="dead_leaves, photos: size of the training split", unit="examples", minimum=1)
     natural_num_test: int = key(2000, help="dead_leaves, photos: size of the held-out split", unit="examples", minimum=1)
     natural_num_classes: int = key(10, help="dead_leaves: classes; photos: always its 8 photographs", unit="classes", minimum=2)
-    natural_labels: str = key("shape_colour", help="dead_leaves: what a label means: leaf shape x colour cast, or the orientation of rectangular leaves (rltx/data/natural.py)", choices=NATURAL_LABELS)
+    natural_labels: str = key("shape_colour", help="dead_leaves: what a label means: leaf shape x colour cast, the orientation of rectangular leaves, or their orientation and colour cast (rltx/data/natural.py)", choices=NATURAL_LABELS)
     natural_seed: Optional[int] = key(None, help="dead_leaves, photos: seed of the images, crops and labels; null: the run's seed", minimum=0, maximum=SEED_MAX)
     num_examples_upstream: int = key(help="examples sampled uniformly from the training split (A.1 step 1)", unit="examples", minimum=1)
     num_classes_upstream: int = key(10, help="number of random classes (A.1 step 3)", unit="classes", minimum=2)

@@ -53,6 +53,11 @@ def oriented_leaves() -> NaturalSource:
 
 
 @pytest.fixture(scope="module")
+def coloured_leaves() -> NaturalSource:
+    return NaturalSource("dead_leaves", seed=0, num_train=2000, num_test=1000, labels="orientation_colour")
+
+
+@pytest.fixture(scope="module")
 def photos() -> NaturalSource:
     return NaturalSource("photos", seed=0, num_train=2000, num_test=1000)
 
@@ -61,7 +66,7 @@ def worst_factor(a, b) -> float:
     return float(np.max(np.maximum(a / b, b / a)))
 
 
-@pytest.mark.parametrize("name", ["leaves", "oriented_leaves"])
+@pytest.mark.parametrize("name", ["leaves", "oriented_leaves", "coloured_leaves"])
 def test_dead_leaves_spectrum_matches_photographs(name, photo_reference, request):
     spectrum = patch_spectrum(request.getfixturevalue(name).train(np.arange(2000)).x)
     assert worst_factor(spectrum, photo_reference) < 2.0
@@ -137,6 +142,22 @@ def test_dead_leaves_orientation_labels_are_learnable(oriented_leaves):
     assert fit(lambda x: x.astype(np.float64).mean(axis=(1, 2)) / 255) < 0.16
 
 
+def test_dead_leaves_orientation_colour_labels(coloured_leaves):
+    """natural_labels: orientation_colour: the orientation alone still tells all 10 classes apart (the
+    pairs sharing a cast lie 90 degrees apart); the colour alone is above chance over the 10 classes but
+    at chance between the two classes of a pair (c and c + 5), so it gives the class only up to its pair."""
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    train, test = coloured_leaves.train(np.arange(2000)), coloured_leaves.test(np.arange(1000))
+    colour = lambda x: x.astype(np.float64).mean(axis=(1, 2)) / 255  # noqa: E731
+
+    def fit(f, y_train, y_test):
+        return linear_model.LogisticRegression(max_iter=2000).fit(f(train.x), y_train).score(f(test.x), y_test)
+    assert fit(orientation_features, train.y, test.y) > 0.4
+    assert fit(colour, train.y, test.y) > 0.2
+    assert fit(colour, train.y % 5, test.y % 5) > 0.4  # the cast (5 of them, chance 0.2)
+    assert abs(fit(colour, train.y // 5, test.y // 5) - 0.5) < 0.06  # which member of the pair
+
+
 @pytest.mark.parametrize("kind, area, angle", [(DISC, np.pi, 0.0), (SQUARE, 4.0, 0.0), (RECTANGLE, np.pi, 0.0),
                                                 (RECTANGLE, np.pi, 0.5), (RECTANGLE, np.pi, np.pi / 4)])
 def test_one_leaf_is_painted_whole_with_its_area(kind, area, angle):
@@ -170,6 +191,7 @@ def test_offline_no_network(monkeypatch):
 
 
 @pytest.mark.parametrize("name, labels", [("dead_leaves", "shape_colour"), ("dead_leaves", "orientation"),
+                                          ("dead_leaves", "orientation_colour"),
                                           ("photos", "shape_colour")])
 def test_deterministic_in_the_seed(name, labels):
     a, b, c = (NaturalSource(name, seed=s, num_train=30, num_test=20, image_size=24, labels=labels) for s in (5, 5, 6))
