@@ -5,11 +5,13 @@ import socket
 import numpy as np
 import pytest
 
-from rltx.config import DataSpec
+from rltx import store
+from rltx.config import DataSpec, make_recipe
 from rltx.data import open_source
 from rltx.data.files import open_npz, write_npz
 from rltx.data.natural import DISC, RECTANGLE, REACH, SQUARE, NaturalSource, TEST_FRACTION, _paint, photo_crops
 from rltx.errors import UsageError
+from rltx.pretrain import pretrain
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -109,6 +111,22 @@ def test_labels_learnable_on_the_test_split(name, request):
     shuffled = fit(np.random.default_rng(0).permutation(train.y)).score((features(test.x) - mean) / sd, test.y)
     assert accuracy > 2.5 * chance
     assert shuffled < 1.6 * chance
+
+
+@pytest.mark.parametrize("name, labels, classes", [("dead_leaves", "shape_colour", 10), ("dead_leaves", "orientation", 10),
+                                                   ("dead_leaves", "orientation_colour", 10), ("photos", "shape_colour", 8)])
+def test_a_small_cnn_learns_the_real_labels(name, labels, classes, tmp_path):
+    """rltx's own Simple CNN (2 conv layers of 16 filters, 64 units), trained on 2000 real-labelled 16x16
+    images for 600 steps, is far above chance on the held-out split (measured: 0.29, 0.27, 0.43 of 10
+    classes and 0.71 of 8); a seed-0 run takes about 12 s."""
+    recipe = make_recipe({"description": "learnable labels", "dataset": name, "natural_labels": labels,
+                          "image_size": 16, "natural_num_train": 2000, "natural_num_test": 1000,
+                          "num_examples_upstream": 2000, "num_examples_test": 1000, "labels_upstream": "real",
+                          "num_classes_upstream": classes, "architecture": "simple_cnn", "num_conv_layers": 2,
+                          "num_filters": 16, "num_units": 64, "learning_rate": 0.01, "batch_size": 128,
+                          "total_steps": 600, "num_eval_points": 2, "seed": 0})
+    pretrain(recipe, tmp_path / "run", resume=False)
+    assert store.read_metrics(tmp_path / "run")[-1]["test_accuracy"] > 2.2 / classes
 
 
 def test_dead_leaves_shape_is_learnable(leaves):
