@@ -7,6 +7,8 @@ and no key given twice in one mapping (the later one would silently win).
 """
 from __future__ import annotations
 
+import re
+
 import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
@@ -82,6 +84,12 @@ class _BoundedLoader(yaml.SafeLoader):
                 raise ConstructorError("while reading a mapping", node.start_mark,
                                        f"found the key {shorten(key)} twice", key_node.start_mark)
         return super().construct_mapping(node, deep)
+
+
+# PyYAML reads YAML 1.1, whose floats need a dot, so `1e-4` would be the string "1e-4" and a learning rate
+# written that way refused. YAML 1.2 (and every researcher) reads it as a number.
+_BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
 
 
 def decode(data: bytes, where: str) -> str:
