@@ -23,7 +23,8 @@ INT64_MAX = 2 ** 63 - 1  # steps, counts and sizes are stored and computed as in
 SEED_MAX = 2 ** 32 - 1  # seeds are 32-bit for numpy's and TensorFlow's generators
 MAX_POINTS = 10 ** 6  # metric points and kept checkpoints: arrays and files of this many steps
 NATURAL_SIZE = 32  # dead_leaves, photos: the side of their images when image_size is 0
-NATURAL_LABELS = ("shape_colour", "orientation", "orientation_colour")  # dead_leaves: the label designs of rltx/data/natural.py
+# dead_leaves: the label designs of rltx/data/natural.py
+NATURAL_LABELS = ("shape_colour", "orientation", "orientation_colour")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rltx.analysis.alignment import (
-    Eigenspaces, aligned_eigenvectors, eigen_stability, eigenspaces, misalignment, misalignment_in_basis,
-    random_orthonormal_basis, transfer_function,
+    Eigenspaces, aligned_eigenvectors, eigen_stability, eigenspaces, isotropic_sampling_spread, misalignment,
+    misalignment_in_basis, random_orthonormal_basis, shape_change, transfer_function,
 )
 
 
@@ -222,6 +222,25 @@ def test_random_orthonormal_basis_is_haar():
     draws = np.array([random_orthonormal_basis(3, seed=s) for s in range(3000)])
     assert np.max(np.abs(draws.mean(axis=0))) < 0.05
     np.testing.assert_allclose((draws ** 2).mean(axis=0), 1 / 3, atol=0.03)
+
+
+@pytest.mark.parametrize("d, n", [(27, 256), (27, 768), (30, 2048), (9, 64)])
+def test_isotropic_sampling_spread_against_monte_carlo(d, n):
+    """Oracle: the root-mean-square shape_change between I_d and the second moment of n filters drawn
+    from N(0, I_d), over 400 draws, is the closed form within 5 % (its first-order error is ~d / n)."""
+    rng = np.random.default_rng(d * n)
+    changes = [shape_change(np.eye(d), w @ w.T / n) for w in rng.standard_normal((400, d, n))]
+    assert np.sqrt(np.mean(np.square(changes))) == pytest.approx(isotropic_sampling_spread(d, n), rel=0.05)
+
+
+def test_shape_change_ignores_scale_and_rotation_of_both():
+    """A uniform rescaling of the filters is no change; conjugating both matrices by one rotation keeps
+    the change (Frobenius norms are rotation invariant); a different shape is a change."""
+    rng = np.random.default_rng(5)
+    a, b, q = spd(6, rng), spd(6, rng), orthogonal(6, rng)
+    assert shape_change(a, 7.5 * a) == pytest.approx(0.0, abs=1e-12)
+    assert shape_change(q @ a @ q.T, q @ b @ q.T) == pytest.approx(shape_change(a, b), rel=1e-10)
+    assert shape_change(a, b) > 0.1
 
 
 # ---------------------------------------------------------------------------------------------- 4

@@ -40,8 +40,8 @@ def test_overrides_are_yaml_typed(tmp_path):
 def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
     """`1e-4` is a float in a recipe file and in --set (YAML 1.2; PyYAML's YAML 1.1 reads it as a string);
     text that only looks like one stays text."""
-    recipe = load_recipe(recipe_file(tmp_path, yaml.safe_dump(BASE).replace("learning_rate: 0.01", "learning_rate: 3e-4")),
-                         ("momentum=5E-1", "description=1e"))
+    text = yaml.safe_dump(BASE).replace("learning_rate: 0.01", "learning_rate: 3e-4")
+    recipe = load_recipe(recipe_file(tmp_path, text), ("momentum=5E-1", "description=1e"))
     assert recipe.learning_rate == 3e-4 and recipe.momentum == 0.5 and recipe.description == "1e"
 
 

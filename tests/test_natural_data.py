@@ -113,8 +113,9 @@ def test_labels_learnable_on_the_test_split(name, request):
     assert shuffled < 1.6 * chance
 
 
-@pytest.mark.parametrize("name, labels, classes", [("dead_leaves", "shape_colour", 10), ("dead_leaves", "orientation", 10),
-                                                   ("dead_leaves", "orientation_colour", 10), ("photos", "shape_colour", 8)])
+@pytest.mark.parametrize("name, labels, classes", [
+    ("dead_leaves", "shape_colour", 10), ("dead_leaves", "orientation", 10), ("dead_leaves", "orientation_colour", 10),
+    ("photos", "shape_colour", 8)])
 def test_a_small_cnn_learns_the_real_labels(name, labels, classes, tmp_path):
     """rltx's own Simple CNN (2 conv layers of 16 filters, 64 units), trained on 2000 real-labelled 16x16
     images for 600 steps, is far above chance on the held-out split (measured: 0.29, 0.27, 0.43 of 10

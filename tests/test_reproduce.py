@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from tests_support import TINY, stored
 
 from rltx import store
+from rltx.analysis.results import read_result
 from rltx.recipe_file import read_recipe_file
 from rltx.cli import main
 
@@ -39,6 +40,16 @@ def test_quickstart_shows_prop1_alignment(tmp_path):
     assert "agrees with the paper" in verdict
 
 
+def test_an_unmoved_first_layer_leaves_the_alignment_not_resolved(tmp_path):
+    """quickstart at a learning rate that cannot move the weights in 50 steps: its Sigma_w keeps the shape
+    of its 2048 random filters (scatter 0.12), so neither the misalignment nor f(sigma) is judged."""
+    out = tmp_path / "lazy"
+    verdict = reproduce("quickstart", out, "--set", "learning_rate=1e-7", "--set", "total_steps=50")
+    assert verdict.count("not resolved: training has not moved the layer's filters") == 2
+    assert "agrees" not in verdict and "DIFFERS" not in verdict
+    assert read_result(out / "misalignment.h5").inputs["num_filters"] == 2048
+
+
 def test_fig5_quick_compares_every_curve_with_from_scratch(tmp_path):
     out = tmp_path / "fig5"
     # the pipeline, not the science: the quick profile's schedule shortened (docs/calibration.md has its numbers)
@@ -48,7 +59,7 @@ def test_fig5_quick_compares_every_curve_with_from_scratch(tmp_path):
     for name in names:
         for seed in (0, 1):
             assert store.read_status(out / "runs" / name / f"s{seed}") == "completed"
-        assert not (out / "runs" / name / "s2").exists()  # --seeds 2 replaced the profile's 3
+        assert not (out / "runs" / name / "s2").exists()  # --seeds 2 replaced the profile's 6
     assert (out / "curves.png").exists() and (out / "curves.h5").exists()
     assert verdict.count(" vs from scratch: train-accuracy AUC") == 2
     # the covariance run's first layer was sampled, not copied: its record holds Sigma_w

@@ -126,7 +126,24 @@ def test_table_judged_on_named_sets_passes_the_papers_own_table_2():
     assert judged.agrees and "{1} negative" in judged.text and "judged on {1,2}, {1,2,3}" in judged.text
 
 
+SHAPED = verdicts.LayerShaping(moved=0.8, initial_scatter=0.12)
+
+
 def test_alignment_ratio_against_expectation():
-    finding = verdicts.alignment_finding(0.2, 4.4, 0.21, 0.2, 5)
+    finding = verdicts.alignment_finding(0.2, 4.4, 0.21, 0.2, 5, SHAPED)
     assert finding.agrees and "22.0x lower" in finding.text
-    assert verdicts.alignment_finding(0.2, 4.4, 0.21, 0.2, 30).agrees is False
+    assert verdicts.alignment_finding(0.2, 4.4, 0.21, 0.2, 30, SHAPED).agrees is False
+
+
+def test_a_layer_training_has_not_shaped_is_not_judged():
+    """Sigma_w's shape moved less than random initial filters scatter: misalignment and f(sigma) are
+    set by the initialisation, so neither finding is evidence either way (not resolved, with the
+    numbers); at the scatter itself the layer counts as shaped."""
+    unshaped = verdicts.LayerShaping(moved=0.05, initial_scatter=0.19)
+    for finding in (verdicts.alignment_finding(0.48, 0.47, 0.51, 0.50, 2, unshaped),
+                    verdicts.shape_finding(np.arange(1.0, 6.0), np.ones(5), "rise-then-fall", unshaped)):
+        assert not finding.resolved and finding.agrees is None
+        assert finding.unresolved_because == verdicts.LAYER_NOT_SHAPED
+        assert "moved 0.050, within the 0.190" in finding.line() and "not resolved" in finding.line()
+    at_edge = verdicts.LayerShaping(moved=0.19, initial_scatter=0.19)
+    assert verdicts.alignment_finding(0.48, 0.47, 0.51, 0.50, 2, at_edge).agrees is False

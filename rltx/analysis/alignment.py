@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = [
     "Eigenspaces", "eigenspaces", "misalignment", "misalignment_in_basis", "random_orthonormal_basis",
-    "transfer_function", "aligned_eigenvectors", "eigen_stability",
+    "shape_change", "isotropic_sampling_spread", "transfer_function", "aligned_eigenvectors", "eigen_stability",
 ]
 
 _SYMMETRY_TOLERANCE = 1e-8
@@ -196,6 +196,26 @@ def random_orthonormal_basis(d: int, seed) -> np.ndarray:
     gaussian = np.random.default_rng(seed).standard_normal((int(d), int(d)))
     q, r = np.linalg.qr(gaussian)
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)[None, :]
+
+
+def shape_change(sigma_start, sigma_end) -> float:
+    """||S1 / tr S1 - S0 / tr S0||_F / ||S0 / tr S0||_F: how far the shape of Sigma_w moved between two
+    checkpoints. The trace normalisation makes a uniform growth or shrinkage of the filters no change,
+    since it leaves every misalignment and the shape of f(sigma) as they were."""
+    start, end = (_symmetric(m, name) for m, name in ((sigma_start, "sigma_start"), (sigma_end, "sigma_end")))
+    start, end = start / np.trace(start), end / np.trace(end)
+    return float(np.linalg.norm(end - start) / np.linalg.norm(start))
+
+
+def isotropic_sampling_spread(d: int, num_filters: int) -> float:
+    """The root-mean-square `shape_change(I, S)` of the second moment S of `num_filters` filters drawn
+    i.i.d. from N(0, I_d), as random initial filters are: sqrt((d + 2)(d - 1) / (d n)), to first order in
+    d / n (Wishart: E||S - I||_F^2 = d (d + 1) / n, of which the trace part removes 2 / n).
+
+    A Sigma_w whose shape moved less than this during training is still dominated by the scatter of its
+    random initialisation, so its misalignment or f(sigma) says nothing yet about what training did."""
+    d, n = int(d), int(num_filters)
+    return float(np.sqrt((d + 2) * (d - 1) / (d * n)))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class Setting:
         self.layer = layer or layers[0]
         self.first_layer = self.layer == layers[0]
         self.num_examples, self.centered = len(self.inputs), centered
+        self.num_filters = sum(kernel_filters(run, self.steps[0], self.layer).shape[-1] for run in self.runs)
         self._sigma_x = {}
 
     def _model(self, step):
@@ -51,7 +52,8 @@ class Setting:
 
     def record(self, **options) -> dict:
         return {"runs": [str(r.run_dir) for r in self.runs], "steps": self.steps, "layer": self.layer,
-                "num_examples": self.num_examples, "centered": self.centered, **options}
+                "num_filters": self.num_filters, "num_examples": self.num_examples, "centered": self.centered,
+                **options}
 
 
 def _full_rank(sigma_w: np.ndarray, setting: Setting, step: int) -> np.ndarray:

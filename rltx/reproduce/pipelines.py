@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from rltx import store
+from rltx.analysis.alignment import isotropic_sampling_spread, shape_change
 from rltx.analysis.results import Result, write_result
 from rltx.config import Recipe, make_recipe
 from rltx.health import is_flagged
@@ -100,9 +101,18 @@ def alignment(context: Context) -> Outcome:
                context.figure(draw_f_sigma([files[1]], steps=[int(steps[0]), int(steps[-1])]), "f_sigma.png")]
     data, random = misalignment.arrays["misalignment_data"], misalignment.arrays["misalignment_random"]
     sigma, tau = function.arrays["sigma"][-1], function.arrays["tau"][-1]
+    shaping = layer_shaping(misalignment)
     return Outcome(figures, [
-        verdicts.alignment_finding(data[-1], random[-1], data[0], random[0], context.spec.expect_ratio),
-        verdicts.shape_finding(sigma, tau, context.spec.expect_shape)], context.seeds)
+        verdicts.alignment_finding(data[-1], random[-1], data[0], random[0], context.spec.expect_ratio, shaping),
+        verdicts.shape_finding(sigma, tau, context.spec.expect_shape, shaping)], context.seeds)
+
+
+def layer_shaping(misalignment) -> verdicts.LayerShaping:
+    """How far the pooled Sigma_w's shape moved from the first stored step to the last, against the
+    scatter of as many random initial filters."""
+    sigma_w = misalignment.arrays["sigma_w"]
+    return verdicts.LayerShaping(shape_change(sigma_w[0], sigma_w[-1]),
+                                 isotropic_sampling_spread(sigma_w.shape[-1], misalignment.inputs["num_filters"]))
 
 
 # --- transfer: Fig. 1, 5, 6/9, 8, Table 7 ---------------------------------------------------------
