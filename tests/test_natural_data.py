@@ -249,3 +249,19 @@ def test_any_source_round_trips_through_npz(tmp_path, leaves):
     assert (back.num_train, back.num_test, back.num_classes) == (50, 20, 10)
     np.testing.assert_array_equal(back.train(np.arange(50)).x, leaves.train(np.arange(50)).x)
     np.testing.assert_array_equal(back.test(np.arange(20)).y, leaves.test(np.arange(20)).y)
+
+
+def test_other_photographs_cross_check_set(tmp_path):
+    """bench/other_photos_npz.py writes 6 classes of crops of photographs no source uses, which the npz
+    source reads; no training crop shares pixels with the test strip (photo_crops, tested above)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
+    out = tmp_path / "other.npz"
+    done = subprocess.run([sys.executable, str(script), str(out), "--num-train", "120", "--num-test", "30"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    source = open_npz(str(out))
+    assert (source.num_train, source.num_test, source.num_classes, source.input_shape) == (120, 30, 6, (16, 16, 3))
+    assert set(source.train(np.arange(120)).y) == set(range(6))
