@@ -42,10 +42,11 @@ def test_quickstart_shows_prop1_alignment(tmp_path):
 
 def test_an_unmoved_first_layer_leaves_the_alignment_not_resolved(tmp_path):
     """quickstart at a learning rate that cannot move the weights in 50 steps: its Sigma_w keeps the shape
-    of its 2048 random filters (scatter 0.12), so neither the misalignment nor f(sigma) is judged."""
+    of its 2048 random filters (scatter 0.12) and the misalignment ratio its step-0 value, so the
+    alignment is not judged (the recipe expects no f(sigma) shape)."""
     out = tmp_path / "lazy"
     verdict = reproduce("quickstart", out, "--set", "learning_rate=1e-7", "--set", "total_steps=50")
-    assert verdict.count("not resolved: training has not moved the layer's filters") == 2
+    assert verdict.count("[not resolved: it held at step 0 already, and training has not moved") == 1
     assert "agrees" not in verdict and "DIFFERS" not in verdict
     assert read_result(out / "misalignment.h5").inputs["num_filters"] == 2048
 

@@ -135,15 +135,19 @@ def test_alignment_ratio_against_expectation():
     assert verdicts.alignment_finding(0.2, 4.4, 0.21, 0.2, 30, SHAPED).agrees is False
 
 
-def test_a_layer_training_has_not_shaped_is_not_judged():
-    """Sigma_w's shape moved less than random initial filters scatter: misalignment and f(sigma) are
-    set by the initialisation, so neither finding is evidence either way (not resolved, with the
-    numbers); at the scatter itself the layer counts as shaped."""
+def test_a_finding_the_initialisation_already_gave_is_not_judged():
+    """Sigma_w's shape moved less than random initial filters scatter and the finding already held at
+    step 0: the initialisation set it, so it is no evidence either way (not resolved, with the numbers).
+    A finding training changed from step 0 is judged however little the layer moved, and at the
+    scatter itself the layer counts as shaped."""
     unshaped = verdicts.LayerShaping(moved=0.05, initial_scatter=0.19)
     for finding in (verdicts.alignment_finding(0.48, 0.47, 0.51, 0.50, 2, unshaped),
-                    verdicts.shape_finding(np.arange(1.0, 6.0), np.ones(5), "rise-then-fall", unshaped)):
+                    verdicts.shape_finding(np.arange(1.0, 6.0), np.ones(5), "rise-then-fall", unshaped, "flat")):
         assert not finding.resolved and finding.agrees is None
         assert finding.unresolved_because == verdicts.LAYER_NOT_SHAPED
-        assert "moved 0.050, within the 0.190" in finding.line() and "not resolved" in finding.line()
+        assert "moved 0.050, within the 0.190" in finding.line() and "not resolved: it held at step 0" in finding.line()
+    rise_then_fall = np.array([0.27, 0.29, 0.31, 0.29, 0.27])
+    assert verdicts.shape_finding(np.arange(1.0, 6.0), rise_then_fall, "rise-then-fall", unshaped, "flat").agrees
+    assert verdicts.alignment_finding(0.1, 0.47, 0.51, 0.50, 2, unshaped).agrees
     at_edge = verdicts.LayerShaping(moved=0.19, initial_scatter=0.19)
     assert verdicts.alignment_finding(0.48, 0.47, 0.51, 0.50, 2, at_edge).agrees is False

@@ -100,11 +100,12 @@ def alignment(context: Context) -> Outcome:
     figures = [context.figure(draw_misalignment([files[0]]), "misalignment.png"),
                context.figure(draw_f_sigma([files[1]], steps=[int(steps[0]), int(steps[-1])]), "f_sigma.png")]
     data, random = misalignment.arrays["misalignment_data"], misalignment.arrays["misalignment_random"]
-    sigma, tau = function.arrays["sigma"][-1], function.arrays["tau"][-1]
+    sigma, tau = function.arrays["sigma"], function.arrays["tau"]
     shaping = layer_shaping(misalignment)
     return Outcome(figures, [
         verdicts.alignment_finding(data[-1], random[-1], data[0], random[0], context.spec.expect_ratio, shaping),
-        verdicts.shape_finding(sigma, tau, context.spec.expect_shape, shaping)], context.seeds)
+        verdicts.shape_finding(sigma[-1], tau[-1], context.spec.expect_shape, shaping,
+                               verdicts.f_sigma_shape(sigma[0], tau[0]))], context.seeds)
 
 
 def layer_shaping(misalignment) -> verdicts.LayerShaping:

@@ -8,10 +8,10 @@ Thresholds are rltx's, stated here once:
   Otherwise it is "no clear difference" when that standard error is at most MIN_AUC_EFFECT, the
   effect the rule tests for, and "not resolved" when it is larger (the seeds' spread could hide
   an effect of that size), as it is with a single seed, which has no spread at all.
-- alignment and f(sigma) are judged only once training has shaped the layer: when the trace-normalised
-  Sigma_w of the pooled filters moved less from the first checkpoint to the last than random initial
-  filters scatter around isotropy (`alignment.isotropic_sampling_spread`), both findings are "not
-  resolved", since the scatter of the initialisation, not training, then sets both numbers.
+- alignment and f(sigma) must come from training, not from the initialisation: a finding that already
+  held at the first checkpoint, of a layer whose trace-normalised Sigma_w (pooled filters) moved less
+  from the first checkpoint to the last than random initial filters scatter around isotropy
+  (`alignment.isotropic_sampling_spread`), is "not resolved": the initial scatter set it.
 - f(sigma) shape: tau against sigma, smoothed by a running mean of 3; the curve "rises" when its
   peak exceeds the value at the smallest sigma by more than 5% of the peak, and "falls" when it
   exceeds the value at the largest sigma by that much (Fig. 4: "up and then down", E.2).
@@ -36,7 +36,8 @@ NOT_RESOLVED = "not resolved"
 SPREAD_TOO_LARGE = "the spread is larger than the effect tested for"
 ONE_SEED = "one seed: no spread to judge"
 NO_HEALTHY_RUN = "no healthy run to judge"
-LAYER_NOT_SHAPED = "training has not moved the layer's filters beyond the scatter of their random initialisation"
+LAYER_NOT_SHAPED = ("it held at step 0 already, and training has not moved the layer's filters beyond the scatter "
+                    "of their random initialisation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,8 +132,8 @@ class LayerShaping:
     def shaped(self) -> bool:
         return self.moved >= self.initial_scatter
 
-    def judged(self, text: str, agrees: bool | None) -> Finding:
-        if self.shaped:
+    def judged(self, text: str, agrees: bool | None, agreed_at_start: bool | None) -> Finding:
+        if self.shaped or agrees is None or agrees != agreed_at_start:
             return Finding(text, agrees)
         return Finding(f"{text}; Sigma_w's shape moved {self.moved:.3f}, within the {self.initial_scatter:.3f} "
                        "its random initial filters scatter by", resolved=False, unresolved_because=LAYER_NOT_SHAPED)
@@ -144,15 +145,21 @@ def alignment_finding(data_end: float, random_end: float, data_start: float, ran
     text = (f"first-layer misalignment at the end {data_end:.3g} in the data eigenbasis vs {random_end:.3g} in a "
             f"random basis: {ratio:.1f}x lower (at step 0: {data_start:.3g} vs {random_start:.3g}, "
             f"{random_start / data_start:.1f}x)")
-    return shaping.judged(text, None if expect_ratio is None else ratio >= expect_ratio)
+    if expect_ratio is None:
+        return Finding(text)
+    return shaping.judged(text, ratio >= expect_ratio, random_start / data_start >= expect_ratio)
 
 
-def shape_finding(sigma: np.ndarray, tau: np.ndarray, expect: str | None, shaping: LayerShaping) -> Finding:
+def shape_finding(sigma: np.ndarray, tau: np.ndarray, expect: str | None, shaping: LayerShaping,
+                  shape_at_start: str) -> Finding:
+    """`shape_at_start`: f_sigma_shape at the first checkpoint."""
     shape = f_sigma_shape(sigma, tau)
     peak = float(np.asarray(sigma)[np.argmax(tau)])
     text = f"f(sigma) is {shape}: tau from {tau[np.argmin(sigma)]:.3g} (smallest sigma) to a peak {np.max(tau):.3g} " \
            f"at sigma {peak:.3g} to {tau[np.argmax(sigma)]:.3g} (largest sigma)"
-    return shaping.judged(text, None if expect is None else shape == expect)
+    if expect is None:
+        return Finding(text)
+    return shaping.judged(text, shape == expect, shape_at_start == expect)
 
 
 def table_finding(labels: list[str], accuracy: np.ndarray, iterations: int, expect: str | None,
