@@ -132,8 +132,9 @@ class LayerShaping:
     def shaped(self) -> bool:
         return self.moved >= self.initial_scatter
 
-    def judged(self, text: str, agrees: bool | None, agreed_at_start: bool | None) -> Finding:
-        if self.shaped or agrees is None or agrees != agreed_at_start:
+    def judged(self, text: str, agrees: bool, agreed_at_start: bool) -> Finding:
+        """The finding, or "not resolved" when it already held at step 0 and the layer is not shaped."""
+        if self.shaped or agrees != agreed_at_start:
             return Finding(text, agrees)
         return Finding(f"{text}; Sigma_w's shape moved {self.moved:.3f}, within the {self.initial_scatter:.3f} "
                        "its random initial filters scatter by", resolved=False, unresolved_because=LAYER_NOT_SHAPED)
