@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import click  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rltx.data.files import ArraySource, write_npz  # noqa: E402
 from rltx.data.natural import photo_crops  # noqa: E402
 
 
@@ -42,8 +43,8 @@ def main(out, image_size, num_train, num_test, seed):
     y_train, y_test = rng.integers(0, len(photos), num_train), rng.integers(0, len(photos), num_test)
     x_train = photo_crops(photos, y_train, image_size, False, rng)
     x_test = photo_crops(photos, y_test, image_size, True, rng)
-    np.savez(out, x=x_train, y=y_train, x_test=x_test, y_test=y_test)
-    click.echo(f"wrote {out}: {num_train} training and {num_test} test crops of {len(photos)} photographs")
+    path = write_npz(ArraySource("other photographs", x_train, y_train, x_test, y_test, len(photos)), out)
+    click.echo(f"wrote {path}: {num_train} training and {num_test} test crops of {len(photos)} photographs")
 
 
 if __name__ == "__main__":

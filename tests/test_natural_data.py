@@ -1,6 +1,9 @@
 """The built-in natural-statistics sources (issue 14): their patch spectrum against real
 photographs, learnable labels, no network, determinism; and writing any source to an npz."""
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,6 +143,11 @@ def test_dead_leaves_shape_is_learnable(leaves):
     assert accuracy > 0.6
 
 
+def channel_means(x: np.ndarray) -> np.ndarray:
+    """Each image's mean R, G and B in [0, 1]: its colour, with no edge information."""
+    return x.astype(np.float64).mean(axis=(1, 2)) / 255
+
+
 def orientation_features(x: np.ndarray) -> np.ndarray:
     """The image's dominant edge orientation from its grey-level structure tensor, as the doubled
     angle (cos 2a, sin 2a) times the coherence: a linear softmax over it separates angular sectors."""
@@ -158,7 +166,7 @@ def test_dead_leaves_orientation_labels_are_learnable(oriented_leaves):
     train, test = oriented_leaves.train(np.arange(2000)), oriented_leaves.test(np.arange(1000))
     fit = lambda f: linear_model.LogisticRegression(max_iter=2000).fit(f(train.x), train.y).score(f(test.x), test.y)  # noqa: E731
     assert fit(orientation_features) > 0.4
-    assert fit(lambda x: x.astype(np.float64).mean(axis=(1, 2)) / 255) < 0.16
+    assert fit(channel_means) < 0.16
 
 
 def test_dead_leaves_orientation_colour_labels(coloured_leaves):
@@ -167,14 +175,13 @@ def test_dead_leaves_orientation_colour_labels(coloured_leaves):
     at chance between the two classes of a pair (c and c + 5), so it gives the class only up to its pair."""
     linear_model = pytest.importorskip("sklearn.linear_model")
     train, test = coloured_leaves.train(np.arange(2000)), coloured_leaves.test(np.arange(1000))
-    colour = lambda x: x.astype(np.float64).mean(axis=(1, 2)) / 255  # noqa: E731
 
     def fit(f, y_train, y_test):
         return linear_model.LogisticRegression(max_iter=2000).fit(f(train.x), y_train).score(f(test.x), y_test)
     assert fit(orientation_features, train.y, test.y) > 0.4
-    assert fit(colour, train.y, test.y) > 0.2
-    assert fit(colour, train.y % 5, test.y % 5) > 0.4  # the cast (5 of them, chance 0.2)
-    assert abs(fit(colour, train.y // 5, test.y // 5) - 0.5) < 0.06  # which member of the pair
+    assert fit(channel_means, train.y, test.y) > 0.2
+    assert fit(channel_means, train.y % 5, test.y % 5) > 0.4  # the cast (5 of them, chance 0.2)
+    assert abs(fit(channel_means, train.y // 5, test.y // 5) - 0.5) < 0.06  # which member of the pair
 
 
 @pytest.mark.parametrize("kind, area, angle", [(DISC, np.pi, 0.0), (SQUARE, 4.0, 0.0), (RECTANGLE, np.pi, 0.0),
@@ -254,9 +261,6 @@ def test_any_source_round_trips_through_npz(tmp_path, leaves):
 def test_other_photographs_cross_check_set(tmp_path):
     """bench/other_photos_npz.py writes 6 classes of crops of photographs no source uses, which the npz
     source reads; no training crop shares pixels with the test strip (photo_crops, tested above)."""
-    import subprocess
-    import sys
-    from pathlib import Path
     script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
     out = tmp_path / "other.npz"
     done = subprocess.run([sys.executable, str(script), str(out), "--num-train", "120", "--num-test", "30"],
