@@ -48,6 +48,8 @@ def main() -> None:
         "dead_leaves": patch_spectrum(NaturalSource("dead_leaves", num_train=2400, num_test=1).train(np.arange(2400)).x),
         "dead_leaves orientation": patch_spectrum(NaturalSource("dead_leaves", num_train=2400, num_test=1,
                                                                 labels="orientation").train(np.arange(2400)).x),
+        "dead_leaves orientation_colour": patch_spectrum(NaturalSource(
+            "dead_leaves", num_train=2400, num_test=1, labels="orientation_colour").train(np.arange(2400)).x),
         "photos source": patch_spectrum(NaturalSource("photos", num_train=2400, num_test=1).train(np.arange(2400)).x),
     }
     reference = columns["skimage photos"]
