@@ -188,6 +188,29 @@ def test_npz_round_trip_with_real_digits(tmp_path):
     np.testing.assert_array_equal(fsrc.train(np.array([5])).x[0], digits.data[5])
 
 
+def test_npz_is_resized_to_image_size_on_opening(tmp_path):
+    """A 32x32 npz read at image_size 16 (how a CIFAR-sized cross-check set meets the 16x16 quick
+    profiles). Oracle: a symmetric, normalised resampling kernel keeps a linear ramp linear, so away
+    from the border new pixel j (covering old pixels 2j and 2j+1) holds the ramp at 2j + 0.5."""
+    columns = np.arange(32, dtype=np.float64)
+    ramp = np.broadcast_to((10.0 + 7.0 * columns)[None, None, :, None], (5, 32, 32, 3))
+    np.savez(tmp_path / "float.npz", x=ramp - 120.0, y=np.arange(5) % 2)
+    np.savez(tmp_path / "uint8.npz", x=ramp.astype(np.uint8), y=np.arange(5) % 2,
+             x_test=ramp[:2].astype(np.uint8), y_test=np.array([0, 1]))
+    expected = 10.0 + 7.0 * (2 * np.arange(16) + 0.5)
+    floats = open_source(DataSpec("npz", data_path=str(tmp_path / "float.npz"), image_size=16))
+    x = floats.train(np.arange(5)).x
+    assert floats.input_shape == (16, 16, 3) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:, :, 1:-1], np.broadcast_to((expected - 120.0)[1:-1, None], (5, 16, 14, 3)), atol=1e-3)
+    pixels = open_source(DataSpec("npz", data_path=str(tmp_path / "uint8.npz"), image_size=16))
+    train, test = pixels.train(np.arange(5)).x, pixels.test(np.arange(2)).x
+    assert train.dtype == np.uint8 and test.shape == (2, 16, 16, 3)
+    assert np.abs(train[:, :, 1:-1].astype(float) - expected[1:-1, None]).max() <= 0.5  # rounded once
+    np.testing.assert_array_equal(test, train[:2])
+    same = open_source(DataSpec("npz", data_path=str(tmp_path / "uint8.npz"), image_size=32))
+    np.testing.assert_array_equal(same.train(np.arange(5)).x, ramp.astype(np.uint8))  # its own size: untouched
+
+
 def test_npz_errors(tmp_path):
     with pytest.raises(UsageError, match="data_path"):
         open_source(DataSpec("npz"))

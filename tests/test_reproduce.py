@@ -140,18 +140,21 @@ def test_fallback_is_decided_after_set_data_dir(tmp_path, monkeypatch):
 
 def test_set_dataset_npz_runs_on_the_file_without_fallback_keys(tmp_path):
     """Issue 14: `--set dataset=npz --set data_path=F` runs on F with none of the fallback's keys,
-    and the description claims no fallback."""
+    and the description claims no fallback; `--set image_size=16` reads F's 32x32 images at 16x16."""
     from rltx.config import FIELDS
     from rltx.config import DataSpec
     from rltx.data import open_source
     from rltx.data.files import write_npz
     recipe, fallback = _fallback_recipe(tmp_path)
     data = write_npz(open_source(DataSpec("dead_leaves", natural_num_train=48, natural_num_test=16)), tmp_path / "leaves.npz")
-    verdict = reproduce(recipe, tmp_path / "npz", "--set", "dataset=npz", "--set", f"data_path={data}")
+    verdict = reproduce(recipe, tmp_path / "npz", "--set", "dataset=npz", "--set", f"data_path={data}",
+                        "--set", "image_size=16")
     assert "instead" not in verdict and "not available" not in verdict
     for run in ("pretrain-s0", "pretrained/s0", "from_scratch/s0"):
         used = _stored_recipe(tmp_path / "npz" / "runs" / run)
         assert (used.dataset, used.data_path, used.num_units) == ("npz", str(data), TINY["num_units"])
+        dense = store.read_checkpoint(tmp_path / "npz" / "runs" / run, 3)["dense_0/kernel"]
+        assert dense.shape == (5 * 5 * TINY["num_filters"], TINY["num_units"])  # 16x16 through 3x3 stride 3
         assert "instead" not in used.description
         assert all(getattr(used, name) == FIELDS[name].default for name in fallback if name.startswith("gaussian_"))
 

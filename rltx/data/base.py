@@ -89,6 +89,17 @@ def resize_exact(image: tf.Tensor, size: int) -> tf.Tensor:
     return _to_uint8(resized)
 
 
+def resize_images(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
+    """[N, H, W, C] -> [N, size, size, C] as `resize_exact` resizes one image, in chunks (no copy of
+    all N at float32); uint8 stays uint8 (rounded), float images stay float32 (not rounded)."""
+    resized = []
+    for start in range(0, len(images), chunk):
+        batch = tf.image.resize(tf.cast(images[start:start + chunk], tf.float32), [size, size], antialias=True)
+        resized.append((_to_uint8(batch) if images.dtype == np.uint8 else batch).numpy())
+    empty = np.zeros((0, size, size, images.shape[-1]), np.uint8 if images.dtype == np.uint8 else np.float32)
+    return np.concatenate(resized) if resized else empty
+
+
 def resize_central_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     """ImageNet-style (A.3): resize the shorter side to round(size / 0.875) (256 for 224),
     bilinear antialiased, keeping the aspect ratio, then take the central size x size crop; uint8."""

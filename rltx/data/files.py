@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from rltx.data.base import Split, check_indices, empty_split, resize_exact, take
+from rltx.data.base import Split, check_indices, empty_split, resize_exact, resize_images, take
 from rltx.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -74,7 +74,8 @@ def _npz_labels(y, n: int, key: str, path: str) -> np.ndarray:
 
 def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:
     """`path`: .npz with x [N,H,W,C] / [N,H,W] / [N,d], y [N] (optional: no labels), and optionally
-    x_test, y_test. uint8 x is kept raw; float x is used as is (as float32, not rescaled)."""
+    x_test, y_test. uint8 x is kept raw; float x is used as is (as float32, not rescaled). Images
+    of another side than a given `image_size` are resized to it on opening, as image folders are."""
     if not path:
         raise UsageError("dataset npz needs data_path; set it to a .npz file holding x and y")
     if not os.path.isfile(path):
@@ -94,8 +95,7 @@ def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:
         raise UsageError(f"{path}: x_test {x_test.dtype} {x_test.shape[1:]} differs from x {x.dtype} "
                          f"{x.shape[1:]}; save both splits alike")
     if image_size and x.ndim == 4 and x.shape[1:3] != (image_size, image_size):
-        raise UsageError(f"{path} holds {x.shape[1]}x{x.shape[2]} images but image_size is {image_size}; "
-                         "npz images are used at their stored size: resize them before saving or unset image_size")
+        x, x_test = resize_images(x, image_size), resize_images(x_test, image_size)
     num_classes = int(max(y.max(initial=-1), y_test.max(initial=-1)) + 1) if "y" in arrays else 0
     for a in (x, y, x_test, y_test):
         a.flags.writeable = False
