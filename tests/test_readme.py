@@ -33,3 +33,14 @@ def test_every_recipe_is_in_the_recipe_table():
     table = README.split("## Recipes")[1].split("\n## ")[0]
     listed = set(re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.M))
     assert listed == {p.stem for p in (ROOT / "recipes").glob("*.yaml")}
+
+
+def test_no_merge_conflict_markers_in_the_sources_and_docs():
+    """A merge once left its conflict markers in this README for several sessions."""
+    folders = ["rltx", "tests", "recipes", "docs", "docker", "bench", ".ci"]
+    files = [ROOT / "README.md", ROOT / "setup.cfg", ROOT / "pyproject.toml"]
+    files += [p for folder in folders for p in (ROOT / folder).rglob("*")
+              if p.is_file() and p.suffix in ("", ".py", ".md", ".yaml", ".yml", ".cfg", ".toml", ".txt", ".sh")]
+    marker = re.compile(r"^(<{7} |={7}$|>{7} )", re.M)
+    found = [str(p.relative_to(ROOT)) for p in files if marker.search(p.read_text(errors="replace"))]
+    assert not found, f"merge conflict markers in {found}"
