@@ -66,6 +66,21 @@ def test_a_large_known_effect_agrees_or_differs_with_the_paper():
     assert "difference +0.050 +- 0.008" in agree.text
 
 
+def test_same_seed_pairs_are_counted_over_the_seeds_both_sides_kept():
+    """The runs of one seed are paired; a seed excluded on one side (a flagged run) leaves its pair out,
+    and the count is reported without changing the verdict, which compares the sides as wholes."""
+    from rltx.reproduce.pipelines import transfer_findings
+    from rltx.reproduce.spec import Variant
+    spec = type("Spec", (), {"variants": [Variant("pretrained", "pretrained", {}, "from scratch", "positive"),
+                                          Variant("from scratch", "scratch", {}, None, None)]})()
+    aucs = {"pretrained": {0: 0.61, 1: 0.58, 2: 0.60, 3: 0.62}, "from scratch": {0: 0.55, 1: 0.59, 3: 0.56}}
+    finding, = transfer_findings(spec, aucs)
+    assert finding.text.endswith("; ahead in 2 of 3 same-seed pairs")  # seed 2 has no partner
+    whole = verdicts.transfer_finding("pretrained", "from scratch", [0.61, 0.58, 0.60, 0.62], [0.55, 0.59, 0.56],
+                                      "positive")
+    assert finding.text.startswith(whole.text) and (finding.agrees, finding.resolved) == (whole.agrees, whole.resolved)
+
+
 def test_one_seed_is_not_resolved():
     direction, difference, error = verdicts.transfer_direction([0.6], [0.5])
     assert direction == "not resolved" and difference == pytest.approx(0.1) and np.isnan(error)

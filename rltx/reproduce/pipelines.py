@@ -145,24 +145,33 @@ def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], Result]:
     return runs, curves
 
 
-def auc_by_variant(runs: dict[str, list[Path]], curves: Result) -> dict[str, np.ndarray]:
-    """Each variant's train-accuracy AUCs over its runs (those given: the healthy ones)."""
+def auc_by_variant(runs: dict[str, dict[int, Path]], curves: Result) -> dict[str, dict[int, float]]:
+    """Each variant's train-accuracy AUC by seed over its runs (those given: the healthy ones)."""
     names = [str(Path(store.text(p)).resolve()) for p in curves.arrays["runs"]]
     auc = dict(zip(names, curves.arrays["train_auc"]))
-    return {name: np.array([auc[str(Path(r).resolve())] for r in group]) for name, group in runs.items()}
+    return {name: {seed: float(auc[str(Path(run).resolve())]) for seed, run in group.items()}
+            for name, group in runs.items()}
 
 
-def healthy_variants(context: Context, runs: dict[str, list[Path]]) -> dict[str, list[Path]]:
-    """The runs a verdict counts: a transfer from a flagged pre-training run is left out too."""
+def healthy_variants(context: Context, runs: dict[str, list[Path]]) -> dict[str, dict[int, Path]]:
+    """The runs a verdict counts, by seed: a transfer from a flagged pre-training run is left out too."""
     pretrained = {v.name for v in context.spec.variants if v.source == "pretrained"}
     sources = {seed: context.counts(pretrain_dir(context, seed)) for seed in context.seeds} if pretrained else {}
-    return {name: [run for seed, run in zip(context.seeds, group)
-                   if context.counts(run) and (name not in pretrained or sources[seed])] for name, group in runs.items()}
+    return {name: {seed: run for seed, run in zip(context.seeds, group)
+                   if context.counts(run) and (name not in pretrained or sources[seed])} for name, group in runs.items()}
 
 
-def transfer_findings(spec: ReproduceSpec, aucs: dict[str, np.ndarray]) -> list[verdicts.Finding]:
-    return [verdicts.transfer_finding(v.name, v.baseline, aucs[v.name], aucs[v.baseline], v.expect)
-            for v in spec.variants if v.baseline is not None]
+def transfer_findings(spec: ReproduceSpec, aucs: dict[str, dict[int, float]]) -> list[verdicts.Finding]:
+    """Each variant against its baseline; the runs of one seed are paired (rltx.transfer: the same data,
+    data order and freshly initialised layers), so the finding also counts the pairs the variant leads."""
+    findings = []
+    for variant in (v for v in spec.variants if v.baseline is not None):
+        mine, theirs = aucs[variant.name], aucs[variant.baseline]
+        paired = sorted(set(mine) & set(theirs))
+        ahead = (sum(mine[seed] > theirs[seed] for seed in paired), len(paired))
+        findings.append(verdicts.transfer_finding(variant.name, variant.baseline, list(mine.values()),
+                                                  list(theirs.values()), variant.expect, ahead))
+    return findings
 
 
 def transfer_pipeline(context: Context) -> Outcome:

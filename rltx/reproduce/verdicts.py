@@ -7,7 +7,9 @@ Thresholds are rltx's, stated here once:
   per side, 2.07 for 12), so that a zero effect is called in 5% of the cases whatever the seeds.
   Otherwise it is "no clear difference" when that standard error is at most MIN_AUC_EFFECT, the
   effect the rule tests for, and "not resolved" when it is larger (the seeds' spread could hide
-  an effect of that size), as it is with a single seed, which has no spread at all.
+  an effect of that size), as it is with a single seed, which has no spread at all. The runs of one
+  seed share their data, its order and the fresh layers' initialisation, so the finding also says in
+  how many of these same-seed pairs the variant is ahead; that count is reported, not judged.
 - alignment and f(sigma) must come from training, not from the initialisation: a finding that already
   held at the first checkpoint, of a layer whose trace-normalised Sigma_w (pooled filters) moved less
   from the first checkpoint to the last than random initial filters scatter around isotropy
@@ -80,7 +82,9 @@ def transfer_direction(pretrained: np.ndarray, baseline: np.ndarray) -> tuple[st
     return (NOT_RESOLVED if error > MIN_AUC_EFFECT else "no clear difference"), difference, error
 
 
-def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, expect: str | None) -> Finding:
+def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, expect: str | None,
+                     ahead: tuple[int, int] | None = None) -> Finding:
+    """`ahead`: (same-seed pairs in which `name` leads, pairs), reported in the text only."""
     if min(len(pretrained_auc), len(baseline_auc)) == 0:
         return Finding(f"{name} vs {baseline}: no run left to compare (the others were excluded)", resolved=False,
                        unresolved_because=NO_HEALTHY_RUN)
@@ -93,6 +97,8 @@ def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, exp
             else " (one seed: no spread)"
     text = (f"{name} vs {baseline}: train-accuracy AUC {sides[0]} vs {sides[1]} (mean +- s.e., {seeds}), "
             f"difference {_plus_minus(difference, error, signed=True)}: {outcome}")
+    if ahead is not None and ahead[1]:
+        text += f"; ahead in {ahead[0]} of {ahead[1]} same-seed pairs"
     resolved = direction != NOT_RESOLVED
     return Finding(text, None if expect is None or not resolved else direction == expect, resolved,
                    ONE_SEED if np.isnan(error) else SPREAD_TOO_LARGE)
