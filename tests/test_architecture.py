@@ -75,6 +75,49 @@ def test_imports_flow_one_way():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+# The README's "Architecture" lines, top (the command line) to bottom: a module imports only from its
+# own line or the lines below. A name covers the module and, unless a longer name claims them, its
+# submodules (so the packages' command modules sit on the command line's line); "rltx", the package
+# root, covers only itself.
+LAYERS = [
+    ["rltx", "rltx.__main__", "rltx.cli", "rltx.cli_options", "rltx.native_stderr", "rltx.analysis.commands",
+     "rltx.plotting.commands", "rltx.sweep.command", "rltx.reproduce.command"],
+    ["rltx.reproduce"],
+    ["rltx.construct_table"],
+    ["rltx.construct", "rltx.plotting", "rltx.sweep"],
+    ["rltx.analysis"],
+    ["rltx.transfer", "rltx.pretrain"],
+    ["rltx.runs", "rltx.inspect_runs", "rltx.export"],
+    ["rltx.tasks"],
+    ["rltx.loop", "rltx.throughput"],
+    ["rltx.recipe_file", "rltx.distribute", "rltx.progress"],
+    ["rltx.store", "rltx.data", "rltx.models"],
+    ["rltx.config", "rltx.hyperrule", "rltx.recipe_yaml", "rltx.model_fit", "rltx.spectrum", "rltx.filter_covariance",
+     "rltx.environment", "rltx.errors", "rltx.health", "rltx.events"],
+]
+
+
+def layer_of(module: str) -> int | None:
+    """The line of the longest LAYERS name that is `module` or a package above it."""
+    claims = [(len(name), line) for line, names in enumerate(LAYERS) for name in names
+              if module == name or (name != "rltx" and module.startswith(name + "."))]
+    return max(claims)[1] if claims else None
+
+
+def test_every_module_imports_only_from_its_own_line_or_below():
+    unplaced = [name for name in MODULES if layer_of(name) is None]
+    assert not unplaced, f"add these modules to a line of LAYERS (and the README's Architecture): {unplaced}"
+    upward = [f"{name} (line {layer_of(name) + 1}) imports {target} (line {layer_of(target) + 1})"
+              for name, path in MODULES.items() for target in rltx_edges(path) if layer_of(target) < layer_of(name)]
+    assert not upward, "imports against the layering:\n" + "\n".join(upward)
+
+
+def test_layer_lookup_prefers_the_longest_name():
+    assert layer_of("rltx.analysis.commands") == 0 and layer_of("rltx.analysis.curves") == 4
+    assert layer_of("rltx.data.natural") == 10 and layer_of("rltx.reproduce.verdicts") == 1
+    assert layer_of("rltx.datasets") is None  # a prefix must end at a dot
+
+
 def test_click_only_in_the_command_modules_of_analysis_and_plotting():
     offenders = [name for name, path in MODULES.items()
                  if name.split(".")[1:2] in (["analysis"], ["plotting"]) and not name.endswith(".commands")
