@@ -44,3 +44,15 @@ def test_no_merge_conflict_markers_in_the_sources_and_docs():
     marker = re.compile(r"^(<{7} |={7}$|>{7} )", re.M)
     found = [str(p.relative_to(ROOT)) for p in files if marker.search(p.read_text(errors="replace"))]
     assert not found, f"merge conflict markers in {found}"
+
+
+def test_the_python_examples_import_names_that_exist():
+    """Every `from rltx... import ...` in the README's Python examples names something real (an
+    example once imported load_recipe from the wrong module)."""
+    import importlib
+    blocks = re.findall(r"```python\n(.+?)\n```", README, re.S)
+    imports = [m for block in blocks for m in re.findall(r"^from (rltx[\w.]*) import ([\w, ]+)$", block, re.M)]
+    assert len(imports) >= 4
+    missing = [f"{module}.{name}" for module, names in imports for name in map(str.strip, names.split(","))
+               if not hasattr(importlib.import_module(module), name)]
+    assert not missing, f"README examples import names that do not exist: {missing}"
