@@ -112,6 +112,11 @@ def test_every_module_imports_only_from_its_own_line_or_below():
     assert not upward, "imports against the layering:\n" + "\n".join(upward)
 
 
+def test_the_bottom_line_s_leaf_modules_import_no_rltx_module():
+    leaves = ["rltx.filter_covariance", "rltx.environment", "rltx.errors", "rltx.health", "rltx.events"]
+    assert {name: rltx_edges(MODULES[name]) for name in leaves} == {name: set() for name in leaves}
+
+
 def test_layer_lookup_prefers_the_longest_name():
     assert layer_of("rltx.analysis.commands") == 0 and layer_of("rltx.analysis.curves") == 4
     assert layer_of("rltx.data.natural") == 10 and layer_of("rltx.reproduce.verdicts") == 1

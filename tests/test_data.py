@@ -211,6 +211,22 @@ def test_npz_is_resized_to_image_size_on_opening(tmp_path):
     np.testing.assert_array_equal(same.train(np.arange(5)).x, ramp.astype(np.uint8))  # its own size: untouched
 
 
+def test_npz_resizing_is_antialiased_as_image_folders_are(tmp_path):
+    """Stripes of period 4 halved: point-sampling bilinear would keep 0 and 255, an antialiasing
+    (area-widened) kernel blends neighbouring stripes; and each image is resized as resize_exact
+    resizes an image of an image folder."""
+    from rltx.data.base import resize_exact
+    stripes = np.tile(np.array([0, 0, 255, 255], np.uint8), 8)
+    x = np.broadcast_to(stripes[None, None, :, None], (3, 32, 32, 3)).copy()
+    x[1] = np.asarray(load_sample_images().images[0][100:132, 200:232])  # a real photograph's crop
+    np.savez(tmp_path / "stripes.npz", x=x, y=np.arange(3))
+    resized = open_source(DataSpec("npz", data_path=str(tmp_path / "stripes.npz"), image_size=16)).train(np.arange(3)).x
+    inner = resized[0, :, 1:-1, 0].astype(int)
+    assert ((inner > 0) & (inner < 255)).all()
+    for image, expected in zip(x, resized):
+        np.testing.assert_array_equal(resize_exact(image, 16).numpy(), expected)
+
+
 def test_npz_errors(tmp_path):
     with pytest.raises(UsageError, match="data_path"):
         open_source(DataSpec("npz"))

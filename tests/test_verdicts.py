@@ -73,10 +73,11 @@ def test_same_seed_pairs_are_counted_over_the_seeds_both_sides_kept():
     from rltx.reproduce.spec import Variant
     spec = type("Spec", (), {"variants": [Variant("pretrained", "pretrained", {}, "from scratch", "positive"),
                                           Variant("from scratch", "scratch", {}, None, None)]})()
-    aucs = {"pretrained": {0: 0.61, 1: 0.58, 2: 0.60, 3: 0.62}, "from scratch": {0: 0.55, 1: 0.59, 3: 0.56}}
+    aucs = {"pretrained": {0: 0.61, 1: 0.58, 2: 0.60, 3: 0.62}, "from scratch": {0: 0.55, 1: 0.59, 3: 0.605}}
     finding, = transfer_findings(spec, aucs)
-    assert finding.text.endswith("; ahead in 2 of 3 same-seed pairs")  # seed 2 has no partner
-    whole = verdicts.transfer_finding("pretrained", "from scratch", [0.61, 0.58, 0.60, 0.62], [0.55, 0.59, 0.56],
+    # seed 2 has no partner; paired by position instead of seed, the count would be 1 of 3
+    assert finding.text.endswith("; ahead in 2 of 3 same-seed pairs")
+    whole = verdicts.transfer_finding("pretrained", "from scratch", [0.61, 0.58, 0.60, 0.62], [0.55, 0.59, 0.605],
                                       "positive")
     assert finding.text.startswith(whole.text) and (finding.agrees, finding.resolved) == (whole.agrees, whole.resolved)
 

@@ -83,21 +83,30 @@ def _to_uint8(image: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
+def _bilinear(images: tf.Tensor, size: int) -> tf.Tensor:
+    """[..., H, W, C] -> [..., size, size, C] float32, bilinear (antialiased), aspect ratio not kept."""
+    return tf.image.resize(tf.cast(images, tf.float32), [size, size], antialias=True)
+
+
 def resize_exact(image: tf.Tensor, size: int) -> tf.Tensor:
     """[H, W, C] uint8 -> [size, size, C] uint8, bilinear (antialiased), aspect ratio not kept."""
-    resized = tf.image.resize(tf.cast(image, tf.float32), [size, size], antialias=True)
-    return _to_uint8(resized)
+    return _to_uint8(_bilinear(image, size))
 
 
-def resize_images(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
-    """[N, H, W, C] -> [N, size, size, C] as `resize_exact` resizes one image, in chunks (no copy of
-    all N at float32); uint8 stays uint8 (rounded), float images stay float32 (not rounded)."""
-    resized = []
+RESIZE_CHUNK_BYTES = 2 ** 26  # float32 working memory per chunk of resize_images
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """[N, H, W, C] -> [N, size, size, C] as `resize_exact` resizes each image, into one preallocated
+    array, a chunk at a time; uint8 stays uint8 (rounded), float images become float32 (not rounded)."""
+    is_pixels = images.dtype == np.uint8
+    resized = np.empty((len(images), size, size, images.shape[-1]), np.uint8 if is_pixels else np.float32)
+    per_image = 4 * max(size * size, images.shape[1] * images.shape[2]) * images.shape[-1]
+    chunk = max(1, RESIZE_CHUNK_BYTES // per_image)
     for start in range(0, len(images), chunk):
-        batch = tf.image.resize(tf.cast(images[start:start + chunk], tf.float32), [size, size], antialias=True)
-        resized.append((_to_uint8(batch) if images.dtype == np.uint8 else batch).numpy())
-    empty = np.zeros((0, size, size, images.shape[-1]), np.uint8 if images.dtype == np.uint8 else np.float32)
-    return np.concatenate(resized) if resized else empty
+        batch = _bilinear(images[start:start + chunk], size)
+        resized[start:start + chunk] = (_to_uint8(batch) if is_pixels else batch).numpy()
+    return resized
 
 
 def resize_central_crop(image: tf.Tensor, size: int) -> tf.Tensor:
