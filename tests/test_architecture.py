@@ -134,3 +134,16 @@ def test_config_imports_neither_data_nor_store():
     """Recipes are values: reading files and opening data happen above `config` (rltx.recipe_file)."""
     edges = rltx_edges(MODULES["rltx.config"])
     assert not [name for name in edges if name.split(".")[1] in ("data", "store")]
+
+
+def test_the_readme_lists_each_line_s_modules():
+    """The README's numbered Architecture lines name the same top-level modules as LAYERS."""
+    import re
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## Architecture")[1].split("\n## ")[0]
+    items = re.split(r"\n(?=\d+\. )", section.split("\n1. ", 1)[1])
+    assert len(items) == len(LAYERS)
+    for number, (item, names) in enumerate(zip(items, LAYERS), start=1):
+        listed = set(re.findall(r"`([a-z_]+)`", item))
+        expected = {name.split(".")[1] for name in names if name.count(".") == 1}
+        assert expected <= listed, f"README Architecture line {number} lacks {sorted(expected - listed)}"
