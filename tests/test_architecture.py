@@ -1,6 +1,7 @@
 """The architecture is visible in the import graph: imports flow one way (no cycles, counting
 imports inside functions too), and the analysis and plotting mathematics know nothing of click."""
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rltx"
@@ -138,7 +139,6 @@ def test_config_imports_neither_data_nor_store():
 
 def test_the_readme_lists_each_line_s_modules():
     """The README's numbered Architecture lines name the same top-level modules as LAYERS."""
-    import re
     readme = (PACKAGE.parent / "README.md").read_text()
     section = readme.split("## Architecture")[1].split("\n## ")[0]
     items = re.split(r"\n(?=\d+\. )", section.split("\n1. ", 1)[1])

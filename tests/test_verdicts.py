@@ -70,9 +70,9 @@ def test_same_seed_pairs_are_counted_over_the_seeds_both_sides_kept():
     """The runs of one seed are paired; a seed excluded on one side (a flagged run) leaves its pair out,
     and the count is reported without changing the verdict, which compares the sides as wholes."""
     from rltx.reproduce.pipelines import transfer_findings
-    from rltx.reproduce.spec import Variant
-    spec = type("Spec", (), {"variants": [Variant("pretrained", "pretrained", {}, "from scratch", "positive"),
-                                          Variant("from scratch", "scratch", {}, None, None)]})()
+    from rltx.reproduce.spec import ReproduceSpec, Variant
+    spec = ReproduceSpec("transfer", variants=(Variant("pretrained", "pretrained", {}, "from scratch", "positive"),
+                                               Variant("from scratch", "scratch")))
     aucs = {"pretrained": {0: 0.61, 1: 0.58, 2: 0.60, 3: 0.62}, "from scratch": {0: 0.55, 1: 0.59, 3: 0.605}}
     finding, = transfer_findings(spec, aucs)
     # seed 2 has no partner; paired by position instead of seed, the count would be 1 of 3
