@@ -131,6 +131,20 @@ def test_quick_profile_runs_here(name):
     assert spec.seeds <= 6, f"{name}.yaml: the quick profile runs at most a few seeds"
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES
+                                  if read_recipe_file(RECIPES / f"{n}.yaml").profiles.get("quick", {})
+                                  .get(FALLBACK, {}).get("dataset") == "dead_leaves"])
+def test_quick_profile_reads_any_images_at_its_calibrated_size(name):
+    """Issue 14: a quick schedule calibrated on 16x16 (or 12x12) images runs at that size on any image set,
+    not only on its dead-leaves fallback: an npz of 32x32 images (a CIFAR-sized cross-check set) is read
+    at the fallback's size, so it keeps the schedule's learning rate and the 6-minute budget."""
+    file = read_recipe_file(RECIPES / f"{name}.yaml")
+    offline = file.profile("quick", {"dataset": "dead_leaves"}).keys["image_size"]
+    on_npz = file.profile("quick", {"dataset": "npz", "data_path": "cross_check.npz"}).keys
+    assert offline in (12, 16) and on_npz.get("image_size") == offline
+    assert "image_size" not in file.profiles["quick"][FALLBACK], "one size for every source, set beside the fallback"
+
+
 def test_every_figure_and_table_has_a_recipe():
     expected = {"fig1_exp12", "fig1_exp34", "fig2", "fig3", "fig4_cifar", "fig6_simple_cnn", "fig6_vgg16",
                 "fig6_resnet18", "fig7_negative", "fig7_positive", "fig8_units64", "fig8_units128",
