@@ -47,12 +47,18 @@ def test_no_merge_conflict_markers_in_the_sources_and_docs():
 
 
 def test_the_python_examples_import_names_that_exist():
-    """Every `from rltx... import ...` in the README's Python examples names something real (an
-    example once imported load_recipe from the wrong module)."""
-    import importlib
+    """Every README Python example parses, and each of its `from rltx... import ...` (multi-line ones
+    too) and `import rltx...` names something real (an example once imported load_recipe from the
+    wrong module)."""
+    import ast
+    import importlib.util
     blocks = re.findall(r"```python\n(.+?)\n```", README, re.S)
-    imports = [m for block in blocks for m in re.findall(r"^from (rltx[\w.]*) import ([\w, ]+)$", block, re.M)]
+    nodes = [node for block in blocks for node in ast.walk(ast.parse(block))]
+    imports = [(node.module, alias.name) for node in nodes if isinstance(node, ast.ImportFrom)
+               and (node.module or "").split(".")[0] == "rltx" for alias in node.names]
+    modules = [alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names
+               if alias.name.split(".")[0] == "rltx"]
     assert len(imports) >= 4
-    missing = [f"{module}.{name}" for module, names in imports for name in map(str.strip, names.split(","))
-               if not hasattr(importlib.import_module(module), name)]
+    missing = [f"{module}.{name}" for module, name in imports if not hasattr(importlib.import_module(module), name)]
+    missing += [module for module in modules if importlib.util.find_spec(module) is None]
     assert not missing, f"README examples import names that do not exist: {missing}"
