@@ -103,7 +103,7 @@ class Recipe:
     num_classes_upstream: int = key(10, help="number of random classes (A.1 step 3)", unit="classes", minimum=2)
     labels_upstream: str = key("random", help="random: uniform random labels (A.1 step 3); real: the dataset's labels", choices=("random", "real"))
     num_examples_downstream: int = key(0, help="examples reserved for fine-tuning, disjoint from upstream (A.1 step 2)", unit="examples", minimum=0)
-    num_examples_test: int = key(0, help="held-out examples for test metrics (0: the whole test split)", unit="examples", minimum=0)
+    num_examples_test: int = key(0, help="held-out examples for test metrics, drawn uniformly from the test split, the same for every seed (0: the whole test split)", unit="examples", minimum=0)
     # --- model (A.2, A.3) --------------------------------------------------------------
     architecture: str = key(help="model: " + ", ".join(ARCHITECTURE_NAMES), choices=ARCHITECTURE_NAMES)
     num_conv_layers: int = key(3, help="simple_cnn: convolutional layers (A.2)", unit="layers", minimum=1)

@@ -12,6 +12,9 @@ import numpy as np
 # Independent random streams derived from the one `seed` of a recipe, so that changing
 # how labels are drawn never changes which examples are sampled, and so on.
 STREAM_SAMPLE, STREAM_LABELS, STREAM_ORDER, STREAM_DOWNSTREAM, STREAM_HELD_OUT, STREAM_COVARIANCE = 1, 2, 3, 5, 6, 7
+STREAM_TEST_SUBSET = 8
+# The test subset is drawn with this seed, not the run's: every run on one data set is scored on the same examples.
+TEST_SUBSET_SEED = 0
 
 
 # E.3 / Fig. 23: tau_1..tau_16 weighting the 16 most significant eigenvectors. The paper gives f2
@@ -63,6 +66,17 @@ def sample_remainder(num_available: int, exclude: np.ndarray, count: int, seed: 
     if count > len(remainder):
         raise ValueError(f"asked for {count} examples, {len(remainder)} remain outside the {len(exclude)} excluded")
     return np.sort(rng(seed, stream).permutation(remainder)[:count])
+
+
+def test_subset(num_available: int, count: int) -> np.ndarray:
+    """The test-split examples a run is scored on: the whole split (E.3: CIFAR10's 10k test images), or
+    `count` of them drawn uniformly without replacement, the same draw for every seed. Not the first
+    `count` rows: a user's test split stored sorted by class would then hold a few classes only."""
+    if count > num_available:
+        raise ValueError(f"asked for {count} examples, the split holds {num_available}")
+    if count == num_available:
+        return np.arange(num_available)
+    return np.sort(rng(TEST_SUBSET_SEED, STREAM_TEST_SUBSET).permutation(num_available)[:count])
 
 
 def random_labels(num_examples: int, num_classes: int, seed: int, salt: int = 0) -> np.ndarray:

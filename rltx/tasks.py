@@ -89,8 +89,8 @@ def _remainder(source, exclude: np.ndarray, count: int, seed: int, what: str) ->
 
 
 def held_out(recipe: Recipe, source, exclude: np.ndarray) -> tuple[np.ndarray, bool]:
-    """The test split (its first num_examples_test examples, or all), or, for sources without one,
-    num_examples_test further training examples outside `exclude`."""
+    """The test split (all of it, or num_examples_test of its examples drawn uniformly, the same for every
+    seed), or, for sources without one, num_examples_test further training examples outside `exclude`."""
     if source.num_test == 0:
         if recipe.num_examples_test == 0:
             raise UsageError(f"dataset {recipe.dataset} has no test split; set num_examples_test to carve "
@@ -99,7 +99,7 @@ def held_out(recipe: Recipe, source, exclude: np.ndarray) -> tuple[np.ndarray, b
     count = recipe.num_examples_test or source.num_test
     if count > source.num_test:
         raise UsageError(f"num_examples_test {count} exceeds the {source.num_test} held-out examples; lower it")
-    return np.arange(count), False
+    return hyperrule.test_subset(source.num_test, count), False
 
 
 def task_labels(recipe: Recipe, source, indices: np.ndarray, from_train: bool, kind: str, num_classes: int,

@@ -94,3 +94,31 @@ def test_eval_steps_give_the_requested_count_for_short_runs_too():
 def test_checkpoint_steps():
     assert list(hyperrule.checkpoint_steps(10, 0)) == [0, 10]
     assert list(hyperrule.checkpoint_steps(10, 4, (1, 99))) == [0, 1, 4, 8, 10]
+
+
+def test_test_subset_is_the_whole_split_or_a_uniform_draw_across_classes():
+    """A test split stored sorted by class (1000 examples of each of 10 classes): a subset of 1000 holds
+    each class about 100 times (hypergeometric, sd 9.5; the first 1000 rows would all be class 0)."""
+    np.testing.assert_array_equal(hyperrule.test_subset(500, 500), np.arange(500))
+    subset = hyperrule.test_subset(10000, 1000)
+    assert len(np.unique(subset)) == 1000 and np.all(np.diff(subset) > 0) and subset.max() < 10000
+    counts = np.bincount(subset // 1000, minlength=10)
+    assert counts.min() > 60 and counts.max() < 140, counts
+    np.testing.assert_array_equal(subset, hyperrule.test_subset(10000, 1000))
+    with pytest.raises(ValueError):
+        hyperrule.test_subset(10, 11)
+
+
+def test_every_seed_is_scored_on_the_same_test_examples():
+    from rltx.config import make_recipe
+    from rltx.data.files import ArraySource
+    from rltx.tasks import held_out
+    x = np.zeros((1000, 4, 4, 3), np.uint8)
+    labels = np.repeat(np.arange(10), 100)  # sorted by class, as a user's npz may be
+    source = ArraySource("sorted", x, labels, x, labels, 10)
+    chosen = [held_out(make_recipe({"dataset": "npz", "data_path": "f.npz", "seed": seed, "num_examples_test": 200,
+                                    "architecture": "simple_cnn", "num_examples_upstream": 300, "learning_rate": 0.01,
+                                    "total_steps": 10}),
+                       source, np.arange(300))[0] for seed in (0, 1)]
+    np.testing.assert_array_equal(*chosen)
+    assert set(labels[chosen[0]]) == set(range(10))
