@@ -1,8 +1,11 @@
 """Filter second moments and Gaussian filters drawn from them (Sec. 2.4, A.9), in numpy alone, so
 that transfer, construct-init and the alignment analyses share one implementation.
 
-Sigma_w = E[w w^T] is uncentred, as in Prop. 1 (whose filters have E[w] = 0), and flattened in the
-(row, column, channel) order of the input patches.
+Sigma_w = E[(w - mu_w)(w - mu_w)^T] is the covariance of the filters, centred as Eq. (2) writes it and
+as A.6 ("the covariance of the filters") and A.9 ("the covariance obtained from training") use it; it
+equals Prop. 1's E[w w^T] when E[w] = 0, as Prop. 1 proves for its setting. The expectation is over w
+drawn uniformly from the set of filters (Prop. 1), so the sum is divided by n, not n - 1. Flattened in
+the (row, column, channel) order of the input patches.
 """
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ import numpy as np
 
 
 def filter_covariance(kernels: list[np.ndarray]) -> np.ndarray:
-    """Sigma_w = E[w w^T] over all filters of the given kernels (float64).
+    """Sigma_w = E[(w - mu_w)(w - mu_w)^T] over all filters of the given kernels, pooled (float64).
 
     A kernel [kh, kw, c, filters] holds one filter per column of its [kh*kw*c, filters] reshape, in
     the (row, column, channel) order of the input patches."""
     filters = np.concatenate([k.reshape(-1, k.shape[-1]).astype(np.float64) for k in kernels], axis=1)
-    return filters @ filters.T / filters.shape[1]
+    centred = filters - filters.mean(axis=1, keepdims=True)
+    return centred @ centred.T / filters.shape[1]
 
 
 def null_space_tolerance(eigenvalues: np.ndarray) -> float:

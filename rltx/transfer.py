@@ -4,10 +4,10 @@ one or more pre-trained runs, then the downstream task is trained with the share
 - `weights` mode: the chosen layers are copied from the source checkpoint, each multiplied by the
   positive constant that gives it the norm it had at the source's initialisation (A.4); the head
   and every other layer are freshly initialised.
-- `covariance` mode (A.9, Sec. 2.4): the first layer's filters are drawn from N(0, Sigma_w), where
-  Sigma_w = E[w w^T] is estimated from the first-layer filters of the sources (uncentred, as in
-  Prop. 1, whose filters have E[w] = 0), pooled over all of them; its bias is zero and every other
-  layer is fresh.
+- `covariance` mode (A.9, Sec. 2.4): the first layer's filters are drawn from N(0, Sigma_w) (A.9:
+  "mean 0 and the covariance obtained from training"), Sigma_w the covariance of the first-layer
+  filters of the sources (rltx.filter_covariance), pooled over all of them; its bias is zero and
+  every other layer is fresh.
 - `scratch`: the same downstream task from a fresh initialisation (no source weights).
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Sigma_w and filters sampled from it (Sec. 2.4, A.9): oracles are the definition (mean outer
-product), the sampled distribution's known covariance (Wishart error), and the range of a
+"""Sigma_w and filters sampled from it (Sec. 2.4, A.9): oracles are the definition (numpy's covariance
+of the pooled filters, its invariance under a shared shift), the sampled distribution's known covariance (Wishart error), and the range of a
 rank-deficient Sigma_w, under every OpenBLAS kernel."""
 import os
 import subprocess
@@ -24,11 +24,35 @@ def test_sampled_filter_covariance_converges_to_sigma_w():
     assert np.all(np.abs(estimate - sigma_w) <= tolerance)
 
 
-def test_filter_covariance_is_the_mean_outer_product_of_all_filters():
+def test_filter_covariance_is_the_covariance_of_all_filters_pooled():
+    """Eq. (2) / A.6: the centred covariance over w drawn uniformly from the pooled filters (numpy's
+    np.cov with bias=True is the oracle), unchanged by a filter mean shared by all filters, and equal to
+    Prop. 1's mean outer product when the filters have mean zero."""
     rng = np.random.default_rng(1)
     kernels = [rng.normal(size=(3, 3, 2, 5)), rng.normal(size=(3, 3, 2, 7))]
-    explicit = sum(np.outer(k[..., j].ravel(), k[..., j].ravel()) for k in kernels for j in range(k.shape[-1])) / 12
-    np.testing.assert_allclose(filter_covariance(kernels), explicit, rtol=1e-12)
+    pooled = np.concatenate([k.reshape(18, -1) for k in kernels], axis=1)
+    np.testing.assert_allclose(filter_covariance(kernels), np.cov(pooled, bias=True), rtol=1e-12)
+    shift = rng.normal(size=(3, 3, 2, 1)) * 3
+    np.testing.assert_allclose(filter_covariance([k + shift for k in kernels]), np.cov(pooled, bias=True), rtol=1e-10)
+    centred = pooled - pooled.mean(axis=1, keepdims=True)
+    outer = sum(np.outer(w, w) for w in centred.T) / 12
+    np.testing.assert_allclose(filter_covariance([centred.reshape(3, 3, 2, 12)]), outer, rtol=1e-12)
+
+
+def test_a_shared_filter_mean_does_not_misalign_filters_aligned_with_the_data():
+    """Filters whose covariance is aligned with Sigma_x (Prop. 1's conclusion), plus a mean filter of 20 %
+    of their RMS norm: Sigma_w is still aligned (misalignment ~0), where E[w w^T] would not be."""
+    from rltx.analysis.alignment import misalignment
+    rng = np.random.default_rng(2)
+    basis = np.linalg.qr(rng.normal(size=(27, 27)))[0]
+    sigma_x = basis @ np.diag(np.geomspace(1.0, 1e-3, 27)) @ basis.T
+    filters = basis @ (np.sqrt(np.geomspace(2.0, 0.1, 27))[:, None] * rng.normal(size=(27, 200000)))
+    mean = rng.normal(size=(27, 1))
+    mean *= 0.2 * np.sqrt(np.mean(np.sum(filters ** 2, axis=0))) / np.linalg.norm(mean)
+    kernel = (filters + mean).reshape(3, 3, 3, -1)
+    assert misalignment(sigma_x, filter_covariance([kernel])) < 0.01
+    raw = (filters + mean) @ (filters + mean).T / filters.shape[1]
+    assert misalignment(sigma_x, raw) > 0.1
 
 
 def span_residual(seed: int) -> tuple[float, float]:

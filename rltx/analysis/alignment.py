@@ -4,10 +4,10 @@ Conventions
 -----------
 - All matrices are converted to float64. Symmetric inputs are checked (to 1e-8 relative to their
   largest entry) and then symmetrised as (S + S^T) / 2.
-- `sigma_x` is the data covariance, `sigma_w` the weight second moment. Prop. 1 states alignment for
-  Sigma_w = E[w w^T] (uncentred) with E[w] = 0; Eq. (2) writes the centred E[(w - mu_w)(w - mu_w)^T].
-  The two coincide when E[w] = 0. These functions accept any symmetric positive definite (SPD)
-  `sigma_w`: centring is the caller's choice.
+- `sigma_x` is the data covariance, `sigma_w` the weight covariance. Prop. 1 states alignment for
+  Sigma_w = E[w w^T] with E[w] = 0; Eq. (2) writes the centred E[(w - mu_w)(w - mu_w)^T], which
+  rltx.filter_covariance computes for the analyses. These functions accept any symmetric positive
+  definite (SPD) `sigma_w`.
 - Vectors that are meant to be shown as filters (patch eigenvectors) are returned as ROWS of length d,
   so `row.reshape(kh, kw, C)` works when d was flattened in (row, column, channel) order.
 - Eigenvectors have an arbitrary sign; where they are returned, the sign is fixed so that the
@@ -208,14 +208,15 @@ def shape_change(sigma_start, sigma_end) -> float:
 
 
 def isotropic_sampling_spread(d: int, num_filters: int) -> float:
-    """The root-mean-square `shape_change(I, S)` of the second moment S of `num_filters` filters drawn
-    i.i.d. from N(0, I_d), as random initial filters are: sqrt((d + 2)(d - 1) / (d n)), to first order in
-    d / n (Wishart: E||S - I||_F^2 = d (d + 1) / n, of which the trace part removes 2 / n).
+    """The root-mean-square `shape_change(I, S)` of the covariance S (centred, as rltx.filter_covariance)
+    of n = `num_filters` filters drawn i.i.d. from N(0, I_d), as random initial filters are:
+    sqrt((d + 2)(d - 1) / (d (n - 1))), to first order in d / n (Wishart with n - 1 degrees of freedom,
+    centring takes one: E||S - I||_F^2 = d (d + 1) / (n - 1), of which the trace part removes 2 / (n - 1)).
 
     A Sigma_w whose shape moved less than this during training is still dominated by the scatter of its
     random initialisation, so its misalignment or f(sigma) says nothing yet about what training did."""
     d, n = int(d), int(num_filters)
-    return float(np.sqrt((d + 2) * (d - 1) / (d * n)))
+    return float(np.sqrt((d + 2) * (d - 1) / (d * (n - 1))))
 
 
 # --------------------------------------------------------------------------------------------------

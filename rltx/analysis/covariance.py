@@ -1,8 +1,8 @@
 """The alignment analyses of Sec. 2 (Prop. 1, Def. 1-3) on stored runs.
 
 Sigma_x is the covariance of the inputs a layer sees (its patches, `rltx.analysis.patches`) over the
-run's training examples; Sigma_w = E[w w^T] of the layer's filters (uncentred, as in Prop. 1, whose
-filters have E[w] = 0), pooled over all given runs. Both use the (row, column, channel) order of the
+run's training examples; Sigma_w the covariance of the layer's filters (Eq. (2), A.6; it is Prop. 1's
+E[w w^T] when E[w] = 0), pooled over all given runs. Both use the (row, column, channel) order of the
 patches. For the first layer Sigma_x does not depend on the weights and is computed once; for deeper
 layers it is recomputed at every checkpoint, since the layer's input changes with training.
 """
