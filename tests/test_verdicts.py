@@ -39,6 +39,28 @@ def test_zero_effect_is_no_clear_difference_when_the_spread_resolves_the_tested_
     assert "not resolved" not in calls and np.mean([c == "no clear difference" for c in calls]) > 0.92
 
 
+@pytest.mark.parametrize("seeds, sd", [(3, 0.004), (12, 0.005)])
+def test_no_clear_difference_is_an_equivalence_test_at_the_5_percent_level(seeds, sd):
+    """A true effect of exactly MIN_AUC_EFFECT (0.01): "no clear difference" would wrongly deny it, which the
+    two one-sided tests allow in at most 5% of the draws (2000 draws: under 7%). A standard error at or
+    under 0.01 alone is no such test: with 3 seeds it called an effect of this size "no clear difference"
+    in most draws."""
+    generator = np.random.default_rng(6)
+    calls = [verdicts.transfer_direction(generator.normal(0.51, sd, seeds), generator.normal(0.50, sd, seeds))[0]
+             for _ in range(2000)]
+    assert np.mean([c == "no clear difference" for c in calls]) < 0.07
+
+
+def test_an_unresolved_effect_in_the_papers_direction_is_not_a_disagreement():
+    """The review's case: {1} 0.300 +- 0.007 vs none 0.280 +- 0.006 over 3 seeds, +0.020 +- 0.009, Welch t 2.2
+    (not significant): its 90% interval reaches +0.040, so there may well be an effect: not resolved."""
+    none, one = 0.280 + np.array([-0.0104, 0.0, 0.0104]), 0.300 + np.array([-0.0121, 0.0, 0.0121])
+    direction, difference, error = verdicts.transfer_direction(one, none)
+    assert direction == "not resolved" and error < 0.01
+    finding = verdicts.table_finding(["{}", "{1}"], np.stack([none, one], axis=1), 100, "better")
+    assert finding.agrees is None and not finding.resolved
+
+
 def test_zero_effect_with_a_huge_spread_is_not_resolved():
     """Zero effect, seeds' sd 0.1 over 3 seeds: s.e. ~0.08, far above the 0.01 tested for: the
     verdict is "not resolved", never "no clear difference" (which would claim there is no effect)."""
@@ -115,7 +137,7 @@ def test_table_ordering_over_seeds():
     assert worse.agrees is False and "[differ" in worse.line()
     split = verdicts.table_finding(labels, np.array([[0.30, 0.30, 0.45], [0.31, 0.50, 0.46], [0.29, 0.20, 0.44]]), 100, "better")
     assert split.agrees is None and "against none: {1} not resolved, {1,2} positive" in split.text
-    flat = verdicts.table_finding(labels, np.array([[0.30, 0.30, 0.30], [0.31, 0.50, 0.31], [0.29, 0.20, 0.29]]), 100, "better")
+    flat = verdicts.table_finding(labels, np.array([[0.300, 0.30, 0.300], [0.301, 0.50, 0.301], [0.299, 0.20, 0.299]]), 100, "better")
     assert flat.agrees is False and "{1} not resolved, {1,2} no clear difference" in flat.text
     one = verdicts.table_finding(labels, means[None], 100, "better")
     assert one.agrees is None and not one.resolved and "[not resolved: one seed: no spread to judge]" in one.line()

@@ -5,9 +5,11 @@ Thresholds are rltx's, stated here once:
   or "negative" when Welch's t test rejects equal means at the two-sided 5% level (standard error
   with ddof=1 per side, Welch-Satterthwaite degrees of freedom: 2.78 standard errors for 3 seeds
   per side, 2.07 for 12), so that a zero effect is called in 5% of the cases whatever the seeds.
-  Otherwise it is "no clear difference" when that standard error is at most MIN_AUC_EFFECT, the
-  effect the rule tests for, and "not resolved" when it is larger (the seeds' spread could hide
-  an effect of that size), as it is with a single seed, which has no spread at all. The runs of one
+  Otherwise it is "no clear difference" when an equivalence test shows the difference smaller than
+  MIN_AUC_EFFECT, the effect the rule tests for: two one-sided t tests at the 5% level (TOST), i.e. the
+  90% confidence interval of the difference lies inside +-MIN_AUC_EFFECT. It is "not resolved" when
+  neither test decides (the seeds' spread could hide an effect of that size), as with a single seed,
+  which has no spread at all. The runs of one
   seed share their data, its order and the fresh layers' initialisation, so the finding also says in
   how many of these same-seed pairs the variant is ahead; that count is reported, not judged.
 - alignment and f(sigma) must come from training, not from the initialisation: a finding that already
@@ -30,8 +32,8 @@ SIGNIFICANCE = 0.05  # two-sided level of the transfer rule's t test
 # The smallest AUC difference the transfer rule tests for. The paper states no effect size: its AUC
 # (App. B) is the time-averaged accuracy, and its Fig. 1 / Fig. 5 curves (accuracy axes 0-1) show
 # pre-trained / from-scratch gaps of several points early in training; rltx takes one percentage
-# point of time-averaged accuracy as the least effect worth calling, so a standard error above it
-# cannot tell "no transfer" from a transfer of that size.
+# point of time-averaged accuracy as the least effect worth calling: "no clear difference" must rule
+# out a transfer of that size (equivalence test), not merely fail to find one.
 MIN_AUC_EFFECT = 0.01
 NOT_RESOLVED = "not resolved"
 # why a finding is not resolved (Finding.line)
@@ -79,7 +81,9 @@ def transfer_direction(pretrained: np.ndarray, baseline: np.ndarray) -> tuple[st
         return "positive", difference, error
     if difference < -critical * error:
         return "negative", difference, error
-    return (NOT_RESOLVED if error > MIN_AUC_EFFECT else "no clear difference"), difference, error
+    one_sided = float(stats.t.ppf(1 - SIGNIFICANCE, freedom))  # TOST: the 90% interval inside +-MIN_AUC_EFFECT
+    equivalent = abs(difference) + one_sided * error < MIN_AUC_EFFECT
+    return ("no clear difference" if equivalent else NOT_RESOLVED), difference, error
 
 
 def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, expect: str | None,
@@ -93,7 +97,7 @@ def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, exp
     sides = [_plus_minus(*mean_and_error(values)) for values in (pretrained_auc, baseline_auc)]
     outcome = {"positive": "positive transfer", "negative": "negative transfer"}.get(direction, direction)
     if direction == NOT_RESOLVED:
-        outcome += f" (s.e. of the difference above the {MIN_AUC_EFFECT} tested for)" if not np.isnan(error) \
+        outcome += f" (its 90% interval reaches past the +-{MIN_AUC_EFFECT} tested for)" if not np.isnan(error) \
             else " (one seed: no spread)"
     text = (f"{name} vs {baseline}: train-accuracy AUC {sides[0]} vs {sides[1]} (mean +- s.e., {seeds}), "
             f"difference {_plus_minus(difference, error, signed=True)}: {outcome}")
