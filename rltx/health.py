@@ -5,19 +5,21 @@ Judged on the whole-training-set metrics of the latest eval point (A.3: no mini-
 - diverged: the train loss ends more than DIVERGENCE_FACTOR times above its value at step 0. At
   initialisation the loss is about ln C; a run that learns anything, even random labels, lowers it,
   and SGD noise does not move a whole-set loss by a factor of 3 (the issue's Fig. 2 run: 2.49 ->
-  15.2 after one step), so 3x means the optimisation blew up.
+  15.2 after one step), so 3x means the optimisation blew up. Checked first: a run that blew up into
+  constant outputs is reported as diverged.
 - collapsed: constant outputs. A constant predictor gives one class to (nearly) every training
   example, scores the frequency of that class and has a loss of at least the entropy of the label
   marginal, about ln C for balanced labels; so a predicted class shared by at least
   CONSTANT_FRACTION of the training examples (`train_majority_fraction`), accuracy within the
-  chance band (1/C + 3 binomial standard deviations over the training set) and a loss within
-  COLLAPSE_LOSS_TOLERANCE (1%) of ln C is a model that predicts nothing (all units dead or the
-  logits equal), however the step-0 loss compared. A model at chance that still spreads its
+  chance band (1/C + 3 binomial standard deviations over the training set) and a loss no more than
+  COLLAPSE_LOSS_TOLERANCE (1%) below ln C is a model that predicts nothing (all units dead, the
+  logits equal, or constant but unequal, which puts the loss above ln C), however the step-0 loss
+  compared. A loss further below ln C means the outputs still depend on the input: learning. A model at chance that still spreads its
   predictions over several classes is slow, not collapsed, and counts. Measured (docs/calibration.md):
   Table 4's dead {1,2,3} runs (logits spread 9e-5 over the inputs) give one class to 99.8-100 % of
   the examples; Table 5's smallest-eigenvector runs, still learning, to 67-94 %; excluding those
   would hide the slowness the paper reports. Metric files written before the column existed are
-  judged on accuracy and loss alone.
+  judged on accuracy and a loss within 1% of ln C on either side.
 """
 from __future__ import annotations
 
@@ -35,6 +37,10 @@ def judge(metrics: list[dict], num_classes: int, num_examples: int) -> str:
     if not metrics or metrics[-1]["step"] == 0:  # an untrained model may well sit at ln C
         return OK
     first, last = metrics[0], metrics[-1]
+    if first["step"] == 0 and last["train_loss"] > DIVERGENCE_FACTOR * first["train_loss"]:
+        ratio = last["train_loss"] / first["train_loss"]
+        return (f"diverged: loss {last['train_loss']:.3g} at step {last['step']}, {ratio:.1f}x its initial "
+                f"{first['train_loss']:.3g}")
     if _collapsed(last, num_classes, num_examples):
         start = last["step"]
         for row in reversed(metrics):
@@ -42,11 +48,7 @@ def judge(metrics: list[dict], num_classes: int, num_examples: int) -> str:
                 break
             start = row["step"]
         return (f"collapsed: constant outputs from step {start} (train accuracy {last['train_accuracy']:.3f}, "
-                f"loss {last['train_loss']:.3f} = ln {num_classes})")
-    if first["step"] == 0 and last["train_loss"] > DIVERGENCE_FACTOR * first["train_loss"]:
-        ratio = last["train_loss"] / first["train_loss"]
-        return (f"diverged: loss {last['train_loss']:.3g} at step {last['step']}, {ratio:.1f}x its initial "
-                f"{first['train_loss']:.3g}")
+                f"loss {last['train_loss']:.3f}, ln {num_classes} = {np.log(num_classes):.3f})")
     return OK
 
 
@@ -58,5 +60,8 @@ def _collapsed(row: dict, num_classes: int, num_examples: int) -> bool:
     chance = 1.0 / num_classes
     band = chance + CHANCE_BAND_SD * np.sqrt(chance * (1 - chance) / max(1, num_examples))
     entropy = np.log(num_classes)
-    return (row.get("train_majority_fraction", 1.0) >= CONSTANT_FRACTION and row["train_accuracy"] <= band
-            and abs(row["train_loss"] - entropy) <= COLLAPSE_LOSS_TOLERANCE * entropy)
+    at_chance = row["train_accuracy"] <= band
+    if "train_majority_fraction" not in row:  # an older metric file: constant outputs cannot be told, only ln C
+        return at_chance and abs(row["train_loss"] - entropy) <= COLLAPSE_LOSS_TOLERANCE * entropy
+    return (row["train_majority_fraction"] >= CONSTANT_FRACTION and at_chance
+            and row["train_loss"] >= (1 - COLLAPSE_LOSS_TOLERANCE) * entropy)

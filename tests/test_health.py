@@ -51,6 +51,21 @@ def test_a_slow_model_that_still_tells_inputs_apart_is_not_collapsed():
     assert health.judge(slow, 4, 1000).startswith("collapsed: constant outputs from step 20")
 
 
+def test_constant_unequal_outputs_are_collapsed_and_learning_below_ln_c_is_not():
+    """Constant outputs q = (0.2, 0.8/9 x 9) on 10 balanced classes: cross-entropy -(ln 0.2 + 9 ln(0.8/9)) / 10
+    = 2.339, 1.6% above ln 10, at chance, one class for every example: collapsed (the rule once asked for a
+    loss within 1% of ln C on both sides and called this ok). One class for 99.5% of the examples but the
+    loss 3% below ln C: the outputs still follow the inputs, so the run is learning."""
+    loss = -(np.log(0.2) + 9 * np.log(0.8 / 9)) / 10
+    assert loss == pytest.approx(2.339, abs=1e-3)
+    constant = [{"step": 0, "train_loss": 2.30, "train_accuracy": 0.1, "train_majority_fraction": 0.3},
+                {"step": 50, "train_loss": loss, "train_accuracy": 0.1, "train_majority_fraction": 1.0}]
+    assert health.judge(constant, 10, 10000).startswith("collapsed: constant outputs from step 50")
+    constant[-1]["train_loss"] = 0.97 * np.log(10)
+    constant[-1]["train_majority_fraction"] = 0.995
+    assert health.judge(constant, 10, 10000) == "ok"
+
+
 @pytest.mark.parametrize("keys, expected", [
     ({"checkpoint_every": 0}, "ok"),  # TINY learns in its 40 steps (test_devices: loss down > 0.5)
     ({"learning_rate": 20.0, "total_steps": 12}, "diverged"),  # loss 2.3 -> 300 after one step, ~16 at 12
