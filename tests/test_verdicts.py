@@ -189,3 +189,26 @@ def test_a_finding_the_initialisation_already_gave_is_not_judged():
     assert verdicts.alignment_finding(0.1, 0.47, 0.51, 0.50, 2, unshaped).agrees
     at_edge = verdicts.LayerShaping(moved=0.19, initial_scatter=0.19)
     assert verdicts.alignment_finding(0.48, 0.47, 0.51, 0.50, 2, at_edge).agrees is False
+
+
+def test_sweep_pairs_with_a_flagged_run_or_source_are_not_counted(tmp_path):
+    """A sweep's scatter verdict counts a pair only when its transfer run, its scratch pair and the
+    pre-training run it came from are all unflagged; each flagged run is listed as excluded once."""
+    from rltx import store
+    from rltx.reproduce.pipelines import Context, counted_pairs
+    from rltx.sweep.plan import Plan, PlannedRun
+    health = {"s0-pretrain": "ok", "s1-pretrain": "diverged: loss 9 at step 5, 4.0x its initial 2.3",
+              "s0-a": "ok", "s0-a-scratch": "ok", "s0-b": "ok", "s0-b-scratch": "collapsed: constant outputs from step 3",
+              "s1-a": "ok", "s1-a-scratch": "ok"}
+    for name, flag in health.items():
+        (tmp_path / name).mkdir()
+        store.write_run_record(tmp_path / name, store.RunRecord("recipe: x", {}, {}, status="completed", health=flag))
+    runs = [PlannedRun(f"g/s{s}-pretrain", "pretrain", (), (str(tmp_path / f"s{s}-pretrain"),), (), 0) for s in (0, 1)]
+    runs += [PlannedRun(f"g/s{s}-{v}", "transfer", (), (str(tmp_path / f"s{s}-{v}"), str(tmp_path / f"s{s}-{v}-scratch")),
+                        (f"g/s{s}-pretrain",), 2) for s, v in ((0, "a"), (0, "b"), (1, "a"))]
+    context = Context(None, None, tmp_path, None, print)
+    pairs = [str(tmp_path / name) for name in ("s1-a", "s0-b", "s0-a")]
+    np.testing.assert_array_equal(counted_pairs(context, Plan("r", str(tmp_path), (), tuple(runs)), pairs),
+                                  [False, False, True])
+    assert sorted(line.split(":")[0] for line in context.excluded) == [str(tmp_path / "s0-b-scratch"),
+                                                                      str(tmp_path / "s1-pretrain")]

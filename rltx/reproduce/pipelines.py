@@ -265,15 +265,27 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
     path = context.store(result, "curves.h5")
     figures = [context.figure(draw_auc_scatter([path], metric="train"), "scatter_train.png")]
     arrays = result.arrays
-    context.healthy([Path(d) for d in plan.downstream_dirs()])
+    counted = counted_pairs(context, plan, arrays["pairs/transfer_run"])
     findings = []
     for labels in ("real", "random"):
-        chosen = np.array([store.text(x) == labels for x in arrays["pairs/labels_downstream"]])
+        chosen = counted & np.array([store.text(x) == labels for x in arrays["pairs/labels_downstream"]], dtype=bool)
         if chosen.any():
             findings.append(verdicts.scatter_finding(labels, arrays["pairs/pretrained_train_auc"][chosen],
                                                      arrays["pairs/scratch_train_auc"][chosen]))
     seeds = sorted({int(m.group(1)) for run in plan.runs if (m := re.search(r"/s(\d+)-pretrain$", run.name))})
     return Outcome(figures, findings, seeds)
+
+
+def counted_pairs(context: Context, plan, transfer_runs) -> np.ndarray:
+    """Which pre-trained / from-scratch pairs a verdict counts: the transfer run, its scratch pair and
+    the pre-training run it came from all unflagged (every flagged one is listed as excluded)."""
+    sources = {run.name: run.run_dirs[0] for run in plan.runs if run.stage == "pretrain"}
+    counted = set()
+    for run in (r for r in plan.runs if r.stage == "transfer"):
+        health = [context.counts(Path(d)) for d in (*run.run_dirs, *(sources[name] for name in run.after))]
+        if all(health):
+            counted.add(str(Path(run.run_dirs[0]).resolve()))
+    return np.array([str(Path(store.text(t)).resolve()) in counted for t in transfer_runs], dtype=bool)
 
 
 PIPELINES = {"alignment": alignment, "transfer": transfer_pipeline, "construct-table": construct_table_pipeline,
