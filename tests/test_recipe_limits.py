@@ -266,6 +266,8 @@ FILES = {"latin1": "description: caf\xe9\n".encode("latin-1") + TINY_YAML,
          "deep": TINY_YAML + b"construct_tau: " + nested(3000, "[").encode() + b"\n",
          "duplicate": TINY_YAML + b"seed: 4\n"}
 SECTION_FILES = {"unknown_set": TINY_YAML + b"table_layer_sets: [[], [1]]\n"
+                                b"reproduce: {pipeline: construct-table, expect: better, expect_sets: [[1, 2]]}\n",
+                 "no_baseline": TINY_YAML + b"table_layer_sets: [[1], [1, 2]]\n"
                                 b"reproduce: {pipeline: construct-table, expect: better, expect_sets: [[1, 2]]}\n"}
 COMMANDS = [["pretrain", "{recipe}", "--out", "new"], ["transfer", "{recipe}", "--from", "scratch", "--out", "new"],
             ["construct-init", "{recipe}", "--layers", "1", "-o", "new/init.h5"]]
@@ -275,7 +277,8 @@ CASES = ([(f"pretrain --set {s[:40]}", COMMANDS[0] + ["--set", s], "tiny") for s
             for c in COMMANDS[1:]]
          + [("sweep latin1", ["sweep", "{recipe}", "--out", "new", "--plan-only"], "latin1"),
             ("reproduce duplicate", ["reproduce", "{recipe}", "--out", "new"], "duplicate"),
-            ("reproduce expect_sets", ["reproduce", "{recipe}", "--out", "new"], "unknown_set")])
+            ("reproduce expect_sets", ["reproduce", "{recipe}", "--out", "new"], "unknown_set"),
+            ("reproduce table without []", ["reproduce", "{recipe}", "--out", "new"], "no_baseline")])
 
 
 @pytest.mark.slow

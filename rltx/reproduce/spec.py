@@ -99,7 +99,11 @@ class ReproduceSpec:
 
     def judged_sets(self, layer_sets: list) -> list[int] | None:
         """The columns of a construct-table (1: the first constructed set of `layer_sets`) that
-        `expect` is judged on; None: all of them."""
+        `expect` is judged on; None: all of them. Every set is compared with the first, which must be
+        the standard initialisation []."""
+        if not layer_sets or list(layer_sets[0]) != []:
+            raise UsageError(f"table_layer_sets {layer_sets} does not start with []; reproduce compares every set "
+                             "with the standard initialisation, so put [] first")
         if self.expect_sets is None:
             return None
         missing = [layers for layers in self.expect_sets if layers not in layer_sets]
