@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from rltx import hyperrule
+from rltx import hyperrule, store
 from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
 from rltx.data import to_model_input
@@ -26,6 +26,7 @@ from rltx.models import conv_layers
 from rltx.runs import check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
+from rltx.transfer import rescaling_norm
 
 _RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
 
@@ -102,8 +103,10 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
                        {"rescale_factor": factor, "patches": moments.count})
 
 
-def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator) -> LayerRecord:
-    """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs."""
+def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator, norm: str) -> LayerRecord:
+    """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs, then
+    rescaled to the `norm` the first run's layer had at initialisation, as `transfer_mode: covariance`
+    does (Sec. 2.4: "we always re-scale the weights after pre-training"; A.9)."""
     opened = [open_run(path) for path in runs]
     check_same_model(opened, "--covariance-from runs")
     for run in opened:
@@ -115,10 +118,14 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     if sigma_w.shape[0] != int(np.prod(target.kernel.shape[:-1])):
         raise UsageError(f"the runs' {layer} filters have dimension {sigma_w.shape[0]}; this recipe's have "
                          f"{int(np.prod(target.kernel.shape[:-1]))}; use runs of the same architecture")
-    target.kernel.assign(sample_filters(sigma_w, tuple(target.kernel.shape), generator).astype(np.float32))
+    sampled = sample_filters(sigma_w, tuple(target.kernel.shape), generator)
+    initial = store.read_checkpoint(opened[0].run_dir, 0)
+    factor = hyperrule.rescale_factor([a for name, a in initial.items() if name.startswith(f"{layer}/")], [sampled], norm)
+    target.kernel.assign((sampled * factor).astype(np.float32))
     if target.bias is not None:
         target.bias.assign(np.zeros(target.bias.shape, np.float32))
-    return LayerRecord("learned_covariance", {"sigma_w": sigma_w}, {"source_filters": sum(f.shape[1] for f in filters)})
+    return LayerRecord("learned_covariance", {"sigma_w": sigma_w},
+                       {"source_filters": sum(f.shape[1] for f in filters), "rescale_factor": factor})
 
 
 def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = ()):
@@ -143,7 +150,7 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     for number in layer_numbers:
         name, spec = convs[number - 1], specs[number - 1] if isinstance(specs, list) else specs
         if number == 1 and covariance_runs:
-            records[name] = learned_first_layer(model, name, list(covariance_runs), generator)
+            records[name] = learned_first_layer(model, name, list(covariance_runs), generator, rescaling_norm(recipe))
         else:
             records[name] = construct_layer(model, name, inputs, recipe, spec, generator)
     return weights_of(model.weights), records, indices

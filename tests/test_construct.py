@@ -177,4 +177,9 @@ def test_measured_tau_curve_and_learned_covariance(tmp_path):
     kernel = store.read_checkpoint(tmp_path / "run", 5)["conv_0/kernel"].reshape(27, 27).astype(np.float64)
     with h5py.File(tmp_path / "learned.h5") as handle:
         assert handle["construction/conv_0"].attrs["method"] == "learned_covariance"
-        np.testing.assert_allclose(handle["construction/conv_0/sigma_w"][()], kernel @ kernel.T / 27, rtol=1e-6)
+        np.testing.assert_allclose(handle["construction/conv_0/sigma_w"][()], np.cov(kernel, bias=True), rtol=1e-6)
+        learned = handle["weights/conv_0/kernel"][()]
+    # rescaled like a transferred layer (Sec. 2.4, A.9): the l2 norm of the run's layer at initialisation
+    initial = store.read_checkpoint(tmp_path / "run", 0)
+    start = np.sqrt(np.sum(initial["conv_0/kernel"].astype(np.float64) ** 2) + np.sum(initial["conv_0/bias"] ** 2.0))
+    assert np.linalg.norm(learned) == pytest.approx(start, rel=1e-5)
