@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from rltx import hyperrule, store
+from rltx.analysis.alignment import fix_signs
 from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
 from rltx.data import to_model_input
@@ -86,7 +87,9 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
     moments = input_moments(model, layer, inputs)
     covariance = moments.covariance(recipe.construct_centered)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]  # decreasing
+    # decreasing; each e_i with its largest entry positive: tau_i e_i and -tau_i e_i pass different halves
+    # of the input through the ReLU, and E.3 fixes no sign, so rltx fixes one that no LAPACK build changes
+    eigenvalues, eigenvectors = eigenvalues[::-1], fix_signs(eigenvectors[:, ::-1].T).T
     target = model.get_layer(layer)
     shape = tuple(target.kernel.shape)
     chosen = select_eigenvectors(spec, len(eigenvalues), shape[-1])

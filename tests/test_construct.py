@@ -183,3 +183,18 @@ def test_measured_tau_curve_and_learned_covariance(tmp_path):
     initial = store.read_checkpoint(tmp_path / "run", 0)
     start = np.sqrt(np.sum(initial["conv_0/kernel"].astype(np.float64) ** 2) + np.sum(initial["conv_0/bias"] ** 2.0))
     assert np.linalg.norm(learned) == pytest.approx(start, rel=1e-5)
+
+
+def test_constructed_filters_do_not_depend_on_the_eigensolvers_signs(monkeypatch):
+    """E.3 fixes no sign for e_i, and tau_i e_i and -tau_i e_i differ after the ReLU: an eigensolver that
+    returns every eigenvector negated (another LAPACK build may) must give the same two constructed layers,
+    each filter with its largest entry positive."""
+    recipe = gapped_recipe(num_conv_layers=2, padding="same", stride=1)
+    reference, _, _ = construct_init(recipe, [1, 2])
+    solve = np.linalg.eigh
+    monkeypatch.setattr(np.linalg, "eigh", lambda matrix: (solve(matrix)[0], -solve(matrix)[1]))
+    flipped, _, _ = construct_init(recipe, [1, 2])
+    for layer in ("conv_0", "conv_1"):
+        np.testing.assert_array_equal(reference[f"{layer}/kernel"], flipped[f"{layer}/kernel"])
+    filters = reference["conv_0/kernel"].reshape(27, 8)
+    assert np.all(filters[np.argmax(np.abs(filters), axis=0), np.arange(8)] > 0)

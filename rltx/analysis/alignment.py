@@ -25,6 +25,7 @@ import numpy as np
 __all__ = [
     "Eigenspaces", "eigenspaces", "misalignment", "misalignment_in_basis", "random_orthonormal_basis",
     "shape_change", "isotropic_sampling_spread", "transfer_function", "aligned_eigenvectors", "eigen_stability",
+    "fix_signs",
 ]
 
 _SYMMETRY_TOLERANCE = 1e-8
@@ -57,8 +58,9 @@ def _sorted_eigh(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values[::-1].copy(), vectors[:, ::-1].copy()
 
 
-def _fix_signs(rows: np.ndarray) -> np.ndarray:
-    """Flip each row so that its entry of largest absolute value is positive."""
+def fix_signs(rows: np.ndarray) -> np.ndarray:
+    """Flip each row so that its entry of largest absolute value is positive (an eigensolver returns
+    either sign, and which one may change with the LAPACK build)."""
     rows = np.array(rows, dtype=np.float64, copy=True)
     if rows.size:
         peak = rows[np.arange(rows.shape[0]), np.argmax(np.abs(rows), axis=1)]
@@ -294,8 +296,8 @@ def aligned_eigenvectors(sigma_x, sigma_w, top_k: int = 10, threshold: float = 0
     x_values, x_vectors = _sorted_eigh(sigma_x)
     w_values, w_vectors = _sorted_eigh(sigma_w)
     k = min(int(top_k), sigma_w.shape[0])
-    x_rows = _fix_signs(x_vectors.T)
-    w_rows = _fix_signs(w_vectors[:, :k].T)
+    x_rows = fix_signs(x_vectors.T)
+    w_rows = fix_signs(w_vectors[:, :k].T)
     inner = w_rows @ x_rows.T
     matches, match_inner = [], []
     combined = np.zeros_like(w_rows)
@@ -339,7 +341,7 @@ def eigen_stability(cov_a, cov_b, relative_gap: float = 0.05) -> dict:
         raise ValueError(f"cov_a and cov_b differ in shape: {cov_a.shape} vs {cov_b.shape}")
     values_a, vectors_a = _sorted_eigh(cov_a)
     values_b, vectors_b = _sorted_eigh(cov_b)
-    rows_a, rows_b = _fix_signs(vectors_a.T), _fix_signs(vectors_b.T)
+    rows_a, rows_b = fix_signs(vectors_a.T), fix_signs(vectors_b.T)
     overlap = np.abs(np.sum(rows_a * rows_b, axis=1))
 
     def near_equal(values, i):
