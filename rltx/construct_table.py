@@ -15,6 +15,7 @@ from rltx.analysis.results import Result
 from rltx.config import Recipe
 from rltx.construct import construct_init
 from rltx.errors import UsageError
+from rltx.loop import Diverged
 from rltx.pretrain import pretrain
 
 
@@ -42,10 +43,14 @@ def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
         trained = dataclasses.replace(recipe, init_file=str(init_file) if init_file else None,
                                       total_steps=iterations[-1], epochs=None,
                                       checkpoint_steps=sorted(set(recipe.checkpoint_steps) | set(iterations)))
-        pretrain(trained, out_dir / name, reporter=reporter)
+        try:
+            pretrain(trained, out_dir / name, reporter=reporter)
+        except Diverged:  # its run.h5 is flagged (rltx.loop); the table keeps NaN where the run has no value
+            pass
         by_step = {row["step"]: row for row in store.read_metrics(out_dir / name)}
         for row_index, step in enumerate(iterations):
-            accuracy[column, row_index] = by_step[step]["train_accuracy"], by_step[step]["test_accuracy"]
+            reached = by_step.get(step, {"train_accuracy": np.nan, "test_accuracy": np.nan})
+            accuracy[column, row_index] = reached["train_accuracy"], reached["test_accuracy"]
             rows.append({"layers constructed": label, "iterations": step,
                          "train accuracy": float(accuracy[column, row_index, 0]),
                          "test accuracy": float(accuracy[column, row_index, 1])})

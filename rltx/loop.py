@@ -45,7 +45,11 @@ class Interrupted(Exception):
 
 
 class Diverged(Exception):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite; `health` is the run record's flag for it."""
+
+    def __init__(self, message: str, health: str):
+        super().__init__(message)
+        self.health = health
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,12 @@ class _Run:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
             self.reporter.failure("interrupted", self.record.error)
             raise
+        except Diverged as error:  # flagged like a finite blow-up (rltx.health), so no verdict counts it
+            self.record.health = error.health
+            with contextlib.suppress(store.StoreWriteError, UsageError):
+                self._write_record("failed", f"Diverged: {error}")
+            self.reporter.failure("failed", f"Diverged: {error}")
+            raise
         except BaseException as error:
             with contextlib.suppress(store.StoreWriteError, UsageError):  # a full disk may refuse this record too
                 self._write_record("failed", f"{type(error).__name__}: {error}")
@@ -430,7 +440,8 @@ class _Run:
             images = (target - step) * plan.batch_size
             if not np.isfinite(loss_sum):
                 raise Diverged(f"training loss became {loss_sum} between steps {step} and {target}; "
-                               f"last finite metrics: {metrics[-1]}")
+                               f"last finite metrics: {metrics[-1]}",
+                               f"diverged: loss {loss_sum} between steps {step} and {target}")
             interval_images, interval_seconds = interval_images + images, interval_seconds + seconds
             chunk = max(1, int((target - step) / max(seconds, 1e-3)))  # about one progress update a second
             step = target

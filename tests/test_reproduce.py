@@ -180,3 +180,41 @@ def test_flagged_runs_are_excluded_from_the_verdict(tmp_path):
     assert "pretrain-s0: diverged" in excluded
     assert "data: gaussian (not a fallback)" in verdict and "seeds: 0" in verdict
     assert "pretrained vs from scratch: no run left to compare" in verdict and "[not resolved: no healthy run to judge]" in verdict
+
+
+def test_a_run_whose_loss_becomes_nan_is_left_out_and_the_reproduction_goes_on(tmp_path):
+    """Learning rate 1e12: pre-training's loss becomes NaN in its first steps. The run is recorded as
+    failed and flagged diverged, the transfer from it is skipped, from scratch still trains, and the
+    verdict lists the run as excluded instead of the command stopping with an error."""
+    import yaml
+    recipe = {**TINY, "seed": 0, "total_steps": 12, "learning_rate": 1e12, "learning_rate_downstream": 0.05,
+              "labels_downstream": "random", "num_classes_downstream": 4, "num_eval_points": 4, "checkpoint_every": 0,
+              "reproduce": {"pipeline": "transfer", "seeds": 1, "variants": [
+                  {"name": "pretrained", "baseline": "from scratch", "expect": "positive"},
+                  {"name": "from scratch", "from": "scratch"}]},
+              "profiles": {"quick": {}}}
+    path = tmp_path / "nan.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    verdict = reproduce(path, tmp_path / "out")
+    record = store.read_run_record(tmp_path / "out" / "runs" / "pretrain-s0")
+    assert record.status == "failed" and record.health.startswith("diverged: loss nan")
+    assert not (tmp_path / "out" / "runs" / "pretrained" / "s0").exists()
+    assert store.read_status(tmp_path / "out" / "runs" / "from_scratch" / "s0") == "completed"
+    assert "pretrain-s0: diverged: loss nan" in verdict.split("excluded (diverged")[1]
+    assert "pretrained vs from scratch: no run left to compare" in verdict
+
+
+def test_a_table_column_whose_run_becomes_nan_is_excluded(tmp_path):
+    """construct-table at learning rate 1e12: every column's run fails with a NaN loss; the table keeps
+    NaN there, the runs are listed as excluded and the verdict has no healthy run to judge."""
+    import yaml
+    recipe = {**TINY, "seed": 0, "learning_rate": 1e12, "total_steps": 4, "num_eval_points": 3, "checkpoint_every": 0,
+              "table_layer_sets": [[], [1]], "table_iterations": [2, 4],
+              "reproduce": {"pipeline": "construct-table", "seeds": 1, "expect": "better"},
+              "profiles": {"quick": {}}}
+    path = tmp_path / "table.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    verdict = reproduce(path, tmp_path / "out")
+    assert np.isnan(read_result(tmp_path / "out" / "table.h5").arrays["accuracy"]).any()
+    assert "layers_none: diverged: loss nan" in verdict.split("excluded (diverged")[1]
+    assert "[not resolved: no healthy run to judge]" in verdict

@@ -71,13 +71,28 @@ def pretrain_dir(context: Context, seed: int) -> Path:
     return context.out / "runs" / f"pretrain-s{seed}"
 
 
+def train_or_flag(context: Context, run_dir: Path, train: Callable[[], object]) -> None:
+    """Train one run. A run whose loss became NaN or infinite stops there, its record flagged as
+    diverged (rltx.loop), so no verdict counts it; the reproduction goes on with the others."""
+    from rltx.loop import Diverged
+    try:
+        train()
+    except Diverged as failure:
+        context.echo(f"warning: {run_dir} {failure.health}; left out")
+
+
+def completed(run: Path) -> bool:
+    return (run / store.RUN_FILE).exists() and store.read_status(run) == "completed"
+
+
 def pretrain_seeds(context: Context) -> list[Path]:
     from rltx.pretrain import pretrain
     runs = []
     for seed in context.seeds:
         run_dir = pretrain_dir(context, seed)
         context.echo(f"pretrain seed {seed} -> {run_dir}")
-        pretrain(with_keys(context.recipe, seed=seed), run_dir, reporter=context.reporter("pretrain"))
+        train_or_flag(context, run_dir, lambda: pretrain(with_keys(context.recipe, seed=seed), run_dir,
+                                                        reporter=context.reporter("pretrain")))
         runs.append(run_dir)
     return runs
 
@@ -130,8 +145,11 @@ def variant_runs(context: Context, variant: Variant, sources: dict[int, Path]) -
         context.echo(f"transfer '{variant.name}' seed {seed} -> {run_dir}")
         recipe = with_keys(context.recipe, **{**variant.keys, "seed": seed})
         paths = [sources[seed]] if variant.source == "pretrained" else []
-        transfer(recipe, run_dir, paths, reporter=context.reporter("transfer"))
         runs.append(run_dir)
+        if paths and not completed(paths[0]):
+            context.echo(f"skip: {paths[0]} did not complete (it diverged), so there is nothing to transfer")
+            continue
+        train_or_flag(context, run_dir, lambda: transfer(recipe, run_dir, paths, reporter=context.reporter("transfer")))
     return runs
 
 
@@ -140,7 +158,12 @@ def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], Result]:
     needs_sources = any(v.source == "pretrained" for v in context.spec.variants)
     sources = dict(zip(context.seeds, pretrain_seeds(context))) if needs_sources else {}
     runs = {v.name: variant_runs(context, v, sources) for v in context.spec.variants}
-    curves = analyze_curves([run for group in runs.values() for run in group])
+    trained = [run for group in runs.values() for run in group if completed(run)]
+    if not trained:
+        from rltx.errors import UsageError
+        raise UsageError(f"every run of this reproduction diverged (runs in {context.out / 'runs'}); "
+                         "lower learning_rate or init_scale")
+    curves = analyze_curves(trained)
     context.store(curves, "curves.h5")
     return runs, curves
 
@@ -158,7 +181,8 @@ def healthy_variants(context: Context, runs: dict[str, list[Path]]) -> dict[str,
     pretrained = {v.name for v in context.spec.variants if v.source == "pretrained"}
     sources = {seed: context.counts(pretrain_dir(context, seed)) for seed in context.seeds} if pretrained else {}
     return {name: {seed: run for seed, run in zip(context.seeds, group)
-                   if context.counts(run) and (name not in pretrained or sources[seed])} for name, group in runs.items()}
+                   if (name not in pretrained or sources[seed]) and (run / store.RUN_FILE).exists() and context.counts(run)}
+            for name, group in runs.items()}
 
 
 def transfer_findings(spec: ReproduceSpec, aucs: dict[str, dict[int, float]]) -> list[verdicts.Finding]:
@@ -177,7 +201,9 @@ def transfer_findings(spec: ReproduceSpec, aucs: dict[str, dict[int, float]]) ->
 def transfer_pipeline(context: Context) -> Outcome:
     from rltx.plotting.training import draw_curves
     runs, curves = transfer_variants(context)
-    figure = draw_curves([r for group in runs.values() for r in group], labels=list(runs))
+    drawn = {name: [r for r in group if completed(r)] for name, group in runs.items()}
+    drawn = {name: group for name, group in drawn.items() if group}
+    figure = draw_curves([r for group in drawn.values() for r in group], labels=list(drawn))
     aucs = auc_by_variant(healthy_variants(context, runs), curves)
     return Outcome([context.figure(figure, "curves.png")], transfer_findings(context.spec, aucs), context.seeds)
 
@@ -228,6 +254,10 @@ def activations_pipeline(context: Context) -> Outcome:
     runs, _ = transfer_variants(context)
     healthy_variants(context, runs)  # lists the flagged runs; the findings below describe, not judge
     pretrained = pretrain_dir(context, context.seeds[0])
+    if not all(completed(run) for run in [pretrained, *(group[0] for group in runs.values())]):
+        return Outcome([], [verdicts.Finding(f"a run of seed {context.seeds[0]} diverged: no activations to analyse",
+                                             resolved=False, unresolved_because=verdicts.NO_HEALTHY_RUN)],
+                       context.seeds)
     before = analyze_activations([pretrained], all_steps=True)
     after = analyze_activations([group[0] for group in runs.values()])
     files = [context.store(before, "activations_pretrain.h5"), context.store(after, "activations_transfer.h5")]
