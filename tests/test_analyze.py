@@ -50,14 +50,14 @@ def test_misalignment_over_all_checkpoints_stored_and_json(runs, tmp_path):
     assert stored.inputs["steps"] == [0, 5, 10, 15, 20] and stored.inputs["layer"] == "conv_0"
     assert np.all(stored.arrays["misalignment_data"] >= 0) and np.all(stored.arrays["misalignment_random"] >= 0)
     filters = first_layer_filters(runs / "run0", 20)  # independent read of the raw checkpoint
-    np.testing.assert_allclose(stored.arrays["sigma_w"][-1], filters @ filters.T / 32, rtol=1e-6)
+    np.testing.assert_allclose(stored.arrays["sigma_w"][-1], np.cov(filters, bias=True), rtol=1e-6)  # Eq. (2): centred
     assert stored.arrays["sigma_x"].shape == (5, 27, 27)
 
 
 def test_sigma_w_pooled_over_runs(runs, tmp_path):
     assert invoke("analyze", "misalignment", runs / "run0", runs / "run1", "-o", tmp_path / "p.h5").exit_code == 0
     pooled = np.concatenate([first_layer_filters(runs / f"run{s}", 20) for s in (0, 1)], axis=1)
-    np.testing.assert_allclose(read_result(tmp_path / "p.h5").arrays["sigma_w"][0], pooled @ pooled.T / 64, rtol=1e-6)
+    np.testing.assert_allclose(read_result(tmp_path / "p.h5").arrays["sigma_w"][0], np.cov(pooled, bias=True), rtol=1e-6)
 
 
 def test_transfer_function_is_the_diagonal_of_sigma_w_in_the_data_basis(runs, tmp_path):
@@ -84,7 +84,7 @@ def test_eigenvectors_and_stability(runs, others, tmp_path):
 
 def test_fixable_errors_exit_2(runs, others):
     singular = invoke("analyze", "misalignment", others / "narrow")
-    assert singular.exit_code == 2 and "rank 8 < 27" in singular.output
+    assert singular.exit_code == 2 and "rank 7 < 27" in singular.output  # 8 filters, centred
     missing = invoke("analyze", "transfer-function", runs / "run0", "--step", "3")
     assert missing.exit_code == 2 and "stored steps: 0, 5, 10, 15, 20" in missing.output
     one = invoke("analyze", "eigen-stability", runs / "run0", "--between", "runs")

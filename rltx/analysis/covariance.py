@@ -59,8 +59,8 @@ class Setting:
 def _full_rank(sigma_w: np.ndarray, setting: Setting, step: int) -> np.ndarray:
     rank = np.linalg.matrix_rank(sigma_w)
     if rank < len(sigma_w):
-        raise UsageError(f"Sigma_w of {setting.layer} at step {step} has rank {rank} < {len(sigma_w)} (too few "
-                         "filters for their dimension); pool more runs or choose a layer with more filters")
+        raise UsageError(f"Sigma_w of {setting.layer} at step {step} has rank {rank} < {len(sigma_w)} (n filters "
+                         "give a covariance of rank at most n - 1); pool more runs or choose a layer with more filters")
     return sigma_w
 
 
