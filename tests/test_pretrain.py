@@ -180,3 +180,17 @@ def test_cli_bad_input_one_line_exit_2(tiny_yaml, tmp_path):
     assert lines[-1] == "Error: unknown recipe key 'learning_rat'; did you mean 'learning_rate'?"
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_resume_state_is_written_first_last_and_then_once_a_minute(tiny_recipe, tmp_path, monkeypatch):
+    """A run shorter than STATE_EVERY_SECONDS with 8 eval points writes its metrics at each of them but its
+    resume state (twice the model) only at the first and the last: step 0 and the final step."""
+    from rltx import loop
+    written = []
+    write_state = store.write_state
+    monkeypatch.setattr(store, "write_state", lambda run_dir, step, *rest: (written.append(step),
+                                                                            write_state(run_dir, step, *rest)))
+    recipe = make_recipe({**tiny_recipe.to_dict(), "num_eval_points": 8})
+    pretrain(recipe, tmp_path / "run")
+    assert len(store.read_metrics(tmp_path / "run")) == 8 and loop.STATE_EVERY_SECONDS >= 60
+    assert written == [0, recipe.steps]

@@ -60,7 +60,9 @@ def test_full_disk_keeps_the_previous_state_and_marks_the_run_failed(recipe, tmp
                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert limited.returncode == 1 and "Traceback" not in limited.stderr
     message = limited.stderr.strip().splitlines()[-1]
-    assert message.startswith("Error: cannot write") and "state.h5: File too large" in message
+    # the first write past the limit fails: the resume state, or a kept checkpoint of the steps it recomputes
+    assert message.startswith("Error: cannot write") and ".h5: File too large" in message
+    assert "the previous version is intact" in message
     assert (run / store.STATE_FILE).read_bytes() == before  # the previous resume point is intact
     record = store.read_run_record(run)
     assert record.status == "failed" and "File too large" in record.error
