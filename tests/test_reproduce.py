@@ -161,20 +161,24 @@ def test_set_dataset_npz_runs_on_the_file_without_fallback_keys(tmp_path):
 
 
 
-def test_flagged_runs_are_excluded_from_the_verdict(tmp_path):
-    """A pre-training run forced to diverge (learning rate 20: loss 2.3 -> ~16 at step 12) is listed
-    as excluded, and its transfer is not counted: the comparison is not resolved."""
+def _pair_recipe(tmp_path, learning_rate: float):
+    """One seed of pre-training at `learning_rate`, then pretrained vs from scratch on random labels."""
     import yaml
-    recipe = {**TINY, "seed": 0, "total_steps": 12, "learning_rate": 20.0, "learning_rate_downstream": 0.05,
-              "labels_downstream": "random", "num_classes_downstream": 4,
-              "num_eval_points": 4, "checkpoint_every": 0,
+    recipe = {**TINY, "seed": 0, "total_steps": 12, "learning_rate": learning_rate, "learning_rate_downstream": 0.05,
+              "labels_downstream": "random", "num_classes_downstream": 4, "num_eval_points": 4, "checkpoint_every": 0,
               "reproduce": {"pipeline": "transfer", "seeds": 1, "variants": [
                   {"name": "pretrained", "baseline": "from scratch", "expect": "positive"},
                   {"name": "from scratch", "from": "scratch"}]},
               "profiles": {"quick": {}}}
-    path = tmp_path / "diverge.yaml"
+    path = tmp_path / "pair.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    verdict = reproduce(path, tmp_path / "out")
+    return path
+
+
+def test_flagged_runs_are_excluded_from_the_verdict(tmp_path):
+    """A pre-training run forced to diverge (learning rate 20: loss 2.3 -> ~16 at step 12) is listed
+    as excluded, and its transfer is not counted: the comparison is not resolved."""
+    verdict = reproduce(_pair_recipe(tmp_path, learning_rate=20.0), tmp_path / "out")
     assert store.read_run_record(tmp_path / "out" / "runs" / "pretrain-s0").health.startswith("diverged")
     excluded = verdict.split("excluded (diverged or collapsed, not counted as evidence):")[1].split("figures:")[0]
     assert "pretrain-s0: diverged" in excluded
@@ -186,16 +190,7 @@ def test_a_run_whose_loss_becomes_nan_is_left_out_and_the_reproduction_goes_on(t
     """Learning rate 1e12: pre-training's loss becomes NaN in its first steps. The run is recorded as
     failed and flagged diverged, the transfer from it is skipped, from scratch still trains, and the
     verdict lists the run as excluded instead of the command stopping with an error."""
-    import yaml
-    recipe = {**TINY, "seed": 0, "total_steps": 12, "learning_rate": 1e12, "learning_rate_downstream": 0.05,
-              "labels_downstream": "random", "num_classes_downstream": 4, "num_eval_points": 4, "checkpoint_every": 0,
-              "reproduce": {"pipeline": "transfer", "seeds": 1, "variants": [
-                  {"name": "pretrained", "baseline": "from scratch", "expect": "positive"},
-                  {"name": "from scratch", "from": "scratch"}]},
-              "profiles": {"quick": {}}}
-    path = tmp_path / "nan.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    verdict = reproduce(path, tmp_path / "out")
+    verdict = reproduce(_pair_recipe(tmp_path, learning_rate=1e12), tmp_path / "out")
     record = store.read_run_record(tmp_path / "out" / "runs" / "pretrain-s0")
     assert record.status == "failed" and record.health.startswith("diverged: loss nan")
     assert not (tmp_path / "out" / "runs" / "pretrained" / "s0").exists()
