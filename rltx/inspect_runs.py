@@ -64,7 +64,7 @@ def summary(run_dir: Path) -> dict:
         return {**row, "status": "unreadable", "reason": str(error)}
     last = metrics[-1] if metrics else {}
     row.update(kind=record.kind, recipe=_recipe_label(record.config_yaml), status=store.read_status(run_dir),
-               reason=record.error, step=state_step if state_step is not None else last.get("step", 0),
+               reason=record.error, step=max(state_step or 0, last.get("step", 0)),  # metrics may pass the resume state
                total_steps=_total_steps(record.config_yaml, record.kind),
                train_accuracy=last.get("train_accuracy"), test_accuracy=last.get("test_accuracy"),
                age=time.time() - _last_modified(run_dir))

@@ -432,7 +432,7 @@ class _Run:
         order = hyperrule.batch_order(self.num_train, plan.batch_size, plan.seed, step, self.total_steps - step)
         iterator = iter(distributed_batches(self.strategy, *self.train_set, order))
         self.reporter.start(self.total_steps, step)
-        if step == 0:
+        if step == 0 and not metrics:  # a resume from the state of step 0 keeps its stored row
             metrics = [self._eval_point(0, wall_offset, 0.0, [])]
         chunk, interval_images, interval_seconds = 1, 0, 0.0
         while step < self.total_steps:
