@@ -21,13 +21,13 @@ from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
 from rltx.data import to_model_input
 from rltx.errors import UsageError, shorten
-from rltx.filter_covariance import filter_covariance, sample_filters
+from rltx.filter_covariance import filter_covariance
 from rltx.loop import weights_of
 from rltx.models import conv_layers
 from rltx.runs import check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
-from rltx.transfer import rescaling_norm
+from rltx.transfer import rescaled_samples, rescaling_norm
 
 _RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
 
@@ -121,10 +121,9 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     if sigma_w.shape[0] != int(np.prod(target.kernel.shape[:-1])):
         raise UsageError(f"the runs' {layer} filters have dimension {sigma_w.shape[0]}; this recipe's have "
                          f"{int(np.prod(target.kernel.shape[:-1]))}; use runs of the same architecture")
-    sampled = sample_filters(sigma_w, tuple(target.kernel.shape), generator)
-    initial = store.read_checkpoint(opened[0].run_dir, 0)
-    factor = hyperrule.rescale_factor([a for name, a in initial.items() if name.startswith(f"{layer}/")], [sampled], norm)
-    target.kernel.assign((sampled * factor).astype(np.float32))
+    sampled, factor = rescaled_samples(sigma_w, tuple(target.kernel.shape), store.read_checkpoint(opened[0].run_dir, 0),
+                                       layer, norm, generator)
+    target.kernel.assign(sampled.astype(np.float32))
     if target.bias is not None:
         target.bias.assign(np.zeros(target.bias.shape, np.float32))
     return LayerRecord("learned_covariance", {"sigma_w": sigma_w},

@@ -14,8 +14,8 @@ Judged on the whole-training-set metrics of the latest eval point (A.3: no mini-
   chance band (1/C + 3 binomial standard deviations over the training set) and a loss no more than
   COLLAPSE_LOSS_TOLERANCE (1%) below ln C is a model that predicts nothing (all units dead, the
   logits equal, or constant but unequal, which puts the loss above ln C), however the step-0 loss
-  compared. A loss further below ln C means the outputs still depend on the input: learning. A model at chance that still spreads its
-  predictions over several classes is slow, not collapsed, and counts. Measured (docs/calibration.md):
+  compared. A loss further below ln C means the outputs still depend on the input: learning. A model
+  at chance that still spreads its predictions over several classes is slow, not collapsed, and counts. Measured (docs/calibration.md):
   Table 4's dead {1,2,3} runs (logits spread 9e-5 over the inputs) give one class to 99.8-100 % of
   the examples; Table 5's smallest-eigenvector runs, still learning, to 67-94 %; excluding those
   would hide the slowness the paper reports. Metric files written before the column existed are

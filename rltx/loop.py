@@ -382,13 +382,9 @@ class _Run:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")
             self.reporter.failure("interrupted", self.record.error)
             raise
-        except Diverged as error:  # flagged like a finite blow-up (rltx.health), so no verdict counts it
-            self.record.health = error.health
-            with contextlib.suppress(store.StoreWriteError, UsageError):
-                self._write_record("failed", f"Diverged: {error}")
-            self.reporter.failure("failed", f"Diverged: {error}")
-            raise
         except BaseException as error:
+            if isinstance(error, Diverged):  # flagged like a finite blow-up (rltx.health): no verdict counts it
+                self.record.health = error.health
             with contextlib.suppress(store.StoreWriteError, UsageError):  # a full disk may refuse this record too
                 self._write_record("failed", f"{type(error).__name__}: {error}")
             self.reporter.failure("failed", f"{type(error).__name__}: {error}")

@@ -83,17 +83,25 @@ def transferred_weights(fresh: dict[str, np.ndarray], source: Checkpoint, layers
     return weights, factors
 
 
+def rescaled_samples(sigma_w: np.ndarray, shape: tuple[int, ...], initial: dict[str, np.ndarray], layer: str,
+                     norm: str, generator: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Filters drawn from N(0, Sigma_w) (A.9), times the factor that gives them the `norm` the source's
+    `layer` had at initialisation (`initial`: its step-0 weights; A.4, Sec. 2.4), and that factor."""
+    sampled = sample_filters(sigma_w, shape, generator)
+    factor = hyperrule.rescale_factor([initial[name] for name in _variables_of(initial, layer)], [sampled], norm)
+    return sampled * factor, factor
+
+
 def covariance_weights(fresh: dict[str, np.ndarray], sources: list[Checkpoint], first_layer: str, norm: str,
                        seed: int) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray]:
     """A.9 'covariance': first-layer filters sampled from the sources' Sigma_w, bias zero, rescaled
     like a transferred layer; all other layers fresh."""
     kernel, bias = f"{first_layer}/kernel", f"{first_layer}/bias"
     sigma_w = filter_covariance([source.weights[kernel] for source in sources])
-    sampled = sample_filters(sigma_w, fresh[kernel].shape, hyperrule.rng(seed, hyperrule.STREAM_COVARIANCE))
-    initial = [sources[0].initial[name] for name in _variables_of(sources[0].initial, first_layer)]
-    factor = hyperrule.rescale_factor(initial, [sampled], norm)
+    sampled, factor = rescaled_samples(sigma_w, fresh[kernel].shape, sources[0].initial, first_layer, norm,
+                                       hyperrule.rng(seed, hyperrule.STREAM_COVARIANCE))
     weights = dict(fresh)
-    weights[kernel] = (sampled * factor).astype(fresh[kernel].dtype)
+    weights[kernel] = sampled.astype(fresh[kernel].dtype)
     if bias in weights:
         weights[bias] = np.zeros_like(fresh[bias])
     return weights, {first_layer: factor}, sigma_w
