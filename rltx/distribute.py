@@ -125,6 +125,19 @@ def _replica_slices(index_batches: np.ndarray, context: tf.distribute.InputConte
     return mine.reshape(-1, per_replica)
 
 
+# A fixed prefetch and no tf.data autotuning: the pipeline only gathers rows of an array already in memory, and
+# autotuning's background thread made each run's end wait for it (on 2 cores, 7 s on average and up to 28 s
+# when a 14 s pre-training run dropped its iterator; Fig. 5's quick profile, 24 runs, spent about a minute there;
+# docs/calibration.md, "Fig. 5 quick wall time").
+PREFETCH_BATCHES = 2
+
+
+def _without_autotune() -> tf.data.Options:
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def distributed_batches(strategy, images: tf.Variable, labels: tf.Variable, index_batches: np.ndarray,
                         weights: np.ndarray | None = None):
     """A distributed dataset yielding, per step, the global batch `index_batches[step]`
@@ -134,8 +147,8 @@ def distributed_batches(strategy, images: tf.Variable, labels: tf.Variable, inde
         columns = [rows] if weights is None else [rows, _replica_slices(weights, context)]
         def gather(index, *weight):
             return (to_model_input(tf.gather(images, index)), tf.gather(labels, index)) + weight
-        dataset = tf.data.Dataset.from_tensor_slices(tuple(columns)).map(gather)
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        dataset = tf.data.Dataset.from_tensor_slices(tuple(columns)).map(gather).prefetch(PREFETCH_BATCHES)
+        return dataset.with_options(_without_autotune())
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return strategy.distribute_datasets_from_function(dataset_fn, options)
 
