@@ -199,6 +199,24 @@ def test_a_run_whose_loss_becomes_nan_is_left_out_and_the_reproduction_goes_on(t
     assert "pretrained vs from scratch: no run left to compare" in verdict
 
 
+def test_a_reproduction_whose_every_run_diverged_stops_with_one_line(tmp_path):
+    """Both rates at 1e12: every run's loss becomes NaN, so nothing is left to analyse. `rltx` in a subprocess
+    stops with exit code 2 and one line naming the fix, and the flagged runs stay on disk for inspection."""
+    import subprocess
+    import sys
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "rltx", "reproduce", str(_pair_recipe(tmp_path, learning_rate=1e12)),
+                             "--quick", "--quiet", "--set", "learning_rate_downstream=1e12", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"Error: every run of this reproduction diverged (runs in {out / 'runs'}); "
+                     "lower learning_rate or init_scale"], result.stderr
+    for run in ("pretrain-s0", "from_scratch/s0"):
+        assert store.read_run_record(out / "runs" / run).health.startswith("diverged: loss nan")
+    assert not (out / "verdict.txt").exists()
+
+
 def test_a_table_column_whose_run_becomes_nan_is_excluded(tmp_path):
     """construct-table at learning rate 1e12: every column's run fails with a NaN loss; the table keeps
     NaN there, the runs are listed as excluded and the verdict has no healthy run to judge."""
