@@ -153,19 +153,20 @@ def variant_runs(context: Context, variant: Variant, sources: dict[int, Path]) -
     return runs
 
 
-def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], Result]:
+def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], dict[str, list[Path]], Result]:
+    """Every variant's runs by name (one per seed), those of them that completed, and their curves."""
     from rltx.analysis.curves import analyze_curves
     needs_sources = any(v.source == "pretrained" for v in context.spec.variants)
     sources = dict(zip(context.seeds, pretrain_seeds(context))) if needs_sources else {}
     runs = {v.name: variant_runs(context, v, sources) for v in context.spec.variants}
-    trained = [run for group in runs.values() for run in group if completed(run)]
-    if not trained:
+    trained = {name: [run for run in group if completed(run)] for name, group in runs.items()}
+    if not any(trained.values()):
         from rltx.errors import UsageError
         raise UsageError(f"every run of this reproduction diverged (runs in {context.out / 'runs'}); "
                          "lower learning_rate or init_scale")
-    curves = analyze_curves(trained)
+    curves = analyze_curves([run for group in trained.values() for run in group])
     context.store(curves, "curves.h5")
-    return runs, curves
+    return runs, trained, curves
 
 
 def auc_by_variant(runs: dict[str, dict[int, Path]], curves: Result) -> dict[str, dict[int, float]]:
@@ -200,9 +201,8 @@ def transfer_findings(spec: ReproduceSpec, aucs: dict[str, dict[int, float]]) ->
 
 def transfer_pipeline(context: Context) -> Outcome:
     from rltx.plotting.training import draw_curves
-    runs, curves = transfer_variants(context)
-    drawn = {name: [r for r in group if completed(r)] for name, group in runs.items()}
-    drawn = {name: group for name, group in drawn.items() if group}
+    runs, trained, curves = transfer_variants(context)
+    drawn = {name: group for name, group in trained.items() if group}
     figure = draw_curves([r for group in drawn.values() for r in group], labels=list(drawn))
     aucs = auc_by_variant(healthy_variants(context, runs), curves)
     return Outcome([context.figure(figure, "curves.png")], transfer_findings(context.spec, aucs), context.seeds)
@@ -251,7 +251,7 @@ def construct_table_pipeline(context: Context) -> Outcome:
 def activations_pipeline(context: Context) -> Outcome:
     from rltx.analysis.activations import analyze_activations, analyze_trajectory
     from rltx.plotting.training import draw_activations
-    runs, _ = transfer_variants(context)
+    runs, _, _ = transfer_variants(context)
     healthy_variants(context, runs)  # lists the flagged runs; the findings below describe, not judge
     pretrained = pretrain_dir(context, context.seeds[0])
     if not all(completed(run) for run in [pretrained, *(group[0] for group in runs.values())]):
