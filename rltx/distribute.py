@@ -125,10 +125,10 @@ def _replica_slices(index_batches: np.ndarray, context: tf.distribute.InputConte
     return mine.reshape(-1, per_replica)
 
 
-# A fixed prefetch and no tf.data autotuning: the pipeline only gathers rows of an array already in memory, and
-# autotuning's background thread made each run's end wait for it (on 2 cores, 7 s on average and up to 28 s
-# when a 14 s pre-training run dropped its iterator; Fig. 5's quick profile, 24 runs, spent about a minute there;
-# docs/calibration.md, "Fig. 5 quick wall time").
+# A fixed prefetch and no tf.data autotuning: the pipeline only gathers rows of an array already in memory.
+# With autotuning, dropping a finished run's iterator waited 7-28 s for its input threads in some short runs, even
+# after the loop asked past the last batch (rltx.loop; docs/calibration.md, "Input pipeline and re-measured
+# cross-checks"); Fig. 5's quick profile, 24 runs, had spent about a minute there.
 PREFETCH_BATCHES = 2
 
 

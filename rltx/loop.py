@@ -458,6 +458,10 @@ class _Run:
                 wall = wall_offset + time.monotonic() - started
                 metrics.append(self._eval_point(step, wall, interval_images / interval_seconds, metrics))
                 interval_images, interval_seconds = 0, 0.0
+        # Ask once past the last batch: the input threads then see the end and stop, and dropping the iterator
+        # does not wait for them (it had waited 7-28 s in a third of short runs; docs/calibration.md, "Input
+        # pipeline and re-measured cross-checks").
+        iterator.get_next_as_optional()
         return step, metrics
 
     def _next_event(self, step: int) -> int:
