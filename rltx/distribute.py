@@ -138,17 +138,24 @@ def _without_autotune() -> tf.data.Options:
     return options
 
 
+def replica_batches(images: tf.Variable, labels: tf.Variable, rows: np.ndarray,
+                    weight_rows: np.ndarray | None = None) -> tf.data.Dataset:
+    """One input pipeline's dataset: per step, the model inputs and labels of `rows[step]`
+    (plus `weight_rows[step]`), a fixed number of batches ahead, without tf.data autotuning."""
+    columns = [rows] if weight_rows is None else [rows, weight_rows]
+    def gather(index, *weight):
+        return (to_model_input(tf.gather(images, index)), tf.gather(labels, index)) + weight
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(columns)).map(gather).prefetch(PREFETCH_BATCHES)
+    return dataset.with_options(_without_autotune())
+
+
 def distributed_batches(strategy, images: tf.Variable, labels: tf.Variable, index_batches: np.ndarray,
                         weights: np.ndarray | None = None):
     """A distributed dataset yielding, per step, the global batch `index_batches[step]`
     (plus per-example weights, used to mask the padding of the last evaluation batch)."""
     def dataset_fn(context):
-        rows = _replica_slices(index_batches, context)
-        columns = [rows] if weights is None else [rows, _replica_slices(weights, context)]
-        def gather(index, *weight):
-            return (to_model_input(tf.gather(images, index)), tf.gather(labels, index)) + weight
-        dataset = tf.data.Dataset.from_tensor_slices(tuple(columns)).map(gather).prefetch(PREFETCH_BATCHES)
-        return dataset.with_options(_without_autotune())
+        weight_rows = None if weights is None else _replica_slices(weights, context)
+        return replica_batches(images, labels, _replica_slices(index_batches, context), weight_rows)
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return strategy.distribute_datasets_from_function(dataset_fn, options)
 
