@@ -25,13 +25,14 @@ from rltx.recipe_file import load_recipe
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "fig5.yaml"
 
 
+# rltx's own settings, kept to restore them between the autotuned runs
+RLTX_PREFETCH, RLTX_OPTIONS = distribute.PREFETCH_BATCHES, distribute._without_autotune
+
+
 def set_autotune(enabled: bool) -> None:
     """rltx's pipeline (enabled False) or the tf.data default of autotuned prefetching (True)."""
-    distribute.PREFETCH_BATCHES = tf.data.AUTOTUNE if enabled else 2
-    distribute._without_autotune = tf.data.Options if enabled else without_autotune
-
-
-without_autotune = distribute._without_autotune
+    distribute.PREFETCH_BATCHES = tf.data.AUTOTUNE if enabled else RLTX_PREFETCH
+    distribute._without_autotune = tf.data.Options if enabled else RLTX_OPTIONS
 
 
 def timed_run(recipe, directory: Path) -> tuple[float, float, dict]:
