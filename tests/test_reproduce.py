@@ -231,3 +231,25 @@ def test_a_table_column_whose_run_becomes_nan_is_excluded(tmp_path):
     assert np.isnan(read_result(tmp_path / "out" / "table.h5").arrays["accuracy"]).any()
     assert "layers_none: diverged: loss nan" in verdict.split("excluded (diverged")[1]
     assert "[not resolved: no healthy run to judge]" in verdict
+
+
+def test_the_activation_trajectory_reports_the_switch_from_the_stored_series(tmp_path):
+    """Fig. 24's pipeline on a tiny pair of runs: the verdict's switch line holds the active fraction
+    at the switch, the lowest value in the downstream run (and its step) and the last one, read here
+    from the stored trajectory.h5 by its arrays, not from the verdict's own code."""
+    import yaml
+    recipe = {**TINY, "seed": 0, "total_steps": 12, "checkpoint_every": 4, "num_eval_points": 3,
+              "labels_downstream": "random", "num_classes_downstream": 4,
+              "reproduce": {"pipeline": "activations", "seeds": 1, "trajectory": True,
+                            "variants": [{"name": "random labels", "from": "pretrained"}]},
+              "profiles": {"quick": {}}}
+    path = tmp_path / "switch.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    verdict = reproduce(path, tmp_path / "out")
+    trajectory = read_result(tmp_path / "out" / "trajectory.h5")
+    series, phase = trajectory.arrays["activation"][:, -1], trajectory.arrays["phase"]
+    after, steps = series[phase == 1], trajectory.arrays["run_steps"][phase == 1]
+    assert list(steps) == [4, 8, 12]
+    lowest = int(np.argmin(after))
+    assert (f"{series[phase == 0][-1]:.3f} at the switch, lowest {after[lowest]:.3f} {steps[lowest]} steps into "
+            f"'random labels' (of 12), {after[-1]:.3f} at its end") in verdict

@@ -212,3 +212,11 @@ def test_sweep_pairs_with_a_flagged_run_or_source_are_not_counted(tmp_path):
                                   [False, False, True])
     assert sorted(line.split(":")[0] for line in context.excluded) == [str(tmp_path / "s0-b-scratch"),
                                                                       str(tmp_path / "s1-pretrain")]
+
+
+def test_the_switch_finding_names_the_lowest_point_after_the_switch_and_the_end():
+    # Fig. 24's shape by construction: flat 0.22 before, a dip to 0.11 at step 16, a partial recovery
+    after = np.array([0.217, 0.186, 0.109, 0.142, 0.157])
+    line = verdicts.switch_finding("dense_0", 0.222, after, np.array([1, 4, 16, 64, 320]), "random labels").line()
+    assert line == ("dense_0: mean fraction of examples activating a neuron 0.222 at the switch, lowest 0.109 "
+                    "16 steps into 'random labels' (of 320), 0.157 at its end")

@@ -271,10 +271,10 @@ def activations_pipeline(context: Context) -> Outcome:
         trajectory = analyze_trajectory(pretrained, runs[first.name][0])
         path = context.store(trajectory, "trajectory.h5")
         figures.append(context.figure(draw_activations([path]), "trajectory.png"))
-        series, phase = trajectory.arrays["activation"], trajectory.arrays["phase"]
-        findings.append(verdicts.activation_finding(
-            trajectory.inputs["layers"][-1], series[phase == 0][-1, -1], series[phase == 1][-1, -1],
-            f"from the switch to the end of '{first.name}'"))
+        series, phase = trajectory.arrays["activation"][:, -1], trajectory.arrays["phase"]
+        findings.append(verdicts.switch_finding(trajectory.inputs["layers"][-1], series[phase == 0][-1],
+                                                series[phase == 1], trajectory.arrays["run_steps"][phase == 1],
+                                                first.name))
     return Outcome(figures, findings, context.seeds)
 
 

@@ -215,6 +215,16 @@ def activation_finding(layer: str, start: float, end: float, what: str) -> Findi
     return Finding(f"{layer}: mean fraction of examples activating a neuron {change} from {start:.3f} to {end:.3f} {what}")
 
 
+def switch_finding(layer: str, at_switch: float, after: np.ndarray, steps_after: np.ndarray, variant: str) -> Finding:
+    """Fig. 24 (App. F): the active fraction at the switch, its lowest value in the downstream run and
+    when, and its value at the end, so "abruptly and permanently" can be read off; a description, not
+    a verdict (one run per curve, as App. F)."""
+    lowest = int(np.argmin(after))
+    return Finding(f"{layer}: mean fraction of examples activating a neuron {at_switch:.3f} at the switch, lowest "
+                   f"{after[lowest]:.3f} {int(steps_after[lowest])} steps into '{variant}' (of "
+                   f"{int(steps_after[-1])}), {after[-1]:.3f} at its end")
+
+
 def scatter_finding(labels: str, pretrained: np.ndarray, scratch: np.ndarray) -> Finding:
     faster = int(np.sum(np.asarray(pretrained) > np.asarray(scratch)))
     return Finding(f"{labels} labels downstream: pre-trained trains faster (below x = y) in {faster} of "
