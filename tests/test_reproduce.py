@@ -251,5 +251,6 @@ def test_the_activation_trajectory_reports_the_switch_from_the_stored_series(tmp
     after, steps = series[phase == 1], trajectory.arrays["run_steps"][phase == 1]
     assert list(steps) == [4, 8, 12]
     lowest = int(np.argmin(after))
-    assert (f"{series[phase == 0][-1]:.3f} at the switch, lowest {after[lowest]:.3f} {steps[lowest]} steps into "
+    assert trajectory.inputs["layers"][-1] == "dense_0"  # the column read above is the dense layer's
+    assert (f"dense_0: mean fraction of examples activating a neuron {series[phase == 0][-1]:.3f} at the switch, lowest {after[lowest]:.3f} {steps[lowest]} steps into "
             f"'random labels' (of 12), {after[-1]:.3f} at its end") in verdict
