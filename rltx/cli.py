@@ -109,6 +109,7 @@ def main(context: click.Context, verbose: bool):
     warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
     if context.obj == PROGRAM and not native_stderr.wants_native_logs(verbose):
         native_stderr.divert_native_stderr()
+        native_stderr.quiet_python_loggers()
 
 
 PROGRAM = "rltx program"  # context.obj when run as the `rltx` program, not in-process by tests or notebooks

@@ -7,11 +7,19 @@ cuInit" at the first device query on a machine without a GPU). TF_CPP_MIN_LOG_LE
 those, so the program itself moves descriptor 2: Python's sys.stderr keeps the terminal (rltx's
 messages, progress, warnings and tracebacks), while native writes go to /dev/null or to the file
 named by RLTX_NATIVE_LOG. Only the command-line entry point calls this; importing rltx never does.
+
+The Python side of TensorFlow and tensorflow-datasets logs through the `absl` and `tensorflow`
+loggers, which reach sys.stderr: tfds warns "Variant folder ... has no dataset_info.json" whenever
+a dataset that is not prepared is probed (every offline fallback, and before the one-line error of
+a missing dataset). The program raises those loggers to ERROR too.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
+
+PYTHON_LOGGERS = ("absl", "tensorflow")
 
 LOG_VARIABLE = "RLTX_NATIVE_LOG"
 
@@ -34,3 +42,10 @@ def divert_native_stderr() -> None:
     os.close(sink)
     sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
                            errors="backslashreplace")
+
+
+def quiet_python_loggers() -> None:
+    """Show only errors of TensorFlow's and tfds's Python loggers (their warnings are about their
+    own internals; --verbose keeps them)."""
+    for name in PYTHON_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

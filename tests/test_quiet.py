@@ -31,3 +31,16 @@ def test_training_and_errors_print_only_rltx_lines_and_verbose_shows_tensorflows
     verbose = rltx("--verbose", "transfer", "tiny.yaml", "--from", "run", "--from-step", "3", "--out", "t",
                    cwd=tmp_path)
     assert verbose.returncode == 2 and any(NATIVE_LINE.match(line) for line in verbose.stderr.splitlines())
+
+
+def test_a_missing_dataset_is_one_line_though_tfds_warns_while_probing_it(tmp_path):
+    """tfds logs "Variant folder ... has no dataset_info.json" (absl, Python side) when it probes a
+    dataset that is not prepared: the user meets that error as rltx's one line, and --verbose shows tfds's."""
+    args = ("pretrain", "table1", "--out", "run", "--set", "offline=true", "--set", f"data_dir={tmp_path / 'tfds'}")
+    failed = rltx(*args, cwd=tmp_path)
+    assert failed.returncode == 2
+    assert len(failed.stderr.splitlines()) == 1, failed.stderr
+    assert failed.stderr.startswith("Error: dataset cifar10 is not prepared in "), failed.stderr
+    verbose = rltx("--verbose", *args, cwd=tmp_path)
+    assert verbose.returncode == 2 and "Variant folder" in verbose.stderr
+    assert not (tmp_path / "run").exists()
