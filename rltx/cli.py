@@ -14,6 +14,9 @@ from rltx.errors import UsageError, shorten
 from rltx.recipe_file import load_recipe
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; 8.1 prints the help itself
+
+
 class FixableError(click.ClickException):
     """Printed as one line 'Error: ...' with exit code 2 (bad input), never a traceback."""
     exit_code = 2
@@ -77,6 +80,10 @@ class Group(click.Group):
             return super().invoke(context)
         except UsageError as error:
             raise FixableError(str(error)) from None
+        except _NO_ARGS_IS_HELP:  # `rltx plot` alone: click shows the group's help
+            raise
+        except click.UsageError as error:  # a command line click cannot parse: one line, as rltx's own errors
+            raise FixableError(_one_line_usage(error)) from None
         except Exception as error:
             store = sys.modules.get("rltx.store")  # not imported (help, completion): no write could fail
             if store is not None and isinstance(error, store.StoreWriteError):
@@ -85,6 +92,16 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise SystemExit(130) from None
+
+
+def _one_line_usage(error: click.UsageError) -> str:
+    """click's message ("Invalid value for '--seeds': 0 is not in the range ...") and where the usage is,
+    instead of click's usage block above it."""
+    message = " ".join(error.format_message().split())
+    if not message.endswith((".", "?")):
+        message += "."
+    command = error.ctx.command_path if error.ctx is not None else "rltx"
+    return f"{message} Run `{command} --help` for the usage."
 
 
 def _keys_help(with_construct_keys: bool = False) -> str:

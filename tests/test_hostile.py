@@ -227,6 +227,25 @@ def test_checks_come_before_anything_is_written(work):
     assert (work / "plan_json" / "plan.json").read_text() == "[1, 2"
 
 
+def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(work):
+    cases = {
+        "range": (("reproduce", "table1", "--quick", "--seeds", "0"), None),
+        "missing": (("pretrain",), None),
+        "option": (("transfer", "tiny.yaml", "--from", "base", "--bogus"), None),
+        "nested": (("analyze", "misalignment", "base", "--bogus"), None),
+        "command": (("nosuchcmd",), None),
+        "group alone": (("plot",), None),
+    }
+    results = run_cases(work, cases)
+    refused(results["range"], 2, "'--seeds': 0 is not in the range", "rltx reproduce --help`")
+    refused(results["missing"], 2, "Missing argument 'RECIPE'", "rltx pretrain --help`")
+    refused(results["option"], 2, "No such option '--bogus'", "rltx transfer --help`")
+    refused(results["nested"], 2, "No such option '--bogus'", "rltx analyze misalignment --help`")
+    refused(results["command"], 2, "No such command 'nosuchcmd'", "rltx --help`")
+    shown = results["group alone"]  # a group without its command shows the group's help, as --help does
+    assert "Commands:" in shown.stdout + shown.stderr and "Traceback" not in shown.stderr
+
+
 @pytest.mark.skipif(not CAN_MOUNT_READ_ONLY, reason="needs `unshare -m` to mount a folder read-only")
 def test_read_only_storage(work):
     """Item 8: read-only folders for new runs, analysis and init outputs; a completed run rerun on them."""
