@@ -75,6 +75,15 @@ class Group(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def parse_args(self, context, args):
+        """`rltx --bogus`: the group's own options, parsed before any command is invoked."""
+        try:
+            return super().parse_args(context, args)
+        except _NO_ARGS_IS_HELP:
+            raise
+        except click.UsageError as error:
+            raise FixableError(_one_line_usage(error)) from None
+
     def invoke(self, context):
         try:
             return super().invoke(context)

@@ -234,6 +234,7 @@ def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(w
         "option": (("transfer", "tiny.yaml", "--from", "base", "--bogus"), None),
         "nested": (("analyze", "misalignment", "base", "--bogus"), None),
         "command": (("nosuchcmd",), None),
+        "program option": (("--bogus",), None),
         "group alone": (("plot",), None),
     }
     results = run_cases(work, cases)
@@ -242,6 +243,7 @@ def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(w
     refused(results["option"], 2, "No such option '--bogus'", "rltx transfer --help`")
     refused(results["nested"], 2, "No such option '--bogus'", "rltx analyze misalignment --help`")
     refused(results["command"], 2, "No such command 'nosuchcmd'", "rltx --help`")
+    refused(results["program option"], 2, "No such option '--bogus'", "rltx --help`")
     shown = results["group alone"]  # a group without its command shows the group's help, as --help does
     assert "Commands:" in shown.stdout + shown.stderr and "Traceback" not in shown.stderr
 
