@@ -115,6 +115,14 @@ def task_labels(recipe: Recipe, source, indices: np.ndarray, from_train: bool, k
     return (source.train if from_train else source.test)(indices).y.astype(np.int64)
 
 
+def check_real_classes(recipe: Recipe, source, stage: str) -> None:
+    """Refuse real `stage` labels ("upstream" / "downstream") of another class count than the data's,
+    before anything trains (a reproduction checks its fine-tuning variants before pre-training)."""
+    asked = getattr(recipe, f"num_classes_{stage}")
+    if getattr(recipe, f"labels_{stage}") == "real" and source.num_classes != asked:
+        raise UsageError(_class_mismatch(recipe.dataset, source.num_classes, asked, stage))
+
+
 def _class_mismatch(dataset: str, real: int, asked: int, stage: str) -> str:
     """Real labels need as many classes as the data has: name the keys and a fix that works."""
     if real == 0:

@@ -217,6 +217,23 @@ def test_a_reproduction_whose_every_run_diverged_stops_with_one_line(tmp_path):
     assert not (out / "verdict.txt").exists()
 
 
+def test_real_fine_tuning_labels_of_another_class_count_are_refused_before_pre_training(tmp_path):
+    """The data has 4 real classes, a variant fine-tunes on 10: `rltx` in a subprocess stops with exit 2
+    and the one line naming the key and its value before any run is written (it stopped after pre-training)."""
+    import subprocess
+    import sys
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "rltx", "reproduce", str(_pair_recipe(tmp_path, learning_rate=0.05)),
+                             "--quick", "--quiet", "--set", "gaussian_num_classes=4", "--set", "labels_downstream=real",
+                             "--set", "num_classes_downstream=10", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: gaussian has 4 real classes but num_classes_downstream is 10; set num_classes_downstream=4 "
+        "(or labels_downstream=random)"], result.stderr
+    assert not (out / "runs").exists()
+
+
 def test_a_table_column_whose_run_becomes_nan_is_excluded(tmp_path):
     """construct-table at learning rate 1e12: every column's run fails with a NaN loss; the table keeps
     NaN there, the runs are listed as excluded and the verdict has no healthy run to judge."""

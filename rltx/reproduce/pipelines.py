@@ -153,9 +153,22 @@ def variant_runs(context: Context, variant: Variant, sources: dict[int, Path]) -
     return runs
 
 
+def check_variant_classes(context: Context) -> None:
+    """Every variant's real fine-tuning labels fit the data, checked before the first pre-training."""
+    from rltx.tasks import check_real_classes, open_recipe_source
+    sources = {}  # by data keys: a variant may change them
+    for variant in context.spec.variants:
+        recipe = with_keys(context.recipe, **variant.keys)
+        if recipe.labels_downstream == "real":
+            if recipe.data not in sources:
+                sources[recipe.data] = open_recipe_source(recipe)
+            check_real_classes(recipe, sources[recipe.data], "downstream")
+
+
 def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], dict[str, list[Path]], Result]:
     """Every variant's runs by name (one per seed), those of them that completed, and their curves."""
     from rltx.analysis.curves import analyze_curves
+    check_variant_classes(context)
     needs_sources = any(v.source == "pretrained" for v in context.spec.variants)
     sources = dict(zip(context.seeds, pretrain_seeds(context))) if needs_sources else {}
     runs = {v.name: variant_runs(context, v, sources) for v in context.spec.variants}
