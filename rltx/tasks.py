@@ -56,7 +56,7 @@ def upstream_samples(recipe: Recipe, source) -> dict[str, np.ndarray]:
     if needed > source.num_train:
         raise UsageError(f"num_examples_upstream {recipe.num_examples_upstream} + num_examples_downstream "
                          f"{recipe.num_examples_downstream} exceed the {source.num_train} examples of the training "
-                         f"split; lower them with --set (at most {source.num_train} in all)")
+                         f"split; lower them (at most {source.num_train} in all)")
     upstream = hyperrule.sample_upstream(source.num_train, recipe.num_examples_upstream, recipe.seed)
     downstream = _remainder(source, upstream, recipe.num_examples_downstream, recipe.seed, "downstream")
     test, from_train = held_out(recipe, source, np.union1d(upstream, downstream))
@@ -100,7 +100,7 @@ def held_out(recipe: Recipe, source, exclude: np.ndarray) -> tuple[np.ndarray, b
     count = recipe.num_examples_test or source.num_test
     if count > source.num_test:
         raise UsageError(f"num_examples_test {count} exceeds the {source.num_test} held-out examples; "
-                         f"lower it with --set num_examples_test={source.num_test} (or less)")
+                         f"set num_examples_test={source.num_test} (or less)")
     return hyperrule.test_subset(source.num_test, count), False
 
 
