@@ -236,8 +236,11 @@ def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(w
         "command": (("nosuchcmd",), None),
         "program option": (("--bogus",), None),
         "group alone": (("plot",), None),
+        "workers outside a sweep": (("reproduce", "fig5", "--quick", "--workers", "2", "--out", "w2"), None),
     }
     results = run_cases(work, cases)
+    refused(results["workers outside a sweep"], 2, "fig5's transfer pipeline runs one run at a time: drop --workers")
+    assert not (work / "w2").exists()
     refused(results["range"], 2, "'--seeds': 0 is not in the range", "rltx reproduce --help`")
     refused(results["missing"], 2, "Missing argument 'RECIPE'", "rltx pretrain --help`")
     refused(results["option"], 2, "No such option '--bogus'", "rltx transfer --help`")

@@ -87,6 +87,9 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     if seeds is not None:
         spec = dataclasses.replace(spec, seeds=seeds)
     recipe = make_recipe(recipe_file.keys)
+    if workers > 1 and spec.pipeline != "sweep":
+        raise UsageError(f"--workers runs a sweep's runs concurrently; {path.stem}'s {spec.pipeline} pipeline runs "
+                         "one run at a time: drop --workers")
     if spec.pipeline == "construct-table":
         spec.judged_sets(recipe.table_layer_sets)  # checked before anything is trained or written
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))

@@ -33,7 +33,8 @@ def _list_recipes(context, _parameter, value):
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), metavar="N",
               help="Number of seeds (recipe seed, seed + 1, ...) [default: the recipe's reproduce: seeds].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Sweep recipes: concurrent runs.")
+              help="Sweep recipes (cifar10_a, imagenet_a, ...): concurrent runs; the other pipelines "
+                   "run one run at a time.")
 @click.option("--quiet", is_flag=True, help="No progress bars (the stage lines and the verdict are still printed).")
 def reproduce(name: str, quick: bool, profile: str | None, out: Path | None, overrides: tuple[str, ...],
               seeds: int | None, workers: int, quiet: bool):
