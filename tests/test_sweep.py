@@ -123,3 +123,26 @@ def test_killed_sweep_finishes_on_rerun_without_redoing_completed_runs(tmp_path)
     statuses = _statuses(out)
     assert len(statuses) == 6 and set(statuses.values()) == {"completed"}  # 2 pretrain + 2 x (transfer, scratch)
     assert (out / "curves.h5").exists()
+
+
+def test_reproduce_seeds_set_a_sweep_recipes_seeds_per_group(tmp_path, monkeypatch):
+    """`rltx reproduce SWEEP --seeds 3` plans three consecutive seeds in every group (the sweep: section's
+    count, which the pipeline reads; the recipe has 1); the planned runs are captured instead of trained."""
+    from rltx import sweep
+    from rltx.reproduce import reproduce
+    recipe = yaml.safe_load(sweep_file(tmp_path).read_text())
+    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
+    planned = {}
+
+    def capture(plan, workers, echo):
+        planned["runs"] = [run.name for run in plan.runs if run.stage == "pretrain"]
+        raise KeyboardInterrupt  # stop before anything trains
+    monkeypatch.setattr(sweep, "run_local", capture)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(str(tmp_path / "sweep.yaml"), out=tmp_path / "out", seeds=3, reporter=lambda label: None,
+                  echo=lambda line: None)
+    per_group = [sorted(int(name.split("/s")[1].split("-")[0]) for name in planned["runs"] if f"/g0{g}/" in name)
+                 for g in range(2)]
+    assert [len(seeds) for seeds in per_group] == [3, 3] and len(planned["runs"]) == 6
+    assert all(seeds == list(range(seeds[0], seeds[0] + 3)) for seeds in per_group)  # seed, seed + 1, seed + 2

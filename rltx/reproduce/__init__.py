@@ -86,6 +86,8 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     spec = ReproduceSpec.from_section(recipe_file.reproduce, str(path))
     if seeds is not None:
         spec = dataclasses.replace(spec, seeds=seeds)
+        if spec.pipeline == "sweep":  # a sweep's runs take their seeds from its sweep: section
+            recipe_file = dataclasses.replace(recipe_file, sweep={**recipe_file.sweep, "seeds": seeds})
     recipe = make_recipe(recipe_file.keys)
     if workers > 1 and spec.pipeline != "sweep":
         raise UsageError(f"--workers runs a sweep's runs concurrently; {path.stem}'s {spec.pipeline} pipeline runs "

@@ -31,7 +31,8 @@ def _list_recipes(context, _parameter, value):
               help="Directory for runs, analyses, figures and verdict.txt [default: runs/reproduce/NAME[-quick]].")
 @SET_OPTION
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), metavar="N",
-              help="Number of seeds (recipe seed, seed + 1, ...) [default: the recipe's reproduce: seeds].")
+              help="Number of seeds (recipe seed, seed + 1, ...) [default: the recipe's reproduce: seeds; "
+                   "for a sweep recipe, its sweep: seeds per group].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Sweep recipes (cifar10_a, imagenet_a, ...): concurrent runs; the other pipelines "
                    "run one run at a time.")
