@@ -238,6 +238,10 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
     scratch = sources == ("scratch",)
     if "scratch" in sources and not scratch:
         raise UsageError("--from scratch cannot be combined with source runs; use --with-baseline for the pair")
+    if scratch and (from_step is not None or with_baseline):
+        option = "--from-step picks a source checkpoint" if from_step is not None else \
+            "--with-baseline adds the from-scratch run of a transfer"
+        raise UsageError(f"{option}; a run from scratch has no source: drop it, or give --from RUN")
     out = out or Path("runs") / f"{recipe.stem}-{'scratch' if scratch else 'transfer'}"
     from rltx.transfer import transfer as run_transfer
     paths = [] if scratch else [Path(s) for s in sources]

@@ -211,6 +211,9 @@ def test_checks_come_before_anything_is_written(work):
         "plan dir": (("sweep", "sweep.yaml", "--out", "plan_dir", "--plan-only"), None),
         "plan latin1": (("sweep", "sweep.yaml", "--out", "plan_latin1", "--plan-only"), None),
         "plan json": (("sweep", "sweep.yaml", "--out", "plan_json", "--plan-only"), None),
+        "scratch from step": (("transfer", "tiny.yaml", "--from", "scratch", "--from-step", "3", "--out", "t_fs"),
+                              None),
+        "scratch baseline": (("transfer", "tiny.yaml", "--from", "scratch", "--with-baseline", "--out", "t_fb"), None),
     }
     results = run_cases(work, cases)
     refused(results["baseline"], 2, "t10-scratch", "holds another run")
@@ -225,6 +228,9 @@ def test_checks_come_before_anything_is_written(work):
     for name in ("plan dir", "plan latin1", "plan json"):
         refused(results[name], 2, "damaged", "--plan-only")
     assert (work / "plan_json" / "plan.json").read_text() == "[1, 2"
+    refused(results["scratch from step"], 2, "--from-step picks a source checkpoint", "drop it")
+    refused(results["scratch baseline"], 2, "--with-baseline adds the from-scratch run", "drop it")
+    assert not (work / "t_fs").exists() and not (work / "t_fb").exists()
 
 
 def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(work):
