@@ -263,12 +263,17 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
 @click.option("--table", type=click.Path(file_okay=False, path_type=Path),
               help="Instead: for each of table_layer_sets, construct, train, and tabulate the accuracies after "
                    "table_iterations steps (Table 1-6), with runs, init files and table.h5 in this directory.")
-@click.option("--quiet", is_flag=True, help="--table: no training progress output.")
+@click.option("--quiet", is_flag=True, help="No training progress (--table), no per-layer lines (-o).")
 def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path, ...], overrides: tuple[str, ...],
                    profile: str | None, output: Path | None, table: Path | None, quiet: bool):
     """Build conv filters from the data's patch covariances, layer by layer (Sec. 2.5, E.3)."""
     config = load_recipe(recipe, overrides, profile)
     if table is not None:
+        given = [name for name, value in (("--layers", layers), ("-o", output), ("--covariance-from", covariance_runs))
+                 if value]
+        if given:
+            raise UsageError("--table builds its init files from the recipe's table_layer_sets; "
+                             f"drop {', '.join(given)}")
         from rltx.analysis.results import print_table, write_result
         from rltx.construct_table import construct_table
         from rltx.distribute import is_chief
@@ -292,7 +297,7 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     from rltx.store import write_init
     weights, records, indices = build(config, numbers, covariance_runs)
     write_init(output, config.to_yaml(), weights, records, indices)
-    for layer, record in records.items():
+    for layer, record in records.items() if not quiet else ():
         click.echo(f"{layer}: {record.method}, {', '.join(f'{k} {v:.4g}' for k, v in record.numbers.items())}")
     click.echo(f"wrote {output}")
 

@@ -107,6 +107,12 @@ def test_cli_errors_exit_2(tmp_path):
     assert invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", tmp_path / "i.h5").exit_code == 0
     again = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", tmp_path / "i.h5")
     assert again.exit_code == 2 and "exists" in again.output
+    quiet = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", tmp_path / "q.h5", "--quiet")
+    assert quiet.exit_code == 0 and quiet.output == f"wrote {tmp_path / 'q.h5'}\n"  # no per-layer line
+    both = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", tmp_path / "b.h5", "--table",
+                  tmp_path / "table")
+    assert both.exit_code == 2 and "drop --layers, -o" in both.output
+    assert not (tmp_path / "table").exists() and not (tmp_path / "b.h5").exists()
     other = invoke("pretrain", tmp_path / "r.yaml", "--init", tmp_path / "i.h5", "--set", "num_filters=4",
                    "--out", tmp_path / "run")
     assert other.exit_code == 2 and "does not fit this model" in other.output
