@@ -243,10 +243,15 @@ def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(w
         "program option": (("--bogus",), None),
         "group alone": (("plot",), None),
         "workers outside a sweep": (("reproduce", "fig5", "--quick", "--workers", "2", "--out", "w2"), None),
+        "step and all steps": (("analyze", "gradient", "base", "--step", "0", "--all-steps", "-o", "g.h5"), None),
+        "rbf fraction, linear kernel": (("analyze", "cka", "base", "base", "--rbf-fraction", "0.3"), None),
     }
     results = run_cases(work, cases)
     refused(results["workers outside a sweep"], 2, "fig5's transfer pipeline runs one run at a time: drop --workers")
     assert not (work / "w2").exists()
+    refused(results["step and all steps"], 2, "--step and --all-steps both choose the checkpoints; give one of them")
+    assert not (work / "g.h5").exists()
+    refused(results["rbf fraction, linear kernel"], 2, "add --kernel rbf or drop it (kernel linear)")
     refused(results["range"], 2, "'--seeds': 0 is not in the range", "rltx reproduce --help`")
     refused(results["missing"], 2, "Missing argument 'RECIPE'", "rltx pretrain --help`")
     refused(results["option"], 2, "No such option '--bogus'", "rltx transfer --help`")

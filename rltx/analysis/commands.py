@@ -1,6 +1,7 @@
 """`rltx analyze KIND RUN...`: one click command per kind, each a thin shell over its library function."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -33,7 +34,12 @@ def output_options(command):
     return command
 
 
-def checkpoint_options(command):
+def checkpoint_options(analysis):
+    @functools.wraps(analysis)
+    def command(*args, step=None, all_steps=False, **kwargs):
+        if step is not None and all_steps:
+            raise UsageError("--step and --all-steps both choose the checkpoints; give one of them")
+        return analysis(*args, step=step, all_steps=all_steps, **kwargs)
     for option in reversed([
         click.option("--step", type=int, help="Checkpoint step [default: the last stored]."),
         click.option("--all-steps", is_flag=True, help="Every stored checkpoint (a curve over training)."),
@@ -237,6 +243,10 @@ def step_options(command):
 @output_options
 def cka(run_a, run_b, step_a, step_b, kernel, rbf_fraction, debiased, num_examples, output, as_json):
     """Layer x layer CKA between two runs on RUN_A's held-out examples (Neyshabur et al. B.3, Table 7)."""
+    source = click.get_current_context().get_parameter_source("rbf_fraction")
+    if source == click.core.ParameterSource.COMMANDLINE and kernel != "rbf":
+        raise UsageError(f"--rbf-fraction sets the RBF kernel's bandwidth; add --kernel rbf or drop it "
+                         f"(kernel {kernel})")
     from rltx.analysis.similarity import analyze_cka
     emit(analyze_cka(run_a, run_b, step_a=step_a, step_b=step_b, kernel=kernel, debiased=debiased,
                      num_examples=num_examples, rbf_fraction=rbf_fraction), output, as_json)
