@@ -170,6 +170,7 @@ def test_bad_input_is_one_line_with_exit_2(files, wide_runs, tmp_path):
         (["f-sigma"], "needs transfer-function results"),
         (["f-sigma", files / "f.h5", "--steps", "7"], "no checkpoint at step 7"),
         (["alignment-curve", files / "a.h5", "--layers", "conv_9"], "has no layer conv_9"),
+        (["alignment-curve", files / "a.h5", "--step", "0", "--all-steps"], "give one of them"),
         (["misalignment", files / "mis" / "m0.h5", "--labels", "a,b"], "one per file"),
         (["eigenvectors", files / "e.h5", files / "e.h5"], "draws one result"),
     ]
