@@ -297,8 +297,9 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     from rltx.store import write_init
     weights, records, indices = build(config, numbers, covariance_runs)
     write_init(output, config.to_yaml(), weights, records, indices)
-    for layer, record in records.items() if not quiet else ():
-        click.echo(f"{layer}: {record.method}, {', '.join(f'{k} {v:.4g}' for k, v in record.numbers.items())}")
+    if not quiet:
+        for layer, record in records.items():
+            click.echo(f"{layer}: {record.method}, {', '.join(f'{k} {v:.4g}' for k, v in record.numbers.items())}")
     click.echo(f"wrote {output}")
 
 

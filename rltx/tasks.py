@@ -109,9 +109,7 @@ def task_labels(recipe: Recipe, source, indices: np.ndarray, from_train: bool, k
     """A.1 steps 3-4: uniform random labels, or the dataset's own."""
     if kind == "random":
         return hyperrule.random_labels(len(indices), num_classes, recipe.seed, salt)
-    if source.num_classes != num_classes:
-        raise UsageError(_class_mismatch(recipe.dataset, source.num_classes, num_classes,
-                                         "upstream" if salt in (UPSTREAM, UPSTREAM_TEST) else "downstream"))
+    check_real_classes(recipe, source, "upstream" if salt in (UPSTREAM, UPSTREAM_TEST) else "downstream")
     return (source.train if from_train else source.test)(indices).y.astype(np.int64)
 
 

@@ -8,7 +8,7 @@ import click
 
 from rltx.analysis.curvature import DEFAULT_ETAS  # numpy-only at import, like similarity
 from rltx.analysis.similarity import KERNELS
-from rltx.cli_options import SET_OPTION
+from rltx.cli_options import SET_OPTION, check_one_checkpoint_choice
 from rltx.errors import UsageError
 
 RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -37,8 +37,7 @@ def output_options(command):
 def checkpoint_options(analysis):
     @functools.wraps(analysis)
     def command(*args, step=None, all_steps=False, **kwargs):
-        if step is not None and all_steps:
-            raise UsageError("--step and --all-steps both choose the checkpoints; give one of them")
+        check_one_checkpoint_choice(step, all_steps)
         return analysis(*args, step=step, all_steps=all_steps, **kwargs)
     for option in reversed([
         click.option("--step", type=int, help="Checkpoint step [default: the last stored]."),

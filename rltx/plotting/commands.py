@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from rltx.cli_options import check_one_checkpoint_choice
 from rltx.errors import UsageError
 
 INPUTS = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -224,8 +225,7 @@ def f_sigma(inputs, labels, steps, tau_curves, curves, output, title, style):
 def alignment_curve(inputs, labels, layers, step, all_steps, normalize, output, title, style):
     """Alignment vs threshold tau / sigma_1 per layer from `rltx analyze representation-alignment`
     (Imani et al. 2022, Fig. 5-7, 10-14)."""
-    if step is not None and all_steps:
-        raise UsageError("--step and --all-steps both choose the checkpoints; give one of them")
+    check_one_checkpoint_choice(step, all_steps)
     from rltx.plotting.alignment import draw_alignment_curve
     finish(draw_alignment_curve(inputs, style=style, labels=names(labels), layers=names(layers),
                                 step=step, all_steps=all_steps, normalize=normalize), output, title, style)
