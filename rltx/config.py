@@ -121,7 +121,7 @@ class Recipe:
     width_factor: int = key(4, help="wrn28: width factor (A.7: 4)", minimum=1)
     first_conv_kernel_size: int = key(3, help="wrn28: side of the first convolution (A.7 used 5 for Fig. 3)", unit="pixels", minimum=1)
     init_algorithm: str = key("he", help="kernel initialisation (A.3: He normal)", choices=("he", "orthogonal"))
-    init_scale: float = key(1.0, help="multiplier of the initial kernels (A.3 init_scale)", minimum=0.0, exclusive_minimum=True)
+    init_scale: float = key(1.0, help="multiplier of the initial kernels' variance (A.3 init_scale; std factor sqrt(init_scale))", minimum=0.0, exclusive_minimum=True)
     # --- training (A.3) ----------------------------------------------------------------
     learning_rate: float = key(help="initial SGD learning rate; divided by 3 at 1/3 and 2/3 of the steps (A.3)", minimum=0.0, exclusive_minimum=True)
     batch_size: int = key(256, help="global mini-batch size over all replicas (A.3: 256)", unit="examples", minimum=1)

@@ -1,8 +1,8 @@
 """Model zoo of Maennel et al. (2020): Simple CNN, VGG16, ResNet18 (A.2), MLP (E.1), WRN-28 (A.7).
 
 Every model is a Keras functional model mapping `keras.Input(input_shape)` to logits through a final
-Dense layer named `HEAD`. Kernels are initialised per A.3 (He normal scaled by init_scale, or
-orthogonal as in B.2), biases with zeros, each layer with its own seed derived from `seed`.
+Dense layer named `HEAD`. Kernels are initialised per A.3 (He normal with its variance scaled by
+init_scale, or orthogonal as in B.2), biases with zeros, each layer with its own seed derived from `seed`.
 Weights are float32; the head outputs float32 logits whatever the compute dtype of the other layers.
 """
 from __future__ import annotations
@@ -22,16 +22,21 @@ INIT_ALGORITHMS = ("he", "orthogonal")  # A.3 (He normal); B.2 adds orthogonal [
 def kernel_initializer(init_algorithm: str, init_scale: float, seed: int) -> keras.initializers.Initializer:
     """Initializer for one conv/dense kernel (A.3: "He normal algorithm with init_scale scaling").
 
-    "he": untruncated normal, std = init_scale * sqrt(2 / fan_in), fan_in = kh*kw*in_channels.
-    "orthogonal": kernel flattened to (fan_in, fan_out) is a (semi-)orthogonal matrix times the ReLU
-    gain sqrt(2) times init_scale, so its per-unit variance scale matches He's.
+    init_scale multiplies He's variance, not its standard deviation: VGG16 at A.5 / A.11's init_scale
+    0.526 and 0.612 fits its random labels on the paper's own schedule only under this reading (std
+    factor sqrt(0.526) = 0.725; with 0.526 on the std its logits start at 1e-4 and it stays at ln C
+    for all 9375 steps; `bench/vgg_plateau.py`, docs/calibration.md).
+
+    "he": untruncated normal, std = sqrt(init_scale * 2 / fan_in), fan_in = kh*kw*in_channels.
+    "orthogonal": kernel flattened to (fan_in, fan_out) is a (semi-)orthogonal matrix times the gain
+    sqrt(2 * init_scale), so its per-unit variance scale matches He's.
     """
     if init_algorithm == "he":
         return keras.initializers.VarianceScaling(
-            scale=2.0 * init_scale**2, mode="fan_in", distribution="untruncated_normal", seed=seed)
+            scale=2.0 * init_scale, mode="fan_in", distribution="untruncated_normal", seed=seed)
     if init_algorithm == "orthogonal":
         # keras' Orthogonal: QR of a Gaussian, sign-fixed by diag(R), reshaped to the kernel shape.
-        return keras.initializers.Orthogonal(gain=math.sqrt(2.0) * init_scale, seed=seed)
+        return keras.initializers.Orthogonal(gain=math.sqrt(2.0 * init_scale), seed=seed)
     raise ValueError(f"unknown init_algorithm {init_algorithm!r}; valid: {', '.join(INIT_ALGORITHMS)}")
 
 

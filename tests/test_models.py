@@ -32,7 +32,7 @@ def test_vgg16_conv_params_match_keras_applications():
 @pytest.mark.parametrize("scale", [1.0, 0.37])
 def test_he_std_of_conv_kernel(scale):
     w = keras.ops.convert_to_numpy(kernel_initializer("he", scale, seed=3)((3, 3, 64, 128)))
-    expected = scale * math.sqrt(2.0 / (3 * 3 * 64))
+    expected = math.sqrt(scale * 2.0 / (3 * 3 * 64))  # A.3: init_scale on He's variance
     assert abs(w.std() / expected - 1) < 0.03
     assert abs(w.mean()) < 0.03 * expected
     # untruncated normal: about 0.27% of N(0, s) samples lie beyond 3s (a truncated normal has none)
@@ -43,10 +43,11 @@ def test_he_std_of_conv_kernel(scale):
 def test_he_std_of_dense_layer_in_model_and_zero_biases(scale):
     model = build_model("mlp", (1024,), 10, init_scale=scale, hidden_units=[1024])
     w = _kernel(model, "dense_0")
-    assert abs(w.std() / (scale * math.sqrt(2.0 / 1024)) - 1) < 0.03
-    assert abs(w.mean()) < 0.03 * scale * math.sqrt(2.0 / 1024)
+    expected = math.sqrt(scale * 2.0 / 1024)
+    assert abs(w.std() / expected - 1) < 0.03
+    assert abs(w.mean()) < 0.03 * expected
     head = _kernel(model, HEAD)  # the head is He-initialised too
-    assert abs(head.std() / (scale * math.sqrt(2.0 / 1024)) - 1) < 0.03
+    assert abs(head.std() / expected - 1) < 0.03
     for layer in model.layers:
         if getattr(layer, "bias", None) is not None:
             assert not np.any(layer.bias.numpy())
@@ -57,16 +58,16 @@ def test_orthogonal_dense_kernel(scale):
     model = build_model("mlp", (256,), 10, init_algorithm="orthogonal", init_scale=scale,
                         hidden_units=[512])
     w = _kernel(model, "dense_0").astype(np.float64)  # (fan_in 256, fan_out 512)
-    assert abs(w.std() / (scale * math.sqrt(2) / math.sqrt(512)) - 1) < 0.03
-    np.testing.assert_allclose(w @ w.T, 2 * scale**2 * np.eye(256), atol=1e-4)
+    assert abs(w.std() / math.sqrt(2 * scale / 512) - 1) < 0.03
+    np.testing.assert_allclose(w @ w.T, 2 * scale * np.eye(256), atol=1e-4)
     assert not np.any(model.get_layer("dense_0").bias.numpy())
 
 
 def test_orthogonal_conv_kernel():
     w = keras.ops.convert_to_numpy(kernel_initializer("orthogonal", 1.5, seed=1)((3, 3, 16, 32)))
     flat = w.reshape(-1, 32).astype(np.float64)  # (fan_in 144, fan_out 32)
-    np.testing.assert_allclose(flat.T @ flat, 2 * 1.5**2 * np.eye(32), atol=1e-4)
-    assert abs(flat.std() / (1.5 * math.sqrt(2) / math.sqrt(144)) - 1) < 0.03
+    np.testing.assert_allclose(flat.T @ flat, 2 * 1.5 * np.eye(32), atol=1e-4)
+    assert abs(flat.std() / math.sqrt(2 * 1.5 / 144) - 1) < 0.03
 
 
 def test_unknown_init_algorithm():
