@@ -43,7 +43,7 @@ def test_rescaling_keeps_predictions_and_scales_logits_by_the_product_of_factors
     for variable in model.weights:
         variable.assign(rescaled[variable.path])
     after = model.predict(images, verbose=0).astype(np.float64)
-    assert all(f < 1 for f in factors.values())  # trained at 3x the initial scale
+    assert all(f < 1 for f in factors.values())  # 'trained' at sqrt(3)x the initial std
     np.testing.assert_allclose(after, before * np.prod(list(factors.values())), rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(after.argmax(1), before.argmax(1))
 
