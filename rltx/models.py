@@ -40,6 +40,20 @@ def kernel_initializer(init_algorithm: str, init_scale: float, seed: int) -> ker
     raise ValueError(f"unknown init_algorithm {init_algorithm!r}; valid: {', '.join(INIT_ALGORITHMS)}")
 
 
+def init_scale_mismatch(source_version: str, source_scale: float, scale: float) -> str:
+    """Why a run initialised with `scale` does not start at the scale of a source run made by rltx
+    `source_version` with `source_scale` ('' when it does): rltx before 0.2.0 put init_scale on He's std."""
+    try:
+        on_std = tuple(int(part) for part in source_version.split(".")[:2]) < (0, 2)
+    except ValueError:  # "not installed" or a local version: assume the current reading
+        on_std = False
+    if not on_std or source_scale == 1.0 or math.isclose(math.sqrt(scale), source_scale):
+        return ""
+    return (f"was made by rltx {source_version}, which put init_scale {source_scale:g} on He's std; this rltx puts "
+            f"it on the variance, so the fresh layers here start at {math.sqrt(scale):.3g} of He's std, not "
+            f"{source_scale:g}: set init_scale={source_scale ** 2:.4g} to match")
+
+
 def _layer_seed(seed: int, index: int) -> int:
     """Deterministic, well-spread 31-bit seed for the index-th kernel layer of a model built with seed."""
     return int(np.random.SeedSequence([int(seed), index]).generate_state(1)[0]) & 0x7FFFFFFF

@@ -55,6 +55,7 @@ class Checkpoint:
     initial: dict[str, np.ndarray]
     upstream_indices: np.ndarray
     digest: str  # sha256 of the checkpoint file, so a transfer records exactly what it started from
+    rltx_version: str = "unknown"  # of the program that made the run (its init_scale reading: models.py)
 
 
 def open_run(path: str | Path) -> Run:
@@ -83,7 +84,7 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
     weights = store.read_checkpoint(run.run_dir, step)
     digest = hashlib.sha256(store.checkpoint_path(run.run_dir, step).read_bytes()).hexdigest()
     return Checkpoint(run.run_dir, run.recipe, step, weights, store.read_checkpoint(run.run_dir, 0),
-                      run.samples["upstream_indices"], digest)
+                      run.samples["upstream_indices"], digest, run.record.environment.get("version/rltx", "unknown"))
 
 
 def check_source_unchanged(transfer: Run, source_dir: Path, step: int) -> None:

@@ -25,7 +25,7 @@ from rltx.config import Recipe
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
-from rltx.models import ARCHITECTURES, conv_layers, transferable_layers
+from rltx.models import ARCHITECTURES, conv_layers, init_scale_mismatch, transferable_layers
 from rltx.progress import Reporter
 from rltx.runs import Checkpoint, open_checkpoint
 from rltx.tasks import build_recipe_model, downstream_samples, load_examples, open_recipe_source
@@ -136,6 +136,10 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     run_dir, reporter = Path(run_dir), reporter or Reporter()
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_compatible(recipe, source_runs)
+    for source in source_runs:
+        mismatch = init_scale_mismatch(source.rltx_version, source.recipe.init_scale, recipe.init_scale)
+        if mismatch:
+            reporter.message(f"warning: source {source.run_dir} {mismatch}")
     data = open_recipe_source(recipe)
     if source_runs:
         upstream = np.unique(np.concatenate([s.upstream_indices for s in source_runs]))
