@@ -9,12 +9,16 @@ from pathlib import Path
 
 import tensorflow as tf
 
-PACKAGES = ("rltx", "tensorflow", "keras", "tensorflow-datasets", "numpy", "h5py", "scipy")
+from rltx import __version__
+
+PACKAGES = ("tensorflow", "keras", "tensorflow-datasets", "numpy", "h5py", "scipy")
 
 
 def describe_environment(strategy: tf.distribute.Strategy) -> dict[str, str]:
     """Stored in run.h5 /environment, so a result can be traced to the code and hardware behind it."""
-    versions = {f"version/{name}": _version(name) for name in PACKAGES}
+    # rltx's own version from the code that runs, not the installed metadata, which an editable install
+    # leaves stale: a transfer reads it to tell how a source read init_scale (rltx.models.init_scale_mismatch).
+    versions = {"version/rltx": __version__, **{f"version/{name}": _version(name) for name in PACKAGES}}
     devices = [f"{d.device_type}:{d.name}" for d in tf.config.list_logical_devices()]
     return {**versions, "python": platform.python_version(), "hostname": socket.gethostname(),
             "devices": ", ".join(devices), "strategy": type(strategy).__name__,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+import rltx
 from rltx import store
 from tests_support import tiny_recipe_dict, wait_for_rows
 from rltx.config import make_recipe
@@ -36,6 +37,7 @@ def test_run_holds_every_item_and_metrics_are_whole_set(tiny_recipe, tmp_path):
     assert record.status == "completed" == store.read_status(run_dir)
     assert make_recipe(yaml.safe_load(record.config_yaml)) == tiny_recipe  # re-runnable as is
     assert {"version/tensorflow", "version/keras", "devices", "git_commit", "strategy"} <= set(record.environment)
+    assert record.environment["version/rltx"] == rltx.__version__  # the running code's, read by transfers
     samples = record.samples
     assert len(samples["upstream_indices"]) == 384 and len(samples["downstream_indices"]) == 64
     assert not np.intersect1d(samples["upstream_indices"], samples["downstream_indices"]).size
