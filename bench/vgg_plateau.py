@@ -129,7 +129,7 @@ def transfer_rescaled(source, initial, target, head: str) -> None:
     for layer, target_layer in zip(source.layers, target.layers):
         count = len(layer.weights)
         if count and layer.name != head:
-            trained = [w.numpy() if hasattr(w, "numpy") else w for w in layer.get_weights()]
+            trained = layer.get_weights()  # numpy arrays
             factor = rescale_factor(initial[start:start + count], trained, "l2")
             target_layer.set_weights([factor * w for w in trained])
         start += count
@@ -139,6 +139,7 @@ def curve_auc(curve) -> float:
     """Mean accuracy over the equally spaced eval points (rltx's verdicts use the trapezoid rule, which moves
     the differences of docs/calibration.md by at most 0.005)."""
     return float(sum(curve) / len(curve))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
