@@ -45,3 +45,15 @@ def test_transfer_from_a_010_run_warns_and_names_the_matching_init_scale(paired_
     assert "set init_scale=0.25 to match" in warned.output
     matched = invoke_ok("transfer", recipe, "--from", source, "--set", "init_scale=0.25", "--out", tmp_path / "m")
     assert "warning" not in matched.output
+
+
+def test_run_records_the_running_codes_version_not_stale_installed_metadata(monkeypatch):
+    """An editable install keeps the metadata of its first install; the run must record the code's own version."""
+    import tensorflow as tf
+
+    import rltx
+    from rltx import environment
+    monkeypatch.setattr(environment.metadata, "version", lambda package: "0.1.0")
+    recorded = environment.describe_environment(tf.distribute.get_strategy())
+    assert recorded["version/rltx"] == rltx.__version__ != "0.1.0"
+    assert recorded["version/tensorflow"] == "0.1.0"  # the other packages still come from the metadata
