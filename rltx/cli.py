@@ -294,8 +294,9 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
     from rltx.store import check_output
     check_output(output, lambda existing: False, "a new file")
     from rltx.construct import construct_init as build
+    from rltx.progress import make_reporter
     from rltx.store import write_init
-    weights, records, indices = build(config, numbers, covariance_runs)
+    weights, records, indices = build(config, numbers, covariance_runs, make_reporter(quiet, "construct"))
     write_init(output, config.to_yaml(), weights, records, indices)
     if not quiet:
         for layer, record in records.items():

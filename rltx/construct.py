@@ -23,7 +23,8 @@ from rltx.data import to_model_input
 from rltx.errors import UsageError, shorten
 from rltx.filter_covariance import filter_covariance
 from rltx.loop import weights_of
-from rltx.models import conv_layers
+from rltx.models import conv_layers, init_scale_mismatch
+from rltx.progress import Reporter
 from rltx.runs import check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
@@ -106,15 +107,21 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
                        {"rescale_factor": factor, "patches": moments.count})
 
 
-def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator, norm: str) -> LayerRecord:
+def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator, norm: str,
+                        init_scale: float, reporter: Reporter) -> LayerRecord:
     """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs, then
     rescaled to the `norm` the first run's layer had at initialisation, as `transfer_mode: covariance`
-    does (Sec. 2.4: "we always re-scale the weights after pre-training"; A.9)."""
+    does (Sec. 2.4: "we always re-scale the weights after pre-training"; A.9). A run whose init_scale
+    reading differs from this rltx's (models.init_scale_mismatch) is named through `reporter`: the sampled
+    layer gets its norm, the fresh layers this recipe's `init_scale`."""
     opened = [open_run(path) for path in runs]
     check_same_model(opened, "--covariance-from runs")
     for run in opened:
         if not run.steps:
             raise UsageError(f"{run.run_dir} has no checkpoint yet; give trained runs to --covariance-from")
+        mismatch = init_scale_mismatch(run.rltx_version, run.recipe.init_scale, init_scale)
+        if mismatch:
+            reporter.message(f"warning: run {run.run_dir} {mismatch}")
     filters = [kernel_filters(run, run.steps[-1], layer) for run in opened]
     sigma_w = filter_covariance(filters)
     target = model.get_layer(layer)
@@ -130,9 +137,11 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
                        {"source_filters": sum(f.shape[1] for f in filters), "rescale_factor": factor})
 
 
-def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = ()):
+def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = (),
+                   reporter: Reporter | None = None):
     """The initial weights with conv layers `layer_numbers` (1-based, as in Table 1) constructed,
-    how each was built, and the training examples used (the recipe's upstream sample, A.1)."""
+    how each was built, and the training examples used (the recipe's upstream sample, A.1);
+    warnings about `covariance_runs` go to `reporter`."""
     source = open_recipe_source(recipe)
     indices = hyperrule.sample_upstream(source.num_train, recipe.num_examples_upstream, recipe.seed)
     if recipe.construct_num_examples:
@@ -152,7 +161,8 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     for number in layer_numbers:
         name, spec = convs[number - 1], specs[number - 1] if isinstance(specs, list) else specs
         if number == 1 and covariance_runs:
-            records[name] = learned_first_layer(model, name, list(covariance_runs), generator, rescaling_norm(recipe))
+            records[name] = learned_first_layer(model, name, list(covariance_runs), generator, rescaling_norm(recipe),
+                                                recipe.init_scale, reporter or Reporter())
         else:
             records[name] = construct_layer(model, name, inputs, recipe, spec, generator)
     return weights_of(model.weights), records, indices

@@ -36,6 +36,11 @@ class Run:
         return self.record.samples
 
     @property
+    def rltx_version(self) -> str:
+        """Of the program that made the run (its init_scale reading: models.py)."""
+        return self.record.environment.get("version/rltx", "unknown")
+
+    @property
     def num_classes(self) -> int:
         return self.recipe.num_classes_upstream if self.kind == "pretrain" else self.recipe.num_classes_downstream
 
@@ -84,7 +89,7 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
     weights = store.read_checkpoint(run.run_dir, step)
     digest = hashlib.sha256(store.checkpoint_path(run.run_dir, step).read_bytes()).hexdigest()
     return Checkpoint(run.run_dir, run.recipe, step, weights, store.read_checkpoint(run.run_dir, 0),
-                      run.samples["upstream_indices"], digest, run.record.environment.get("version/rltx", "unknown"))
+                      run.samples["upstream_indices"], digest, run.rltx_version)
 
 
 def check_source_unchanged(transfer: Run, source_dir: Path, step: int) -> None:

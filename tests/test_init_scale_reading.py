@@ -57,3 +57,18 @@ def test_run_records_the_running_codes_version_not_stale_installed_metadata(monk
     recorded = environment.describe_environment(tf.distribute.get_strategy())
     assert recorded["version/rltx"] == rltx.__version__ != "0.1.0"
     assert recorded["version/tensorflow"] == "0.1.0"  # the other packages still come from the metadata
+
+
+def test_construct_init_from_a_010_run_warns_and_names_the_matching_init_scale(paired_runs, tmp_path):
+    """--covariance-from keeps the source's initial norm for the sampled layer: a mismatched reading is named."""
+    source = tmp_path / "pre0"
+    shutil.copytree(paired_runs / "pre0", source)
+    _as_made_by_rltx_010(source, 0.5)
+    recipe = paired_runs / "r.yaml"
+    warned = invoke_ok("construct-init", recipe, "--layers", "1", "--covariance-from", source,
+                       "--set", "init_scale=0.5", "-o", tmp_path / "w.h5")
+    assert f"warning: run {source.resolve()} was made by rltx 0.1.0" in warned.output
+    assert "set init_scale=0.25 to match" in warned.output and (tmp_path / "w.h5").exists()
+    matched = invoke_ok("construct-init", recipe, "--layers", "1", "--covariance-from", source,
+                        "--set", "init_scale=0.25", "-o", tmp_path / "m.h5")
+    assert "warning" not in matched.output
