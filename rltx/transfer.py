@@ -22,6 +22,7 @@ import numpy as np
 
 from rltx import hyperrule, loop, store
 from rltx.config import Recipe
+from rltx.data import input_range_warnings
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.loop import RunSummary, assign_weights, weights_of
@@ -141,6 +142,8 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
         if mismatch:
             reporter.message(f"warning: source {source.run_dir} {mismatch}")
     data = open_recipe_source(recipe)
+    for warning in input_range_warnings(data):
+        reporter.message(f"warning: {warning}")
     if source_runs:
         upstream = np.unique(np.concatenate([s.upstream_indices for s in source_runs]))
     else:  # the upstream set a pre-training run of this recipe and seed would use (A.1 step 1)

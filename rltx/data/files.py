@@ -102,6 +102,19 @@ def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:
     return ArraySource(f"npz:{path}", x, y, x_test, y_test, num_classes)
 
 
+def input_range_warnings(source) -> list[str]:
+    """What a user should hear about an npz source's inputs before training on them: float images all
+    within [0, 1] (scikit-image's convention) are fed to the model as they are, where A.3 feeds [-1, 1],
+    and the input mean changes results (docs/calibration.md, Fig. 5)."""
+    x = source.x_train if isinstance(source, ArraySource) else None
+    if x is None or x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or not x.size:
+        return []
+    if x.min() < 0 or x.max() > 1:
+        return []
+    return [f"{source.name} holds float images in [0, 1], fed to the model as they are (A.3 feeds pixels in "
+            "[-1, 1]); save uint8 pixels (np.round(x * 255).astype(np.uint8)) or floats in [-1, 1]"]
+
+
 def write_npz(source, path: str | os.PathLike, num_train: int | None = None, num_test: int | None = None) -> Path:
     """Write the first num_train / num_test examples (default: all) of any source's splits to a .npz
     that `open_npz` reads back unchanged (x, y, x_test, y_test; labels only when the source has them)."""
