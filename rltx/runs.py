@@ -60,7 +60,7 @@ class Checkpoint:
     initial: dict[str, np.ndarray]
     upstream_indices: np.ndarray
     digest: str  # sha256 of the checkpoint file, so a transfer records exactly what it started from
-    rltx_version: str = "unknown"  # of the program that made the run (its init_scale reading: models.py)
+    rltx_version: str  # of the program that made the run (Run.rltx_version)
 
 
 def open_run(path: str | Path) -> Run:
