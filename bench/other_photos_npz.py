@@ -6,6 +6,11 @@ ever used, to the .npz the `npz` source reads:
 
 Six classes, label = the photograph: scikit-learn's two sample photographs (china, flower), matplotlib's
 grace_hopper.jpg, and scikit-image's brick, grass and gravel textures (grey, repeated in R, G and B).
+
+`--photographs grey` writes a third set, for a recipe whose calibration has seen the other two: six grey
+photographs of scikit-image that no source or calibration used (camera, coins, moon, clock, text, cell),
+each repeated in R, G and B. No colour photograph inside a wheel is left unused; grey crops keep the
+photographs' edges and power-law spectrum, not their colour statistics.
 Crops as the `photos` source takes them (rltx.data.natural.photo_crops): training crops from the left three
 quarters of each photograph, test crops from the right-most quarter. Needs the test extras.
 """
@@ -32,19 +37,33 @@ def other_photographs() -> list[np.ndarray]:
     return [np.ascontiguousarray(p[..., :3], dtype=np.uint8) for p in (china, flower, hopper, *textures)]
 
 
+GREY_PHOTOGRAPHS = ("camera", "coins", "moon", "clock", "text", "cell")
+
+
+def grey_photographs() -> list[np.ndarray]:
+    from skimage import data
+    return [np.repeat(getattr(data, name)()[..., None], 3, axis=2).astype(np.uint8) for name in GREY_PHOTOGRAPHS]
+
+
+SETS = {"other": ("other photographs", other_photographs), "grey": ("grey photographs", grey_photographs)}
+
+
 @click.command()
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--image-size", default=16, show_default=True, help="Side of the square crops.")
 @click.option("--num-train", default=8000, show_default=True, help="Training crops.")
 @click.option("--num-test", default=1000, show_default=True, help="Test crops.")
 @click.option("--seed", default=7, show_default=True, help="Seed of the labels and crop positions.")
-def main(out, image_size, num_train, num_test, seed):
-    photos, rng = other_photographs(), np.random.default_rng(seed)
+@click.option("--photographs", type=click.Choice(sorted(SETS)), default="other", show_default=True,
+              help="Which set: the six other photographs, or the six grey ones.")
+def main(out, image_size, num_train, num_test, seed, photographs):
+    name, load = SETS[photographs]
+    photos, rng = load(), np.random.default_rng(seed)
     y_train, y_test = rng.integers(0, len(photos), num_train), rng.integers(0, len(photos), num_test)
     x_train = photo_crops(photos, y_train, image_size, False, rng)
     x_test = photo_crops(photos, y_test, image_size, True, rng)
-    path = write_npz(ArraySource("other photographs", x_train, y_train, x_test, y_test, len(photos)), out)
-    click.echo(f"wrote {path}: {num_train} training and {num_test} test crops of {len(photos)} photographs")
+    path = write_npz(ArraySource(name, x_train, y_train, x_test, y_test, len(photos)), out)
+    click.echo(f"wrote {path}: {num_train} training and {num_test} test crops of {len(photos)} {name}")
 
 
 if __name__ == "__main__":

@@ -269,3 +269,18 @@ def test_other_photographs_cross_check_set(tmp_path):
     source = open_npz(str(out))
     assert (source.num_train, source.num_test, source.num_classes, source.input_shape) == (120, 30, 6, (16, 16, 3))
     assert set(source.train(np.arange(120)).y) == set(range(6))
+
+
+def test_grey_photographs_cross_check_set(tmp_path):
+    """`--photographs grey` writes 6 classes of crops of grey photographs no source uses, grey in R, G and B."""
+    script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
+    out = tmp_path / "grey.npz"
+    done = subprocess.run([sys.executable, str(script), str(out), "--photographs", "grey", "--num-train", "120",
+                           "--num-test", "30"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    source = open_npz(str(out))
+    assert (source.num_train, source.num_test, source.num_classes) == (120, 30, 6)
+    train = source.train(np.arange(120))
+    assert set(train.y) == set(range(6))
+    assert np.array_equal(train.x[..., 0], train.x[..., 1]) and np.array_equal(train.x[..., 0], train.x[..., 2])
+    assert train.x.std() > 0
