@@ -6,13 +6,13 @@ ever used, to the .npz the `npz` source reads:
 
 Six classes, label = the photograph: scikit-learn's two sample photographs (china, flower), matplotlib's
 grace_hopper.jpg, and scikit-image's brick, grass and gravel textures (grey, repeated in R, G and B).
+Crops as the `photos` source takes them (rltx.data.natural.photo_crops): training crops from the left three
+quarters of each photograph, test crops from the right-most quarter. Needs the test extras.
 
 `--photographs grey` writes a third set, for a recipe whose calibration has seen the other two: six grey
 photographs of scikit-image that no source or calibration used (camera, coins, moon, clock, text, cell),
 each repeated in R, G and B. No colour photograph inside a wheel is left unused; grey crops keep the
-photographs' edges and power-law spectrum, not their colour statistics.
-Crops as the `photos` source takes them (rltx.data.natural.photo_crops): training crops from the left three
-quarters of each photograph, test crops from the right-most quarter. Needs the test extras.
+photographs' edges and smooth regions, not their colour statistics (the colour-opponent patch eigenvalues are 0).
 """
 import os
 from pathlib import Path

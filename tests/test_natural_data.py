@@ -258,27 +258,27 @@ def test_any_source_round_trips_through_npz(tmp_path, leaves):
     np.testing.assert_array_equal(back.test(np.arange(20)).y, leaves.test(np.arange(20)).y)
 
 
+def cross_check_set(tmp_path, *options):
+    """bench/other_photos_npz.py's set of 120 training and 30 test crops, read back through the npz source."""
+    script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
+    out = tmp_path / "set.npz"
+    done = subprocess.run([sys.executable, str(script), str(out), "--num-train", "120", "--num-test", "30", *options],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return open_npz(str(out))
+
+
 def test_other_photographs_cross_check_set(tmp_path):
     """bench/other_photos_npz.py writes 6 classes of crops of photographs no source uses, which the npz
     source reads; no training crop shares pixels with the test strip (photo_crops, tested above)."""
-    script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
-    out = tmp_path / "other.npz"
-    done = subprocess.run([sys.executable, str(script), str(out), "--num-train", "120", "--num-test", "30"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    source = open_npz(str(out))
+    source = cross_check_set(tmp_path)
     assert (source.num_train, source.num_test, source.num_classes, source.input_shape) == (120, 30, 6, (16, 16, 3))
     assert set(source.train(np.arange(120)).y) == set(range(6))
 
 
 def test_grey_photographs_cross_check_set(tmp_path):
     """`--photographs grey` writes 6 classes of crops of grey photographs no source uses, grey in R, G and B."""
-    script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
-    out = tmp_path / "grey.npz"
-    done = subprocess.run([sys.executable, str(script), str(out), "--photographs", "grey", "--num-train", "120",
-                           "--num-test", "30"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    source = open_npz(str(out))
+    source = cross_check_set(tmp_path, "--photographs", "grey")
     assert (source.num_train, source.num_test, source.num_classes) == (120, 30, 6)
     train = source.train(np.arange(120))
     assert set(train.y) == set(range(6))
