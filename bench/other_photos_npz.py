@@ -26,14 +26,19 @@ from rltx.data.files import ArraySource, write_npz  # noqa: E402
 from rltx.data.natural import photo_crops  # noqa: E402
 
 
+def skimage_grey_as_rgb(names) -> list[np.ndarray]:
+    """scikit-image's grey images of these names, each repeated in R, G and B."""
+    from skimage import data
+    return [np.repeat(getattr(data, name)()[..., None], 3, axis=2) for name in names]
+
+
 def other_photographs() -> list[np.ndarray]:
     import matplotlib
     import matplotlib.image
     from sklearn.datasets import load_sample_images
-    from skimage import data
     china, flower = load_sample_images().images
     hopper = matplotlib.image.imread(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
-    textures = [np.repeat(getattr(data, name)()[..., None], 3, axis=2) for name in ("brick", "grass", "gravel")]
+    textures = skimage_grey_as_rgb(("brick", "grass", "gravel"))
     return [np.ascontiguousarray(p[..., :3], dtype=np.uint8) for p in (china, flower, hopper, *textures)]
 
 
@@ -41,8 +46,7 @@ GREY_PHOTOGRAPHS = ("camera", "coins", "moon", "clock", "text", "cell")
 
 
 def grey_photographs() -> list[np.ndarray]:
-    from skimage import data
-    return [np.repeat(getattr(data, name)()[..., None], 3, axis=2).astype(np.uint8) for name in GREY_PHOTOGRAPHS]
+    return [np.ascontiguousarray(p, dtype=np.uint8) for p in skimage_grey_as_rgb(GREY_PHOTOGRAPHS)]
 
 
 SETS = {"other": ("other photographs", other_photographs), "grey": ("grey photographs", grey_photographs)}
