@@ -16,14 +16,10 @@ def session_temporary_files(tmp_path_factory):
     DatasetInfo.initialize_from_bucket), about 170 per run of the suite."""
     import tempfile
     directory = str(tmp_path_factory.mktemp("tempfiles"))
-    saved = os.environ.get("TMPDIR"), tempfile.tempdir
-    os.environ["TMPDIR"], tempfile.tempdir = directory, directory
-    yield
-    if saved[0] is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved[0]
-    tempfile.tempdir = saved[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", directory)
+        patch.setattr(tempfile, "tempdir", directory)
+        yield
 
 
 @pytest.fixture
