@@ -119,6 +119,37 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
     """Per layer ||W - W0||_F (W0: the run's step-0 checkpoint, or its source for reference='source'),
     the totals of Liu et al. Sec. 3 and Neyshabur et al. B.3, the per-module L2 distance to `other` at
     the same steps, and the rescaling factors and norms of transfer runs (see the module docstring)."""
+    runs, other_run = _open_runs(run_paths, reference, other)
+    layers: list[str] | None = None
+    rows = _DistanceRows()
+    rescaling = {"run": [], "factor": [], "source_init_norm": [], "source_norm": [], "transferred_norm": []}
+    steps_used, missing_sources = {}, []
+    for index, run in enumerate(runs):
+        initial = _initial_weights(run, reference)
+        steps_used[str(run.run_dir)] = steps = select_steps(run, step, all_steps)
+        layers = _same_layers(layers, weight_layers(initial), runs[0], run)
+        source = _Source(run, run.record, required=reference == "source") if run.kind == "transfer" else None
+        if source is not None and source.missing:
+            missing_sources.append(source.missing)
+        ref, compared = (initial, layers) if reference == "init" else (source.weights, source.layers)
+        for s in steps:
+            weights = store.read_checkpoint(run.run_dir, s)
+            rows.add(index, s, [layer_distance(weights, ref, layer) if layer in compared else np.nan
+                                for layer in layers], len(run.train_indices))
+            if other_run is not None:
+                rows.add_other(_distances_to_other(weights, run, other_run, s, layers))
+        if source is not None:
+            _add_rescaling(rescaling, index, run.record, initial, source, layers)
+    arrays = _weight_arrays(runs, layers, rows, rescaling, other_run)
+    inputs = {"runs": [str(r.run_dir) for r in runs], "steps": steps_used, "reference": reference,
+              "other": str(other_run.run_dir) if other_run is not None else None, "layers": layers,
+              "distance_liu": "sum over layers of ||W_l - W0_l||_F / sqrt(num_examples) (Liu et al. Sec. 3)",
+              "distance_total": "sqrt(sum over layers of ||W_l - W0_l||_F^2) (Neyshabur et al. B.3)",
+              "sources_missing": missing_sources}
+    return Result("weights", inputs, arrays, _weight_table(runs, layers, rows, reference, other_run))
+
+
+def _open_runs(run_paths, reference: str, other) -> tuple[list[Run], Run | None]:
     if reference not in REFERENCES:
         raise UsageError(f"reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
     if isinstance(run_paths, (str, Path)):
@@ -129,100 +160,108 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
     other_run = open_run(other) if other is not None else None
     if other_run is not None:
         check_same_model([other_run, *runs], "runs compared with --other")
+    return runs, other_run
 
-    layers: list[str] | None = None
-    rows_run, rows_step, distance, liu, total, other_distance, other_total = [], [], [], [], [], [], []
-    rescaling = {"run": [], "factor": [], "source_init_norm": [], "source_norm": [], "transferred_norm": []}
-    steps_used, missing_sources = {}, []
-    for index, run in enumerate(runs):
-        record = run.record
-        if reference == "source" and run.kind != "transfer":
-            raise UsageError(f"reference='source' needs a transfer run; {run.run_dir} is a {run.kind} run with no "
-                             "source weights; use reference='init'")
-        steps = select_steps(run, step, all_steps)
-        steps_used[str(run.run_dir)] = steps
-        if 0 not in run.steps:
-            raise UsageError(f"{run.run_dir} has no step-0 checkpoint (its initial weights); rerun it with rltx, "
-                             "which always keeps step 0")
-        initial = store.read_checkpoint(run.run_dir, 0)
-        run_layers = weight_layers(initial)
-        if layers is None:
-            layers = run_layers
-        elif run_layers != layers:
-            raise UsageError(f"layers differ between runs: {runs[0].run_dir} has {', '.join(layers)}; "
-                             f"{run.run_dir} has {', '.join(run_layers)}; analyse runs of one architecture together")
-        source = _Source(run, record, required=reference == "source") if run.kind == "transfer" else None
-        if source is not None and source.missing:
-            missing_sources.append(source.missing)
-        if reference == "init":
-            ref, compared = initial, layers
-        else:
-            ref, compared = source.weights, source.layers
-        n = len(run.train_indices)
-        for s in steps:
-            weights = store.read_checkpoint(run.run_dir, s)
-            row = np.array([layer_distance(weights, ref, layer) if layer in compared else np.nan for layer in layers])
-            rows_run.append(index)
-            rows_step.append(s)
-            distance.append(row)
-            finite = row[np.isfinite(row)]
-            liu.append(finite.sum() / np.sqrt(n))
-            total.append(np.sqrt(np.sum(finite ** 2)))
-            if other_run is not None:
-                theirs = store.read_checkpoint(other_run.run_dir, s)
-                if weight_layers(theirs) != layers or _shapes(theirs, layers) != _shapes(weights, layers):
-                    raise UsageError(f"layers differ between {run.run_dir} and {other_run.run_dir} (names or shapes); "
-                                     "compare runs of the same architecture and number of classes")
-                between = np.array([layer_distance(weights, theirs, layer) for layer in layers])
-                other_distance.append(between)
-                other_total.append(np.sqrt(np.sum(between ** 2)))
-        if run.kind == "transfer":
-            factors = {k.split("/", 1)[1]: float(v) for k, v in record.transfer.items() if k.startswith("factor/")}
-            have = source.weights is not None
-            rescaling["run"].append(index)
-            rescaling["factor"].append([factors.get(layer, np.nan) for layer in layers])
-            rescaling["transferred_norm"].append([layer_norm(initial, layer) if layer in factors else np.nan
-                                                  for layer in layers])
-            for name, weights in (("source_norm", source.weights), ("source_init_norm", source.initial)):
-                rescaling[name].append([layer_norm(weights, layer) if have and layer in source.layers else np.nan
-                                        for layer in layers])
 
+def _initial_weights(run: Run, reference: str) -> dict[str, np.ndarray]:
+    """The run's step-0 checkpoint, after checking the run can be measured against `reference`."""
+    if reference == "source" and run.kind != "transfer":
+        raise UsageError(f"reference='source' needs a transfer run; {run.run_dir} is a {run.kind} run with no "
+                         "source weights; use reference='init'")
+    if 0 not in run.steps:
+        raise UsageError(f"{run.run_dir} has no step-0 checkpoint (its initial weights); rerun it with rltx, "
+                         "which always keeps step 0")
+    return store.read_checkpoint(run.run_dir, 0)
+
+
+def _same_layers(layers: list[str] | None, run_layers: list[str], first: Run, run: Run) -> list[str]:
+    if layers is not None and run_layers != layers:
+        raise UsageError(f"layers differ between runs: {first.run_dir} has {', '.join(layers)}; "
+                         f"{run.run_dir} has {', '.join(run_layers)}; analyse runs of one architecture together")
+    return run_layers
+
+
+class _DistanceRows:
+    """One row per (run, step): per-layer distances to the reference and their totals, and the
+    distances to the other run at the same step."""
+
+    def __init__(self):
+        self.run, self.step, self.distance, self.liu, self.total = [], [], [], [], []
+        self.other_distance, self.other_total = [], []
+
+    def add(self, index: int, step: int, distances: list[float], num_examples: int) -> None:
+        row = np.array(distances, dtype=np.float64)
+        finite = row[np.isfinite(row)]
+        self.run.append(index)
+        self.step.append(step)
+        self.distance.append(row)
+        self.liu.append(finite.sum() / np.sqrt(num_examples))
+        self.total.append(np.sqrt(np.sum(finite ** 2)))
+
+    def add_other(self, between: np.ndarray) -> None:
+        self.other_distance.append(between)
+        self.other_total.append(np.sqrt(np.sum(between ** 2)))
+
+
+def _distances_to_other(weights, run: Run, other_run: Run, step: int, layers: list[str]) -> np.ndarray:
+    """||W_l^a - W_l^b||_F per layer between the run and `other_run` at the same step."""
+    theirs = store.read_checkpoint(other_run.run_dir, step)
+    if weight_layers(theirs) != layers or _shapes(theirs, layers) != _shapes(weights, layers):
+        raise UsageError(f"layers differ between {run.run_dir} and {other_run.run_dir} (names or shapes); "
+                         "compare runs of the same architecture and number of classes")
+    return np.array([layer_distance(weights, theirs, layer) for layer in layers])
+
+
+def _add_rescaling(rescaling: dict, index: int, record: store.RunRecord, initial, source: _Source, layers) -> None:
+    """A transfer run's A.4 factors and the norms of its layers at the source's step 0, in the source, and
+    after the transfer."""
+    factors = {k.split("/", 1)[1]: float(v) for k, v in record.transfer.items() if k.startswith("factor/")}
+    have = source.weights is not None
+    rescaling["run"].append(index)
+    rescaling["factor"].append([factors.get(layer, np.nan) for layer in layers])
+    rescaling["transferred_norm"].append([layer_norm(initial, layer) if layer in factors else np.nan
+                                          for layer in layers])
+    for name, weights in (("source_norm", source.weights), ("source_init_norm", source.initial)):
+        rescaling[name].append([layer_norm(weights, layer) if have and layer in source.layers else np.nan
+                                for layer in layers])
+
+
+def _weight_arrays(runs, layers, rows: _DistanceRows, rescaling: dict, other_run) -> dict[str, np.ndarray]:
     num_layers = len(layers)
     arrays = {
         "runs": store.string_array(r.run_dir for r in runs),
         "layers": store.string_array(layers),
         "num_examples": np.array([len(r.train_indices) for r in runs], dtype=np.int64),
-        "row_run": np.array(rows_run, dtype=np.int64),
-        "row_step": np.array(rows_step, dtype=np.int64),
-        "distance": np.array(distance, dtype=np.float64).reshape(-1, num_layers),
-        "distance_liu": np.array(liu, dtype=np.float64),
-        "distance_total": np.array(total, dtype=np.float64),
+        "row_run": np.array(rows.run, dtype=np.int64),
+        "row_step": np.array(rows.step, dtype=np.int64),
+        "distance": np.array(rows.distance, dtype=np.float64).reshape(-1, num_layers),
+        "distance_liu": np.array(rows.liu, dtype=np.float64),
+        "distance_total": np.array(rows.total, dtype=np.float64),
     }
     if other_run is not None:
         arrays.update({"other": store.string_array([other_run.run_dir]),
-                       "other_distance": np.array(other_distance, dtype=np.float64).reshape(-1, num_layers),
-                       "other_distance_total": np.array(other_total, dtype=np.float64)})
+                       "other_distance": np.array(rows.other_distance, dtype=np.float64).reshape(-1, num_layers),
+                       "other_distance_total": np.array(rows.other_total, dtype=np.float64)})
     arrays["rescaling/run"] = np.array(rescaling["run"], dtype=np.int64)
     for name in ("factor", "source_init_norm", "source_norm", "transferred_norm"):
         arrays[f"rescaling/{name}"] = np.array(rescaling[name], dtype=np.float64).reshape(-1, num_layers)
     with np.errstate(divide="ignore", invalid="ignore"):
         arrays["rescaling/norm_ratio"] = arrays["rescaling/transferred_norm"] / arrays["rescaling/source_norm"]
+    return arrays
 
+
+def _weight_table(runs, layers, rows: _DistanceRows, reference: str, other_run) -> list[dict]:
     table = []
-    for i, (r, s) in enumerate(zip(rows_run, rows_step)):
-        scale = 1 / np.sqrt(arrays["num_examples"][r])
-        entries = [(layer, arrays["distance"][i, j], arrays["distance"][i, j] * scale,
-                    other_distance[i][j] if other_run is not None else None) for j, layer in enumerate(layers)]
-        entries.append(("(all layers)", total[i], liu[i], other_total[i] if other_run is not None else None))
+    for i, (r, s) in enumerate(zip(rows.run, rows.step)):
+        scale = 1 / np.sqrt(len(runs[r].train_indices))
+        entries = [(layer, rows.distance[i][j], rows.distance[i][j] * scale,
+                    rows.other_distance[i][j] if other_run is not None else None) for j, layer in enumerate(layers)]
+        entries.append(("(all layers)", rows.total[i], rows.liu[i],
+                        rows.other_total[i] if other_run is not None else None))
         for layer, value, normalised, between in entries:
             row = {"run": runs[r].run_dir.name, "step": s, "layer": layer, f"||W-W0|| ({reference})": float(value),
                    "/sqrt(n) (Liu)": float(normalised)}
             if other_run is not None:
                 row["||W-W_other||"] = float(between)
             table.append(row)
-    inputs = {"runs": [str(r.run_dir) for r in runs], "steps": steps_used, "reference": reference,
-              "other": str(other_run.run_dir) if other_run is not None else None, "layers": layers,
-              "distance_liu": "sum over layers of ||W_l - W0_l||_F / sqrt(num_examples) (Liu et al. Sec. 3)",
-              "distance_total": "sqrt(sum over layers of ||W_l - W0_l||_F^2) (Neyshabur et al. B.3)",
-              "sources_missing": missing_sources}
-    return Result("weights", inputs, arrays, table)
+    return table
