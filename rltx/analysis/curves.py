@@ -207,28 +207,8 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
     if isinstance(run_paths, (str, Path)):
         run_paths = [run_paths]
     keys = _group_keys(group_by)
-    curves = [_load_curve(path) for path in run_paths]
-    if not curves:
-        raise UsageError("no runs given; pass one or more run directories")
-    by_path: dict[str, _Curve] = {}
-    for curve in curves:
-        if curve.name in by_path:
-            raise UsageError(f"{curve.name} is given twice; pass each run once")
-        by_path[curve.name] = curve
-
-    # Groups, in order of first appearance.
-    key_json, group_of, group_keys = {}, [], []
-    for curve in curves:
-        values = _key_values(curve, keys)
-        text = json.dumps(values, sort_keys=True, default=str)
-        if text not in key_json:
-            key_json[text] = len(group_keys)
-            group_keys.append(values)
-        group_of.append(key_json[text])
-    group_of = np.array(group_of, dtype=np.int64)
-    varying = sorted({k for key in group_keys for k in key if any(other.get(k) != key[k] for other in group_keys)})
-    labels = [_label(key, varying) for key in group_keys]
-
+    curves = _load_curves(run_paths)
+    group_of, group_keys, labels = _groups(curves, keys)
     arrays = {
         "runs": store.string_array(c.name for c in curves),
         "kind": store.string_array(c.run.kind for c in curves),
@@ -246,19 +226,54 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
     for metric in METRICS:
         for statistic in STATISTICS:
             arrays[f"groups/{metric}_{statistic}"] = stats[metric][statistic]
+    arrays.update(_pair_arrays(curves, group_of, labels))
+    inputs = {"runs": [c.name for c in curves], "group_by": keys if keys == "auto" else list(keys),
+              "auc": "trapezoid in step over [0, last step] / last step (App. B AUC, time-averaged accuracy)",
+              "std_ddof": STD_DDOF}
+    return Result("curves", inputs, arrays, _curves_table(arrays, labels))
 
-    # Pairs: each transfer run among the inputs with its paired scratch run (named, or on the same data).
+
+def _load_curves(run_paths) -> list[_Curve]:
+    curves = [_load_curve(path) for path in run_paths]
+    if not curves:
+        raise UsageError("no runs given; pass one or more run directories")
+    seen = set()
+    for curve in curves:
+        if curve.name in seen:
+            raise UsageError(f"{curve.name} is given twice; pass each run once")
+        seen.add(curve.name)
+    return curves
+
+
+def _groups(curves: list[_Curve], keys) -> tuple[np.ndarray, list[dict], list[str]]:
+    """Each curve's group index, the groups' key values in order of first appearance, and their labels
+    (the keys whose values vary between groups)."""
+    key_json, group_of, group_keys = {}, [], []
+    for curve in curves:
+        values = _key_values(curve, keys)
+        text = json.dumps(values, sort_keys=True, default=str)
+        if text not in key_json:
+            key_json[text] = len(group_keys)
+            group_keys.append(values)
+        group_of.append(key_json[text])
+    varying = sorted({k for key in group_keys for k in key if any(other.get(k) != key[k] for other in group_keys)})
+    return np.array(group_of, dtype=np.int64), group_keys, [_label(key, varying) for key in group_keys]
+
+
+def _pair_arrays(curves: list[_Curve], group_of: np.ndarray, labels: list[str]) -> dict[str, np.ndarray]:
+    """Each transfer run among the inputs with its paired scratch run (named, or on the same data),
+    their AUCs over the shorter horizon, and one scatter dot per group (Figs. 12-15): the mean over
+    the group's pairs."""
+    by_name = {curve.name: curve for curve in curves}
     pairs = []
     for index, curve in enumerate(curves):
-        if curve.run.kind != "transfer":
-            continue
-        scratch = _partner(curve, by_path)
+        scratch = _partner(curve, by_name) if curve.run.kind == "transfer" else None
         if scratch is None:
             continue
         horizon = int(min(curve.steps[-1], scratch.steps[-1]))
         pairs.append((index, curve, scratch, horizon, curve.auc(horizon), scratch.auc(horizon)))
     pair_group = np.array([group_of[p[0]] for p in pairs], dtype=np.int64)
-    arrays.update({
+    arrays = {
         "pairs/transfer_run": store.string_array(p[1].name for p in pairs),
         "pairs/scratch_run": store.string_array(p[2].name for p in pairs),
         "pairs/group": pair_group,
@@ -269,8 +284,7 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
         "pairs/scratch_train_auc": np.array([p[5][0] for p in pairs], dtype=np.float64),
         "pairs/pretrained_test_auc": np.array([p[4][1] for p in pairs], dtype=np.float64),
         "pairs/scratch_test_auc": np.array([p[5][1] for p in pairs], dtype=np.float64),
-    })
-    # One scatter dot per group (Figs. 12-15): the mean over the group's pairs.
+    }
     dot_groups = sorted(set(pair_group.tolist()))
     remap = np.array([dot_groups.index(g) for g in pair_group], dtype=np.int64)
     arrays["pair_groups/group"] = np.array(dot_groups, dtype=np.int64)
@@ -279,7 +293,10 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
     for name in ("pretrained_train_auc", "scratch_train_auc", "pretrained_test_auc", "scratch_test_auc"):
         arrays[f"pair_groups/{name}"] = (group_statistics(arrays[f"pairs/{name}"], remap, len(dot_groups))["mean"]
                                          if pairs else np.zeros(0))
+    return arrays
 
+
+def _curves_table(arrays: dict[str, np.ndarray], labels: list[str]) -> list[dict]:
     table = []
     for g, label in enumerate(labels):
         row = {"group": label, "runs": int(arrays["groups/count"][g])}
@@ -288,7 +305,4 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
             if metric.endswith("auc"):
                 row[f"{metric} std"] = float(arrays[f"groups/{metric}_std"][g])
         table.append(row)
-    inputs = {"runs": [c.name for c in curves], "group_by": keys if keys == "auto" else list(keys),
-              "auc": "trapezoid in step over [0, last step] / last step (App. B AUC, time-averaged accuracy)",
-              "std_ddof": STD_DDOF}
-    return Result("curves", inputs, arrays, table)
+    return table
