@@ -231,13 +231,42 @@ def analyze_criticality(run_path, *, step=None, alphas=(0.0, 0.25, 0.5, 0.75, 1.
     evaluate = Evaluator(model, x, y)
     modules = transferable_layers(model) + [HEAD]
 
-    def assign_final():
-        for variable in model.weights:
-            variable.assign(final[variable.path])
-
-    assign_final()
+    _assign(model, final)
     final_loss, final_accuracy = evaluate()
     threshold = (1 - final_accuracy) + tolerance
+    loss, accuracy, distance = _rewound_grid(model, modules, initial, final, evaluate,
+                                             alphas=alphas, sigmas=sigmas, samples=samples, seed=seed)
+    mean_loss, mean_accuracy = loss.mean(axis=3), accuracy.mean(axis=3)
+    feasible = (1 - mean_accuracy) <= threshold + 1e-12
+    criticality, min_alpha = _criticality(feasible, distance, alphas, sigmas)
+
+    arrays = {"modules": store.string_array(modules), "alphas": alphas, "sigmas": sigmas,
+              "train_loss": mean_loss, "train_accuracy": mean_accuracy,
+              "train_loss_samples": loss, "train_accuracy_samples": accuracy,
+              "feasible": feasible, "distance": distance, "criticality": criticality, "min_alpha": min_alpha,
+              "final_train_loss": np.float64(final_loss), "final_train_accuracy": np.float64(final_accuracy),
+              "threshold_error": np.float64(threshold)}
+    table = [{"module": name, "||theta_F - theta_0||": float(distance[m]), "criticality": float(criticality[m]),
+              "min alpha (sigma=0)": float(min_alpha[m]),
+              "error at a=0, sigma=0": float(1 - mean_accuracy[m, 0, 0])}
+             for m, name in enumerate(modules)]
+    inputs = {"runs": [str(run.run_dir)], "steps": [0, final_step],
+              "options": {"alphas": alphas.tolist(), "sigmas": sigmas.tolist(), "samples": samples,
+                          "tolerance": tolerance, "num_examples": num_examples, "seed": seed},
+              "criticality": "min over feasible (a, sigma > 0) of a^2 ||theta_F - theta_0||^2 / sigma^2; feasible: "
+                             "mean train error <= final train error + tolerance (Chatterji et al. 2020; "
+                             "Neyshabur et al. App. B.9)"}
+    return Result("criticality", inputs, arrays, table)
+
+
+def _assign(model, weights: dict[str, np.ndarray]) -> None:
+    for variable in model.weights:
+        variable.assign(weights[variable.path])
+
+
+def _rewound_grid(model, modules, initial, final, evaluate, *, alphas, sigmas, samples, seed):
+    """Loss and accuracy [modules, alphas, sigmas, samples] with one module at (1 - a) theta_0 + a theta_F
+    plus N(0, sigma^2) noise and the others final, and each module's ||theta_F - theta_0||."""
     shape = (len(modules), len(alphas), len(sigmas), samples)
     loss, accuracy = np.zeros(shape), np.zeros(shape)
     distance = np.zeros(len(modules))
@@ -258,13 +287,16 @@ def analyze_criticality(run_path, *, step=None, alphas=(0.0, 0.25, 0.5, 0.75, 1.
                     loss[m, i, j, k], accuracy[m, i, j, k] = evaluate()
                 if sigma == 0:
                     loss[m, i, j, 1:], accuracy[m, i, j, 1:] = loss[m, i, j, 0], accuracy[m, i, j, 0]
-        assign_final()
+        _assign(model, final)
+    return loss, accuracy, distance
 
-    mean_loss, mean_accuracy = loss.mean(axis=3), accuracy.mean(axis=3)
-    feasible = (1 - mean_accuracy) <= threshold + 1e-12
-    criticality, min_alpha = np.full(len(modules), np.inf), np.full(len(modules), np.nan)
+
+def _criticality(feasible, distance, alphas, sigmas) -> tuple[np.ndarray, np.ndarray]:
+    """Per module: min over feasible (a, sigma > 0) of a^2 ||theta_F - theta_0||^2 / sigma^2 (inf if
+    none), and the smallest feasible a without noise (NaN if none)."""
+    criticality, min_alpha = np.full(len(distance), np.inf), np.full(len(distance), np.nan)
     noisy = sigmas > 0
-    for m in range(len(modules)):
+    for m in range(len(distance)):
         if noisy.any():
             ratio = (alphas[:, None] ** 2) * distance[m] ** 2 / np.where(noisy, sigmas, 1.0)[None, :] ** 2
             ok = feasible[m][:, noisy]
@@ -274,21 +306,4 @@ def analyze_criticality(run_path, *, step=None, alphas=(0.0, 0.25, 0.5, 0.75, 1.
             ok_alphas = alphas[feasible[m][:, sigmas == 0][:, 0]]
             if ok_alphas.size:
                 min_alpha[m] = float(ok_alphas.min())
-
-    arrays = {"modules": store.string_array(modules), "alphas": alphas, "sigmas": sigmas,
-              "train_loss": mean_loss, "train_accuracy": mean_accuracy,
-              "train_loss_samples": loss, "train_accuracy_samples": accuracy,
-              "feasible": feasible, "distance": distance, "criticality": criticality, "min_alpha": min_alpha,
-              "final_train_loss": np.float64(final_loss), "final_train_accuracy": np.float64(final_accuracy),
-              "threshold_error": np.float64(threshold)}
-    table = [{"module": name, "||theta_F - theta_0||": float(distance[m]), "criticality": float(criticality[m]),
-              "min alpha (sigma=0)": float(min_alpha[m]),
-              "error at a=0, sigma=0": float(1 - mean_accuracy[m, 0, 0])}
-             for m, name in enumerate(modules)]
-    inputs = {"runs": [str(run.run_dir)], "steps": [0, final_step],
-              "options": {"alphas": alphas.tolist(), "sigmas": sigmas.tolist(), "samples": samples,
-                          "tolerance": tolerance, "num_examples": num_examples, "seed": seed},
-              "criticality": "min over feasible (a, sigma > 0) of a^2 ||theta_F - theta_0||^2 / sigma^2; feasible: "
-                             "mean train error <= final train error + tolerance (Chatterji et al. 2020; "
-                             "Neyshabur et al. App. B.9)"}
-    return Result("criticality", inputs, arrays, table)
+    return criticality, min_alpha
