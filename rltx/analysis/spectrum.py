@@ -120,6 +120,35 @@ def analyze_spectrum(run_paths, *, step=None, all_steps=False, thresholds=(0.1, 
         raise UsageError(f"input_size {input_size} is negative; pass 0 for each layer's own input size")
     thresholds = _parse_thresholds(thresholds)
     runs = [open_run(p) for p in run_paths]
+    layers_info, rows_run, rows_step, spectra_rows, steps_used = _spectra(runs, step, all_steps, input_size)
+    top = max(float(np.max(v)) for row in spectra_rows for v in row)
+    edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
+    arrays = {
+        "runs": store.string_array(r.run_dir for r in runs),
+        "layers": store.string_array(i[0] for i in layers_info),
+        "layer_type": store.string_array(i[1] for i in layers_info),
+        "input_size": np.array([i[2] for i in layers_info], dtype=np.int64),
+        "row_run": np.array(rows_run, dtype=np.int64), "row_step": np.array(rows_step, dtype=np.int64),
+        "bin_edges": edges, "thresholds": np.array(thresholds, dtype=np.float64),
+        **_row_arrays(spectra_rows, edges, thresholds, len(layers_info)),
+    }
+    arrays["ratio"] = arrays["frobenius"] / arrays["spectral"]
+    table = []
+    for i, (r, s) in enumerate(zip(rows_run, rows_step)):
+        row = {"run": runs[r].run_dir.name, "step": s, "values": int(arrays["num_values"][i].sum()),
+               "largest": float(arrays["spectral"][i].max()), "sum ||W||_F/||W||_2": float(arrays["ratio_sum"][i])}
+        for t, c in zip(thresholds, arrays["count_below"][i]):
+            row[f"< {t:g}"] = int(c)
+        table.append(row)
+    inputs = {"runs": [str(r.run_dir) for r in runs], "steps": steps_used, "layers": [i[0] for i in layers_info],
+              "options": {"thresholds": thresholds, "bins": bins, "input_size": input_size},
+              "operator": "stride-1 circular convolution on n x n inputs (Sedghi et al. 2019); dense: the kernel"}
+    return Result("spectrum", inputs, arrays, table)
+
+
+def _spectra(runs, step, all_steps, input_size):
+    """The (name, kind, input size) of every conv and dense layer, shared by all runs, and one row of
+    per-layer singular values per (run, step)."""
     layers_info = None
     rows_run, rows_step, spectra_rows, steps_used = [], [], [], {}
     for index, run in enumerate(runs):
@@ -128,8 +157,7 @@ def analyze_spectrum(run_paths, *, step=None, all_steps=False, thresholds=(0.1, 
         sample = examples(run, "test", 1)
         if len(sample) == 0:
             sample = examples(run, "train", 1)
-        model = model_at(run, steps[0], tuple(sample.shape[1:]))
-        info = operator_layers(model, input_size)
+        info = operator_layers(model_at(run, steps[0], tuple(sample.shape[1:])), input_size)
         if layers_info is None:
             layers_info = info
         elif [i[:2] for i in info] != [i[:2] for i in layers_info]:
@@ -142,17 +170,13 @@ def analyze_spectrum(run_paths, *, step=None, all_steps=False, thresholds=(0.1, 
             spectra_rows.append([layer_spectrum(weights[f"{name}/kernel"], kind, n) for name, kind, n in info])
             rows_run.append(index)
             rows_step.append(s)
-    top = max(float(np.max(v)) for row in spectra_rows for v in row)
-    edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
-    arrays = {
-        "runs": store.string_array(r.run_dir for r in runs),
-        "layers": store.string_array(i[0] for i in layers_info),
-        "layer_type": store.string_array(i[1] for i in layers_info),
-        "input_size": np.array([i[2] for i in layers_info], dtype=np.int64),
-        "row_run": np.array(rows_run, dtype=np.int64), "row_step": np.array(rows_step, dtype=np.int64),
-        "bin_edges": edges, "thresholds": np.array(thresholds, dtype=np.float64),
-    }
-    hist, below, frob, spec, nums, totals = [], [], [], [], [], []
+    return layers_info, rows_run, rows_step, spectra_rows, steps_used
+
+
+def _row_arrays(spectra_rows, edges, thresholds, num_layers) -> dict[str, np.ndarray]:
+    """Per row: the whole network's histogram and counts below the thresholds, each layer's ||W||_F,
+    ||W||_2 and number of singular values, and the sum over layers of ||W||_F / ||W||_2."""
+    arrays, hist, below, frob, spec, nums, totals = {}, [], [], [], [], [], []
     for i, row in enumerate(spectra_rows):
         everything = np.concatenate(row)
         arrays[f"values/{i}"] = everything
@@ -162,24 +186,12 @@ def analyze_spectrum(run_paths, *, step=None, all_steps=False, thresholds=(0.1, 
         spec.append([v.max() for v in row])
         nums.append([v.size for v in row])
         totals.append(ratio_sum(row))
-    num_layers, num_t = len(layers_info), len(thresholds)
     arrays.update({
-        "histogram": np.array(hist, dtype=np.int64).reshape(-1, bins),
-        "count_below": np.array(below, dtype=np.int64).reshape(-1, num_t),
+        "histogram": np.array(hist, dtype=np.int64).reshape(-1, len(edges) - 1),
+        "count_below": np.array(below, dtype=np.int64).reshape(-1, len(thresholds)),
         "frobenius": np.array(frob, dtype=np.float64).reshape(-1, num_layers),
         "spectral": np.array(spec, dtype=np.float64).reshape(-1, num_layers),
         "num_values": np.array(nums, dtype=np.int64).reshape(-1, num_layers),
         "ratio_sum": np.array(totals, dtype=np.float64),
     })
-    arrays["ratio"] = arrays["frobenius"] / arrays["spectral"]
-    table = []
-    for i, (r, s) in enumerate(zip(rows_run, rows_step)):
-        row = {"run": runs[r].run_dir.name, "step": s, "values": int(arrays["num_values"][i].sum()),
-               "largest": float(arrays["spectral"][i].max()), "sum ||W||_F/||W||_2": float(totals[i])}
-        for t, c in zip(thresholds, below[i]):
-            row[f"< {t:g}"] = c
-        table.append(row)
-    inputs = {"runs": [str(r.run_dir) for r in runs], "steps": steps_used, "layers": [i[0] for i in layers_info],
-              "options": {"thresholds": thresholds, "bins": bins, "input_size": input_size},
-              "operator": "stride-1 circular convolution on n x n inputs (Sedghi et al. 2019); dense: the kernel"}
-    return Result("spectrum", inputs, arrays, table)
+    return arrays
