@@ -202,14 +202,7 @@ def analyze_representation_alignment(run_path, *, step: int | None = None, all_s
                                      batch_size: int = 256) -> Result:
     """Eq. 2 alignment curves per layer (inputs first) of a run's checkpoint(s) on its first
     `num_examples` training (or held-out) examples, against its own labels or `labels_from`'s."""
-    if which not in WHICH:
-        raise UsageError(f"examples {which!r} is not one of {', '.join(WHICH)}; choose one of them")
-    if num_examples < 0:
-        raise UsageError(f"num_examples {num_examples} is negative; pass 0 for all examples or a positive count")
-    if points < 2:
-        raise UsageError(f"points {points} must be at least 2 (tau = 0 and tau = sigma_1)")
-    if row_norm not in ROW_NORMS:
-        raise UsageError(f"row_norm {row_norm!r} is not one of {', '.join(ROW_NORMS)}; choose one of them")
+    _check_options(which, num_examples, points, row_norm)
     run = open_run(run_path)
     steps = select_steps(run, step, all_steps)
     indices, labels = _split(run, which, num_examples)
@@ -231,20 +224,14 @@ def analyze_representation_alignment(run_path, *, step: int | None = None, all_s
         representations = layer_representations(model, inputs, batch_size)
         layers, widths = list(representations), [r.shape[1] for r in representations.values()]
         rows = []
-        for name in layers:
-            phi = normalize_rows(representations.pop(name), row_norm, constant_feature)
-            sigma, projection, rank = spectrum(phi, targets)
-            del phi
-            sigma_max = float(sigma[0]) if sigma.size else 0.0
-            taus = fraction * sigma_max
-            curves = alignment_from_spectrum(sigma, projection, rank, taus)
-            rows.append(dict(sigma=sigma, projection=projection, rank=rank, tau=taus, curves=curves,
-                             sigma_max=sigma_max))
-            marks = alignment_from_spectrum(sigma, projection, rank, [0.1 * sigma_max, 0.5 * sigma_max]).sum(0)
-            table.append({"step": s, "layer": name, "d": widths[len(rows) - 1] + int(constant_feature),
-                          "rank": rank, "smax": sigma_max, "|y|^2": float(np.sum(targets ** 2)),
-                          "A(0)": float(curves[:, 0].sum()), "A(.1smax)": float(marks[0]),
-                          "A(.5smax)": float(marks[1])})
+        for name, width in zip(layers, widths):
+            row = _layer_alignment(normalize_rows(representations.pop(name), row_norm, constant_feature),
+                                   targets, fraction)
+            rows.append(row)
+            table.append({"step": s, "layer": name, "d": width + int(constant_feature), "rank": row["rank"],
+                          "smax": row["sigma_max"], "|y|^2": float(np.sum(targets ** 2)),
+                          "A(0)": float(row["curves"][:, 0].sum()), "A(.1smax)": row["marks"][0],
+                          "A(.5smax)": row["marks"][1]})
         per_step.append(rows)
 
     arrays: dict[str, np.ndarray] = {
@@ -269,6 +256,28 @@ def analyze_representation_alignment(run_path, *, step: int | None = None, all_s
                      "num_classes": int(num_classes), "label_vectors": int(len(targets)), "points": points,
                      "row_norm": row_norm, "constant_feature": constant_feature}
     return Result("representation_alignment", inputs_record, arrays, table)
+
+
+def _check_options(which: str, num_examples: int, points: int, row_norm: str) -> None:
+    if which not in WHICH:
+        raise UsageError(f"examples {which!r} is not one of {', '.join(WHICH)}; choose one of them")
+    if num_examples < 0:
+        raise UsageError(f"num_examples {num_examples} is negative; pass 0 for all examples or a positive count")
+    if points < 2:
+        raise UsageError(f"points {points} must be at least 2 (tau = 0 and tau = sigma_1)")
+    if row_norm not in ROW_NORMS:
+        raise UsageError(f"row_norm {row_norm!r} is not one of {', '.join(ROW_NORMS)}; choose one of them")
+
+
+def _layer_alignment(phi: np.ndarray, targets: np.ndarray, fraction: np.ndarray) -> dict:
+    """One layer's spectrum, its per-class alignment curves at tau = fraction * sigma_1, and the
+    alignment summed over classes at 0.1 and 0.5 sigma_1 (the table's marks)."""
+    sigma, projection, rank = spectrum(phi, targets)
+    sigma_max = float(sigma[0]) if sigma.size else 0.0
+    taus = fraction * sigma_max
+    marks = alignment_from_spectrum(sigma, projection, rank, [0.1 * sigma_max, 0.5 * sigma_max]).sum(0)
+    return dict(sigma=sigma, projection=projection, rank=rank, tau=taus, sigma_max=sigma_max,
+                curves=alignment_from_spectrum(sigma, projection, rank, taus), marks=[float(m) for m in marks])
 
 
 # ---------------------------------------------------------------- CLI
