@@ -166,10 +166,8 @@ def _one_step(run, step):
 def analyze_cka(run_a, run_b, *, step_a=None, step_b=None, kernel="linear", debiased=False, num_examples=1000,
                 rbf_fraction=1.0, batch_size=256):
     """Layer x layer CKA between two runs on run A's held-out examples (B.3, Table 7)."""
-    import keras
-    from rltx.runs import examples, model_at, open_run
+    from rltx.runs import examples, open_run
     from rltx.analysis.results import Result
-    from rltx.models import transferable_layers
     if kernel not in KERNELS:
         raise UsageError(f"kernel {kernel!r} is not one of {', '.join(KERNELS)}")
     if num_examples < 0:
@@ -182,49 +180,18 @@ def analyze_cka(run_a, run_b, *, step_a=None, step_b=None, kernel="linear", debi
     n = len(inputs)
     if n < (4 if debiased else 2):
         raise UsageError(f"{runs[0].run_dir} has {n} held-out examples; CKA needs at least {4 if debiased else 2}")
-    probes, names = [], []
-    for run, s in zip(runs, steps):
-        model = model_at(run, s, tuple(inputs.shape[1:]))
-        layers = transferable_layers(model)
-        if not layers:
-            raise UsageError(f"{run.run_dir} has no layer with weights but the head; nothing to compare")
-        names.append(layers)
-        probes.append(keras.Model(model.inputs[0], [model.get_layer(name).output for name in layers]))
+    probes, names = _layer_probes(runs, steps, tuple(inputs.shape[1:]))
     widths = [[int(np.prod(o.shape[1:])) for o in p.outputs] for p in probes]
     streamed = kernel == "linear" and not debiased and max(max(w) for w in widths) <= FEATURE_LIMIT
     if not streamed and n * sum(sum(w) for w in widths) * 4 > GRAM_BYTES_LIMIT:
         raise UsageError(f"keeping the features of {n} examples needs more than {GRAM_BYTES_LIMIT >> 30} GiB; "
                          "pass a smaller --num-examples")
-    la, lb = len(names[0]), len(names[1])
-    accumulators = [[LinearCKAAccumulator() for _ in range(lb)] for _ in range(la)] if streamed else None
-    kept = [[[] for _ in names[0]], [[] for _ in names[1]]]
-    for start in range(0, n, batch_size):
-        batch = inputs[start:start + batch_size]
-        outs = []
-        for probe in probes:
-            out = probe(batch, training=False)
-            out = out if isinstance(out, (list, tuple)) else [out]
-            outs.append([np.asarray(o, dtype=np.float64).reshape(len(batch), -1) for o in out])
-        if streamed:
-            for i in range(la):
-                for j in range(lb):
-                    accumulators[i][j].update(outs[0][i], outs[1][j])
-        else:
-            for r in range(2):
-                for i, o in enumerate(outs[r]):
-                    kept[r][i].append(o.astype(np.float32))
-    matrix = np.zeros((la, lb))
+    features = _batched_features(probes, inputs, batch_size)
     if streamed:
-        for i in range(la):
-            for j in range(lb):
-                matrix[i, j] = accumulators[i][j].value()
+        matrix = _streamed_linear_cka(features, len(names[0]), len(names[1]))
     else:
         gram = linear_gram if kernel == "linear" else (lambda a: rbf_gram(a, rbf_fraction))
-        grams_b = [gram(np.concatenate(parts)) for parts in kept[1]]
-        for i, parts in enumerate(kept[0]):
-            k = gram(np.concatenate(parts))
-            for j, l in enumerate(grams_b):
-                matrix[i, j] = cka_from_grams(k, l, debiased)
+        matrix = _gram_cka(features, len(names[0]), len(names[1]), gram, debiased)
     arrays = {"layers_a": store.string_array(names[0]), "layers_b": store.string_array(names[1]),
               "cka": matrix, "num_examples": np.array(n, dtype=np.int64)}
     table = [{"layer (A)": name, **{f"{other} (B)": float(matrix[i, j]) for j, other in enumerate(names[1])}}
@@ -235,6 +202,60 @@ def analyze_cka(run_a, run_b, *, step_a=None, step_b=None, kernel="linear", debi
               "examples": f"first {n} held-out examples of {runs[0].run_dir}",
               "method": "feature-space sums over minibatches" if streamed else "n x n Gram matrices"}
     return Result("cka", record, arrays, table)
+
+
+def _layer_probes(runs, steps, input_shape) -> tuple[list, list[list[str]]]:
+    """For each run at its step: a Keras model returning its transferable layers' outputs, and their names."""
+    import keras
+    from rltx.models import transferable_layers
+    from rltx.runs import model_at
+    probes, names = [], []
+    for run, s in zip(runs, steps):
+        model = model_at(run, s, input_shape)
+        layers = transferable_layers(model)
+        if not layers:
+            raise UsageError(f"{run.run_dir} has no layer with weights but the head; nothing to compare")
+        names.append(layers)
+        probes.append(keras.Model(model.inputs[0], [model.get_layer(name).output for name in layers]))
+    return probes, names
+
+
+def _batched_features(probes, inputs: np.ndarray, batch_size: int):
+    """Per minibatch: for each probe, its layers' outputs flattened to [batch, features] in float64."""
+    for start in range(0, len(inputs), batch_size):
+        batch = inputs[start:start + batch_size]
+        outs = []
+        for probe in probes:
+            out = probe(batch, training=False)
+            out = out if isinstance(out, (list, tuple)) else [out]
+            outs.append([np.asarray(o, dtype=np.float64).reshape(len(batch), -1) for o in out])
+        yield outs
+
+
+def _streamed_linear_cka(features, la: int, lb: int) -> np.ndarray:
+    """Linear biased CKA from feature-space sums accumulated over minibatches (no n x n matrix)."""
+    accumulators = [[LinearCKAAccumulator() for _ in range(lb)] for _ in range(la)]
+    for outs in features:
+        for i in range(la):
+            for j in range(lb):
+                accumulators[i][j].update(outs[0][i], outs[1][j])
+    return np.array([[accumulators[i][j].value() for j in range(lb)] for i in range(la)], dtype=np.float64)
+
+
+def _gram_cka(features, la: int, lb: int, gram, debiased: bool) -> np.ndarray:
+    """CKA from n x n Gram matrices of the kept features (float32 while kept)."""
+    kept = [[[] for _ in range(la)], [[] for _ in range(lb)]]
+    for outs in features:
+        for r in range(2):
+            for i, o in enumerate(outs[r]):
+                kept[r][i].append(o.astype(np.float32))
+    matrix = np.zeros((la, lb))
+    grams_b = [gram(np.concatenate(parts)) for parts in kept[1]]
+    for i, parts in enumerate(kept[0]):
+        k = gram(np.concatenate(parts))
+        for j, l in enumerate(grams_b):
+            matrix[i, j] = cka_from_grams(k, l, debiased)
+    return matrix
 
 
 # --- Mistakes (B.2, Tables 3-6) -------------------------------------------------------------
