@@ -1,5 +1,6 @@
 """Data sources: every check uses an oracle independent of the code under test; no network."""
 import os
+import tempfile
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -339,6 +340,17 @@ def test_tfds_offline_missing_dataset_fails_fast(tmp_path, monkeypatch):
         open_source(DataSpec("imagenet2012", data_dir=str(tmp_path)))  # manual-only dataset: no download attempt
     with pytest.raises(UsageError, match="unknown dataset"):
         open_source(DataSpec("no_such_dataset_xyz", data_dir=str(tmp_path), offline=True))
+
+
+def test_opening_a_tfds_dataset_leaves_no_temporary_directory(tmp_path, monkeypatch):
+    # tfds.builder makes a tempfile.mkdtemp directory it never removes; rltx points it at one it removes
+    monkeypatch.setattr(tfds_source, "network_reachable", _no_network)
+    temporary = tempfile.gettempdir()
+    before = set(os.listdir(temporary))
+    for _ in range(2):
+        with pytest.raises(UsageError):
+            open_source(DataSpec("cifar10", data_dir=str(tmp_path), offline=True))
+    assert set(os.listdir(temporary)) == before and tempfile.gettempdir() == temporary
 
 
 def test_tfds_online_without_network_fails_fast(tmp_path, monkeypatch):

@@ -13,8 +13,10 @@ so index i is the i-th stored example, independent of tfds's interleaving defaul
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import socket
+import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -201,9 +203,23 @@ class TfdsSource:
         return self._take(self.test_split, self.num_test, indices)
 
 
+@contextlib.contextmanager
+def _removed_temporary_files():
+    """Point `tempfile` at a directory removed on exit: tfds.builder (4.9, DatasetInfo.initialize_from_bucket)
+    makes a tempfile.mkdtemp directory it never removes, one left in /tmp per dataset opened."""
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="rltx-tfds-") as scratch:
+        tempfile.tempdir = scratch
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
+
+
 def _builder(dataset: str, data_dir: str | None):
     try:
-        return tfds.builder(dataset, data_dir=data_dir)
+        with _removed_temporary_files():
+            return tfds.builder(dataset, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UsageError(f"unknown dataset {shorten(dataset)} ({first[:150]}); use gaussian, npz, image_folder or a "
