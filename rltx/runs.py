@@ -14,6 +14,7 @@ from rltx import store
 from rltx.config import Recipe, make_recipe
 from rltx.data import to_model_input
 from rltx.errors import UsageError
+from rltx.loop import assign_weights
 from rltx.models import ARCHITECTURES, HEAD
 from rltx.tasks import build_recipe_model, open_recipe_source
 
@@ -150,9 +151,7 @@ def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:
 def model_at(run: Run, step: int, input_shape: tuple[int, ...]) -> keras.Model:
     """The run's model with the weights of its checkpoint at `step`."""
     model = build_recipe_model(run.recipe, input_shape, run.num_classes, with_init_file=False)
-    weights = store.read_checkpoint(run.run_dir, step)
-    for variable in model.weights:
-        variable.assign(weights[variable.path])
+    assign_weights(model.weights, store.read_checkpoint(run.run_dir, step))
     return model
 
 

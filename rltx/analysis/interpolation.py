@@ -42,6 +42,7 @@ import numpy as np
 
 from rltx import store
 from rltx.errors import UsageError
+from rltx.loop import assign_weights
 from rltx.runs import Run, check_same_model, examples, open_run, select_steps
 
 EVAL_BATCH = 512
@@ -231,7 +232,7 @@ def analyze_criticality(run_path, *, step=None, alphas=(0.0, 0.25, 0.5, 0.75, 1.
     evaluate = Evaluator(model, x, y)
     modules = transferable_layers(model) + [HEAD]
 
-    _assign(model, final)
+    assign_weights(model.weights, final)
     final_loss, final_accuracy = evaluate()
     threshold = (1 - final_accuracy) + tolerance
     loss, accuracy, distance = _rewound_grid(model, modules, initial, final, evaluate,
@@ -259,11 +260,6 @@ def analyze_criticality(run_path, *, step=None, alphas=(0.0, 0.25, 0.5, 0.75, 1.
     return Result("criticality", inputs, arrays, table)
 
 
-def _assign(model, weights: dict[str, np.ndarray]) -> None:
-    for variable in model.weights:
-        variable.assign(weights[variable.path])
-
-
 def _rewound_grid(model, modules, initial, final, evaluate, *, alphas, sigmas, samples, seed):
     """Loss and accuracy [modules, alphas, sigmas, samples] with one module at (1 - a) theta_0 + a theta_F
     plus N(0, sigma^2) noise and the others final, and each module's ||theta_F - theta_0||."""
@@ -287,7 +283,7 @@ def _rewound_grid(model, modules, initial, final, evaluate, *, alphas, sigmas, s
                     loss[m, i, j, k], accuracy[m, i, j, k] = evaluate()
                 if sigma == 0:
                     loss[m, i, j, 1:], accuracy[m, i, j, 1:] = loss[m, i, j, 0], accuracy[m, i, j, 0]
-        _assign(model, final)
+        assign_weights(model.weights, final)
     return loss, accuracy, distance
 
 
