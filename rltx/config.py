@@ -55,9 +55,15 @@ class DataSpec:
 
     def identity(self) -> dict:
         """The keys that decide which data a run sees (a transfer must use its source's data); where
-        the data is found (manual_dir, offline) and the run's seed are not among them."""
-        return {name: value for name, value in dataclasses.asdict(self).items()
-                if name not in ("manual_dir", "offline", "seed")}
+        the data is found (manual_dir, offline) is not among them, nor the run's seed unless it draws the data."""
+        excluded = ("manual_dir", "offline") + (() if self.seed_draws_data() else ("seed",))
+        return {name: value for name, value in dataclasses.asdict(self).items() if name not in excluded}
+
+    def seed_draws_data(self) -> bool:
+        """Generated data whose own seed key is null is drawn from the run's seed (rltx.data.open_source)."""
+        kind = self.dataset.strip().lower()
+        return (kind == "gaussian" and self.gaussian_seed is None) or \
+            (kind in ("dead_leaves", "photos") and self.natural_seed is None)
 
 
 def key(default=dataclasses.MISSING, *, help: str, unit: str = "", choices=None, minimum=None,

@@ -250,7 +250,15 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
         environment.attrs.update({k: str(v) for k, v in record.environment.items()})
         write_arrays(handle.create_group("samples"), record.samples)
         handle.create_group("identity").attrs.update(record.identity)
-        handle.create_group("transfer").attrs.update(record.transfer)
+        _write_details(handle.create_group("transfer"), record.transfer)
+
+
+def _write_details(group: h5py.Group, details: dict) -> None:
+    """Scalars and strings as attributes; arrays (a covariance transfer's Sigma_w) as datasets, since HDF5
+    refuses attributes over 64 KiB (a 147x147 Sigma_w of ResNet18's 7x7 stem is 173 KB)."""
+    arrays = {k: v for k, v in details.items() if isinstance(v, np.ndarray) and v.ndim > 0}
+    write_arrays(group, arrays)
+    group.attrs.update({k: v for k, v in details.items() if k not in arrays})
 
 
 def iso_time(seconds: float) -> str:
@@ -278,7 +286,8 @@ def read_run_record(run_dir: Path) -> RunRecord:
             samples=read_arrays(handle["samples"]),
             status=str(handle.attrs["status"]), error=str(handle.attrs["error"]),
             created=epoch_time(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
-            identity=_plain(handle["identity"].attrs), transfer=_plain(handle["transfer"].attrs),
+            identity=_plain(handle["identity"].attrs),
+            transfer={**_plain(handle["transfer"].attrs), **read_arrays(handle["transfer"])},
             health=str(handle.attrs.get("health", "unchecked")))
 
 

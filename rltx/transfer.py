@@ -39,8 +39,10 @@ def check_compatible(recipe: Recipe, sources: list[Checkpoint]) -> None:
         for keys, what in ((architecture_keys, "architecture"), (tuple(recipe.data.identity()), "data")):
             differ = [f"{k}={getattr(source.recipe, k)!r}" for k in keys if getattr(source.recipe, k) != getattr(recipe, k)]
             if differ:
-                raise UsageError(f"source {source.run_dir} has another {what} ({', '.join(differ[:3])}); "
-                                 f"use a recipe with the source's {what} keys")
+                fix = f"use a recipe with the source's {what} keys"
+                if what == "data" and getattr(source.recipe, "seed") != recipe.seed:  # the seed drew the data
+                    fix += " (the same seed, or the data's own gaussian_seed / natural_seed in both)"
+                raise UsageError(f"source {source.run_dir} has another {what} ({', '.join(differ[:3])}); {fix}")
 
 
 def select_layers(model: keras.Model, spec) -> list[str]:

@@ -164,3 +164,21 @@ def test_figure5_comparison_end_to_end(tmp_path):
             assert len(steps) == 4 and steps[:2] == [0, 1] and steps[-1] == 30  # num_eval_points=4, denser early
         assert store.read_run_record(tmp_path / f"no_rescaling{seed}").transfer["factor/conv_0"] == 1.0
         assert store.read_run_record(tmp_path / f"covariance{seed}").transfer["mode"] == "covariance"
+
+
+def test_covariance_transfer_of_a_large_first_layer_stores_its_sigma_w(tmp_path):
+    """A 7x7x3 first layer (ResNet18's stem size, d = 147): Sigma_w is 173 KB, beyond HDF5's 64 KiB
+    attributes, so it is stored as a dataset. Oracle: numpy's covariance of the source's filters (Eq. 2)."""
+    from tests_support import tiny_recipe_dict
+    recipe = {**tiny_recipe_dict(), "kernel_size": 7, "stride": 1, "padding": "same", "total_steps": 4,
+              "checkpoint_every": 0, "num_eval_points": 2, "labels_downstream": "random", "num_classes_downstream": 3,
+              "total_steps_downstream": 1, "transfer_mode": "covariance"}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert invoke("pretrain", tmp_path / "r.yaml", "--out", tmp_path / "source", "--quiet").exit_code == 0
+    result = invoke("transfer", tmp_path / "r.yaml", "--from", tmp_path / "source", "--out", tmp_path / "t", "--quiet")
+    assert result.exit_code == 0, result.output
+    filters = store.read_checkpoint(tmp_path / "source", 4)["conv_0/kernel"].reshape(147, -1).astype(np.float64)
+    sigma_w = store.read_run_record(tmp_path / "t").transfer["sigma_w"]
+    np.testing.assert_allclose(sigma_w, np.cov(filters, bias=True), rtol=1e-6, atol=1e-12)
+    shown = json.loads(invoke("show", tmp_path / "t", "--json").output)
+    assert shown["transfer"]["sigma_w"] == "matrix (147, 147)"

@@ -154,8 +154,6 @@ def _split(run: Run, which: str, num_examples: int) -> tuple[np.ndarray, np.ndar
 
 def _data_identity(run: Run, which: str) -> tuple:
     identity = tuple(run.recipe.data.identity().values())
-    if run.recipe.dataset == "gaussian":
-        identity += (run.recipe.seed,)
     if which == "test":
         identity += (bool(run.samples["test_from_train"]),)
     return identity
