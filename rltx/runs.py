@@ -167,6 +167,8 @@ def load_model(run_dir: str | Path, step: int | None = None) -> keras.Model:
 def examples(run: Run, which: str, limit: int = 0) -> np.ndarray:
     """Model inputs (scaled as in training, A.3) of the run's training set or held-out set;
     `limit` > 0 keeps the first `limit` of them (in stored order, which is sorted by index)."""
+    if limit < 0:
+        raise UsageError(f"num_examples {limit} is negative; pass 0 for all examples or a positive count")
     source = open_recipe_source(run.recipe)
     if which == "train":
         indices, split = run.train_indices, source.train

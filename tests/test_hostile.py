@@ -281,3 +281,39 @@ def test_read_only_storage(work):
     assert results["completed"].returncode == 0 and "completed" in results["completed"].stdout, \
         results["completed"].stderr
     assert file_digests(storage / "base") == before
+
+
+def test_option_values_out_of_range_and_choices_that_contradict_are_refused_before_any_work(work):
+    """Values that once reached a traceback, were read wrongly (a negative count dropped examples from
+    the end) or were ignored (--step with --center init): one line each, nothing written."""
+    cases = {
+        "no downstream set": (("transfer", "tiny.yaml", "--from", "base", "--set", "num_examples_downstream=0",
+                               "--out", "t_empty", "--quiet"), None),
+        "seed draws other data": (("transfer", "tiny.yaml", "--from", "base", "--set", "seed=4", "--out", "t_seed",
+                                   "--quiet"), None),
+        "top-k": (("analyze", "eigenvectors", "base", "--top-k", "0"), None),
+        "threshold": (("analyze", "eigenvectors", "base", "--threshold", "1.5"), None),
+        "tolerance": (("analyze", "transfer-function", "base", "--tolerance", "-1"), None),
+        "negative count": (("analyze", "barrier", "base", "--num-examples", "-2"), None),
+        "landscape": (("analyze", "landscape", "base", "--center", "init", "--step", "40"), None),
+    }
+    results = run_cases(work, cases)
+    refused(results["no downstream set"], 2, "num_examples_downstream is 0", "num_examples_downstream=N")
+    refused(results["seed draws other data"], 2, "another data (seed=3)", "gaussian_seed")
+    refused(results["top-k"], 2, "'--top-k': 0 is not in the range x>=1")
+    refused(results["threshold"], 2, "'--threshold': 1.5 is not in the range 0<=x<1")
+    refused(results["tolerance"], 2, "'--tolerance': -1.0 is not in the range x>=0")
+    refused(results["negative count"], 2, "'--num-examples': -2 is not in the range x>=0")
+    refused(results["landscape"], 2, "--center init centres on step 0", "drop one of them")
+    assert not (work / "t_empty").exists() and not (work / "t_seed").exists()
+
+
+def test_barrier_of_one_run_without_a_step_0_checkpoint_runs_from_step_a(work):
+    late = copy_of(work, "late")
+    store.checkpoint_path(late, 0).unlink()
+    results = run_cases(work, {"default": (("analyze", "barrier", "late", "--points", "2"), None),
+                               "step-a": (("analyze", "barrier", "late", "--step-a", "10", "--points", "2",
+                                           "--json"), None)})
+    refused(results["default"], 2, "no step-0 checkpoint; give --step-a")
+    succeeded(results["step-a"])
+    assert json.loads(results["step-a"].stdout)["inputs"]["steps"] == [10, 40]

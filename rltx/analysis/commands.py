@@ -12,6 +12,12 @@ from rltx.cli_options import SET_OPTION, check_one_checkpoint_choice
 from rltx.errors import UsageError
 
 RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+# Value ranges refused by click before any run is opened, in one line (rltx.cli).
+COUNT = click.IntRange(min=0)  # a number of examples (0: all), a seed
+AT_LEAST_ONE = click.IntRange(min=1)
+AT_LEAST_TWO = click.IntRange(min=2)  # grid points
+NON_NEGATIVE = click.FloatRange(min=0)
+POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 def _checked_output(_context, _parameter, path: Path | None) -> Path | None:
@@ -50,7 +56,7 @@ def checkpoint_options(analysis):
 def layer_options(command):
     for option in reversed([
         click.option("--layer", help="Layer name [default: the first transferable layer]."),
-        click.option("--num-examples", type=int, default=0, show_default=True,
+        click.option("--num-examples", type=COUNT, default=0, show_default=True,
                      help="Training examples for Sigma_x (0: all the run was trained on)."),
         click.option("--uncentered", is_flag=True, help="Use E[x x^T] instead of the covariance for Sigma_x."),
     ]):
@@ -88,9 +94,9 @@ def analyze():
 @RUNS
 @layer_options
 @checkpoint_options
-@click.option("--tolerance", default=1e-6, show_default=True,
+@click.option("--tolerance", type=NON_NEGATIVE, default=1e-6, show_default=True,
               help="Relative tolerance grouping equal eigenvalues of Sigma_x into one eigenspace.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random orthonormal basis (Fig. 2 baseline).")
+@click.option("--seed", type=COUNT, default=0, show_default=True, help="Seed of the random orthonormal basis (Fig. 2 baseline).")
 @output_options
 def misalignment(runs, layer, num_examples, uncentered, step, all_steps, tolerance, seed, output, as_json):
     """Misalignment of Sigma_w (pooled over RUNS) with Sigma_x (Def. 2, Prop. 2.7, A.6, Fig. 2)."""
@@ -103,7 +109,7 @@ def misalignment(runs, layer, num_examples, uncentered, step, all_steps, toleran
 @RUNS
 @layer_options
 @checkpoint_options
-@click.option("--tolerance", default=1e-6, show_default=True, help="Eigenvalue grouping tolerance (relative).")
+@click.option("--tolerance", type=NON_NEGATIVE, default=1e-6, show_default=True, help="Eigenvalue grouping tolerance (relative).")
 @output_options
 def transfer_function(runs, layer, num_examples, uncentered, step, all_steps, tolerance, output, as_json):
     """f(sigma): tau_i = sqrt(v_i^T Sigma_w v_i) against sigma_i (Def. 3, Sec. 2.3, A.8, Fig. 4)."""
@@ -116,8 +122,8 @@ def transfer_function(runs, layer, num_examples, uncentered, step, all_steps, to
 @RUNS
 @layer_options
 @click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
-@click.option("--top-k", default=10, show_default=True, help="Eigenvectors of Sigma_w to match.")
-@click.option("--threshold", default=0.4, show_default=True, help="Minimum |<v_x, v_w>| of a match (Fig. 3).")
+@click.option("--top-k", type=AT_LEAST_ONE, default=10, show_default=True, help="Eigenvectors of Sigma_w to match.")
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.4, show_default=True, help="Minimum |<v_x, v_w>| of a match (Fig. 3).")
 @output_options
 def eigenvectors(runs, layer, num_examples, uncentered, step, top_k, threshold, output, as_json):
     """Top eigenvectors of Sigma_w and the data eigenvectors they combine (Fig. 3, A.7, D.1)."""
@@ -132,8 +138,8 @@ def eigenvectors(runs, layer, num_examples, uncentered, step, top_k, threshold, 
 @click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
 @click.option("--between", type=click.Choice(["data", "runs"]), default="data", show_default=True,
               help="Sigma_x of two disjoint halves of the data, or Sigma_w of two disjoint groups of RUNS.")
-@click.option("--relative-gap", default=0.05, show_default=True, help="Eigenvalues this close form a 2-D pair.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the split into halves.")
+@click.option("--relative-gap", type=NON_NEGATIVE, default=0.05, show_default=True, help="Eigenvalues this close form a 2-D pair.")
+@click.option("--seed", type=COUNT, default=0, show_default=True, help="Seed of the split into halves.")
 @output_options
 def eigen_stability(runs, layer, num_examples, uncentered, step, between, relative_gap, seed, output, as_json):
     """Stability of eigenvalues and eigenvectors between disjoint halves (D.1)."""
@@ -145,10 +151,10 @@ def eigen_stability(runs, layer, num_examples, uncentered, step, between, relati
 @analyze.command("activations", short_help="ReLU activation frequencies (Fig. 7, 10, 11).")
 @RUNS
 @checkpoint_options
-@click.option("--num-examples", default=5000, show_default=True, help="Examples to run (A.11: 5k held-out).")
+@click.option("--num-examples", type=COUNT, default=5000, show_default=True, help="Examples to run (A.11: 5k held-out).")
 @click.option("--examples", "which", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="The run's held-out set or its training set.")
-@click.option("--bins", default=20, show_default=True, help="Histogram bins over [0, 1].")
+@click.option("--bins", type=AT_LEAST_ONE, default=20, show_default=True, help="Histogram bins over [0, 1].")
 @click.option("--conv-neurons", type=click.Choice(["position", "channel"]), default="position", show_default=True,
               help="A conv neuron is one channel at one position, or one channel active anywhere.")
 @output_options
@@ -163,7 +169,7 @@ def activations(runs, step, all_steps, num_examples, which, bins, conv_neurons, 
 @analyze.command("activation-trajectory", short_help="Activations over pre-training, transfer (F).")
 @click.argument("pretrain_run", type=click.Path(path_type=Path))
 @click.argument("transfer_run", type=click.Path(path_type=Path))
-@click.option("--num-examples", default=5000, show_default=True, help="Held-out examples to run.")
+@click.option("--num-examples", type=COUNT, default=5000, show_default=True, help="Held-out examples to run.")
 @click.option("--examples", "which", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="The pre-training run's held-out set or its training set.")
 @click.option("--conv-neurons", type=click.Choice(["position", "channel"]), default="position", show_default=True,
@@ -209,8 +215,8 @@ def weights(runs, step, all_steps, reference, other, output, as_json):
 @checkpoint_options
 @click.option("--thresholds", default="0.1,0.01", show_default=True,
               help="Count singular values below each (comma-separated; Fig. 33).")
-@click.option("--bins", default=50, show_default=True, help="Histogram bins of the whole-network spectrum.")
-@click.option("--input-size", default=0, show_default=True,
+@click.option("--bins", type=AT_LEAST_ONE, default=50, show_default=True, help="Histogram bins of the whole-network spectrum.")
+@click.option("--input-size", type=COUNT, default=0, show_default=True,
               help="n of the n x n circular input of every conv layer (0: each layer's own input size).")
 @output_options
 def spectrum(runs, step, all_steps, thresholds, bins, input_size, output, as_json):
@@ -235,10 +241,10 @@ def step_options(command):
 @RUN_B
 @step_options
 @click.option("--kernel", type=click.Choice(KERNELS), default="linear", show_default=True)
-@click.option("--rbf-fraction", default=1.0, show_default=True,
+@click.option("--rbf-fraction", type=POSITIVE, default=1.0, show_default=True,
               help="RBF bandwidth as a fraction of the median distance between examples.")
 @click.option("--debiased", is_flag=True, help="Debiased HSIC (Song et al. 2012) instead of the biased one.")
-@click.option("--num-examples", default=1000, show_default=True, help="Held-out examples of RUN_A (0: all).")
+@click.option("--num-examples", type=COUNT, default=1000, show_default=True, help="Held-out examples of RUN_A (0: all).")
 @output_options
 def cka(run_a, run_b, step_a, step_b, kernel, rbf_fraction, debiased, num_examples, output, as_json):
     """Layer x layer CKA between two runs on RUN_A's held-out examples (Neyshabur et al. B.3, Table 7)."""
@@ -263,17 +269,17 @@ def mistakes(run_a, run_b, step_a, step_b, output, as_json):
     emit(analyze_mistakes(run_a, run_b, step_a=step_a, step_b=step_b), output, as_json)
 
 
-EXAMPLES_OPTION = click.option("--num-examples", default=512, show_default=True,
+EXAMPLES_OPTION = click.option("--num-examples", type=COUNT, default=512, show_default=True,
                                help="First training examples of the fixed subset the loss is taken on.")
 
 
 @analyze.command("hessian", short_help="Top Hessian eigenvalues by Lanczos.")
 @RUNS
 @checkpoint_options
-@click.option("--top-k", default=5, show_default=True, help="Largest Hessian eigenvalues to find.")
-@click.option("--iterations", default=30, show_default=True, help="Lanczos iterations (>= top-k).")
+@click.option("--top-k", type=AT_LEAST_ONE, default=5, show_default=True, help="Largest Hessian eigenvalues to find.")
+@click.option("--iterations", type=AT_LEAST_ONE, default=30, show_default=True, help="Lanczos iterations (>= top-k).")
 @EXAMPLES_OPTION
-@click.option("--seed", default=0, show_default=True, help="Seed of the Lanczos start vector.")
+@click.option("--seed", type=COUNT, default=0, show_default=True, help="Seed of the Lanczos start vector.")
 @output_options
 def hessian(runs, step, all_steps, top_k, iterations, num_examples, seed, output, as_json):
     """Top Hessian eigenvalues of the training loss by Lanczos (Liu et al. Fig. 3a)."""
@@ -289,9 +295,9 @@ def hessian(runs, step, all_steps, top_k, iterations, num_examples, seed, output
               help="Centre on the checkpoint (Fig. 3) or the run's step-0 weights (Fig. 5).")
 @click.option("--layer", help="Perturb only this layer [default: the whole network].")
 @click.option("--two-d", is_flag=True, help="A 2-D slice along two directions instead of a 1-D one.")
-@click.option("--span", default=1.0, show_default=True, help="Grid from -span to span along each direction.")
-@click.option("--points", default=21, show_default=True, help="Grid points per direction.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random directions.")
+@click.option("--span", type=POSITIVE, default=1.0, show_default=True, help="Grid from -span to span along each direction.")
+@click.option("--points", type=AT_LEAST_TWO, default=21, show_default=True, help="Grid points per direction.")
+@click.option("--seed", type=COUNT, default=0, show_default=True, help="Seed of the random directions.")
 @click.option("--include-biases", is_flag=True,
               help="Perturb biases and normalisation parameters too (default: zero in the directions).")
 @EXAMPLES_OPTION
@@ -326,10 +332,10 @@ def gradient(runs, step, all_steps, num_examples, etas, direction, output, as_js
 @click.argument("run_b", required=False, type=click.Path(path_type=Path))
 @click.option("--step-a", type=int, help="Checkpoint of RUN_A [default: last; with one run: 0].")
 @click.option("--step-b", type=int, help="Checkpoint of RUN_B [default: last] (of RUN_A with one run).")
-@click.option("--points", default=31, show_default=True, help="Grid points on [alpha-min, alpha-max] (0, 1 added).")
+@click.option("--points", type=AT_LEAST_TWO, default=31, show_default=True, help="Grid points on [alpha-min, alpha-max] (0, 1 added).")
 @click.option("--alpha-min", default=-1.0, show_default=True, help="Grid start (B.6 extrapolates to [-1, 2]).")
 @click.option("--alpha-max", default=2.0, show_default=True, help="Grid end.")
-@click.option("--num-examples", default=0, show_default=True, help="Train and test examples (0: all).")
+@click.option("--num-examples", type=COUNT, default=0, show_default=True, help="Train and test examples (0: all).")
 @output_options
 def barrier(run_a, run_b, step_a, step_b, points, alpha_min, alpha_max, num_examples, output, as_json):
     """Accuracy and loss along (1-a) theta_1 + a theta_2 on RUN_A's data, and the performance and
@@ -345,10 +351,10 @@ def barrier(run_a, run_b, step_a, step_b, points, alpha_min, alpha_max, num_exam
 @click.option("--step", type=int, help="The final checkpoint theta_F [default: the last stored].")
 @click.option("--alphas", default="0,0.25,0.5,0.75,1", show_default=True, help="Rewinding points a in [0, 1].")
 @click.option("--sigmas", default="0,0.01,0.05,0.1", show_default=True, help="Noise standard deviations.")
-@click.option("--samples", default=3, show_default=True, help="Noise draws per (a, sigma > 0).")
-@click.option("--tolerance", default=0.01, show_default=True, help="Allowed train error above the final one.")
-@click.option("--num-examples", default=0, show_default=True, help="Training examples (0: all).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the noise.")
+@click.option("--samples", type=AT_LEAST_ONE, default=3, show_default=True, help="Noise draws per (a, sigma > 0).")
+@click.option("--tolerance", type=NON_NEGATIVE, default=0.01, show_default=True, help="Allowed train error above the final one.")
+@click.option("--num-examples", type=COUNT, default=0, show_default=True, help="Training examples (0: all).")
+@click.option("--seed", type=COUNT, default=0, show_default=True, help="Seed of the noise.")
 @output_options
 def criticality(run, step, alphas, sigmas, samples, tolerance, num_examples, seed, output, as_json):
     """Module criticality of every transferable layer and the head: train error with the module
@@ -385,10 +391,10 @@ def transferability_curve(pretrain_run, recipe, out, steps, overrides, output, a
 @checkpoint_options
 @click.option("--examples", "which", type=click.Choice(("train", "test")), default="train", show_default=True,
               help="The run's training set or its held-out set.")
-@click.option("--num-examples", default=1000, show_default=True, help="First N examples (0: all).")
+@click.option("--num-examples", type=COUNT, default=1000, show_default=True, help="First N examples (0: all).")
 @click.option("--labels-from", type=click.Path(path_type=Path),
               help="Use this run's labels of the same examples (source vs target task).")
-@click.option("--points", default=50, show_default=True, help="Thresholds tau from 0 to sigma_max.")
+@click.option("--points", type=AT_LEAST_TWO, default=50, show_default=True, help="Thresholds tau from 0 to sigma_max.")
 @click.option("--row-norm", type=click.Choice(("unit", "max")), default="unit", show_default=True,
               help="Rows to length one, or all rows divided by the largest row length.")
 @click.option("--constant-feature/--no-constant-feature", default=True, show_default=True,

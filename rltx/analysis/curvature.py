@@ -303,6 +303,9 @@ def analyze_landscape(runs, *, step=None, layer=None, two_d=False, span=1.0, poi
     from rltx.analysis.results import Result
     if center not in ("checkpoint", "init"):
         raise UsageError(f"--center must be checkpoint or init, got {center!r}")
+    if center == "init" and step is not None:
+        raise UsageError(f"--step {step} picks the checkpoint to centre on, but --center init centres on step 0; "
+                         "drop one of them")
     grid = _grid(span, points)
     inputs = {"runs": [], "steps": [], "layer": layer,
               "options": {"two_d": two_d, "span": span, "points": points, "seed": seed,

@@ -156,7 +156,7 @@ def analyze_barrier(run_a, run_b=None, *, step_a=None, step_b=None, points=31, a
     first = open_run(run_a)
     if run_b is None:
         second = first
-        if 0 not in first.steps:
+        if step_a is None and 0 not in first.steps:
             raise UsageError(f"{first.run_dir} has no step-0 checkpoint; give --step-a")
         s_a = select_steps(first, 0 if step_a is None else step_a, False)[0]
         s_b = select_steps(first, step_b, False)[0]

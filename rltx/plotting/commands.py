@@ -122,7 +122,7 @@ def auc_scatter(inputs, metric, dots, output, title, style):
 @INPUTS
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Table file: .md (Markdown), .tex (LaTeX), or .png/.pdf/.svg (an image).")
-@click.option("--digits", default=2, show_default=True, help="Decimals of each number.")
+@click.option("--digits", type=click.IntRange(min=0), default=2, show_default=True, help="Decimals of each number.")
 @click.option("--title", help="Title (images only).")
 @STYLE_OPTION
 def table(inputs, output, digits, title, style):
@@ -187,7 +187,7 @@ def misalignment(inputs, labels, x, yscale, output, title, style):
 
 @plot.command("eigenvectors", short_help="Eigenvectors of Sigma_w and the data as patches (Fig. 3).")
 @INPUTS
-@click.option("--rows", type=int, help="Top eigenvectors of Sigma_w to show [default: all stored].")
+@click.option("--rows", type=click.IntRange(min=1), help="Top eigenvectors of Sigma_w to show [default: all stored].")
 @figure_options
 def eigenvectors(inputs, rows, output, title, style):
     """Eigenvectors v_w of Sigma_w, the data eigenvectors v_x they match and their weighted
@@ -269,7 +269,7 @@ def spectrum(inputs, log, output, title, style):
 
 @plot.command("landscape", short_help="1-D loss curve or 2-D contours of the landscape.")
 @INPUTS
-@click.option("--levels", default=20, show_default=True, help="Contour levels of a 2-D landscape.")
+@click.option("--levels", type=click.IntRange(min=1), default=20, show_default=True, help="Contour levels of a 2-D landscape.")
 @click.option("--log", is_flag=True, help="Logarithmic loss (1-D: axis; 2-D: contours of log10 loss).")
 @figure_options
 def landscape(inputs, levels, log, output, title, style):
