@@ -105,8 +105,8 @@ def resume_command(run_dir: Path, record: store.RunRecord) -> str:
     sources = _sources(record.identity)
     paired = json.loads(record.transfer.get("paired_with", "[]"))
     out, baseline = run_dir, ""
-    if record.kind == "scratch" and sources and paired:  # the baseline of a pair is resumed with its transfer
-        out, baseline = Path(paired[0]), " --with-baseline"
+    if sources and paired:  # a pair resumes together: its transfer with --with-baseline
+        out, baseline = (Path(paired[0]) if record.kind == "scratch" else run_dir), " --with-baseline"
     froms = " ".join(f"--from {shlex.quote(s['run'])}" for s in sources) or "--from scratch"
     steps = {s["step"] for s in sources}
     from_step = f" --from-step {steps.pop()}" if len(steps) == 1 else ""

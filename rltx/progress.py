@@ -167,16 +167,16 @@ class RichReporter(Reporter):
             TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
             TextColumn("{task.fields[numbers]}"), TextColumn("elapsed {task.fields[elapsed]} eta {task.fields[eta]}"),
             console=self.console)
-        self.task, self._clock = None, _Clock()
+        self.task, self._clock, self._total = None, _Clock(), 0
 
     def start(self, total_steps, first_step):
-        self._clock = _Clock()
+        self._clock, self._total = _Clock(), total_steps  # this run's, when one reporter shows several runs
         self.progress.start()
         self.task = self.progress.add_task("train", total=total_steps, completed=first_step,
                                            numbers="epoch - loss - acc - - img/s", elapsed="0s", eta="-")
 
     def train(self, step, epoch, loss, accuracy, images_per_second):
-        remaining = self._clock.remaining(step, self.progress.tasks[0].total)
+        remaining = self._clock.remaining(step, self._total)
         self.progress.update(self.task, completed=step, elapsed=_duration(self._clock.elapsed()),
                              eta=_duration(remaining), numbers=f"epoch {epoch:.2f} loss {loss:.4f} "
                              f"acc {accuracy:.4f} {images_per_second:.0f} img/s")

@@ -73,6 +73,22 @@ def test_a_failure_reaches_the_callbacks_with_its_reason(tmp_path):
     assert store.read_run_record(tmp_path / "run").error == "ValueError: tracker is down"
 
 
+def test_one_progress_bar_shown_over_several_runs_counts_each_runs_own_steps(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from rltx import progress
+    totals = []
+    monkeypatch.setattr(progress._Clock, "remaining", lambda clock, step, total: totals.append(total))
+    bar = progress.RichReporter("reproduce", Console(file=io.StringIO(), force_terminal=True, width=160))
+    for total in (100, 20):  # e.g. a pre-training run, then a shorter fine-tuning run
+        bar.start(total, 0)
+        bar.train(1, 0.1, 2.3, 0.1, 1000.0)
+        bar.close()
+    assert totals == [100, 20]
+
+
 def test_progress_shows_no_nan_before_training_and_elapsed_time_with_the_eta():
     import io
     import time

@@ -7,6 +7,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -157,3 +158,16 @@ def test_run_times_are_iso_8601_and_old_float_times_still_read(tmp_path):
     with h5py.File(tmp_path / store.RUN_FILE, "a") as handle:  # as written by earlier versions
         handle.attrs["created"] = 1796187429.25
     assert store.read_run_record(tmp_path).created == 1796187429.25
+
+
+def test_the_resume_command_of_a_paired_transfer_resumes_its_baseline_too():
+    from rltx.inspect_runs import resume_command
+    identity = {"sources": json.dumps(["/r/source"]), "from_step": json.dumps([40]),
+                "source_digests": json.dumps(["0" * 64])}
+    transfer = store.RunRecord("", {}, {}, kind="transfer", identity=identity,
+                               transfer={"paired_with": json.dumps(["/r/t-scratch"])})
+    scratch = store.RunRecord("", {}, {}, kind="scratch", identity=identity,
+                              transfer={"paired_with": json.dumps(["/r/t"])})
+    expected = "rltx transfer /r/t/run.h5 --from /r/source --from-step 40 --with-baseline --out /r/t"
+    assert resume_command(Path("/r/t"), transfer) == expected
+    assert resume_command(Path("/r/t-scratch"), scratch) == expected
