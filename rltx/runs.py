@@ -1,7 +1,6 @@
 """The one reader of stored runs: every command opens a run, a checkpoint or a model at a step here."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +87,7 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
                              f"--from-step with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
         step = final
     weights = store.read_checkpoint(run.run_dir, step)
-    digest = hashlib.sha256(store.checkpoint_path(run.run_dir, step).read_bytes()).hexdigest()
+    digest = store.checkpoint_sha256(run.run_dir, step)
     return Checkpoint(run.run_dir, run.recipe, step, weights, store.read_checkpoint(run.run_dir, 0),
                       run.samples["upstream_indices"], digest, run.rltx_version)
 
@@ -102,7 +101,7 @@ def check_source_unchanged(transfer: Run, source_dir: Path, step: int) -> None:
         return
     path = store.checkpoint_path(Path(source_dir), step)
     recorded = digests[sources.index(Path(source_dir).resolve())]
-    if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() != recorded:
+    if path.exists() and store.checkpoint_sha256(source_dir, step) != recorded:
         raise UsageError(f"{path} is not the checkpoint {transfer.run_dir} started from (its sha256 differs); "
                          "restore the original source run")
 

@@ -18,6 +18,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import time
@@ -373,6 +374,11 @@ def read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"step_{step:08d}.h5"
+
+
+def checkpoint_sha256(run_dir: Path, step: int) -> str:
+    """The checkpoint file's sha256: what a transfer records of its source and checks when it is used again."""
+    return hashlib.sha256(checkpoint_path(Path(run_dir), step).read_bytes()).hexdigest()
 
 
 def write_checkpoint(run_dir: Path, step: int, weights: dict[str, np.ndarray]) -> None:

@@ -33,7 +33,6 @@ Definitions
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -106,7 +105,7 @@ class _Source:
             self.missing = str(source)
             return
         path = store.checkpoint_path(source, step)
-        if path.exists() and digests and hashlib.sha256(path.read_bytes()).hexdigest() != digests[0]:
+        if path.exists() and digests and store.checkpoint_sha256(source, step) != digests[0]:
             if required:
                 raise UsageError(f"the checkpoint {path} is not the one {run.run_dir} started from (its sha256 "
                                  "differs); restore the original source run or use reference='init'")
