@@ -71,11 +71,9 @@ def summary(run_dir: Path) -> dict:
     return row
 
 
-def _sources(identity: dict) -> list[dict]:
-    runs = json.loads(identity.get("sources", "[]"))
-    digests = json.loads(identity.get("source_digests", "[]"))
-    steps = json.loads(identity.get("from_step", "[]"))
-    return [{"run": run, "step": step, "sha256": digest} for run, step, digest in zip(runs, steps, digests)]
+def _sources(record: store.RunRecord) -> list[dict]:
+    return [{"run": run, "step": step, "sha256": digest}
+            for run, step, digest in zip(record.sources, record.from_steps, record.source_digests)]
 
 
 def _samples(samples: dict[str, np.ndarray]) -> dict:
@@ -102,8 +100,8 @@ def resume_command(run_dir: Path, record: store.RunRecord) -> str:
     run_dir = Path(run_dir)
     if record.kind == "pretrain":
         return f"rltx pretrain {shlex.quote(str(run_dir / store.RUN_FILE))}"
-    sources = _sources(record.identity)
-    paired = json.loads(record.transfer.get("paired_with", "[]"))
+    sources = _sources(record)
+    paired = record.paired_with
     out, baseline = run_dir, ""
     if sources and paired:  # a pair resumes together: its transfer with --with-baseline
         out, baseline = (Path(paired[0]) if record.kind == "scratch" else run_dir), " --with-baseline"
@@ -123,7 +121,7 @@ def details(run_dir: Path) -> dict:
     record = store.read_run_record(run_dir)
     metrics = store.read_metrics(run_dir)
     return {**summary(run_dir), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
-            "sources": _sources(record.identity), "samples": _samples(record.samples),
+            "sources": _sources(record), "samples": _samples(record.samples),
             "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
             "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),
             "environment": record.environment, "resume_command": resume_command(run_dir, record)}

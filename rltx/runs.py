@@ -1,7 +1,6 @@
 """The one reader of stored runs: every command opens a run, a checkpoint or a model at a step here."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,9 +93,8 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
 
 def check_source_unchanged(transfer: Run, source_dir: Path, step: int) -> None:
     """The checkpoint a transfer run started from must still be the one it recorded (sha256)."""
-    identity = transfer.record.identity
-    sources = [Path(p).resolve() for p in json.loads(identity.get("sources", "[]"))]
-    digests = json.loads(identity.get("source_digests", "[]"))
+    sources = [Path(p).resolve() for p in transfer.record.sources]
+    digests = transfer.record.source_digests
     if Path(source_dir).resolve() not in sources or len(digests) != len(sources):
         return
     path = store.checkpoint_path(Path(source_dir), step)

@@ -19,6 +19,7 @@ import datetime
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import re
 import time
@@ -238,6 +239,39 @@ class RunRecord:
     identity: dict = field(default_factory=dict)  # what else defines the run (a transfer's sources)
     transfer: dict = field(default_factory=dict)  # how a transfer built its initial weights
     health: str = "ok"  # ok | diverged: ... | collapsed: ... (rltx.health; "unchecked" in older runs)
+
+    # A transfer's links are JSON lists in attributes of run.h5 (`source_links` writes them).
+    @property
+    def sources(self) -> list[str]:
+        """The source run directories, as given to `rltx transfer --from`."""
+        return json.loads(self.identity.get("sources", "[]"))
+
+    @property
+    def from_steps(self) -> list[int]:
+        return [int(step) for step in json.loads(self.identity.get("from_step", "[]"))]
+
+    @property
+    def source_digests(self) -> list[str]:
+        return json.loads(self.identity.get("source_digests", "[]"))
+
+    @property
+    def paired_with(self) -> list[str]:
+        """The other run of a transfer / from-scratch pair (`rltx transfer --with-baseline`)."""
+        return json.loads(self.transfer.get("paired_with", "[]"))
+
+    @property
+    def transferred_layers(self) -> list[str]:
+        return json.loads(self.transfer.get("layers", "[]"))
+
+
+def listed(values: list) -> str:
+    """A list as the text of one run.h5 attribute (JSON), which the RunRecord properties above read."""
+    return json.dumps(list(values))
+
+
+def source_links(sources: list[str], digests: list[str], steps: list[int]) -> dict[str, str]:
+    """A transfer's identity attributes: its sources, their checkpoints' sha256 and steps."""
+    return {"sources": listed(sources), "source_digests": listed(digests), "from_step": listed(steps)}
 
 
 def write_run_record(run_dir: Path, record: RunRecord) -> None:

@@ -12,7 +12,6 @@ one or more pre-trained runs, then the downstream task is trained with the share
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +116,14 @@ def initial_weights(model: keras.Model, recipe: Recipe, sources: list[Checkpoint
     if recipe.transfer_mode == "covariance":
         first = transferable_layers(model)[0]
         weights, factors, sigma_w = covariance_weights(fresh, sources, first, norm, recipe.seed)
-        details.update(layers=json.dumps([first]), sigma_w=sigma_w,
+        details.update(layers=store.listed([first]), sigma_w=sigma_w,
                        sigma_w_filters=sum(s.weights[f"{first}/kernel"].shape[-1] for s in sources))
     else:
         if len(sources) > 1:
             raise UsageError("several --from runs are pooled only with transfer_mode: covariance; give one source")
         layers = select_layers(model, recipe.transfer_layers)
         weights, factors = transferred_weights(fresh, sources[0], layers, norm, recipe.zero_transferred_biases)
-        details["layers"] = json.dumps(layers)
+        details["layers"] = store.listed(layers)
     details.update({f"factor/{layer}": factor for layer, factor in factors.items()})
     return weights, details
 
@@ -157,9 +156,8 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
             raise UsageError(f"{overlap.size} downstream examples (e.g. {overlap[:3].tolist()}) are upstream "
                              f"examples of {source.run_dir}; downstream examples must be fresh (A.1)")
     examples = load_examples(data, samples["downstream_indices"], samples["downstream_labels"], samples)
-    links = {"sources": json.dumps([str(s.run_dir) for s in source_runs]),
-             "source_digests": json.dumps([s.digest for s in source_runs]),
-             "from_step": json.dumps([s.step for s in source_runs])}
+    links = store.source_links([str(s.run_dir) for s in source_runs], [s.digest for s in source_runs],
+                               [s.step for s in source_runs])
     runs = [("transfer", run_dir)] if source_runs else [("scratch", run_dir)]
     if source_runs and with_baseline:
         runs.append(("scratch", Path(f"{run_dir}-scratch")))
@@ -203,7 +201,7 @@ class FineTuning:
         """What `loop.run` trains (the samples were drawn before, for both runs of a pair)."""
         recipe = self.recipe
         record = store.RunRecord(recipe.to_yaml(), {}, self.samples, kind=self.kind, identity=self.identity,
-                                 transfer={"paired_with": json.dumps(self.paired)})
+                                 transfer={"paired_with": store.listed(self.paired)})
         input_shape = tuple(self.examples.train_x.shape[1:])
 
         def make_model(policy):

@@ -66,7 +66,6 @@ same examples: the pre-training run's held-out set (or its training set with whi
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable
 
@@ -228,8 +227,8 @@ def switch_step_of(pretrain: Run, transfer: Run) -> int:
     if transfer.kind != "transfer" or "sources" not in identity:
         raise UsageError(f"{transfer.run_dir} is a {transfer.kind} run, not a transfer; pass a run made by "
                          f"`rltx transfer --from {pretrain.run_dir}`")
-    sources = [Path(source).resolve() for source in json.loads(identity["sources"])]
-    from_steps = json.loads(identity["from_step"])
+    sources = [Path(source).resolve() for source in transfer.record.sources]
+    from_steps = transfer.record.from_steps
     if pretrain.run_dir not in sources:
         raise UsageError(f"{transfer.run_dir} was not transferred from {pretrain.run_dir} (its sources: "
                          f"{', '.join(map(str, sources))}); pass the pre-training run it came from")

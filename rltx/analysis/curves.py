@@ -139,7 +139,7 @@ def _load_curve(path) -> _Curve:
 def _key_values(curve: _Curve, group_by) -> dict:
     """The values that define the group of a run (kind always included)."""
     recipe = curve.run.recipe.to_dict()
-    every = {**recipe, "kind": curve.run.kind, "from_step": json.loads(curve.record.identity.get("from_step", "[]"))}
+    every = {**recipe, "kind": curve.run.kind, "from_step": curve.record.from_steps}
     if group_by == "auto":
         return {name: value for name, value in every.items() if name not in NOT_GROUPED}
     return {"kind": curve.run.kind, **{name: every[name] for name in group_by}}
@@ -184,7 +184,7 @@ def _partner(curve: _Curve, by_path: dict[str, _Curve]) -> _Curve | None:
     """The scratch run paired with a transfer run: the one it names, among the inputs, else on disk
     (at the stored path, or next to the transfer run under the same name when the runs were moved
     together); without one, the scratch run among the inputs trained on the same data."""
-    paired = json.loads(curve.record.transfer.get("paired_with", "[]"))
+    paired = curve.record.paired_with
     if not paired:
         return _scratch_on_same_data(curve, by_path)
     stored = Path(paired[0])

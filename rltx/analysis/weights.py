@@ -33,7 +33,6 @@ Definitions
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -88,15 +87,13 @@ class _Source:
         self.weights = self.initial = None
         self.layers: list[str] = []
         self.missing = ""
-        sources = json.loads(record.identity.get("sources", "[]"))
-        steps = json.loads(record.identity.get("from_step", "[]"))
-        digests = json.loads(record.identity.get("source_digests", "[]"))
+        sources, steps, digests = record.sources, record.from_steps, record.source_digests
         if record.transfer.get("mode") == "covariance" or len(sources) != 1:
             if required:
                 raise UsageError(f"reference='source' needs a transfer that copied weights; {run.run_dir} sampled its "
                                  "first layer (transfer_mode: covariance); use reference='init'")
             return
-        self.layers = json.loads(record.transfer.get("layers", "[]"))
+        self.layers = record.transferred_layers
         source, step = Path(sources[0]), int(steps[0])
         if not (source / store.RUN_FILE).exists():
             if required:

@@ -75,9 +75,8 @@ def run_groups(run_dirs) -> list[dict]:
         if not rows:
             raise UsageError(f"{run_dir} lacks metrics.h5 (no evaluation point yet); produce it with "
                              "`rltx pretrain` or `rltx transfer` (let the run reach its first eval point)")
-        identity = run.record.identity
         key = {name: value for name, value in run.recipe.to_dict().items() if name not in NOT_GROUPED}
-        key.update(kind=run.kind, from_step=json.loads(identity.get("from_step", "[]")))
+        key.update(kind=run.kind, from_step=run.record.from_steps)
         text = json.dumps(key, sort_keys=True, default=str)
         group = groups.setdefault(text, {"key": key, "runs": []})
         if any(Path(d).resolve() == run.run_dir for d, _ in group["runs"]):
