@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from rltx import store
 from rltx.config import make_recipe
@@ -33,16 +32,16 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _total_steps(config_yaml: str, kind: str) -> int | None:
+def _total_steps(record: store.RunRecord) -> int | None:
     try:
-        recipe = make_recipe(yaml.safe_load(config_yaml))
+        recipe = make_recipe(record.config)
     except UsageError:  # a run written by an older rltx with keys since renamed
         return None
-    return recipe.steps if kind == "pretrain" else recipe.steps_downstream
+    return recipe.steps if record.kind == "pretrain" else recipe.steps_downstream
 
 
-def _recipe_label(config_yaml: str) -> str:
-    keys = yaml.safe_load(config_yaml) or {}
+def _recipe_label(record: store.RunRecord) -> str:
+    keys = record.config
     return keys.get("description") or f"{keys.get('architecture')} on {keys.get('dataset')}"
 
 
@@ -63,9 +62,9 @@ def summary(run_dir: Path) -> dict:
     except UsageError as error:  # a damaged run still gets its row
         return {**row, "status": "unreadable", "reason": str(error)}
     last = metrics[-1] if metrics else {}
-    row.update(kind=record.kind, recipe=_recipe_label(record.config_yaml), status=store.read_status(run_dir),
+    row.update(kind=record.kind, recipe=_recipe_label(record), status=store.read_status(run_dir),
                reason=record.error, step=max(state_step or 0, last.get("step", 0)),  # metrics may pass the resume state
-               total_steps=_total_steps(record.config_yaml, record.kind),
+               total_steps=_total_steps(record),
                train_accuracy=last.get("train_accuracy"), test_accuracy=last.get("test_accuracy"),
                age=time.time() - _last_modified(run_dir))
     return row

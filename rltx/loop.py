@@ -21,7 +21,6 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from rltx import hyperrule, store
 from rltx.config import Recipe
@@ -271,7 +270,7 @@ def _start(run_dir: Path, identity: dict, resume: bool):
     if not resume:
         raise UsageError(f"{run_dir} already holds a run ({record.status}); pass --resume to continue it "
                          "or choose another --out")
-    stored = {**yaml.safe_load(record.config_yaml), **record.identity}
+    stored = {**record.config, **record.identity}
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
     if changed:
         raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); choose another --out")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
 from rltx import store
 from rltx.config import Recipe, make_recipe
@@ -68,7 +67,7 @@ def open_run(path: str | Path) -> Run:
     if run_dir.name == store.RUN_FILE:
         run_dir = run_dir.parent
     record = store.read_run_record(run_dir)
-    return Run(run_dir.resolve(), make_recipe(yaml.safe_load(record.config_yaml)), record,
+    return Run(run_dir.resolve(), make_recipe(record.config), record,
                tuple(store.checkpoint_steps_stored(run_dir)))
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import yaml
 
 from rltx.errors import UsageError
 
@@ -239,6 +240,11 @@ class RunRecord:
     identity: dict = field(default_factory=dict)  # what else defines the run (a transfer's sources)
     transfer: dict = field(default_factory=dict)  # how a transfer built its initial weights
     health: str = "ok"  # ok | diverged: ... | collapsed: ... (rltx.health; "unchecked" in older runs)
+
+    @property
+    def config(self) -> dict:
+        """The resolved recipe the run was made with, as keys (rltx.config.make_recipe validates them)."""
+        return yaml.safe_load(self.config_yaml) or {}
 
     # A transfer's links are JSON lists in attributes of run.h5 (`source_links` writes them).
     @property
