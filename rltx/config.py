@@ -95,7 +95,7 @@ class Recipe:
     gaussian_patch_size: int = key(0, help="k: images of i.i.d. N(0, Sigma) k x k patches (0: vectors in R^d)", unit="pixels", minimum=0)
     gaussian_image_size: int = key(0, help="side of gaussian images, a multiple of gaussian_patch_size", unit="pixels", minimum=0)
     gaussian_rotate: bool = key(False, help="rotate Sigma by a random orthogonal matrix (else diagonal)")
-    gaussian_num_train: int = key(10000, help="size of the gaussian training split", unit="examples", minimum=1)
+    gaussian_num_train: int = key(10000, help="size of the gaussian training split (E.1, Fig. 20: 10 000)", unit="examples", minimum=1)
     gaussian_num_test: int = key(2000, help="size of the gaussian held-out split", unit="examples", minimum=1)
     gaussian_seed: Optional[int] = key(None, help="gaussian: seed of the data (Sigma's rotation, examples, class means); null: the run's seed", minimum=0, maximum=SEED_MAX)
     gaussian_num_classes: int = key(0, help="gaussian: classes with their own mean image, giving real labels (0: no real labels)", unit="classes", minimum=0)

@@ -1,7 +1,7 @@
 """Synthetic centred Gaussian inputs: the idealised setting of Prop. 1 / App. C and App. E.1."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 
@@ -38,12 +38,13 @@ class GaussianSource:
     varies most, as in natural images, whose class information sits in the low frequencies."""
 
     spectrum: np.ndarray
+    _: KW_ONLY
+    num_train: int  # split sizes: the recipe's gaussian_num_train / gaussian_num_test (defaults in rltx.config)
+    num_test: int
     seed: int = 0
     patch_size: int = 0
     image_size: int = 0
     rotate: bool = False
-    num_train: int = 10000  # App. E.1, Figure 20: "Input size 10 000"
-    num_test: int = 2000
     name: str = "gaussian"
     num_classes: int = 0
     class_separation: float = 1.0

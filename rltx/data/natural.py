@@ -6,15 +6,15 @@ A.3 scaling x / 127.5 - 1 applies unchanged.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 
 from rltx.config import NATURAL_LABELS as LABEL_DESIGNS
+from rltx.config import NATURAL_SIZE
 from rltx.data.base import Split, take
 from rltx.errors import UsageError
 
-DEFAULT_SIZE = 32
 
 # ------------------------------------------------------------------------------ dead leaves
 # The occlusion ("dead leaves") model of natural images (Matheron 1968; Lee, Mumford & Huang 2001):
@@ -220,10 +220,11 @@ class NaturalSource:
     from disjoint column ranges of each photograph."""
 
     name: str
+    _: KW_ONLY
+    num_train: int  # split sizes: the recipe's natural_num_train / natural_num_test (defaults in rltx.config)
+    num_test: int
     seed: int = 0
-    image_size: int = DEFAULT_SIZE
-    num_train: int = 10000
-    num_test: int = 2000
+    image_size: int = NATURAL_SIZE
     num_classes: int = 10
     labels: str = "shape_colour"
     _splits: dict = field(init=False, repr=False)

@@ -1,7 +1,7 @@
 """open_source: one entry point that picks the source kind from the `dataset` name."""
 from __future__ import annotations
 
-from rltx.config import DataSpec
+from rltx.config import NATURAL_SIZE, DataSpec
 from rltx.data.base import Source
 from rltx.data.files import open_image_folder, open_npz
 from rltx.data.gaussian import GaussianSource
@@ -26,7 +26,7 @@ def open_source(spec: DataSpec) -> Source:
                               num_test=spec.gaussian_num_test, num_classes=spec.gaussian_num_classes,
                               class_separation=spec.gaussian_class_separation)
     if kind.lower() in ("dead_leaves", "photos"):
-        return NaturalSource(kind.lower(), seed=_or(spec.natural_seed, spec.seed), image_size=image_size or 32,
+        return NaturalSource(kind.lower(), seed=_or(spec.natural_seed, spec.seed), image_size=image_size or NATURAL_SIZE,
                              num_train=spec.natural_num_train, num_test=spec.natural_num_test,
                              num_classes=spec.natural_num_classes, labels=spec.natural_labels)
     if kind.lower() == "npz":
