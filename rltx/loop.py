@@ -354,7 +354,7 @@ class _Run:
         self.total_steps = plan.total_steps
         self.keep_at = set(hyperrule.checkpoint_steps(self.total_steps, plan.checkpoint_every,
                                                       plan.checkpoint_steps).tolist())
-        # Every kept checkpoint also gets metrics, so a table at given iterations (Table 1) reads them.
+        # Every kept checkpoint also gets metrics, so a table at given iterations (Table 1, E.3) reads them.
         self.eval_at = set(hyperrule.eval_steps(self.total_steps, plan.num_eval_points).tolist()) | self.keep_at
         self.num_train = len(examples.train_y)
         self.train_set = (host_tensor(examples.train_x), host_tensor(examples.train_y))

@@ -23,7 +23,7 @@ PRODUCERS = {
     "eigenvectors": "rltx analyze eigenvectors RUN... -o FILE.h5",
     "representation_alignment": "rltx analyze representation-alignment RUN --all-steps -o FILE.h5",
 }
-MAX_MATCHES = 3  # data eigenvectors shown per weight eigenvector (Fig. 3 shows one or two)
+MAX_MATCHES = 3  # data eigenvectors shown per weight eigenvector (Fig. 3, A.7, shows one or two)
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 

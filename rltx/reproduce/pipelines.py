@@ -97,7 +97,7 @@ def pretrain_seeds(context: Context) -> list[Path]:
     return runs
 
 
-# --- alignment: Prop. 1, Fig. 2, 3, 4 -------------------------------------------------------------
+# --- alignment: Prop. 1, Fig. 2, 3, 4 (Sec. 2, A.6-A.8) -------------------------------------------
 
 def alignment(context: Context) -> Outcome:
     from rltx.analysis.covariance import analyze_misalignment, analyze_transfer_function
@@ -131,7 +131,7 @@ def layer_shaping(misalignment) -> verdicts.LayerShaping:
                                  isotropic_sampling_spread(sigma_w.shape[-1], misalignment.inputs["num_filters"]))
 
 
-# --- transfer: Fig. 1, 5, 6/9, 8, Table 7 ---------------------------------------------------------
+# --- transfer: Fig. 1, 5, 6/9, 8, Table 7 (A.5, A.9, A.10, A.12, E.3) -----------------------------
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
@@ -259,7 +259,7 @@ def construct_table_pipeline(context: Context) -> Outcome:
     return Outcome([context.figure(draw_table([results[0]]), "table.png")], findings, context.seeds)
 
 
-# --- activations: Fig. 7, 10, 11, 24 --------------------------------------------------------------
+# --- activations: Fig. 7, 10, 11, 24 (Sec. 3, A.11, App. F) ---------------------------------------
 
 def activations_pipeline(context: Context) -> Outcome:
     from rltx.analysis.activations import analyze_activations, analyze_trajectory
@@ -291,7 +291,7 @@ def activations_pipeline(context: Context) -> Outcome:
     return Outcome(figures, findings, context.seeds)
 
 
-# --- sweep: Fig. 12-15 ------------------------------------------------------------------------------
+# --- sweep: Fig. 12-15 (App. B) -------------------------------------------------------------------
 
 def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
     from rltx.plotting.training import draw_auc_scatter

@@ -29,7 +29,7 @@ from rltx.errors import UsageError, clip, shorten
 
 PIPELINES = ("alignment", "transfer", "construct-table", "activations", "sweep")
 SHAPES = ("rise-then-fall", "rising", "falling")
-MAX_SEEDS = 10_000  # far beyond the paper's 12 (Fig. 5)
+MAX_SEEDS = 10_000  # far beyond the paper's 12 (Fig. 5, A.9)
 ENTRIES = ("pipeline", "paper", "seeds", "layer", "expect_ratio", "expect_shape", "expect", "expect_sets",
            "trajectory", "variants")
 
