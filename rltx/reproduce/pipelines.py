@@ -221,7 +221,7 @@ def transfer_pipeline(context: Context) -> Outcome:
     return Outcome([context.figure(figure, "curves.png")], transfer_findings(context.spec, aucs), context.seeds)
 
 
-# --- construct-table: Tables 1-6 ------------------------------------------------------------------
+# --- construct-table: Tables 1-6 (E.3) -------------------------------------------------------------
 
 def construct_table_pipeline(context: Context) -> Outcome:
     """One table per seed (OUT/table, or OUT/table/s<seed> with several seeds); the verdict compares
