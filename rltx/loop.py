@@ -230,6 +230,11 @@ def assign_weights(variables, weights: dict[str, np.ndarray]) -> None:
     missing = [v.path for v in variables if v.path not in weights]
     if missing:
         raise UsageError(f"stored weights lack {', '.join(missing[:3])}; they belong to another architecture")
+    reshaped = [f"{v.path} {np.shape(weights[v.path])} for {tuple(v.shape)}" for v in variables
+                if tuple(np.shape(weights[v.path])) != tuple(v.shape)]
+    if reshaped:
+        raise UsageError(f"stored weights have other shapes ({', '.join(reshaped[:2])}); they belong to another "
+                         "architecture: restore the run's own checkpoint")
     for variable in variables:
         variable.assign(weights[variable.path])
 
@@ -264,17 +269,33 @@ def _start(run_dir: Path, identity: dict, resume: bool):
 
     `identity` is everything that defines the run (the recipe, the sources of a transfer); a
     directory holding a run with another identity is refused, so nothing is ever overwritten."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is a file, not a run directory; choose another --out")
     if not (run_dir / store.RUN_FILE).exists():
+        _refuse_orphans(run_dir)
         return None
     record = store.read_run_record(run_dir)
     if not resume:
         raise UsageError(f"{run_dir} already holds a run ({record.status}); pass --resume to continue it "
                          "or choose another --out")
+    kind = identity.get("kind", "pretrain")
+    if record.kind != kind:
+        raise UsageError(f"{run_dir} holds a {record.kind} run, not a {kind} run; choose another --out")
     stored = {**record.config, **record.identity}
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
     if changed:
         raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); choose another --out")
     return record
+
+
+def _refuse_orphans(run_dir: Path) -> None:
+    """Files of a run whose run.h5 is gone: resuming them would mix another run into this one."""
+    orphans = [name for name in (store.STATE_FILE, store.METRICS_FILE) if (run_dir / name).exists()]
+    if store.checkpoint_steps_stored(run_dir):
+        orphans.append(store.CHECKPOINT_DIR)
+    if orphans:
+        raise UsageError(f"{run_dir} holds {', '.join(orphans)} of a run without its {store.RUN_FILE}; remove "
+                         "them or choose another --out")
 
 
 def check_directory(run_dir: Path, identity: dict, resume: bool):

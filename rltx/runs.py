@@ -74,6 +74,8 @@ def open_run(path: str | Path) -> Run:
 def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
     """The run at checkpoint `step` (default: its last, which needs a completed run)."""
     run = open_run(path)
+    if run.kind != "pretrain":  # its upstream set (A.1) is what keeps a transfer's downstream set fresh
+        raise UsageError(f"source {path} is a {run.kind} run; transfer from a pre-training run (rltx pretrain)")
     if step is None:
         if run.record.status != "completed":
             raise UsageError(f"source {path} is {store.read_status(run.run_dir)}, not completed; finish it or pass "
