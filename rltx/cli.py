@@ -1,6 +1,7 @@
 """The `rltx` command line: a thin shell over the library (rltx.config, rltx.pretrain, ...)."""
 from __future__ import annotations
 
+import errno
 import sys
 import warnings
 from pathlib import Path
@@ -93,6 +94,11 @@ class Group(click.Group):
             raise
         except click.UsageError as error:  # a command line click cannot parse: one line, as rltx's own errors
             raise FixableError(_one_line_usage(error)) from None
+        except OSError as error:
+            if error.errno == errno.ENAMETOOLONG:  # any path given on the command line, wherever it is first used
+                raise FixableError(f"{shorten(str(error.filename or ''))}: a name in this path is too long (over "
+                                   "255 bytes); use a shorter name") from None
+            raise
         except Exception as error:
             store = sys.modules.get("rltx.store")  # not imported (help, completion): no write could fail
             if store is not None and isinstance(error, store.StoreWriteError):

@@ -152,6 +152,9 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     if sorted(set(layer_numbers)) != list(layer_numbers) or not set(layer_numbers) <= set(range(1, len(convs) + 1)):
         raise UsageError(f"--layers {','.join(map(str, layer_numbers))} must be increasing numbers among "
                          f"1..{len(convs)} (the model's conv layers: {', '.join(convs)})")
+    if covariance_runs and 1 not in layer_numbers:
+        raise UsageError("--covariance-from builds conv layer 1 from the runs' filters; add 1 to --layers or drop "
+                         "--covariance-from")
     specs = recipe.construct_eigenvectors  # a list gives the choice for conv layer 1, 2, ... in turn
     if isinstance(specs, list) and len(specs) < max(layer_numbers):
         raise UsageError(f"construct_eigenvectors lists {len(specs)} choices but layer {max(layer_numbers)} is "

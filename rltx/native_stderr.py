@@ -19,6 +19,8 @@ import logging
 import os
 import sys
 
+from rltx.errors import UsageError, shorten
+
 PYTHON_LOGGERS = ("absl", "tensorflow")
 
 LOG_VARIABLE = "RLTX_NATIVE_LOG"
@@ -35,9 +37,13 @@ def divert_native_stderr() -> None:
     duplicate of the original descriptor 2. Child processes inherit descriptor 2, i.e. the
     diverted one; rltx starts its workers with their own log files."""
     sys.stderr.flush()
-    terminal = os.dup(2)
     target = os.environ.get(LOG_VARIABLE) or os.devnull
-    sink = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        sink = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise UsageError(f"{LOG_VARIABLE}={shorten(target)} cannot be opened for appending ({error.strerror}); "
+                         "point it at a file in a writable folder or unset it") from None
+    terminal = os.dup(2)
     os.dup2(sink, 2)
     os.close(sink)
     sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",

@@ -2,22 +2,23 @@
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import click
 
 from rltx.analysis.curvature import DEFAULT_ETAS  # numpy-only at import, like similarity
 from rltx.analysis.similarity import KERNELS
-from rltx.cli_options import SET_OPTION, check_one_checkpoint_choice
-from rltx.errors import UsageError
+from rltx.cli_options import SET_OPTION, FiniteRange, check_one_checkpoint_choice
+from rltx.errors import UsageError, shorten
 
 RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 # Value ranges refused by click before any run is opened, in one line (rltx.cli).
 COUNT = click.IntRange(min=0)  # a number of examples (0: all), a seed
 AT_LEAST_ONE = click.IntRange(min=1)
 AT_LEAST_TWO = click.IntRange(min=2)  # grid points
-NON_NEGATIVE = click.FloatRange(min=0)
-POSITIVE = click.FloatRange(min=0, min_open=True)
+NON_NEGATIVE = FiniteRange(min=0)
+POSITIVE = FiniteRange(min=0, min_open=True)
 
 
 def _checked_output(_context, _parameter, path: Path | None) -> Path | None:
@@ -77,11 +78,14 @@ def emit(result, output: Path | None, as_json: bool) -> None:
 
 
 def numbers(text: str, option: str) -> list[float]:
-    """A comma-separated list of numbers given to `option`."""
+    """A comma-separated list of finite numbers given to `option`, at least one."""
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
+        values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UsageError(f"{option} must be comma-separated numbers like 0,0.1,0.5; got {text!r}") from None
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{option} must be comma-separated finite numbers like 0,0.1,0.5; got {shorten(text)}")
+    return values
 
 
 # Each command imports its computation when it runs, so `rltx analyze --help` stays light.
@@ -123,7 +127,7 @@ def transfer_function(runs, layer, num_examples, uncentered, step, all_steps, to
 @layer_options
 @click.option("--step", type=int, help="Checkpoint step [default: the last stored].")
 @click.option("--top-k", type=AT_LEAST_ONE, default=10, show_default=True, help="Eigenvectors of Sigma_w to match.")
-@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=0.4, show_default=True, help="Minimum |<v_x, v_w>| of a match (Fig. 3).")
+@click.option("--threshold", type=FiniteRange(0, 1, max_open=True), default=0.4, show_default=True, help="Minimum |<v_x, v_w>| of a match (Fig. 3).")
 @output_options
 def eigenvectors(runs, layer, num_examples, uncentered, step, top_k, threshold, output, as_json):
     """Top eigenvectors of Sigma_w and the data eigenvectors they combine (Fig. 3, A.7, D.1)."""
@@ -333,8 +337,8 @@ def gradient(runs, step, all_steps, num_examples, etas, direction, output, as_js
 @click.option("--step-a", type=int, help="Checkpoint of RUN_A [default: last; with one run: 0].")
 @click.option("--step-b", type=int, help="Checkpoint of RUN_B [default: last] (of RUN_A with one run).")
 @click.option("--points", type=AT_LEAST_TWO, default=31, show_default=True, help="Grid points on [alpha-min, alpha-max] (0, 1 added).")
-@click.option("--alpha-min", default=-1.0, show_default=True, help="Grid start (B.6 extrapolates to [-1, 2]).")
-@click.option("--alpha-max", default=2.0, show_default=True, help="Grid end.")
+@click.option("--alpha-min", type=FiniteRange(), default=-1.0, show_default=True, help="Grid start (B.6 extrapolates to [-1, 2]).")
+@click.option("--alpha-max", type=FiniteRange(), default=2.0, show_default=True, help="Grid end.")
 @click.option("--num-examples", type=COUNT, default=0, show_default=True, help="Train and test examples (0: all).")
 @output_options
 def barrier(run_a, run_b, step_a, step_b, points, alpha_min, alpha_max, num_examples, output, as_json):

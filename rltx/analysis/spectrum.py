@@ -105,7 +105,10 @@ def _parse_thresholds(thresholds) -> list[float]:
             thresholds = [float(t) for t in thresholds.split(",") if t.strip()]
         except ValueError:
             raise UsageError(f"thresholds {thresholds!r} must be comma-separated numbers, e.g. 0.1,0.01") from None
-    return [float(t) for t in thresholds]
+    values = [float(t) for t in thresholds]
+    if not values or not all(np.isfinite(values)):
+        raise UsageError(f"thresholds must be one or more finite numbers, e.g. 0.1,0.01; got {values}")
+    return values
 
 
 def analyze_spectrum(run_paths, *, step=None, all_steps=False, thresholds=(0.1, 0.01), bins=50,

@@ -3,6 +3,7 @@ that returns a matplotlib figure (so tests can read the plotted data back from i
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import click
@@ -71,8 +72,8 @@ def floats(text: str | None, count: int, option: str) -> list[float] | None:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != count:
-        raise UsageError(f"{option} takes {count} comma-separated numbers, got {text!r}")
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{option} takes {count} comma-separated finite numbers, got {text!r}")
     return values
 
 
@@ -209,6 +210,9 @@ def f_sigma(inputs, labels, steps, tau_curves, curves, output, title, style):
     """tau = f(sigma) from `rltx analyze transfer-function` results (Fig. 4, 20-22), or the tau
     sequences used by construct-init (--tau-curves, Fig. 23)."""
     from rltx.plotting.alignment import draw_f_sigma
+    given = click.get_current_context().get_parameter_source("curves") == click.core.ParameterSource.COMMANDLINE
+    if given and not tau_curves:
+        raise UsageError("--curves chooses the tau curves of --tau-curves; add --tau-curves or drop --curves")
     named = [] if curves.strip().lower() == "none" else names(curves) or []
     finish(draw_f_sigma(inputs, style=style, labels=names(labels), steps=integers(steps, "--steps"),
                         tau_curves=tau_curves, curves=named), output, title, style)

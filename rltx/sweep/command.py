@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from rltx import store
-from rltx.cli_options import PROFILE_OPTION, SET_OPTION
+from rltx.cli_options import PROFILE_OPTION, SET_OPTION, FiniteRange
 from rltx.recipe_file import parse_overrides, read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
@@ -32,7 +32,7 @@ EXECUTORS = ("local", "ray")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="local: worker processes on this machine; ray: one Ray task per run (pip install 'rltx[ray]').")
 @click.option("--address", help="Ray: the cluster address (e.g. ray://head:10001) [default: RAY_ADDRESS, else start a local Ray].")
-@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=None,
+@click.option("--gpus-per-run", type=FiniteRange(min=0), default=None,
               help="Ray: GPUs each run requests, fractions (0.25) share a GPU [default: 1 when the cluster has GPUs, else 0].")
 def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, overrides: tuple[str, ...],
           plan_only: bool, workers: int | None, runs_per_gpu: int, executor: str, address: str | None,
@@ -43,6 +43,12 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
     if quick and profile not in (None, "quick"):
         raise UsageError("--quick is --profile quick; give only one of them")
     profile = "quick" if quick else profile
+    executor_options = {"--workers": workers is not None, "--runs-per-gpu": runs_per_gpu != 1,
+                        "--executor": executor != "local", "--address": address is not None,
+                        "--gpus-per-run": gpus_per_run is not None}
+    if plan_only and any(executor_options.values()):
+        given = ", ".join(name for name, set_ in executor_options.items() if set_)
+        raise UsageError(f"--plan-only runs nothing, so {given} would do nothing; drop them or drop --plan-only")
     if executor == "local" and (address is not None or gpus_per_run is not None):
         raise UsageError("--address and --gpus-per-run are for --executor ray; drop them or add --executor ray")
     if executor == "ray" and (workers is not None or runs_per_gpu != 1):
