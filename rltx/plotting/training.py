@@ -261,12 +261,24 @@ def format_table(header, rows, suffix: str) -> str:
 
 
 def write_text(text: str, output: Path) -> Path:
-    """Write through a temporary file renamed over the output."""
+    """Write through a temporary file renamed over the output, which may replace only a table rltx wrote."""
     output = Path(output)
     if not output.parent.exists() or not os.access(output.parent, os.W_OK):
         raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
+    store.check_output(output, _is_written_table, f"a {output.suffix.lower()[1:]} table written by rltx plot table")
     store.atomic_write_text(output, text)
     return output
+
+
+def _is_written_table(path: Path) -> bool:
+    """Whether the file holds nothing but a table of `format_table` (so notes or a paper are never replaced)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix.lower() == ".md":
+        return len(lines) >= 2 and all(line.startswith("|") and line.endswith("|") for line in lines)
+    return len(lines) >= 2 and lines[0].startswith(r"\begin{tabular}") and lines[-1] == r"\end{tabular}"
 
 
 def draw_table(inputs, *, style="paper", digits=2):
