@@ -216,7 +216,7 @@ def test_checks_come_before_anything_is_written(work):
         "scratch baseline": (("transfer", "tiny.yaml", "--from", "scratch", "--with-baseline", "--out", "t_fb"), None),
     }
     results = run_cases(work, cases)
-    refused(results["baseline"], 2, "t10-scratch", "holds another run")
+    refused(results["baseline"], 2, "t10-scratch holds a pretrain run, not a scratch run")
     assert not (work / "t10").exists()
     refused(results["lock"], 2, "holds another run")
     refused(results["late bad input"], 2, "does not fit this model")  # found after the lock was taken
@@ -317,3 +317,76 @@ def test_barrier_of_one_run_without_a_step_0_checkpoint_runs_from_step_a(work):
     refused(results["default"], 2, "no step-0 checkpoint; give --step-a")
     succeeded(results["step-a"])
     assert json.loads(results["step-a"].stdout)["inputs"]["steps"] == [10, 40]
+
+
+def test_leftovers_other_kinds_and_foreign_checkpoints_are_refused_not_adopted(work):
+    """Files of a run whose run.h5 is gone, a transfer run where a pre-training run is expected, a
+    file where --with-baseline's OUT-scratch goes, and a checkpoint of another architecture: one line
+    each, before training, and nothing written."""
+    orphan = copy_of(work, "orphan")
+    (orphan / store.RUN_FILE).unlink()
+    before = file_digests(orphan)
+    invoke_ok("transfer", work / "tiny.yaml", "--from", work / "base", "--out", work / "t_kind", "--quiet")
+    (work / "t_file-scratch").write_text("not a run")
+    foreign = copy_of(work, "foreign")
+    shutil.copy(store.checkpoint_path(work / "other", 40), store.checkpoint_path(foreign, 40))
+    results = run_cases(work, {
+        "orphans": (("pretrain", "tiny.yaml", "--set", "seed=5", "--out", "orphan", "--quiet"), None),
+        "pretrain over a transfer": (("pretrain", "tiny.yaml", "--out", "t_kind", "--quiet"), None),
+        "transfer from a transfer": (("transfer", "tiny.yaml", "--from", "t_kind", "--out", "t_chain", "--quiet"),
+                                     None),
+        "baseline path is a file": (("transfer", "tiny.yaml", "--from", "base", "--with-baseline", "--out", "t_file",
+                                     "--quiet"), None),
+        "foreign checkpoint": (("export", "foreign", "-o", "foreign.keras"), None),
+        "foreign in weights": (("analyze", "weights", "foreign"), None),
+    })
+    refused(results["orphans"], 2, "state.h5, metrics.h5, checkpoints of a run without its run.h5")
+    assert file_digests(orphan) == before
+    refused(results["pretrain over a transfer"], 2, "holds a transfer run, not a pretrain run")
+    refused(results["transfer from a transfer"], 2, "is a transfer run; transfer from a pre-training run")
+    refused(results["baseline path is a file"], 2, "t_file-scratch is a file, not a run directory")
+    refused(results["foreign checkpoint"], 2, "conv_0/kernel (3, 3, 3, 4) for (3, 3, 3, 8)", "another architecture")
+    refused(results["foreign in weights"], 2, "step_00000040.h5 holds layers of other shapes")
+    for name in ("t_chain", "t_file", "foreign.keras"):
+        assert not (work / name).exists()
+
+
+def test_long_names_bad_log_paths_non_finite_numbers_and_ignored_options_are_refused(work):
+    long_name = "a" * 300
+    (work / "notes.md").write_text("my notes\n")
+    invoke_ok("analyze", "curves", work / "base", "-o", work / "curves.h5")
+    cases = {
+        "long export name": (("export", "base", "-o", long_name + ".keras"), None),
+        "long runs path": (("runs", long_name), None),
+        "long recipe name": (("pretrain", long_name + ".yaml"), None),
+        "log path": (("runs", "base"), {"env": {"RLTX_NATIVE_LOG": str(work / "missing" / "x.log")}}),
+        "nan alphas": (("analyze", "criticality", "base", "--alphas", "nan"), None),
+        "no alphas": (("analyze", "criticality", "base", "--alphas", ","), None),
+        "inf option": (("analyze", "barrier", "base", "--alpha-max", "inf"), None),
+        "no thresholds": (("analyze", "spectrum", "base", "--thresholds", ""), None),
+        "nan zoom": (("plot", "curves", "base", "--zoom", "nan,1,0,1", "-o", "z.png"), None),
+        "covariance without layer 1": (("construct-init", "tiny.yaml", "--set", "num_conv_layers=2", "--set",
+                                        "stride=1", "--set", "padding=same", "--layers", "2", "--covariance-from",
+                                        "base", "-o", "i2.h5"), None),
+        "curves without tau curves": (("plot", "f-sigma", "curves.h5", "--curves", "f1", "-o", "f.png"), None),
+        "plan only with workers": (("sweep", "tiny.yaml", "--plan-only", "--workers", "3"), None),
+        "table over notes": (("plot", "table", "curves.h5", "-o", "notes.md"), None),
+    }
+    results = run_cases(work, cases)
+    for name in ("long export name", "long runs path", "long recipe name"):
+        refused(results[name], 2, "a name in this path is too long (over 255 bytes)")
+    refused(results["log path"], 2, "RLTX_NATIVE_LOG=", "cannot be opened for appending")
+    refused(results["nan alphas"], 2, "--alphas must be comma-separated finite numbers")
+    refused(results["no alphas"], 2, "--alphas must be comma-separated finite numbers")
+    refused(results["inf option"], 2, "'--alpha-max': 'inf' is not a finite number")
+    refused(results["no thresholds"], 2, "thresholds must be one or more finite numbers")
+    refused(results["nan zoom"], 2, "--zoom takes 4 comma-separated finite numbers")
+    refused(results["covariance without layer 1"], 2, "add 1 to --layers or drop --covariance-from")
+    refused(results["curves without tau curves"], 2, "add --tau-curves or drop --curves")
+    refused(results["plan only with workers"], 2, "--plan-only runs nothing, so --workers would do nothing")
+    refused(results["table over notes"], 2, "notes.md exists and is not a md table written by rltx plot table")
+    assert (work / "notes.md").read_text() == "my notes\n"
+    assert not any((work / name).exists() for name in ("z.png", "i2.h5", "f.png"))
+    table = invoke_ok("plot", "table", work / "curves.h5", "-o", work / "table.md")
+    assert "table.md" in table.output
+    invoke_ok("plot", "table", work / "curves.h5", "-o", work / "table.md")  # its own table is replaced
