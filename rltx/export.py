@@ -14,6 +14,7 @@ def _check_new(path: Path, suffix: str) -> None:
                          else f"{path} must end in {suffix}; e.g. --csv metrics{suffix}")
     if path.exists():
         raise UsageError(f"{path} exists; choose another file name or remove it")
+    store.check_folder(path)
 
 
 def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = None,

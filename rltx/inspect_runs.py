@@ -27,6 +27,8 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if not path.exists():
             raise UsageError(f"{path} does not exist; give directories holding runs (default: runs)")
         if path.is_file():
+            if path.name != store.RUN_FILE:
+                raise UsageError(f"{path} is a file, not a run; give directories holding runs (or RUN/run.h5)")
             path = path.parent
         found += sorted(p.parent for p in path.rglob(store.RUN_FILE))
     return list(dict.fromkeys(found))

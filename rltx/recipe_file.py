@@ -62,6 +62,8 @@ def read_recipe_file(path: str | Path) -> RecipeFile:
     """Read a YAML recipe file, or the recipe stored in a run's run.h5 (which has no sections)."""
     path = Path(path)
     if path.suffix == ".h5":
+        if path.name != "run.h5":
+            raise UsageError(f"{path} is not a run's run.h5; give a YAML recipe or RUN/run.h5 of a run to repeat")
         from rltx.store import read_config_yaml  # h5py: only for a run.h5, so `rltx --help` stays light
         raw = parse_yaml(read_config_yaml(path), str(path))
     else:

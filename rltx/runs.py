@@ -66,6 +66,8 @@ def open_run(path: str | Path) -> Run:
     run_dir = Path(path)
     if run_dir.name == store.RUN_FILE:
         run_dir = run_dir.parent
+    elif run_dir.is_file():
+        raise UsageError(f"{path} is a file, not a run directory; give the folder a run was written to")
     record = store.read_run_record(run_dir)
     return Run(run_dir.resolve(), make_recipe(record.config), record,
                tuple(store.checkpoint_steps_stored(run_dir)))

@@ -390,3 +390,18 @@ def test_long_names_bad_log_paths_non_finite_numbers_and_ignored_options_are_ref
     table = invoke_ok("plot", "table", work / "curves.h5", "-o", work / "table.md")
     assert "table.md" in table.output
     invoke_ok("plot", "table", work / "curves.h5", "-o", work / "table.md")  # its own table is replaced
+
+
+def test_a_file_where_a_run_or_folder_is_expected_is_named(work):
+    invoke_ok("analyze", "curves", work / "base", "-o", work / "result.h5")
+    results = run_cases(work, {
+        "result as a run": (("analyze", "spectrum", "result.h5"), None),
+        "result as a recipe": (("pretrain", "result.h5", "--out", "r_new"), None),
+        "runs of a file": (("runs", "result.h5"), None),
+        "export into a missing folder": (("export", "base", "-o", "missing/m.keras"), None),
+    })
+    refused(results["result as a run"], 2, "result.h5 is a file, not a run directory")
+    refused(results["result as a recipe"], 2, "result.h5 is not a run's run.h5")
+    refused(results["runs of a file"], 2, "result.h5 is a file, not a run")
+    refused(results["export into a missing folder"], 2, "missing is not an existing folder")
+    assert not (work / "r_new").exists()
