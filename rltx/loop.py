@@ -226,7 +226,7 @@ def weights_of(variables) -> dict[str, np.ndarray]:
     return {variable.path: np.asarray(variable.numpy()) for variable in variables}
 
 
-def assign_weights(variables, weights: dict[str, np.ndarray]) -> None:
+def assign_weights(variables, weights: dict[str, np.ndarray], fix: str = "restore the run's own checkpoint") -> None:
     missing = [v.path for v in variables if v.path not in weights]
     if missing:
         raise UsageError(f"stored weights lack {', '.join(missing[:3])}; they belong to another architecture")
@@ -234,7 +234,7 @@ def assign_weights(variables, weights: dict[str, np.ndarray]) -> None:
                 if tuple(np.shape(weights[v.path])) != tuple(v.shape)]
     if reshaped:
         raise UsageError(f"stored weights have other shapes ({', '.join(reshaped[:2])}); they belong to another "
-                         "architecture: restore the run's own checkpoint")
+                         f"architecture: {fix}")
     for variable in variables:
         variable.assign(weights[variable.path])
 
@@ -275,12 +275,12 @@ def _start(run_dir: Path, identity: dict, resume: bool):
         _refuse_orphans(run_dir)
         return None
     record = store.read_run_record(run_dir)
-    if not resume:
-        raise UsageError(f"{run_dir} already holds a run ({record.status}); pass --resume to continue it "
-                         "or choose another --out")
     kind = identity.get("kind", "pretrain")
     if record.kind != kind:
         raise UsageError(f"{run_dir} holds a {record.kind} run, not a {kind} run; choose another --out")
+    if not resume:
+        raise UsageError(f"{run_dir} already holds a run ({record.status}); pass --resume to continue it "
+                         "or choose another --out")
     stored = {**record.config, **record.identity}
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
     if changed:
@@ -425,8 +425,9 @@ class _Run:
         if state is None:
             return 0, []
         step, weights, optimizer_values = state
-        assign_weights(self.model.weights, weights)
-        assign_weights(self.optimizer.variables, optimizer_values)
+        restart = f"delete {self.run_dir / store.STATE_FILE} to restart the run from step 0"
+        assign_weights(self.model.weights, weights, restart)
+        assign_weights(self.optimizer.variables, optimizer_values, restart)
         self.reporter.message(f"resuming {self.run_dir} at step {step}")
         return step, [row for row in store.read_metrics(self.run_dir) if row["step"] <= step]
 

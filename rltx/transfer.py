@@ -39,7 +39,7 @@ def check_compatible(recipe: Recipe, sources: list[Checkpoint]) -> None:
             differ = [f"{k}={getattr(source.recipe, k)!r}" for k in keys if getattr(source.recipe, k) != getattr(recipe, k)]
             if differ:
                 fix = f"use a recipe with the source's {what} keys"
-                if what == "data" and getattr(source.recipe, "seed") != recipe.seed:  # the seed drew the data
+                if what == "data" and "seed" in keys and source.recipe.seed != recipe.seed:  # the seed drew the data
                     fix += " (the same seed, or the data's own gaussian_seed / natural_seed in both)"
                 raise UsageError(f"source {source.run_dir} has another {what} ({', '.join(differ[:3])}); {fix}")
 

@@ -125,3 +125,14 @@ def test_profile_replaces_keys_and_offline_fallback_applies_only_without_the_dat
     assert load_recipe(path).num_examples_upstream == BASE["num_examples_upstream"]
     with pytest.raises(UsageError, match="no profile 'slow'"):
         load_recipe(path, profile="slow")
+
+
+def test_the_data_identity_holds_the_run_seed_exactly_where_it_draws_the_data():
+    """gaussian, dead_leaves and photos draw their data from the run's seed unless their own seed key is set;
+    a transfer must then use its source's seed (rltx.transfer.check_compatible compares these keys)."""
+    from rltx.config import DataSpec
+    for dataset, own_seed in (("gaussian", "gaussian_seed"), ("dead_leaves", "natural_seed"), ("photos", "natural_seed")):
+        assert "seed" in DataSpec(dataset=dataset, seed=3).identity()
+        assert "seed" not in DataSpec(dataset=dataset, seed=3, **{own_seed: 0}).identity()
+    assert "seed" not in DataSpec(dataset="npz", data_path="x.npz", seed=3).identity()
+    assert "seed" not in DataSpec(dataset="cifar10", seed=3).identity()

@@ -346,7 +346,7 @@ def test_leftovers_other_kinds_and_foreign_checkpoints_are_refused_not_adopted(w
     refused(results["transfer from a transfer"], 2, "is a transfer run; transfer from a pre-training run")
     refused(results["baseline path is a file"], 2, "t_file-scratch is a file, not a run directory")
     refused(results["foreign checkpoint"], 2, "conv_0/kernel (3, 3, 3, 4) for (3, 3, 3, 8)", "another architecture")
-    refused(results["foreign in weights"], 2, "step_00000040.h5 holds layers of other shapes")
+    refused(results["foreign in weights"], 2, "step_00000040.h5 and the run's step-0 checkpoint hold layers")
     for name in ("t_chain", "t_file", "foreign.keras"):
         assert not (work / name).exists()
 

@@ -131,8 +131,9 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
         for s in steps:
             weights = store.read_checkpoint(run.run_dir, s)
             if _shapes(weights, layers) != _shapes(initial, layers):
-                raise UsageError(f"{store.checkpoint_path(run.run_dir, s)} holds layers of other shapes than the run's "
-                                 "step 0: a checkpoint of another architecture; restore the run's own")
+                raise UsageError(f"{store.checkpoint_path(run.run_dir, s)} and the run's step-0 checkpoint hold layers "
+                                 "of different shapes: one is a checkpoint of another architecture; restore the "
+                                 "run's own")
             rows.add(index, s, [layer_distance(weights, ref, layer) if layer in compared else np.nan
                                 for layer in layers], len(run.train_indices))
             if other_run is not None:

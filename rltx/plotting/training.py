@@ -17,7 +17,6 @@ equal eval points (the usual case: same recipe, different seed) are used as stor
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -263,8 +262,6 @@ def format_table(header, rows, suffix: str) -> str:
 def write_text(text: str, output: Path) -> Path:
     """Write through a temporary file renamed over the output, which may replace only a table rltx wrote."""
     output = Path(output)
-    if not output.parent.exists() or not os.access(output.parent, os.W_OK):
-        raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
     store.check_output(output, _is_written_table, f"a {output.suffix.lower()[1:]} table written by rltx plot table")
     store.atomic_write_text(output, text)
     return output
