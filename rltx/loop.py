@@ -428,8 +428,17 @@ class _Run:
         restart = f"delete {self.run_dir / store.STATE_FILE} to restart the run from step 0"
         assign_weights(self.model.weights, weights, restart)
         assign_weights(self.optimizer.variables, optimizer_values, restart)
+        rows = [row for row in store.read_metrics(self.run_dir) if row["step"] <= step]
+        if not rows:  # `_save` writes the metrics before the state, so a state without them was damaged
+            raise UsageError(f"{self.run_dir} has a resume state at step {step} but no metrics up to it "
+                             f"({store.METRICS_FILE} removed or replaced); restore it or {restart}")
+        lost = sorted(s for s in self.keep_at if s <= step and not store.checkpoint_path(self.run_dir, s).exists())
+        if lost:  # written before the state too: removed since
+            self.reporter.message(f"warning: {self.run_dir} lacks the checkpoints of steps "
+                                  f"{', '.join(map(str, lost[:5]))}{' ...' if len(lost) > 5 else ''}; the resumed run "
+                                  "will not have them")
         self.reporter.message(f"resuming {self.run_dir} at step {step}")
-        return step, [row for row in store.read_metrics(self.run_dir) if row["step"] <= step]
+        return step, rows
 
     def _check_workers_start_at(self, step: int) -> None:
         """Each worker reads the resume state itself; workers starting at different steps would

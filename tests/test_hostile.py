@@ -405,3 +405,20 @@ def test_a_file_where_a_run_or_folder_is_expected_is_named(work):
     refused(results["runs of a file"], 2, "result.h5 is a file, not a run")
     refused(results["export into a missing folder"], 2, "missing is not an existing folder")
     assert not (work / "r_new").exists()
+
+
+def test_resuming_a_run_whose_metrics_were_removed_is_refused(work):
+    """`_save` writes metrics before the resume state, so a state without metrics is damage: resuming it
+    would leave the run's metric series (its AUC) without its first points."""
+    damaged = copy_of(work, "no_metrics")
+    record = store.read_run_record(damaged)
+    record.status = "interrupted"
+    store.write_run_record(damaged, record)
+    (damaged / store.METRICS_FILE).unlink()
+    kept = {name: digest for name, digest in file_digests(damaged).items() if name not in (store.RUN_FILE, store.LOCK_FILE)}
+    results = run_cases(work, {"resume": (("pretrain", "tiny.yaml", "--out", "no_metrics", "--quiet"), None)})
+    refused(results["resume"], 2, "resume state at step 40 but no metrics up to it", "delete")
+    after = file_digests(damaged)
+    assert {name: after[name] for name in kept} == kept and store.METRICS_FILE not in after
+    record = store.read_run_record(damaged)  # the reason is recorded, as for any run that stops on an error
+    assert record.status == "failed" and "no metrics up to it" in record.error
