@@ -83,10 +83,11 @@ def _shapes(weights: dict[str, np.ndarray], layers: list[str]) -> dict[str, tupl
 class _Source:
     """The source of a weights-mode transfer run: its checkpoint at the transfer step and at step 0."""
 
-    def __init__(self, run: Run, record: store.RunRecord, *, required: bool):
+    def __init__(self, run: Run, *, required: bool):
         self.weights = self.initial = None
         self.layers: list[str] = []
         self.missing = ""
+        record = run.record
         sources, steps, digests = record.sources, record.from_steps, record.source_digests
         if record.transfer.get("mode") == "covariance" or len(sources) != 1:
             if required:
@@ -124,7 +125,7 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
         initial = _initial_weights(run, reference)
         steps_used[str(run.run_dir)] = steps = select_steps(run, step, all_steps)
         layers = _same_layers(layers, weight_layers(initial), runs[0], run)
-        source = _Source(run, run.record, required=reference == "source") if run.kind == "transfer" else None
+        source = _Source(run, required=reference == "source") if run.kind == "transfer" else None
         if source is not None and source.missing:
             missing_sources.append(source.missing)
         ref, compared = (initial, layers) if reference == "init" else (source.weights, source.layers)
