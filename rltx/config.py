@@ -330,6 +330,9 @@ def _check_together(recipe: Recipe) -> None:
     for name in ("hidden_units", "checkpoint_steps", "table_iterations"):
         if not all(_is_int(v) for v in getattr(recipe, name)):
             raise UsageError(f"recipe key {name} must be a list of integers, e.g. [1, 10]")
+    if not recipe.table_iterations or min(recipe.table_iterations) < 1:
+        raise UsageError("table_iterations must list one or more training steps of at least 1, e.g. [100, 1000] "
+                         "(E.3's rows)")
     model_fit.check_architecture(recipe)
     shape = _input_shape(recipe)
     if shape is not None:

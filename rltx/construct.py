@@ -95,11 +95,18 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
     shape = tuple(target.kernel.shape)
     chosen = select_eigenvectors(spec, len(eigenvalues), shape[-1])
     tau = tau_values(recipe.construct_tau, chosen, len(eigenvalues))
+    if not (np.all(np.isfinite(tau)) and np.all(tau >= 0) and np.any(tau > 0)):
+        raise UsageError(f"construct_tau gives {layer} the factors {np.round(tau, 4).tolist()[:8]}: they must be finite, "
+                         "non-negative and not all zero; choose another construct_tau")
     kernel = filters_from_eigenvectors(eigenvectors[:, chosen], tau, shape, recipe.construct_method, generator)
     factor = 1.0
     if recipe.construct_rescale == "he":  # match the norm of the layer's standard (He) initialisation
         factor = float(np.linalg.norm(np.asarray(target.kernel.numpy(), np.float64)) / np.linalg.norm(kernel))
-    target.kernel.assign((kernel * factor).astype(np.float32))
+    with np.errstate(over="ignore", invalid="ignore"):
+        filters = (kernel * factor).astype(np.float32)
+    if not np.all(np.isfinite(filters)):
+        raise UsageError(f"construct_tau makes {layer}'s filters overflow float32; choose smaller factors")
+    target.kernel.assign(filters)
     if target.bias is not None:
         target.bias.assign(np.zeros(target.bias.shape, np.float32))
     return LayerRecord(recipe.construct_method,

@@ -45,6 +45,9 @@ def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes
             if variable.path not in stored or stored[variable.path].shape != tuple(variable.shape):
                 raise UsageError(f"{recipe.init_file} does not fit this model ({variable.path}); build it with "
                                  "`rltx construct-init` from a recipe of the same architecture")
+            if not np.all(np.isfinite(stored[variable.path])):
+                raise UsageError(f"{recipe.init_file} holds non-finite values in {variable.path}; build it again "
+                                 "with `rltx construct-init`")
             variable.assign(stored[variable.path])
     return model
 

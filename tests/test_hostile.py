@@ -422,3 +422,43 @@ def test_resuming_a_run_whose_metrics_were_removed_is_refused(work):
     assert {name: after[name] for name in kept} == kept and store.METRICS_FILE not in after
     record = store.read_run_record(damaged)  # the reason is recorded, as for any run that stops on an error
     assert record.status == "failed" and "no metrics up to it" in record.error
+
+
+def test_constructed_or_loaded_weights_that_are_not_finite_are_refused(work):
+    """construct_tau of zeros (a zero kernel, rescaled by inf to NaN) or of 1e308 (overflow), an init file
+    holding NaN, and table_iterations without a step: one line each, no file written."""
+    invoke_ok("construct-init", work / "tiny.yaml", "--layers", "1", "-o", work / "nan_init.h5")
+    with h5py.File(work / "nan_init.h5", "a") as handle:
+        kernels = [name for name in _datasets(handle) if name.endswith("conv_0/kernel")]
+        handle[kernels[0]][0, 0, 0, 0] = np.nan
+    huge = "[" + ",".join(["1e308"] * 8) + "]"
+    results = run_cases(work, {
+        "zero tau": (("construct-init", "tiny.yaml", "--layers", "1", "--set", f"construct_tau=[{','.join(['0'] * 8)}]",
+                      "--set", "construct_rescale=he", "-o", "zero.h5"), None),
+        "huge tau": (("construct-init", "tiny.yaml", "--layers", "1", "--set", f"construct_tau={huge}", "-o", "huge.h5"),
+                     None),
+        "nan init": (("pretrain", "tiny.yaml", "--init", "nan_init.h5", "--out", "from_nan", "--quiet"), None),
+        "no table steps": (("construct-init", "tiny.yaml", "--table", "no_steps", "--set", "table_iterations=[]"), None),
+    })
+    refused(results["zero tau"], 2, "must be finite, non-negative and not all zero")
+    refused(results["huge tau"], 2, "overflow float32")
+    refused(results["nan init"], 2, "nan_init.h5 holds non-finite values in conv_0/kernel")
+    refused(results["no table steps"], 2, "table_iterations must list one or more training steps")
+    assert not any((work / name).exists() for name in ("zero.h5", "huge.h5", "no_steps"))
+    assert not (work / "from_nan" / store.RUN_FILE).exists()
+
+
+def _datasets(handle) -> list[str]:
+    names = []
+    handle.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    return names
+
+
+def test_a_sweep_resolves_relative_paths_of_its_overrides_against_the_working_directory(work):
+    sweep = {**RECIPE, "sweep": {"architectures": ["simple_cnn"], "groups": 1, "seeds": 1, "transfer_layers": ["all"],
+                                 "labels_downstream": ["real"], "seed": 0}}
+    (work / "paths.yaml").write_text(yaml.safe_dump(sweep))
+    planned = rltx(work, "sweep", "paths.yaml", "--out", "paths_sweep", "--plan-only", "--set", "init_file=i.h5")
+    assert planned.returncode == 0, planned.stderr  # --plan-only prints its summary on stderr
+    group = yaml.safe_load((work / "paths_sweep" / "simple_cnn" / "g00" / "recipe.yaml").read_text())
+    assert group["init_file"] == str((work / "i.h5").resolve())

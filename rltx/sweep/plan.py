@@ -29,9 +29,9 @@ import shlex
 from pathlib import Path
 
 from rltx import hyperrule
-from rltx.config import ARCHITECTURE_NAMES, SEED_MAX, check_section, make_recipe, parse_override
+from rltx.config import ARCHITECTURE_NAMES, SEED_MAX, check_section, make_recipe
 from rltx.errors import UsageError
-from rltx.recipe_file import RecipeFile
+from rltx.recipe_file import RecipeFile, parse_overrides
 
 PLAN_FILE = "plan.json"
 LIST_EXAMPLES = {"architectures": "[simple_cnn, vgg16]", "transfer_layers": "[1, all]",
@@ -142,7 +142,7 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
     """All groups and runs of the sweep of `recipe_file` (a profile already applied), into `out`."""
     spec = SweepSpec.from_section(recipe_file.sweep, str(recipe_file.path))
     out = Path(out).resolve()
-    fixed = dict(parse_override(text) for text in overrides)
+    fixed = parse_overrides(overrides)  # paths resolved against the working directory, as pretrain does
     groups, runs = [], []
     for architecture in spec.architectures:
         for index in range(spec.groups):
