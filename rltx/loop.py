@@ -432,7 +432,8 @@ class _Run:
         if not rows:  # `_save` writes the metrics before the state, so a state without them was damaged
             raise UsageError(f"{self.run_dir} has a resume state at step {step} but no metrics up to it "
                              f"({store.METRICS_FILE} removed or replaced); restore it or {restart}")
-        lost = sorted(s for s in self.keep_at if s <= step and not store.checkpoint_path(self.run_dir, s).exists())
+        stored = set(store.checkpoint_steps_stored(self.run_dir))
+        lost = sorted(s for s in self.keep_at if s <= step and s not in stored)
         if lost:  # written before the state too: removed since
             self.reporter.message(f"warning: {self.run_dir} lacks the checkpoints of steps "
                                   f"{', '.join(map(str, lost[:5]))}{' ...' if len(lost) > 5 else ''}; the resumed run "

@@ -462,3 +462,15 @@ def test_a_sweep_resolves_relative_paths_of_its_overrides_against_the_working_di
     assert planned.returncode == 0, planned.stderr  # --plan-only prints its summary on stderr
     group = yaml.safe_load((work / "paths_sweep" / "simple_cnn" / "g00" / "recipe.yaml").read_text())
     assert group["init_file"] == str((work / "i.h5").resolve())
+
+
+def test_resuming_a_run_whose_checkpoints_were_removed_names_them(work):
+    """Deleting checkpoints to save space is legitimate: the resume goes on and says which are gone."""
+    thinned = copy_of(work, "thinned")
+    record = store.read_run_record(thinned)
+    record.status = "interrupted"
+    store.write_run_record(thinned, record)
+    store.checkpoint_path(thinned, 10).unlink()
+    resumed = invoke_ok("pretrain", work / "tiny.yaml", "--out", thinned)
+    assert f"warning: {thinned} lacks the checkpoints of steps 10;" in resumed.output
+    assert store.read_run_record(thinned).status == "completed"
