@@ -60,10 +60,18 @@ class DataSpec:
         return {name: value for name, value in dataclasses.asdict(self).items() if name not in excluded}
 
     def seed_draws_data(self) -> bool:
-        """Generated data whose own seed key is null is drawn from the run's seed (rltx.data.open_source)."""
+        """Generated data whose own seed key is null is drawn from the run's seed (`data_seed`)."""
+        own = self._own_seed_key()
+        return own is not None and getattr(self, own) is None
+
+    def data_seed(self) -> int:
+        """The seed of generated data (gaussian, dead_leaves, photos): its own seed key, or the run's seed."""
+        own = getattr(self, self._own_seed_key())
+        return self.seed if own is None else own
+
+    def _own_seed_key(self) -> str | None:
         kind = self.dataset.strip().lower()
-        return (kind == "gaussian" and self.gaussian_seed is None) or \
-            (kind in ("dead_leaves", "photos") and self.natural_seed is None)
+        return {"gaussian": "gaussian_seed", "dead_leaves": "natural_seed", "photos": "natural_seed"}.get(kind)
 
 
 def key(default=dataclasses.MISSING, *, help: str, unit: str = "", choices=None, minimum=None,

@@ -20,13 +20,13 @@ def open_source(spec: DataSpec) -> Source:
     if kind.lower() == "gaussian":
         if spec.gaussian_spectrum is None:
             raise UsageError("dataset gaussian needs gaussian_spectrum; set it, e.g. 'linspace(0.1, 3.0, 30)'")
-        return GaussianSource(spec.gaussian_spectrum, seed=_or(spec.gaussian_seed, spec.seed),
+        return GaussianSource(spec.gaussian_spectrum, seed=spec.data_seed(),
                               patch_size=spec.gaussian_patch_size, image_size=spec.gaussian_image_size,
                               rotate=spec.gaussian_rotate, num_train=spec.gaussian_num_train,
                               num_test=spec.gaussian_num_test, num_classes=spec.gaussian_num_classes,
                               class_separation=spec.gaussian_class_separation)
     if kind.lower() in ("dead_leaves", "photos"):
-        return NaturalSource(kind.lower(), seed=_or(spec.natural_seed, spec.seed), image_size=image_size or NATURAL_SIZE,
+        return NaturalSource(kind.lower(), seed=spec.data_seed(), image_size=image_size or NATURAL_SIZE,
                              num_train=spec.natural_num_train, num_test=spec.natural_num_test,
                              num_classes=spec.natural_num_classes, labels=spec.natural_labels)
     if kind.lower() == "npz":
@@ -35,7 +35,3 @@ def open_source(spec: DataSpec) -> Source:
         return open_image_folder(spec.data_path, image_size)
     return open_tfds(kind, data_dir=spec.data_dir, manual_dir=spec.manual_dir, offline=spec.offline,
                      image_size=image_size)
-
-
-def _or(seed: int | None, run_seed: int) -> int:
-    return run_seed if seed is None else seed
