@@ -34,16 +34,15 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _total_steps(record: store.RunRecord) -> int | None:
+def _total_steps(keys: dict, kind: str) -> int | None:
     try:
-        recipe = make_recipe(record.config)
+        recipe = make_recipe(keys)
     except UsageError:  # a run written by an older rltx with keys since renamed
         return None
-    return recipe.steps if record.kind == "pretrain" else recipe.steps_downstream
+    return recipe.steps if kind == "pretrain" else recipe.steps_downstream
 
 
-def _recipe_label(record: store.RunRecord) -> str:
-    keys = record.config
+def _recipe_label(keys: dict) -> str:
     return keys.get("description") or f"{keys.get('architecture')} on {keys.get('dataset')}"
 
 
@@ -63,10 +62,10 @@ def summary(run_dir: Path) -> dict:
         state_step = store.read_state_step(run_dir)
     except UsageError as error:  # a damaged run still gets its row
         return {**row, "status": "unreadable", "reason": str(error)}
-    last = metrics[-1] if metrics else {}
-    row.update(kind=record.kind, recipe=_recipe_label(record), status=store.read_status(run_dir),
+    last, keys = (metrics[-1] if metrics else {}), record.config
+    row.update(kind=record.kind, recipe=_recipe_label(keys), status=store.read_status(run_dir),
                reason=record.error, step=max(state_step or 0, last.get("step", 0)),  # metrics may pass the resume state
-               total_steps=_total_steps(record),
+               total_steps=_total_steps(keys, record.kind),
                train_accuracy=last.get("train_accuracy"), test_accuracy=last.get("test_accuracy"),
                age=time.time() - _last_modified(run_dir))
     return row

@@ -129,9 +129,10 @@ def analyze_weights(run_paths, *, step=None, all_steps=False, reference="init", 
         if source is not None and source.missing:
             missing_sources.append(source.missing)
         ref, compared = (initial, layers) if reference == "init" else (source.weights, source.layers)
+        initial_shapes = _shapes(initial, layers)
         for s in steps:
             weights = store.read_checkpoint(run.run_dir, s)
-            if _shapes(weights, layers) != _shapes(initial, layers):
+            if _shapes(weights, layers) != initial_shapes:
                 raise UsageError(f"{store.checkpoint_path(run.run_dir, s)} and the run's step-0 checkpoint hold layers "
                                  "of different shapes: one is a checkpoint of another architecture; restore the "
                                  "run's own")
