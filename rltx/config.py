@@ -193,6 +193,12 @@ class Recipe:
             return self.total_steps
         return total_steps_for_epochs(epochs, self.num_examples_downstream, self.batch_size)
 
+    def check_downstream(self) -> None:
+        """A.1 step 2: fine-tuning needs a downstream set, disjoint from the upstream one."""
+        if self.num_examples_downstream < 1:
+            raise UsageError("num_examples_downstream is 0: fine-tuning needs a downstream set; set "
+                             "num_examples_downstream=N (N >= 1) in the recipe or with --set")
+
     @property
     def data(self) -> DataSpec:
         """The recipe's data keys as one value."""

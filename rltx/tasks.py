@@ -73,9 +73,7 @@ def upstream_samples(recipe: Recipe, source) -> dict[str, np.ndarray]:
 def downstream_samples(recipe: Recipe, source, upstream: np.ndarray) -> dict[str, np.ndarray]:
     """A.1 steps 2 and 4: the downstream set drawn from what remains after the upstream examples
     (of every source run), its labels, and the held-out set."""
-    if recipe.num_examples_downstream < 1:
-        raise UsageError("num_examples_downstream is 0: fine-tuning needs a downstream set; set "
-                         "num_examples_downstream=N (N >= 1) in the recipe or with --set")
+    recipe.check_downstream()
     downstream = _remainder(source, upstream, recipe.num_examples_downstream, recipe.seed, "downstream")
     test, from_train = held_out(recipe, source, np.union1d(upstream, downstream))
     labels, classes = recipe.labels_downstream, recipe.num_classes_downstream

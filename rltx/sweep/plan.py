@@ -75,6 +75,22 @@ class SweepSpec:
             raise UsageError(f"{where}: sweep seed must be an integer from 0 to {SEED_MAX}")
         for name, spec in [*self.sample.items(), *(kv for v in self.by_architecture.values() for kv in v.items())]:
             _check_distribution(name, spec, where)
+        self._check_entries(where)
+
+    def _check_entries(self, where: str) -> None:
+        """Transfer depths and label kinds name run directories (s0-layers_1-real): each must be one of
+        the plan's words, once."""
+        if not all(layers in ("all", "conv") or (isinstance(layers, int) and not isinstance(layers, bool)
+                                                 and layers >= 1) for layers in self.transfer_layers):
+            raise UsageError(f"{where}: sweep transfer_layers entries must be a number of layers (1, 2, ...), all "
+                             f"or conv, e.g. {LIST_EXAMPLES['transfer_layers']}")
+        if not all(labels in ("real", "random") for labels in self.labels_downstream):
+            raise UsageError(f"{where}: sweep labels_downstream entries must be real or random, "
+                             f"e.g. {LIST_EXAMPLES['labels_downstream']}")
+        for name in ("architectures", "transfer_layers", "labels_downstream"):
+            entries = getattr(self, name)
+            if len(set(map(str, entries))) < len(entries):
+                raise UsageError(f"{where}: sweep {name} lists an entry twice; give each once")
 
 
 def _check_shapes(section: dict, where: str) -> None:
@@ -150,6 +166,7 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
             values = group_values(spec, architecture, index)
             keys = {**recipe_file.keys, "architecture": architecture, **values, **fixed}
             recipe = make_recipe(keys)  # every group's recipe is valid before anything runs
+            _check_transfers(spec, keys)
             if recipe.seed + spec.seeds - 1 > SEED_MAX:  # the runs take seeds seed, seed+1, ...
                 raise UsageError(f"{recipe_file.path}: seeds {recipe.seed}..{recipe.seed + spec.seeds - 1} "
                                  f"go beyond {SEED_MAX}; lower the recipe's seed or sweep seeds")
@@ -158,6 +175,13 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
                            "values": values, "yaml": recipe.to_yaml()})
             runs += _group_runs(spec, name, directory, recipe.seed, quiet)
     return Plan(str(recipe_file.path), str(out), tuple(groups), tuple(runs))
+
+
+def _check_transfers(spec: SweepSpec, keys: dict) -> None:
+    """Each transfer's keys are valid too, so that no fine-tuning fails after the pre-training ran."""
+    for layers in spec.transfer_layers:
+        for labels in spec.labels_downstream:
+            make_recipe({**keys, "transfer_layers": layers, "labels_downstream": labels}).check_downstream()
 
 
 def _group_runs(spec: SweepSpec, name: str, directory: Path, base_seed: int, quiet: bool) -> list[PlannedRun]:
