@@ -42,7 +42,7 @@ def select_eigenvectors(spec: str, dimension: int, count: int) -> np.ndarray:
         chosen = np.arange(dimension - count, dimension)
     elif _RANGE.match(str(spec)):
         first, last = (int(g) for g in _RANGE.match(spec).groups())
-        chosen = np.arange(first - 1, last)
+        chosen = np.arange(first - 1, min(last, dimension + 1))  # a range past the dimension is refused below
     else:
         raise UsageError(f"construct_eigenvectors {shorten(spec)} is not top, bottom or a range like e4..e19")
     if len(chosen) == 0 or chosen.min() < 0 or chosen.max() >= dimension or len(chosen) > dimension:
@@ -57,7 +57,7 @@ def tau_values(curve, chosen: np.ndarray, dimension: int) -> np.ndarray:
     if isinstance(curve, str) and curve.endswith(".h5"):
         from rltx.analysis.results import read_result
         measured = read_result(Path(curve)).arrays.get("tau")
-        if measured is None or measured.shape[-1] != dimension:
+        if measured is None or measured.ndim != 2 or measured.shape[0] < 1 or measured.shape[-1] != dimension:
             raise UsageError(f"{curve} is not a transfer-function result for inputs of dimension {dimension}; "
                              "analyze a layer of the same patch size")
         return np.asarray(measured[-1], dtype=np.float64)[chosen]
@@ -144,6 +144,27 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
                        {"source_filters": sum(f.shape[1] for f in filters), "rescale_factor": factor})
 
 
+def recipe_conv_layers(recipe: Recipe) -> list[str]:
+    """The conv layers of the recipe's model, the layers construct-init can build (Sec. 2.5)."""
+    source = open_recipe_source(recipe)
+    model = build_recipe_model(recipe, source.input_shape, recipe.num_classes_upstream, with_init_file=False)
+    return conv_layers(model)
+
+
+def check_layer_choice(recipe: Recipe, layer_numbers: list[int], convs: list[str], what: str) -> None:
+    """`layer_numbers` (1-based, increasing) name conv layers of the model, each with an eigenvector choice."""
+    if layer_numbers and not convs:
+        raise UsageError(f"architecture {recipe.architecture} has no conv layers to construct (Sec. 2.5 builds conv "
+                         "filters); use simple_cnn, vgg16, resnet18 or wrn28")
+    if sorted(set(layer_numbers)) != list(layer_numbers) or not set(layer_numbers) <= set(range(1, len(convs) + 1)):
+        raise UsageError(f"{what} {','.join(map(str, layer_numbers))} must be increasing numbers among "
+                         f"1..{len(convs)} (the model's conv layers: {', '.join(convs)})")
+    specs = recipe.construct_eigenvectors
+    if layer_numbers and isinstance(specs, list) and len(specs) < max(layer_numbers):
+        raise UsageError(f"construct_eigenvectors lists {len(specs)} choices but layer {max(layer_numbers)} is "
+                         "constructed; give one per conv layer or a single one")
+
+
 def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = (),
                    reporter: Reporter | None = None):
     """The initial weights with conv layers `layer_numbers` (1-based, as in Table 1) constructed,
@@ -156,16 +177,11 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     inputs = np.asarray(to_model_input(source.train(indices).x))
     model = build_recipe_model(recipe, tuple(inputs.shape[1:]), recipe.num_classes_upstream, with_init_file=False)
     convs = conv_layers(model)
-    if sorted(set(layer_numbers)) != list(layer_numbers) or not set(layer_numbers) <= set(range(1, len(convs) + 1)):
-        raise UsageError(f"--layers {','.join(map(str, layer_numbers))} must be increasing numbers among "
-                         f"1..{len(convs)} (the model's conv layers: {', '.join(convs)})")
+    check_layer_choice(recipe, layer_numbers, convs, "--layers")
     if covariance_runs and 1 not in layer_numbers:
         raise UsageError("--covariance-from builds conv layer 1 from the runs' filters; add 1 to --layers or drop "
                          "--covariance-from")
     specs = recipe.construct_eigenvectors  # a list gives the choice for conv layer 1, 2, ... in turn
-    if isinstance(specs, list) and len(specs) < max(layer_numbers):
-        raise UsageError(f"construct_eigenvectors lists {len(specs)} choices but layer {max(layer_numbers)} is "
-                         "constructed; give one per conv layer or a single one")
     generator = hyperrule.rng(recipe.seed, hyperrule.STREAM_COVARIANCE)
     records = {}
     for number in layer_numbers:
