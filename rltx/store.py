@@ -204,12 +204,12 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def open_h5(path: Path) -> h5py.File:
+def open_h5(path: Path, missing_fix: str = "check the run directory") -> h5py.File:
     """Open a stored file for reading, with a fixable error for missing or damaged files."""
     try:
         return h5py.File(path, "r")
     except FileNotFoundError:
-        raise UsageError(f"{path} does not exist; check the run directory") from None
+        raise UsageError(f"{path} does not exist; {missing_fix}") from None
     except OSError:
         raise UsageError(f"{path} is not a readable HDF5 file (truncated or another format); "
                          "point to a run written by rltx") from None
@@ -564,7 +564,7 @@ def write_init(path: Path, recipe_yaml: str, weights: dict[str, np.ndarray], rec
 
 
 def read_init_weights(path: Path) -> dict[str, np.ndarray]:
-    with open_h5(Path(path)) as handle:
-        if "weights" not in handle or "construction" not in handle:
+    with open_h5(Path(path), "check the path, or build an init file with `rltx construct-init RECIPE -o FILE`") as handle:
+        if not (isinstance(handle.get("weights"), h5py.Group) and "construction" in handle):
             raise UsageError(f"{path} is not an init file of `rltx construct-init`; build one with it")
         return read_arrays(handle["weights"])

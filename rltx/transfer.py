@@ -142,6 +142,8 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
         mismatch = init_scale_mismatch(source.rltx_version, source.recipe.init_scale, recipe.init_scale)
         if mismatch:
             reporter.message(f"warning: source {source.run_dir} {mismatch}")
+    if recipe.init_file and source_runs:
+        _check_init_beside_sources(recipe, with_baseline, reporter)
     data = open_recipe_source(recipe)
     for warning in input_range_warnings(data):
         reporter.message(f"warning: {warning}")
@@ -172,6 +174,17 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
         summaries.append(loop.run(directory, {**recipe.to_dict(), **identity}, fine_tuning.prepare, resume=resume,
                                   reporter=reporter))
     return summaries
+
+
+def _check_init_beside_sources(recipe: Recipe, with_baseline: bool, reporter: Reporter) -> None:
+    """An init file beside --from gives only the layers the sources do not give (and the from-scratch pair
+    all of its layers); one that gives nothing is refused rather than ignored."""
+    if recipe.transfer_mode == "weights" and recipe.transfer_layers == "all" and not with_baseline:
+        raise UsageError(f"init_file {recipe.init_file} would do nothing: transfer_layers all replaces every layer "
+                         "it holds; drop --init, transfer fewer layers, or add --with-baseline (its scratch run "
+                         "starts from the file)")
+    reporter.message(f"note: {recipe.init_file} initialises the layers not taken from the source"
+                     + (", and every layer of the from-scratch pair" if with_baseline else ""))
 
 
 def _check_sources_unchanged(run_dir: Path, links: dict) -> None:
