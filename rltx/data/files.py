@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,22 @@ def _npz_labels(y, n: int, key: str, path: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def _npz_arrays(path: str) -> dict[str, np.ndarray]:
+    """Every array of the .npz, never unpickling: an object array is refused, not executed."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except ValueError as error:
+        if "Object arrays" in str(error):
+            raise UsageError(f"{path} holds object arrays (pickled Python objects), which rltx never loads; save "
+                             "numeric arrays, e.g. np.savez(path, x=np.asarray(x, np.uint8), y=np.asarray(y))") from None
+        raise UsageError(f"{path} is not a readable .npz file (not a zip of .npy arrays); save it with "
+                         "np.savez(path, x=..., y=...)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise UsageError(f"{path} is not a readable .npz file ({type(error).__name__}); save it with "
+                         "np.savez(path, x=..., y=...)") from None
+
+
 def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:
     """`path`: .npz with x [N,H,W,C] / [N,H,W] / [N,d], y [N] (optional: no labels), and optionally
     x_test, y_test. uint8 x is kept raw; float x is used as is (as float32, not rescaled). Images
@@ -80,8 +97,7 @@ def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:
         raise UsageError("dataset npz needs data_path; set it to a .npz file holding x and y")
     if not os.path.isfile(path):
         raise UsageError(f"npz file {path} does not exist; fix data_path")
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {k: archive[k] for k in archive.files}
+    arrays = _npz_arrays(path)
     if "x" not in arrays:
         raise UsageError(f"{path} has no array 'x' (found {sorted(arrays)}); save it with np.savez(path, x=..., y=...)")
     if "x_test" in arrays and "y" in arrays and "y_test" not in arrays:
