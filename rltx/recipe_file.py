@@ -41,8 +41,10 @@ class RecipeFile:
         if name is None:
             return dataclasses.replace(self, keys={**self.keys, **overrides}) if overrides else self
         if name not in self.profiles:
-            known = ", ".join(self.profiles) or "none"
-            raise UsageError(f"{self.path} has no profile {shorten(name)} (profiles: {shorten(known)}); drop --profile or pick one of them")
+            if not self.profiles:
+                raise UsageError(f"{self.path} has no profiles; drop --profile (or --quick)")
+            raise UsageError(f"{self.path} has no profile {shorten(name)} (profiles: {shorten(', '.join(self.profiles))}); "
+                             "drop --profile or pick one of them")
         changes = dict(self.profiles[name])
         fallback = changes.pop(FALLBACK, None)
         sweep, reproduce = {**self.sweep, **changes.pop("sweep", {})}, {**self.reproduce, **changes.pop("reproduce", {})}

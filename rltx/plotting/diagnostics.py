@@ -157,7 +157,7 @@ def draw_spectrum(inputs, *, style: str = "paper", log: bool = False):
     with its count (often 0 for a small trained network, Neyshabur et al. Fig. 33)."""
     path = _single(inputs, "spectrum")
     result = _read(path, "spectrum")
-    require(result.arrays, SPECTRUM_ARRAYS, path, PRODUCERS["spectrum"])
+    require(result.arrays, SPECTRUM_ARRAYS, path, PRODUCERS["spectrum"], finite=("bin_edges",))
     arrays = result.arrays
     histogram, edges = np.asarray(arrays["histogram"]), np.asarray(arrays["bin_edges"], np.float64)
     thresholds, below = np.asarray(arrays["thresholds"], np.float64), np.asarray(arrays["count_below"])

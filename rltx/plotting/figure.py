@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 from rltx import store
@@ -43,11 +44,19 @@ def new_figure(style: str = "paper", nrows: int = 1, ncols: int = 1, **subplots)
     return figure, axes
 
 
-def require(arrays: dict, names: tuple[str, ...], path: Path, producer: str) -> None:
-    """A one-line error naming what a file lacks and the command that produces it."""
+def require(arrays: dict, names: tuple[str, ...], path: Path, producer: str, finite: tuple[str, ...] = (),
+            may_be_empty: tuple[str, ...] = ()) -> None:
+    """A one-line error naming what a file lacks (or holds empty, unless in `may_be_empty`, or not finite
+    among `finite`) and the command that produces it: a result edited by hand is refused before drawing."""
     missing = [name for name in names if name not in arrays]
     if missing:
         raise UsageError(f"{path} lacks {', '.join(missing)}; produce it with `{producer}`")
+    empty = [name for name in names if np.size(arrays[name]) == 0 and name not in may_be_empty]
+    if empty:
+        raise UsageError(f"{path} holds empty arrays ({', '.join(empty)}); produce it again with `{producer}`")
+    broken = [name for name in finite if not np.all(np.isfinite(np.asarray(arrays[name], np.float64)))]
+    if broken:
+        raise UsageError(f"{path} holds non-finite values in {', '.join(broken)}; produce it again with `{producer}`")
 
 
 def read_analysis(path: Path, kind: str, producer: str):

@@ -170,7 +170,7 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group"):
         arrays = read_analysis(path, "curves", CURVES_PRODUCER).arrays
         names = (f"{prefix}/pretrained_{metric}_auc", f"{prefix}/scratch_{metric}_auc", f"{prefix}/group",
                  "groups/key")
-        require(arrays, names, path, CURVES_PRODUCER)
+        require(arrays, names, path, CURVES_PRODUCER, may_be_empty=names[:3])  # no pairs: said below
         pretrained, scratch = arrays[names[0]], arrays[names[1]]
         if pretrained.size == 0:
             raise UsageError(f"{path} holds no pre-trained / from-scratch pairs; produce them with `rltx transfer "
@@ -335,7 +335,7 @@ def draw_activations(inputs, *, style="paper", layers=None, steps=None, labels=N
     for path in inputs:
         result = read_analysis(path, "activations", ACTIVATIONS_PRODUCER)
         arrays = result.arrays
-        require(arrays, ("bin_edges",), path, ACTIVATIONS_PRODUCER)
+        require(arrays, ("bin_edges",), path, ACTIVATIONS_PRODUCER, finite=("bin_edges",))
         for r, run in enumerate(result.inputs["runs"]):
             require(arrays, tuple(f"{r}/{n}" for n in ("steps", "neuron_histogram", "example_histogram",
                                                         "num_neurons", "num_examples")), path, ACTIVATIONS_PRODUCER)
