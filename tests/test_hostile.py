@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from rltx import store
+from rltx.analysis.results import Result, write_result
 from tests_support import TINY, file_digests, invoke_ok
 
 pytestmark = pytest.mark.slow
@@ -474,3 +475,106 @@ def test_resuming_a_run_whose_checkpoints_were_removed_names_them(work):
     resumed = invoke_ok("pretrain", work / "tiny.yaml", "--out", thinned)
     assert f"warning: {thinned} lacks the checkpoints of steps 10;" in resumed.output
     assert store.read_run_record(thinned).status == "completed"
+
+
+def test_a_sweep_checks_every_transfer_of_its_plan_before_anything_is_written(work):
+    """Transfer depths and label kinds name run directories; a fine-tuning without a downstream set
+    would fail only after every pre-training ran. All are refused by --plan-only, which writes nothing."""
+    section = {"architectures": ["simple_cnn"], "groups": 1, "seeds": 1, "transfer_layers": ["all"],
+               "labels_downstream": ["real"]}
+    variants = {"twice": {"architectures": ["simple_cnn", "simple_cnn"]}, "path": {"transfer_layers": ["../x"]},
+                "labels": {"labels_downstream": ["bogus"]}, "fine": {}}
+    for name, change in variants.items():
+        (work / f"sweep_{name}.yaml").write_text(yaml.safe_dump({**RECIPE, "sweep": {**section, **change}}))
+    results = run_cases(work, {
+        name: (("sweep", f"sweep_{name}.yaml", "--out", f"planned_{name}", "--plan-only",
+                *(("--set", "num_examples_downstream=0") if name == "fine" else ())), None) for name in variants})
+    refused(results["twice"], 2, "sweep architectures lists an entry twice; give each once")
+    refused(results["path"], 2, "sweep transfer_layers entries must be a number of layers (1, 2, ...), all or conv")
+    refused(results["labels"], 2, "sweep labels_downstream entries must be real or random")
+    refused(results["fine"], 2, "num_examples_downstream is 0: fine-tuning needs a downstream set")
+    assert not any((work / f"planned_{name}").exists() for name in variants)
+
+
+def test_constructions_that_cannot_fit_the_model_are_refused_before_anything_is_written(work):
+    """An eigenvector range far past the patch dimension (27), tau files whose tau is empty or 1-D, an
+    architecture without conv layers, and a Table 1 layer set the model lacks: the table's first set
+    ({}: nothing to construct) must not train before the third is found wrong."""
+    for name, tau in (("tau_empty.h5", np.zeros((0, 27))), ("tau_flat.h5", np.ones(27))):
+        write_result(Result("transfer-function", {}, {"tau": tau, "sigma": np.ones(27)}), work / name)
+    results = run_cases(work, {
+        "range": (("construct-init", "tiny.yaml", "--layers", "1", "--set", "construct_eigenvectors=e1..e99999999999999",
+                   "-o", "range.h5"), None),
+        "empty tau": (("construct-init", "tiny.yaml", "--layers", "1", "--set", "construct_tau=tau_empty.h5",
+                       "-o", "empty_tau.h5"), None),
+        "flat tau": (("construct-init", "tiny.yaml", "--layers", "1", "--set", "construct_tau=tau_flat.h5",
+                      "-o", "flat_tau.h5"), None),
+        "mlp": (("construct-init", "tiny.yaml", "--layers", "1", "--set", "architecture=mlp", "-o", "mlp.h5"), None),
+        "table": (("construct-init", "tiny.yaml", "--table", "bad_sets", "--set", "table_layer_sets=[[], [1], [1, 2]]"),
+                  None),
+    })
+    refused(results["range"], 2, "eigenvectors 'e1..e99999999999999' do not fit a layer input of dimension 27")
+    for case in ("empty tau", "flat tau"):
+        refused(results[case], 2, "is not a transfer-function result for inputs of dimension 27")
+    refused(results["mlp"], 2, "architecture mlp has no conv layers to construct")
+    refused(results["table"], 2, "table_layer_sets entry 1,2 must be increasing numbers among 1..1")
+    assert not any((work / name).exists() for name in ("range.h5", "empty_tau.h5", "flat_tau.h5", "mlp.h5", "bad_sets"))
+
+
+def test_init_files_that_are_missing_damaged_or_would_do_nothing_are_refused(work):
+    """`--init` beside `--from` gives the layers the source does not: with every layer transferred and no
+    from-scratch pair it would do nothing, and is refused; with one layer transferred it is used, and said so."""
+    invoke_ok("construct-init", work / "tiny.yaml", "--layers", "1", "-o", work / "init.h5")
+    shutil.copy(work / "init.h5", work / "flat_init.h5")
+    with h5py.File(work / "flat_init.h5", "a") as handle:
+        del handle["weights"]
+        handle["weights"] = np.zeros(3)
+    results = run_cases(work, {
+        "missing": (("pretrain", "tiny.yaml", "--init", "missing.h5", "--out", "from_missing"), None),
+        "flat": (("pretrain", "tiny.yaml", "--init", "flat_init.h5", "--out", "from_flat"), None),
+        "unused": (("transfer", "tiny.yaml", "--from", "base", "--init", "init.h5", "--out", "unused_init"), None),
+    })
+    refused(results["missing"], 2, "missing.h5 does not exist; check the path, or build an init file with "
+                                   "`rltx construct-init RECIPE -o FILE`")
+    refused(results["flat"], 2, "flat_init.h5 is not an init file of `rltx construct-init`")
+    refused(results["unused"], 2, "init.h5 would do nothing: transfer_layers all replaces every layer it holds")
+    assert not any((work / name).exists() for name in ("from_missing", "from_flat", "unused_init"))
+    used = invoke_ok("transfer", work / "tiny.yaml", "--from", work / "base", "--init", work / "init.h5",
+                     "--set", "transfer_layers=1", "--out", work / "init_beside_source")
+    assert "init.h5 initialises the layers not taken from the source" in used.output
+
+
+def test_npz_files_of_pickled_objects_or_other_formats_are_refused_without_unpickling(work):
+    np.savez(work / "objects.npz", x=np.array([np.zeros(3), np.zeros(4)], dtype=object), y=np.zeros(2))
+    (work / "words.npz").write_text("not an archive")
+    results = run_cases(work, {name: (("pretrain", "tiny.yaml", "--set", "dataset=npz", "--set", f"data_path={name}.npz",
+                                       "--out", f"from_{name}"), None) for name in ("objects", "words")})
+    refused(results["objects"], 2, "objects.npz holds object arrays (pickled Python objects), which rltx never loads")
+    refused(results["words"], 2, "words.npz is not a readable .npz file (not a zip of .npy arrays)")
+    assert not any((work / f"from_{name}").exists() for name in ("objects", "words"))
+
+
+def test_plots_of_results_edited_to_empty_or_non_finite_arrays_are_refused(work):
+    invoke_ok("analyze", "spectrum", work / "base", "-o", work / "spectrum.h5")
+    invoke_ok("analyze", "curves", work / "base", "-o", work / "curves.h5")
+    edits = {"nan_edges": ("spectrum.h5", "bin_edges", lambda a: np.full_like(a, np.nan)),
+             "no_histogram": ("spectrum.h5", "histogram", lambda a: a[:0]),
+             "no_groups": ("curves.h5", "groups/label", lambda a: a[:0])}
+    for name, (source, array, change) in edits.items():
+        shutil.copy(work / source, work / f"{name}.h5")
+        with h5py.File(work / f"{name}.h5", "a") as handle:
+            edited = change(handle[array][()])
+            del handle[array]
+            handle[array] = edited
+    results = run_cases(work, {
+        "nan_edges": (("plot", "spectrum", "nan_edges.h5", "-o", "nan_edges.png"), None),
+        "no_histogram": (("plot", "spectrum", "no_histogram.h5", "-o", "no_histogram.png"), None),
+        "no_groups": (("plot", "table", "no_groups.h5", "-o", "no_groups.md"), None),
+        "no profiles": (("pretrain", "tiny.yaml", "--profile", "quick", "--out", "profiled"), None),
+    })
+    refused(results["nan_edges"], 2, "nan_edges.h5 holds non-finite values in bin_edges; produce it again with "
+                                     "`rltx analyze spectrum")
+    refused(results["no_histogram"], 2, "no_histogram.h5 holds empty arrays (histogram)")
+    refused(results["no_groups"], 2, "no_groups.h5 holds empty arrays (groups/label")
+    refused(results["no profiles"], 2, "tiny.yaml has no profiles; drop --profile (or --quick)")
+    assert not any((work / name).exists() for name in ("nan_edges.png", "no_histogram.png", "no_groups.md", "profiled"))
