@@ -348,7 +348,7 @@ def _check_together(recipe: Recipe) -> None:
         raise UsageError("table_iterations must list one or more training steps of at least 1, e.g. [100, 1000] "
                          "(E.3's rows)")
     model_fit.check_architecture(recipe)
-    shape = _input_shape(recipe)
+    shape = input_shape_from_keys(recipe)
     if shape is not None:
         model_fit.check_fits(recipe, shape, f"dataset {recipe.dataset}")
 
@@ -373,7 +373,7 @@ def _check_steps(recipe: Recipe) -> None:
                          f"{max(recipe.steps, recipe.steps_downstream)}-step run; raise it")
 
 
-def _input_shape(recipe: Recipe) -> tuple[int, ...] | None:
+def input_shape_from_keys(recipe: Recipe) -> tuple[int, ...] | None:
     """The shape of one input when the keys decide it (the channels of tfds and image folders are
     left at 0: only the image side matters to the model's fit); None until the source is opened."""
     dataset = recipe.dataset.strip().lower()  # as rltx.data.open_source reads it

@@ -9,11 +9,11 @@ import keras
 import numpy as np
 
 from rltx import hyperrule, model_fit, store
-from rltx.config import Recipe
+from rltx.config import Recipe, input_shape_from_keys
 from rltx.data import open_source
 from rltx.errors import UsageError
 from rltx.loop import Examples
-from rltx.models import ARCHITECTURES, HEAD, build_model
+from rltx.models import ARCHITECTURES, HEAD, build_model, transferable_layers
 
 # Separate label draws for each labelled set of a run (`hyperrule.random_labels` salt).
 UPSTREAM, UPSTREAM_TEST, DOWNSTREAM, DOWNSTREAM_TEST = 0, 1, 2, 3
@@ -50,6 +50,18 @@ def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes
                                  "with `rltx construct-init`")
             variable.assign(stored[variable.path])
     return model
+
+
+def transferable_count(recipe: Recipe) -> int | None:
+    """How many layers the recipe's model can transfer (`transfer_layers: k` takes the first k), or None
+    where only the opened data decides the input shape. Channels do not change the layers."""
+    shape = input_shape_from_keys(recipe)
+    if shape is None:
+        return None
+    channels = (3,) if len(shape) == 3 and shape[-1] == 0 else ()
+    model = build_recipe_model(recipe, shape[:-1] + channels if channels else shape, recipe.num_classes_upstream,
+                               with_init_file=False)
+    return len(transferable_layers(model))
 
 
 def upstream_samples(recipe: Recipe, source) -> dict[str, np.ndarray]:

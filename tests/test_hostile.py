@@ -478,12 +478,13 @@ def test_resuming_a_run_whose_checkpoints_were_removed_names_them(work):
 
 
 def test_a_sweep_checks_every_transfer_of_its_plan_before_anything_is_written(work):
-    """Transfer depths and label kinds name run directories; a fine-tuning without a downstream set
-    would fail only after every pre-training ran. All are refused by --plan-only, which writes nothing."""
+    """Transfer depths and label kinds name run directories; a depth beyond the model or a fine-tuning
+    without a downstream set would fail only after every pre-training ran. All are refused by
+    --plan-only, which writes nothing."""
     section = {"architectures": ["simple_cnn"], "groups": 1, "seeds": 1, "transfer_layers": ["all"],
                "labels_downstream": ["real"]}
     variants = {"twice": {"architectures": ["simple_cnn", "simple_cnn"]}, "path": {"transfer_layers": ["../x"]},
-                "labels": {"labels_downstream": ["bogus"]}, "fine": {}}
+                "labels": {"labels_downstream": ["bogus"]}, "deep": {"transfer_layers": [1, 3]}, "fine": {}}
     for name, change in variants.items():
         (work / f"sweep_{name}.yaml").write_text(yaml.safe_dump({**RECIPE, "sweep": {**section, **change}}))
     results = run_cases(work, {
@@ -492,6 +493,8 @@ def test_a_sweep_checks_every_transfer_of_its_plan_before_anything_is_written(wo
     refused(results["twice"], 2, "sweep architectures lists an entry twice; give each once")
     refused(results["path"], 2, "sweep transfer_layers entries must be a number of layers (1, 2, ...), all or conv")
     refused(results["labels"], 2, "sweep labels_downstream entries must be real or random")
+    refused(results["deep"], 2, "sweep transfer_layers 3 exceeds the 2 transferable layers of group simple_cnn/g00's "
+                                "model; lower it or use all")  # TINY: conv_0 and dense_0
     refused(results["fine"], 2, "num_examples_downstream is 0: fine-tuning needs a downstream set")
     assert not any((work / f"planned_{name}").exists() for name in variants)
 

@@ -159,14 +159,14 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
     spec = SweepSpec.from_section(recipe_file.sweep, str(recipe_file.path))
     out = Path(out).resolve()
     fixed = parse_overrides(overrides)  # paths resolved against the working directory, as pretrain does
-    groups, runs = [], []
+    groups, runs, layer_counts = [], [], {}
     for architecture in spec.architectures:
         for index in range(spec.groups):
             directory = out / architecture / f"g{index:02d}"
             values = group_values(spec, architecture, index)
             keys = {**recipe_file.keys, "architecture": architecture, **values, **fixed}
             recipe = make_recipe(keys)  # every group's recipe is valid before anything runs
-            _check_transfers(spec, keys)
+            _check_transfers(spec, keys, layer_counts, f"{architecture}/g{index:02d}", values)
             if recipe.seed + spec.seeds - 1 > SEED_MAX:  # the runs take seeds seed, seed+1, ...
                 raise UsageError(f"{recipe_file.path}: seeds {recipe.seed}..{recipe.seed + spec.seeds - 1} "
                                  f"go beyond {SEED_MAX}; lower the recipe's seed or sweep seeds")
@@ -177,11 +177,30 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
     return Plan(str(recipe_file.path), str(out), tuple(groups), tuple(runs))
 
 
-def _check_transfers(spec: SweepSpec, keys: dict) -> None:
-    """Each transfer's keys are valid too, so that no fine-tuning fails after the pre-training ran."""
+def _check_transfers(spec: SweepSpec, keys: dict, layer_counts: dict, group: str, values: dict) -> None:
+    """Each transfer's keys are valid too, so that no fine-tuning fails after the pre-training ran. A
+    depth k > 1 needs the model's layer count: each model is built once (`layer_counts` caches)."""
     for layers in spec.transfer_layers:
         for labels in spec.labels_downstream:
-            make_recipe({**keys, "transfer_layers": layers, "labels_downstream": labels}).check_downstream()
+            recipe = make_recipe({**keys, "transfer_layers": layers, "labels_downstream": labels})
+            recipe.check_downstream()
+            if isinstance(layers, int) and layers > 1:
+                _check_depth(recipe, layers, layer_counts, group, values)
+
+
+def _check_depth(recipe, layers: int, layer_counts: dict, group: str, values: dict) -> None:
+    """Depth k fits the group's model. Keras loads only for sweeps with depths k > 1."""
+    from rltx.models import ARCHITECTURES
+    from rltx.tasks import transferable_count
+    options = ARCHITECTURES[recipe.architecture].options
+    model_key = (recipe.architecture, *(repr(getattr(recipe, name)) for name in options))
+    if model_key not in layer_counts:
+        layer_counts[model_key] = transferable_count(recipe)
+    count = layer_counts[model_key]
+    if count is not None and layers > count:
+        drawn = ", ".join(f"{name}={value}" for name, value in values.items())
+        raise UsageError(f"sweep transfer_layers {layers} exceeds the {count} transferable layers of group {group}'s "
+                         f"model{f' ({drawn})' if drawn else ''}; lower it or use all")
 
 
 def _group_runs(spec: SweepSpec, name: str, directory: Path, base_seed: int, quiet: bool) -> list[PlannedRun]:
