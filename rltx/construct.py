@@ -45,8 +45,9 @@ def select_eigenvectors(spec: str, dimension: int, count: int) -> np.ndarray:
         chosen = np.arange(first - 1, min(last, dimension + 1))  # a range past the dimension is refused below
     else:
         raise UsageError(f"construct_eigenvectors {shorten(spec)} is not top, bottom or a range like e4..e19")
-    if len(chosen) == 0 or chosen.min() < 0 or chosen.max() >= dimension or len(chosen) > dimension:
-        raise UsageError(f"eigenvectors {shorten(spec)} do not fit a layer input of dimension {dimension}; choose fewer")
+    if len(chosen) == 0 or chosen.min() < 0 or chosen.max() >= dimension:
+        raise UsageError(f"eigenvectors {shorten(spec)} do not fit a layer input of dimension {dimension}; choose "
+                         f"at most {dimension}, a range within e1..e{dimension}")
     return chosen
 
 

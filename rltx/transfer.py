@@ -142,9 +142,9 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
         mismatch = init_scale_mismatch(source.rltx_version, source.recipe.init_scale, recipe.init_scale)
         if mismatch:
             reporter.message(f"warning: source {source.run_dir} {mismatch}")
-    if recipe.init_file and source_runs:
-        _check_init_beside_sources(recipe, with_baseline, reporter)
     data = open_recipe_source(recipe)
+    if recipe.init_file and source_runs:
+        _check_init_beside_sources(recipe, data.input_shape, with_baseline, reporter)
     for warning in input_range_warnings(data):
         reporter.message(f"warning: {warning}")
     if source_runs:
@@ -176,14 +176,19 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     return summaries
 
 
-def _check_init_beside_sources(recipe: Recipe, with_baseline: bool, reporter: Reporter) -> None:
+def _check_init_beside_sources(recipe: Recipe, input_shape: tuple[int, ...], with_baseline: bool,
+                               reporter: Reporter) -> None:
     """An init file beside --from gives only the layers the sources do not give (and the from-scratch pair
     all of its layers); one that gives nothing is refused rather than ignored."""
-    if recipe.transfer_mode == "weights" and recipe.transfer_layers == "all" and not with_baseline:
-        raise UsageError(f"init_file {recipe.init_file} would do nothing: transfer_layers all replaces every layer "
-                         "it holds; drop --init, transfer fewer layers, or add --with-baseline (its scratch run "
-                         "starts from the file)")
-    reporter.message(f"note: {recipe.init_file} initialises the layers not taken from the source"
+    model = build_recipe_model(recipe, input_shape, recipe.num_classes_downstream)  # reads and checks the file
+    layers = transferable_layers(model)
+    taken = layers[:1] if recipe.transfer_mode == "covariance" else select_layers(model, recipe.transfer_layers)
+    kept = [name for name in layers if name not in taken]
+    if not kept and not with_baseline:
+        raise UsageError(f"init_file {recipe.init_file} would do nothing: the transfer replaces every layer it holds "
+                         f"({', '.join(taken)}); drop --init, transfer fewer layers, or add --with-baseline (its "
+                         "scratch run starts from the file)")
+    reporter.message(f"note: {recipe.init_file} initialises {', '.join(kept) or 'no layer'} of the transfer"
                      + (", and every layer of the from-scratch pair" if with_baseline else ""))
 
 

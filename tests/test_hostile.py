@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -490,7 +491,7 @@ def test_a_sweep_checks_every_transfer_of_its_plan_before_anything_is_written(wo
     results = run_cases(work, {
         name: (("sweep", f"sweep_{name}.yaml", "--out", f"planned_{name}", "--plan-only",
                 *(("--set", "num_examples_downstream=0") if name == "fine" else ())), None) for name in variants})
-    refused(results["twice"], 2, "sweep architectures lists an entry twice; give each once")
+    refused(results["twice"], 2, "sweep architectures lists simple_cnn twice; give each entry once")
     refused(results["path"], 2, "sweep transfer_layers entries must be a number of layers (1, 2, ...), all or conv")
     refused(results["labels"], 2, "sweep labels_downstream entries must be real or random")
     refused(results["deep"], 2, "sweep transfer_layers 3 exceeds the 2 transferable layers of group simple_cnn/g00's "
@@ -536,31 +537,52 @@ def test_init_files_that_are_missing_damaged_or_would_do_nothing_are_refused(wor
         "missing": (("pretrain", "tiny.yaml", "--init", "missing.h5", "--out", "from_missing"), None),
         "flat": (("pretrain", "tiny.yaml", "--init", "flat_init.h5", "--out", "from_flat"), None),
         "unused": (("transfer", "tiny.yaml", "--from", "base", "--init", "init.h5", "--out", "unused_init"), None),
+        "unused 2": (("transfer", "tiny.yaml", "--from", "base", "--init", "init.h5", "--set", "transfer_layers=2",
+                      "--out", "unused_init_2"), None),
+        "missing beside": (("transfer", "tiny.yaml", "--from", "base", "--init", "missing.h5", "--set",
+                            "transfer_layers=1", "--out", "missing_beside"), None),
     })
     refused(results["missing"], 2, "missing.h5 does not exist; check the path, or build an init file with "
                                    "`rltx construct-init RECIPE -o FILE`")
     refused(results["flat"], 2, "flat_init.h5 is not an init file of `rltx construct-init`")
-    refused(results["unused"], 2, "init.h5 would do nothing: transfer_layers all replaces every layer it holds")
-    assert not any((work / name).exists() for name in ("from_missing", "from_flat", "unused_init"))
+    for case in ("unused", "unused 2"):  # TINY has two layers: all of them, and the first 2, are every layer
+        refused(results[case], 2, "init.h5 would do nothing: the transfer replaces every layer it holds "
+                                  "(conv_0, dense_0)")
+    refused(results["missing beside"], 2, "missing.h5 does not exist")  # no note before the file is read
+    assert not any((work / name).exists() for name in ("from_missing", "from_flat", "unused_init", "unused_init_2",
+                                                       "missing_beside"))
     used = invoke_ok("transfer", work / "tiny.yaml", "--from", work / "base", "--init", work / "init.h5",
                      "--set", "transfer_layers=1", "--out", work / "init_beside_source")
-    assert "init.h5 initialises the layers not taken from the source" in used.output
+    assert "init.h5 initialises dense_0 of the transfer" in used.output
+    paired = invoke_ok("transfer", work / "tiny.yaml", "--from", work / "base", "--init", work / "init.h5",
+                       "--with-baseline", "--out", work / "init_paired")
+    assert "init.h5 initialises no layer of the transfer, and every layer of the from-scratch pair" in paired.output
+    scratch_start = store.read_checkpoint(work / "init_paired-scratch", 0)
+    np.testing.assert_array_equal(scratch_start["conv_0/kernel"], store.read_init_weights(work / "init.h5")["conv_0/kernel"])
 
 
 def test_npz_files_of_pickled_objects_or_other_formats_are_refused_without_unpickling(work):
     np.savez(work / "objects.npz", x=np.array([np.zeros(3), np.zeros(4)], dtype=object), y=np.zeros(2))
     (work / "words.npz").write_text("not an archive")
-    results = run_cases(work, {name: (("pretrain", "tiny.yaml", "--set", "dataset=npz", "--set", f"data_path={name}.npz",
-                                       "--out", f"from_{name}"), None) for name in ("objects", "words")})
+    np.save(work / "bare.npy", np.zeros((4, 6, 6, 3), np.uint8))
+    with zipfile.ZipFile(work / "raw.npz", "w") as archive:
+        archive.writestr("x", "bytes that are not .npy")
+    files = {"objects": "objects.npz", "words": "words.npz", "bare": "bare.npy", "raw": "raw.npz"}
+    results = run_cases(work, {name: (("pretrain", "tiny.yaml", "--set", "dataset=npz", "--set", f"data_path={file}",
+                                       "--out", f"from_{name}"), None) for name, file in files.items()})
     refused(results["objects"], 2, "objects.npz holds object arrays (pickled Python objects), which rltx never loads")
     refused(results["words"], 2, "words.npz is not a readable .npz file (not a zip of .npy arrays)")
-    assert not any((work / f"from_{name}").exists() for name in ("objects", "words"))
+    refused(results["bare"], 2, "bare.npy is a single .npy array, not an .npz archive of x and y")
+    refused(results["raw"], 2, "raw.npz holds members that are not .npy arrays (x)")
+    assert not any((work / f"from_{name}").exists() for name in files)
 
 
 def test_plots_of_results_edited_to_empty_or_non_finite_arrays_are_refused(work):
     invoke_ok("analyze", "spectrum", work / "base", "-o", work / "spectrum.h5")
     invoke_ok("analyze", "curves", work / "base", "-o", work / "curves.h5")
+    invoke_ok("analyze", "activations", work / "base", "-o", work / "activations.h5")
     edits = {"nan_edges": ("spectrum.h5", "bin_edges", lambda a: np.full_like(a, np.nan)),
+             "nan_activation_edges": ("activations.h5", "bin_edges", lambda a: np.full_like(a, np.nan)),
              "no_histogram": ("spectrum.h5", "histogram", lambda a: a[:0]),
              "no_groups": ("curves.h5", "groups/label", lambda a: a[:0])}
     for name, (source, array, change) in edits.items():
@@ -572,12 +594,15 @@ def test_plots_of_results_edited_to_empty_or_non_finite_arrays_are_refused(work)
     results = run_cases(work, {
         "nan_edges": (("plot", "spectrum", "nan_edges.h5", "-o", "nan_edges.png"), None),
         "no_histogram": (("plot", "spectrum", "no_histogram.h5", "-o", "no_histogram.png"), None),
+        "nan_activation_edges": (("plot", "activations", "nan_activation_edges.h5", "-o", "nan_activations.png"), None),
         "no_groups": (("plot", "table", "no_groups.h5", "-o", "no_groups.md"), None),
         "no profiles": (("pretrain", "tiny.yaml", "--profile", "quick", "--out", "profiled"), None),
     })
     refused(results["nan_edges"], 2, "nan_edges.h5 holds non-finite values in bin_edges; produce it again with "
                                      "`rltx analyze spectrum")
     refused(results["no_histogram"], 2, "no_histogram.h5 holds empty arrays (histogram)")
+    refused(results["nan_activation_edges"], 2, "nan_activation_edges.h5 holds non-finite values in bin_edges")
     refused(results["no_groups"], 2, "no_groups.h5 holds empty arrays (groups/label")
     refused(results["no profiles"], 2, "tiny.yaml has no profiles; drop --profile (or --quick)")
-    assert not any((work / name).exists() for name in ("nan_edges.png", "no_histogram.png", "no_groups.md", "profiled"))
+    assert not any((work / name).exists() for name in ("nan_edges.png", "no_histogram.png", "nan_activations.png",
+                                                       "no_groups.md", "profiled"))

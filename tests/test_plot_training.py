@@ -1,5 +1,7 @@
 """`rltx plot curves|auc-scatter|table|activations` from tiny real runs and analysis files: the plotted
 data equals the stored data, the images are non-trivial, bad inputs give one-line errors."""
+import shutil
+
 import h5py
 import matplotlib.image
 import numpy as np
@@ -196,3 +198,15 @@ def test_bad_inputs_give_one_line_errors(files, paired_runs, tmp_path):
         del handle["pair_groups"]
     result = invoke_plot("auc-scatter", tmp_path / "scratch.h5", "-o", tmp_path / "x.png")
     assert result.exit_code == 2 and "lacks pair_groups/pretrained_train_auc" in result.output
+    # pairs edited by hand: one pair array emptied, another made longer than the others
+    edits = {"pair_groups/group": (lambda v: v[:0], "holds empty arrays (pair_groups/group)"),
+             "pair_groups/scratch_train_auc": (lambda v: np.concatenate([v, v[:1]]), "holds pair arrays of different lengths")}
+    for name, (change, message) in edits.items():
+        edited = tmp_path / "edited.h5"
+        shutil.copy(files / "curves.h5", edited)
+        with h5py.File(edited, "a") as handle:
+            values = change(handle[name][()])
+            del handle[name]
+            handle[name] = values
+        result = invoke_plot("auc-scatter", edited, "-o", tmp_path / "x.png")
+        assert result.exit_code == 2 and message in result.output, result.output

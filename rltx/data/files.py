@@ -75,18 +75,24 @@ def _npz_labels(y, n: int, key: str, path: str) -> np.ndarray:
 
 def _npz_arrays(path: str) -> dict[str, np.ndarray]:
     """Every array of the .npz, never unpickling: an object array is refused, not executed."""
+    save = "save it with np.savez(path, x=..., y=...)"
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one bare array
+            raise UsageError(f"{path} is a single .npy array, not an .npz archive of x and y; {save}")
+        with loaded as archive:
+            arrays = {k: archive[k] for k in archive.files}
     except ValueError as error:
         if "Object arrays" in str(error):
             raise UsageError(f"{path} holds object arrays (pickled Python objects), which rltx never loads; save "
                              "numeric arrays, e.g. np.savez(path, x=np.asarray(x, np.uint8), y=np.asarray(y))") from None
-        raise UsageError(f"{path} is not a readable .npz file (not a zip of .npy arrays); save it with "
-                         "np.savez(path, x=..., y=...)") from None
+        raise UsageError(f"{path} is not a readable .npz file (not a zip of .npy arrays); {save}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise UsageError(f"{path} is not a readable .npz file ({type(error).__name__}); save it with "
-                         "np.savez(path, x=..., y=...)") from None
+        raise UsageError(f"{path} is not a readable .npz file ({type(error).__name__}); {save}") from None
+    foreign = [name for name, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if foreign:  # zip members without the .npy format come back as raw bytes
+        raise UsageError(f"{path} holds members that are not .npy arrays ({', '.join(sorted(foreign)[:3])}); {save}")
+    return arrays
 
 
 def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:

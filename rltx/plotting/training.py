@@ -170,11 +170,14 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group"):
         arrays = read_analysis(path, "curves", CURVES_PRODUCER).arrays
         names = (f"{prefix}/pretrained_{metric}_auc", f"{prefix}/scratch_{metric}_auc", f"{prefix}/group",
                  "groups/key")
-        require(arrays, names, path, CURVES_PRODUCER, may_be_empty=names[:3])  # no pairs: said below
-        pretrained, scratch = arrays[names[0]], arrays[names[1]]
-        if pretrained.size == 0:
+        require(arrays, names, path, CURVES_PRODUCER, may_be_empty=names[:3])
+        if all(np.size(arrays[name]) == 0 for name in names[:3]):
             raise UsageError(f"{path} holds no pre-trained / from-scratch pairs; produce them with `rltx transfer "
                              "... --with-baseline` and pass both runs to `rltx analyze curves`")
+        require(arrays, names, path, CURVES_PRODUCER)  # some pair arrays empty, others not: edited by hand
+        if len({np.size(arrays[name]) for name in names[:3]}) > 1:
+            raise UsageError(f"{path} holds pair arrays of different lengths; produce it again with `{CURVES_PRODUCER}`")
+        pretrained, scratch = arrays[names[0]], arrays[names[1]]
         keys = [json.loads(store.text(k)) for k in arrays["groups/key"]]
         for px, py, group in zip(pretrained, scratch, arrays[names[2]]):
             key = keys[int(group)]

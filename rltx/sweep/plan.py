@@ -88,9 +88,10 @@ class SweepSpec:
             raise UsageError(f"{where}: sweep labels_downstream entries must be real or random, "
                              f"e.g. {LIST_EXAMPLES['labels_downstream']}")
         for name in ("architectures", "transfer_layers", "labels_downstream"):
-            entries = getattr(self, name)
-            if len(set(map(str, entries))) < len(entries):
-                raise UsageError(f"{where}: sweep {name} lists an entry twice; give each once")
+            entries = [str(entry) for entry in getattr(self, name)]
+            twice = sorted({entry for entry in entries if entries.count(entry) > 1})
+            if twice:
+                raise UsageError(f"{where}: sweep {name} lists {', '.join(twice)} twice; give each entry once")
 
 
 def _check_shapes(section: dict, where: str) -> None:
