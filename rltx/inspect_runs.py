@@ -6,7 +6,7 @@ interrupted or failed.
 """
 from __future__ import annotations
 
-import json
+import os
 import shlex
 import time
 from pathlib import Path
@@ -16,12 +16,15 @@ import numpy as np
 from rltx import store
 from rltx.config import make_recipe
 from rltx.errors import UsageError
+from rltx.events import EVENTS_DIR
 
+RUN_SUBFOLDERS = (store.CHECKPOINT_DIR, EVENTS_DIR)  # a run's own folders, which never hold runs
 SUMMARY_COLUMNS = ("name", "kind", "recipe", "status", "step", "train_accuracy", "test_accuracy", "age")
 
 
-def find_runs(paths: list[Path]) -> list[Path]:
-    """The run directories (holding run.h5) at or under each of `paths`, in path order."""
+def find_runs(paths: list[Path], unreadable: list[str] | None = None) -> list[Path]:
+    """The run directories (holding run.h5) at or under each of `paths`, in path order; folders that
+    cannot be listed (permissions) are appended to `unreadable` instead of being skipped unseen."""
     found = []
     for path in map(Path, paths):
         if not path.exists():
@@ -30,7 +33,13 @@ def find_runs(paths: list[Path]) -> list[Path]:
             if path.name != store.RUN_FILE:
                 raise UsageError(f"{path} is a file, not a run; give directories holding runs (or RUN/run.h5)")
             path = path.parent
-        found += sorted(p.parent for p in path.rglob(store.RUN_FILE))
+        on_error = (lambda error: unreadable.append(str(error.filename))) if unreadable is not None else None
+        under = []
+        for folder, folders, files in os.walk(path, onerror=on_error):
+            if store.RUN_FILE in files:
+                under.append(Path(folder))
+                folders[:] = [name for name in folders if name not in RUN_SUBFOLDERS]
+        found += sorted(under)
     return list(dict.fromkeys(found))
 
 
@@ -55,16 +64,18 @@ def summary(run_dir: Path) -> dict:
     """One row of `rltx runs`: name, kind, recipe, status, step and total, final accuracies, age (s)."""
     run_dir = Path(run_dir)
     row = dict.fromkeys(SUMMARY_COLUMNS)
-    row.update(name=str(run_dir), total_steps=None, reason="")
+    row.update(name=str(run_dir), total_steps=None, reason="", health=None)
     try:
         record = store.read_run_record(run_dir)
         metrics = store.read_metrics(run_dir)
         state_step = store.read_state_step(run_dir)
+        status = store.read_status(run_dir)
     except UsageError as error:  # a damaged run still gets its row
         return {**row, "status": "unreadable", "reason": str(error)}
     last, keys = (metrics[-1] if metrics else {}), record.config
-    row.update(kind=record.kind, recipe=_recipe_label(keys), status=store.read_status(run_dir),
-               reason=record.error, step=max(state_step or 0, last.get("step", 0)),  # metrics may pass the resume state
+    row.update(kind=record.kind, recipe=_recipe_label(keys), status=status,
+               reason=record.error, health=record.health,
+               step=max(state_step or 0, last.get("step", 0)),  # metrics may pass the resume state
                total_steps=_total_steps(keys, record.kind),
                train_accuracy=last.get("train_accuracy"), test_accuracy=last.get("test_accuracy"),
                age=time.time() - _last_modified(run_dir))
@@ -118,9 +129,14 @@ def details(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     if run_dir.name == store.RUN_FILE:
         run_dir = run_dir.parent
+    elif run_dir.is_file():
+        raise UsageError(f"{run_dir} is a file, not a run; give a run directory (or RUN/run.h5)")
+    row = summary(run_dir)
+    if row["status"] == "unreadable":  # `runs` lists such a run; `show` names what is damaged
+        raise UsageError(row["reason"])
     record = store.read_run_record(run_dir)
     metrics = store.read_metrics(run_dir)
-    return {**summary(run_dir), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
+    return {**row, "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
             "sources": _sources(record), "samples": _samples(record.samples),
             "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
             "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),
@@ -150,12 +166,19 @@ def _progress(row: dict) -> str:
 def summary_table(rows: list[dict], recipe_width: int = 36) -> str:
     """The `rltx runs` table: one line per run, columns padded to the widest entry."""
     header = ["NAME", "KIND", "RECIPE", "STATUS", "STEP", "TRAIN", "TEST", "AGE"]
-    lines = [[row["name"], row["kind"] or "-", _shorten(row["recipe"] or "-", recipe_width), row["status"],
+    lines = [[row["name"], row["kind"] or "-", _shorten(row["recipe"] or "-", recipe_width), _status(row),
               _progress(row), _accuracy(row["train_accuracy"]), _accuracy(row["test_accuracy"]), _age(row["age"])]
              for row in rows]
     widths = [max(len(cells[i]) for cells in [header] + lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
                      for cells in [header] + lines)
+
+
+def _status(row: dict) -> str:
+    """The status, with the health flag of a run that ended without training (rltx.health): `completed,
+    diverged` is no evidence."""
+    flag = (row.get("health") or "").split(":")[0]
+    return f"{row['status']}, {flag}" if flag in ("diverged", "collapsed") else row["status"]
 
 
 def _shorten(text: str, width: int) -> str:
@@ -170,6 +193,7 @@ def details_text(info: dict) -> str:
     """`rltx show` as text: one section per part of the run."""
     status = info["status"] + (f" ({info['reason']})" if info["reason"] else "")
     lines = [f"run:         {info['name']}", f"kind:        {info['kind']}", f"status:      {status}",
+             f"health:      {info['health']}",
              f"step:        {_progress(info)}", f"recipe:      {info['recipe']}",
              f"created:     {info['created']}",
              f"updated:     {_age(info['age'])} ago",
@@ -193,4 +217,4 @@ def details_text(info: dict) -> str:
 
 
 def to_json(value) -> str:
-    return json.dumps(value, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    return store.json_text(value)

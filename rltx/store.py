@@ -20,6 +20,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -210,6 +211,8 @@ def open_h5(path: Path, missing_fix: str = "check the run directory") -> h5py.Fi
         return h5py.File(path, "r")
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist; {missing_fix}") from None
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied; give this user read access (chmod / chown)") from None
     except OSError:
         raise UsageError(f"{path} is not a readable HDF5 file (truncated or another format); "
                          "point to a run written by rltx") from None
@@ -302,6 +305,24 @@ def _write_details(group: h5py.Group, details: dict) -> None:
     group.attrs.update({k: v for k, v in details.items() if k not in arrays})
 
 
+def json_text(value, indent: int | None = 2) -> str:
+    """Strict JSON for `--json` output: numpy values as Python ones, NaN and infinities as null (bare NaN,
+    which Python's json writes by default, is not JSON and other parsers reject it)."""
+    def plain(item):
+        if isinstance(item, dict):
+            return {str(key): plain(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple, np.ndarray)):
+            return [plain(v) for v in (item.tolist() if isinstance(item, np.ndarray) else item)]
+        if isinstance(item, np.generic):
+            item = item.item()
+        if isinstance(item, bytes):  # h5py's variable-length strings
+            return item.decode("utf-8", errors="replace")
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        return item if item is None or isinstance(item, (str, int, float, bool)) else str(item)
+    return json.dumps(plain(value), indent=indent, allow_nan=False)
+
+
 def iso_time(seconds: float) -> str:
     """A POSIX time as ISO 8601 in UTC with microseconds, e.g. 2026-12-02T05:21:05.123456+00:00."""
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
@@ -321,15 +342,28 @@ def read_run_record(run_dir: Path) -> RunRecord:
             raise UsageError(f"{run_dir / RUN_FILE} is not an rltx run file; point to a run directory")
         _require(handle, run_dir / RUN_FILE, groups=("environment", "samples", "identity", "transfer"),
                  attributes=("status", "error", "created", "kind"), what="an rltx run file")
-        return RunRecord(
-            config_yaml=str(handle["config"].attrs["yaml"]),
+        path = run_dir / RUN_FILE
+        try:
+            created = epoch_time(handle.attrs["created"])
+        except (ValueError, TypeError, OverflowError):
+            raise UsageError(f"{path} holds a damaged `created` time; restore the file rltx wrote") from None
+        record = RunRecord(
+            config_yaml=str(handle["config"].attrs.get("yaml", "")),
             environment=dict(handle["environment"].attrs),
             samples=read_arrays(handle["samples"]),
             status=str(handle.attrs["status"]), error=str(handle.attrs["error"]),
-            created=epoch_time(handle.attrs["created"]), kind=str(handle.attrs["kind"]),
+            created=created, kind=str(handle.attrs["kind"]),
             identity=_plain(handle["identity"].attrs),
             transfer={**_plain(handle["transfer"].attrs), **read_arrays(handle["transfer"])},
             health=str(handle.attrs.get("health", "unchecked")))
+    try:
+        keys = yaml.safe_load(record.config_yaml)
+    except yaml.YAMLError:
+        keys = None
+    if not isinstance(keys, dict):
+        raise UsageError(f"{path} holds a damaged recipe (config/yaml is not a mapping of recipe keys); restore the "
+                         "file rltx wrote")
+    return record
 
 
 def _require(handle: h5py.File, path: Path, *, groups=(), attributes=(), what: str,
@@ -354,8 +388,12 @@ def read_config_yaml(path: Path) -> str:
 def read_status(run_dir: Path) -> str:
     """running / completed / failed / interrupted ('running' in the file but nobody holds the lock)."""
     status = read_run_record(run_dir).status
-    if status == "running" and not _lock_is_held(run_dir / LOCK_FILE):
-        return "interrupted"
+    try:
+        if status == "running" and not _lock_is_held(run_dir / LOCK_FILE):
+            return "interrupted"
+    except PermissionError:  # whether a writer still holds it cannot be told
+        raise UsageError(f"{run_dir / LOCK_FILE}: permission denied, so whether the run is still training cannot "
+                         "be told; give this user read access (chmod / chown)") from None
     return status
 
 
@@ -378,8 +416,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
         handle.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
         columns = {name: handle[name][()] for name in names}
     lengths = {values.shape for values in columns.values()}
-    if columns and ("step" not in columns or len(lengths) != 1 or len(lengths.pop()) != 1):
-        raise UsageError(f"{path} is not an rltx metrics file (it needs equally long 1-D columns with a step "
+    numeric = all(values.dtype.kind in "biuf" for values in columns.values())
+    if columns and ("step" not in columns or not numeric or len(lengths) != 1 or len(lengths.pop()) != 1):
+        raise UsageError(f"{path} is not an rltx metrics file (it needs equally long 1-D numeric columns with a step "
                          "column); restore the file rltx wrote or remove the run")
     count = len(next(iter(columns.values()))) if columns else 0
     return [{name: values[i].item() for name, values in columns.items()} for i in range(count)]
@@ -478,7 +517,11 @@ def read_state_step(run_dir: Path) -> int | None:
     if not path.exists():
         return None
     with open_h5(path) as handle:
-        return int(handle.attrs["step"])
+        step = handle.attrs.get("step")
+    if not isinstance(step, (int, np.integer)) or isinstance(step, bool):
+        raise UsageError(f"{path} is not an rltx resume state (no integer step); delete it to restart the run "
+                         "from step 0, or restore the file rltx wrote")
+    return int(step)
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
