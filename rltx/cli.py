@@ -98,6 +98,9 @@ class Group(click.Group):
             if error.errno == errno.ENAMETOOLONG:  # any path given on the command line, wherever it is first used
                 raise FixableError(f"{shorten(str(error.filename or ''))}: a name in this path is too long (over "
                                    "255 bytes); use a shorter name") from None
+            if error.errno in (errno.EACCES, errno.EPERM) and error.filename:  # a file or folder rltx may not read
+                raise FixableError(f"{shorten(str(error.filename))}: permission denied; give this user access "
+                                   "(chmod / chown) or use another path") from None
             raise
         except Exception as error:
             store = sys.modules.get("rltx.store")  # not imported (help, completion): no write could fail
@@ -186,9 +189,10 @@ def run_options(command):
 
 def _train_and_report(label: str, quiet: bool, train) -> list:
     """Run `train(reporter)`; signals and divergence become messages and exit codes."""
-    from rltx.distribute import is_chief
+    from rltx.distribute import check_environment, is_chief
     from rltx.loop import Diverged, Interrupted
     from rltx.progress import make_reporter
+    check_environment()
     reporter = make_reporter(quiet or not is_chief(), label)  # one progress display per multi-worker run
     try:
         summaries = train(reporter)
@@ -282,8 +286,9 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
                              f"drop {', '.join(given)}")
         from rltx.analysis.results import print_table, write_result
         from rltx.construct_table import construct_table
-        from rltx.distribute import is_chief
+        from rltx.distribute import check_environment, is_chief
         from rltx.progress import make_reporter
+        check_environment()
         result = construct_table(config, table, make_reporter(quiet or not is_chief(), "construct"))
         write_result(result, table / "table.h5")
         print_table(result)
@@ -318,7 +323,10 @@ def runs_command(directories: tuple[Path, ...], as_json: bool):
     scratch), recipe, status, step/total, final train/test accuracy, and time since the last write."""
     from rltx.inspect_runs import find_runs, summary, summary_table, to_json
     directories = directories or (Path("runs"),)
-    rows = [summary(run_dir) for run_dir in find_runs(list(directories))]
+    unreadable: list[str] = []
+    rows = [summary(run_dir) for run_dir in find_runs(list(directories), unreadable)]
+    for folder in unreadable:
+        click.echo(f"warning: {folder} cannot be listed (permission denied): runs in it are not shown", err=True)
     if as_json:
         click.echo(to_json(rows))
     elif rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -20,6 +21,24 @@ from rltx.errors import UsageError
 # Per-process GPU memory cap in MiB (`rltx sweep --runs-per-gpu` sets it for its workers); unset:
 # memory growth, so runs sharing a GPU each take only what they use.
 MEMORY_ENV = "RLTX_GPU_MEMORY_MB"
+CLUSTER_ROLES = ("chief", "worker", "ps", "evaluator")
+HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")  # host:port, [IPv6]:port
+
+
+def check_environment() -> None:
+    """TF_CONFIG and RLTX_GPU_MEMORY_MB, checked before a command writes anything."""
+    tf_config()
+    gpu_memory_limit()
+
+
+def gpu_memory_limit() -> int | None:
+    """RLTX_GPU_MEMORY_MB as a positive number of MiB, or None when unset."""
+    limit = os.environ.get(MEMORY_ENV, "").strip()
+    if not limit:
+        return None
+    if not (limit.isascii() and limit.isdigit() and int(limit) > 0):
+        raise UsageError(f"{MEMORY_ENV}={limit!r} is not a positive number of MiB; set e.g. {MEMORY_ENV}=8000 or unset it")
+    return int(limit)
 
 
 def configure_gpus() -> None:
@@ -27,14 +46,12 @@ def configure_gpus() -> None:
     reserves nearly all of it, and a second process on the GPU then fails out of memory), or, when
     RLTX_GPU_MEMORY_MB is set, is one logical device capped at that many MiB. No GPU: nothing to do.
     Once TF has initialised its devices the settings are fixed and this leaves them as they are."""
-    limit = os.environ.get(MEMORY_ENV, "").strip()
-    if limit and not (limit.isdigit() and int(limit) > 0):
-        raise UsageError(f"{MEMORY_ENV}={limit!r} is not a positive number of MiB; set e.g. {MEMORY_ENV}=8000 or unset it")
+    limit = gpu_memory_limit()
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             if limit:
                 tf.config.set_logical_device_configuration(
-                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit))])
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
             else:
                 tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # devices already initialised (a caller set them up): keep theirs
@@ -48,12 +65,24 @@ def tf_config() -> dict:
         config = json.loads(text)
     except (ValueError, RecursionError):
         config = None
-    task = config.get("task", {}) if isinstance(config, dict) else None
-    if not (isinstance(config, dict) and isinstance(config.get("cluster", {}), dict) and isinstance(task, dict)
-            and (not task or (isinstance(task.get("type"), str) and isinstance(task.get("index", 0), int)))):
+    if not (isinstance(config, dict) and _valid_cluster(config.get("cluster", {}), config.get("task", {}))):
         raise UsageError('TF_CONFIG is not valid: it must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
-                         '"task": {"type": "worker", "index": 0}}; fix it or unset it')
+                         '"task": {"type": "worker", "index": 0}}, the task one of the cluster\'s; fix it or unset it')
     return config
+
+
+def _valid_cluster(cluster, task) -> bool:
+    """TF's form: roles (chief, worker, ps, evaluator) with non-empty lists of host:port, and this
+    process's task a role of the cluster with an index into its list (no task: one process only)."""
+    if not (isinstance(cluster, dict) and isinstance(task, dict)):
+        return False
+    if not cluster:
+        return not task
+    addresses = all(role in CLUSTER_ROLES and isinstance(hosts, list) and hosts
+                    and all(isinstance(h, str) and HOST_PORT.match(h) for h in hosts) for role, hosts in cluster.items())
+    index = task.get("index", 0)
+    return (addresses and task.get("type") in cluster and isinstance(index, int) and not isinstance(index, bool)
+            and 0 <= index < len(cluster[task["type"]]))
 
 
 @functools.cache
