@@ -21,6 +21,9 @@ from tests_support import TINY, file_digests, invoke_ok
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
+DROP_PERMISSION_BYPASS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]  # root, bound by chmod
+PERMISSIONS_BIND = os.geteuid() != 0 or (shutil.which("setpriv") is not None and subprocess.run(
+    [*DROP_PERMISSION_BYPASS, "true"], capture_output=True).returncode == 0)
 CAN_MOUNT_READ_ONLY = shutil.which("unshare") is not None and subprocess.run(
     ["unshare", "-m", "true"], capture_output=True).returncode == 0
 
@@ -43,9 +46,13 @@ def copy_of(work: Path, name: str, source: str = "base") -> Path:
     return work / name
 
 
-def rltx(work: Path, *args, env=None, read_only: Path | None = None) -> subprocess.CompletedProcess:
-    """`python -m rltx ARGS` in `work`; with `read_only`, that folder is mounted read-only for it."""
+def rltx(work: Path, *args, env=None, read_only: Path | None = None,
+         unprivileged: bool = False) -> subprocess.CompletedProcess:
+    """`python -m rltx ARGS` in `work`; with `read_only`, that folder is mounted read-only for it; with
+    `unprivileged`, file permissions bind it even when the tests run as root."""
     command = [sys.executable, "-m", "rltx", *map(str, args)]
+    if unprivileged and os.geteuid() == 0:
+        command = [*DROP_PERMISSION_BYPASS, *command]
     if read_only is not None:
         command = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(read_only),
                    *command]
@@ -606,3 +613,109 @@ def test_plots_of_results_edited_to_empty_or_non_finite_arrays_are_refused(work)
     refused(results["no profiles"], 2, "tiny.yaml has no profiles; drop --profile (or --quick)")
     assert not any((work / name).exists() for name in ("nan_edges.png", "no_histogram.png", "nan_activations.png",
                                                        "no_groups.md", "profiled"))
+
+
+def test_environment_variables_of_a_wrong_form_are_refused_before_anything_is_written(work):
+    """TF_CONFIG that is JSON but not TF's form (TF raised TypeError / ValueError tracebacks after the run's
+    lock was taken), and an RLTX_GPU_MEMORY_MB of a digit Python cannot read as a number."""
+    one = {"worker": ["localhost:12345"]}
+    configs = {"hosts as text": {"cluster": {"worker": "x"}}, "no hosts": {"cluster": {"worker": []}},
+               "numbers": {"cluster": {"worker": [1, 2]}}, "not a host": {"cluster": {"worker": ["not a host"]}},
+               "index past": {"cluster": one, "task": {"type": "worker", "index": 3}},
+               "index true": {"cluster": one, "task": {"type": "worker", "index": True}},
+               "other role": {"cluster": one, "task": {"type": "banana", "index": 0}},
+               "task alone": {"task": {"type": "worker", "index": 0}}}
+    cases = {name: (("pretrain", "tiny.yaml", "--out", f"env_{i}", "--quiet"), {"env": {"TF_CONFIG": json.dumps(c)}})
+             for i, (name, c) in enumerate(configs.items())}
+    cases["memory"] = (("pretrain", "tiny.yaml", "--out", "env_memory", "--quiet"), {"env": {"RLTX_GPU_MEMORY_MB": "²"}})
+    results = run_cases(work, cases)
+    for name in configs:
+        refused(results[name], 2, "TF_CONFIG is not valid", "fix it or unset it")
+    refused(results["memory"], 2, "RLTX_GPU_MEMORY_MB='²' is not a positive number of MiB")
+    assert not any((work / f"env_{i}").exists() for i in range(len(configs))) and not (work / "env_memory").exists()
+
+
+def _strict_json(text: str):
+    """JSON as any parser reads it: bare NaN or Infinity (Python's default) is refused."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_runs_lists_and_show_names_damaged_records_and_both_show_a_run_flagged_unhealthy(work):
+    """Hand-edited run.h5 attributes, another program's state.h5 and text in a metrics column gave
+    tracebacks that took down the whole `rltx runs` listing; a run flagged diverged was listed as plain
+    completed; `--json` wrote bare NaN (a single seed's AUC spread)."""
+    listing = work / "listing"
+    damage = {"state": lambda run: h5py.File(run / "state.h5", "w").close(),
+              "created": lambda run: _set_attribute(run / "run.h5", "/", "created", "garbage"),
+              "recipe_list": lambda run: _set_attribute(run / "run.h5", "config", "yaml", "- 1\n- 2\n"),
+              "recipe_broken": lambda run: _set_attribute(run / "run.h5", "config", "yaml", "a: [\n"),
+              "metric_text": lambda run: _replace_dataset(run / "metrics.h5", "step", lambda v: np.array([b"a"] * len(v)))}
+    for name, change in damage.items():
+        shutil.copytree(work / "base", listing / name)
+        change(listing / name)
+    shutil.copytree(work / "base", listing / "flagged")
+    _set_attribute(listing / "flagged" / "run.h5", "/", "health", "diverged: loss 9.1 at step 40, 3.6x its initial 2.5")
+    results = run_cases(work, {"runs": (("runs", "listing"), None), "runs json": (("runs", "listing", "--json"), None),
+                               "show flagged": (("show", "listing/flagged"), None),
+                               "curves json": (("analyze", "curves", "base", "--json"), None),
+                               **{name: (("show", f"listing/{name}"), None) for name in damage}})
+    succeeded(results["runs"])
+    rows = {line.split()[0]: line for line in results["runs"].stdout.splitlines()[1:]}
+    assert all("unreadable" in rows[f"listing/{name}"] for name in damage), results["runs"].stdout
+    assert "completed, diverged" in rows["listing/flagged"]
+    listed = {Path(row["name"]).name: row for row in _strict_json(results["runs json"].stdout)}
+    assert listed["flagged"]["health"].startswith("diverged") and listed["state"]["status"] == "unreadable"
+    assert "health:      diverged: loss 9.1 at step 40" in results["show flagged"].stdout
+    curves = _strict_json(results["curves json"].stdout)
+    assert any(value is None for row in curves["table"] for value in row.values())  # one seed: no spread
+    refused(results["state"], 2, "state.h5 is not an rltx resume state (no integer step); delete it to restart")
+    refused(results["created"], 2, "run.h5 holds a damaged `created` time")
+    for name in ("recipe_list", "recipe_broken"):
+        refused(results[name], 2, "run.h5 holds a damaged recipe (config/yaml is not a mapping of recipe keys)")
+    refused(results["metric_text"], 2, "metrics.h5 is not an rltx metrics file (it needs equally long 1-D numeric")
+
+
+def _set_attribute(path: Path, group: str, name: str, value) -> None:
+    with h5py.File(path, "a") as handle:
+        handle[group].attrs[name] = value
+
+
+def _replace_dataset(path: Path, name: str, change) -> None:
+    with h5py.File(path, "a") as handle:
+        values = change(handle[name][()])
+        del handle[name]
+        handle[name] = values
+
+
+@pytest.mark.skipif(not PERMISSIONS_BIND, reason="running as root without setpriv: every file is readable")
+def test_files_and_folders_this_user_may_not_read_are_named_in_one_line(work):
+    """A checkpoint folder, a run.h5 or an interrupted run's lock this user may not read, and a run folder
+    `rltx runs` cannot list (a warning naming it; the other runs are still listed)."""
+    folder = work / "private"
+    for name in ("listed", "closed", "checkpoints", "record", "lock"):
+        shutil.copytree(work / "base", folder / name)
+    _set_attribute(folder / "lock" / "run.h5", "/", "status", "running")
+    for path in (folder / "closed", folder / "checkpoints" / "checkpoints", folder / "record" / "run.h5",
+                 folder / "lock" / "run.lock"):
+        path.chmod(0)
+    try:
+        results = {name: rltx(work, *args, unprivileged=True) for name, args in {
+            "runs": ("runs", "private"), "show checkpoints": ("show", "private/checkpoints"),
+            "export checkpoints": ("export", "private/checkpoints", "-o", "private_model.keras"),
+            "show record": ("show", "private/record"), "show lock": ("show", "private/lock")}.items()}
+    finally:
+        for path in (folder / "closed", folder / "checkpoints" / "checkpoints", folder / "record" / "run.h5",
+                     folder / "lock" / "run.lock"):
+            path.chmod(0o755)
+    listing = results["runs"]
+    assert listing.returncode == 0 and "private/listed" in listing.stdout and "Traceback" not in listing.stderr
+    assert listing.stderr.splitlines() == ["warning: private/closed cannot be listed (permission denied): runs in it "
+                                           "are not shown"]
+    assert "unreadable" in next(line for line in listing.stdout.splitlines() if "private/lock" in line)
+    for name in ("show checkpoints", "export checkpoints"):
+        refused(results[name], 2, "private/checkpoints/checkpoints': permission denied; give this user access")
+    refused(results["show record"], 2, "private/record/run.h5: permission denied; give this user read access")
+    refused(results["show lock"], 2, "run.lock: permission denied, so whether the run is still training cannot")
+    assert not (work / "private_model.keras").exists()
