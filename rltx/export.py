@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rltx import store
 from rltx.errors import UsageError
+from rltx.health import is_flagged
 
 
 def _check_new(path: Path, suffix: str) -> None:
@@ -15,6 +16,7 @@ def _check_new(path: Path, suffix: str) -> None:
     if path.exists():
         raise UsageError(f"{path} exists; choose another file name or remove it")
     store.check_folder(path)
+    store.check_outside_runs(path, "-o" if suffix == ".keras" else "--csv")
 
 
 def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = None,
@@ -28,18 +30,26 @@ def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = 
         if path is not None:
             _check_new(Path(path), suffix)
     run_dir = Path(run_dir)
-    store.read_run_record(run_dir)  # a fixable error for anything that is not a run
+    record = store.read_run_record(run_dir)  # a fixable error for anything that is not a run
     written = []
     if model_path is not None:
         from rltx.runs import open_run, select_steps
         chosen = select_steps(open_run(run_dir), step, all_steps=False)[0]
         _save_model(run_dir, chosen, Path(model_path))
-        written.append(f"wrote {model_path} (the model at step {chosen})")
+        written.append(f"wrote {model_path} (the model at step {chosen}{_caveat(run_dir, record)})")
     if csv_path is not None:
         rows = store.read_metrics(run_dir)
         store.write_metrics_csv(Path(csv_path), rows)
         written.append(f"wrote {csv_path} ({len(rows)} eval points)")
     return written
+
+
+def _caveat(run_dir: Path, record: store.RunRecord) -> str:
+    """What a user of the exported model should know: a run that did not complete, or did not train."""
+    status = store.read_status(run_dir)
+    notes = ([f"the run is {status}"] if status != "completed" else []) + \
+        ([f"health {record.health}"] if is_flagged(record.health) else [])
+    return "".join(f"; {note}" for note in notes)
 
 
 def _save_model(run_dir: Path, step: int, path: Path) -> None:

@@ -49,6 +49,15 @@ class Interrupted(Exception):
         self.step = step
 
 
+def _last_finite(metrics: list[dict]) -> str:
+    """The last eval point whose whole-set train loss was finite, in a few words."""
+    row = next((r for r in reversed(metrics) if np.isfinite(r.get("train_loss", np.nan))), None)
+    if row is None:
+        return "no eval point had a finite loss"
+    return (f"last finite eval point: step {row['step']}, train loss {row['train_loss']:.4g}, "
+            f"train accuracy {row.get('train_accuracy', float('nan')):.4f}")
+
+
 class Diverged(Exception):
     """The training loss became NaN or infinite; `health` is the run record's flag for it."""
 
@@ -271,6 +280,7 @@ def _start(run_dir: Path, identity: dict, resume: bool):
     directory holding a run with another identity is refused, so nothing is ever overwritten."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"{run_dir} is a file, not a run directory; choose another --out")
+    store.check_outside_runs(run_dir, "--out")
     if not (run_dir / store.RUN_FILE).exists():
         _refuse_orphans(run_dir)
         return None
@@ -478,7 +488,7 @@ class _Run:
             images = (target - step) * plan.batch_size
             if not np.isfinite(loss_sum):
                 raise Diverged(f"training loss became {loss_sum} between steps {step} and {target}; "
-                               f"last finite metrics: {metrics[-1]}",
+                               f"{_last_finite(metrics)}",
                                f"diverged: loss {loss_sum} between steps {step} and {target}")
             interval_images, interval_seconds = interval_images + images, interval_seconds + seconds
             chunk = max(1, int((target - step) / max(seconds, 1e-3)))  # about one progress update a second

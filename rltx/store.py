@@ -153,17 +153,30 @@ def check_output(path: Path, is_same_kind, what: str) -> None:
     path = Path(path)
     check_folder(path)
     try:
-        folder = path.parent.resolve()
-        for candidate in (folder, folder.parent):
-            if (candidate / RUN_FILE).is_file():
-                raise UsageError(f"{path} is inside the run directory {candidate}; write outputs outside run "
-                                 "directories (choose another -o)")
+        check_outside_runs(path, "-o")
         if path.is_dir():
             raise UsageError(f"{path} is a directory; give a file name for -o")
         if (path.exists() or path.is_symlink()) and not is_same_kind(path):
             raise UsageError(f"{path} exists and is not {what}; choose another -o or remove it")
     except OSError as error:
         raise write_failure(path, error) from None
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory that `path` lies inside (`path` itself not counted), if any."""
+    for folder in Path(path).resolve().parents:
+        if (folder / RUN_FILE).is_file():
+            return folder
+    return None
+
+
+def check_outside_runs(path: Path, option: str) -> None:
+    """A run directory holds one run's own files only: an output (a result, a model, another run) put
+    inside one would be taken for part of it, or destroyed with it."""
+    run = enclosing_run(path)
+    if run is not None:
+        raise UsageError(f"{path} is inside the run directory {run}; write outputs outside run directories "
+                         f"(choose another {option})")
 
 
 MAX_NAME = 255 - 24  # the file system's 255 bytes, less what a temporary adds (`.NAME.PID.tmp`)

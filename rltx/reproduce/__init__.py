@@ -95,6 +95,9 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     if spec.pipeline == "construct-table":
         spec.judged_sets(recipe.table_layer_sets)  # checked before anything is trained or written
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
+    if (out / store.RUN_FILE).is_file():
+        raise UsageError(f"{out} is a run directory; give --out a folder of its own for the reproduction's runs")
+    store.check_outside_runs(out / "runs", "--out")  # checked before any run trains
     store.make_directory(out)
     echo(f"{path.stem}: {recipe.description}")
     context = pipelines.Context(recipe, spec, out, reporter, echo)
