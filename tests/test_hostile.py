@@ -719,3 +719,31 @@ def test_files_and_folders_this_user_may_not_read_are_named_in_one_line(work):
     refused(results["show record"], 2, "private/record/run.h5: permission denied; give this user read access")
     refused(results["show lock"], 2, "run.lock: permission denied, so whether the run is still training cannot")
     assert not (work / "private_model.keras").exists()
+
+
+def test_outputs_inside_a_run_directory_are_refused_before_anything_trains(work):
+    """`reproduce --out RUN` trained a whole pre-training into RUN/runs/ before refusing its first
+    analysis; a run, a model or a CSV inside another run would be taken for part of it."""
+    results = run_cases(work, {
+        "reproduce into a run": (("reproduce", "quickstart", "--quick", "--out", "base"), None),
+        "reproduce under a run": (("reproduce", "quickstart", "--quick", "--out", "base/checkpoints"), None),
+        "pretrain under a run": (("pretrain", "tiny.yaml", "--out", "base/nested", "--quiet"), None),
+        "export model": (("export", "base", "-o", "base/model.keras"), None),
+        "export csv": (("export", "base", "--csv", "base/checkpoints/metrics.csv"), None),
+    })
+    refused(results["reproduce into a run"], 2, "base is a run directory; give --out a folder of its own")
+    refused(results["reproduce under a run"], 2, "base/checkpoints/runs is inside the run directory")
+    refused(results["pretrain under a run"], 2, "base/nested is inside the run directory", "(choose another --out)")
+    refused(results["export model"], 2, "base/model.keras is inside the run directory", "(choose another -o)")
+    refused(results["export csv"], 2, "base/checkpoints/metrics.csv is inside the run directory", "(choose another --csv)")
+
+
+def test_exporting_a_run_that_did_not_train_says_so_and_a_result_given_twice_is_refused(work):
+    flagged = copy_of(work, "flagged_export")
+    _set_attribute(flagged / "run.h5", "/", "health", "collapsed: constant outputs from step 10")
+    exported = invoke_ok("export", flagged, "-o", work / "flagged.keras")
+    assert "(the model at step 40; health collapsed: constant outputs from step 10)" in exported.output
+    invoke_ok("analyze", "curves", work / "base", "-o", work / "curves_once.h5")
+    twice = rltx(work, "plot", "auc-scatter", "curves_once.h5", "./curves_once.h5", "-o", "twice.png")
+    refused(twice, 2, "curves_once.h5 is given twice; give each curves result once")
+    assert not (work / "twice.png").exists()

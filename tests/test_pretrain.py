@@ -86,8 +86,9 @@ def test_rerun_of_completed_run_changes_nothing_and_other_recipe_refused(tiny_re
 
 def test_divergence_marks_the_run_failed(tiny_recipe, tmp_path):
     exploding = make_recipe({**tiny_recipe.to_dict(), "learning_rate": 1e12})
-    with pytest.raises(Diverged, match="last finite metrics"):
+    with pytest.raises(Diverged, match=r"last finite eval point: step \d+, train loss \d") as failure:
         pretrain(exploding, tmp_path)
+    assert "nan" not in str(failure.value).split(";")[-1]  # the finite point, not a row of NaN
     record = store.read_run_record(tmp_path)
     assert record.status == "failed" and "Diverged" in record.error
 
