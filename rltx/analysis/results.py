@@ -43,10 +43,8 @@ def read_result(path: Path) -> Result:
 
 
 def to_json(result: Result) -> str:
-    def plain(value):
-        return value.tolist() if isinstance(value, np.ndarray) else value
-    return json.dumps({"kind": result.kind, "inputs": result.inputs, "table": result.table,
-                       "arrays": {k: plain(v) for k, v in result.arrays.items()}}, default=float)
+    return store.json_text({"kind": result.kind, "inputs": result.inputs, "table": result.table,
+                            "arrays": result.arrays}, indent=None)
 
 
 def print_table(result: Result, console: Console | None = None) -> None:
