@@ -738,11 +738,14 @@ def test_outputs_inside_a_run_directory_are_refused_before_anything_trains(work)
     refused(results["export csv"], 2, "base/checkpoints/metrics.csv is inside the run directory", "(choose another --csv)")
 
 
-def test_exporting_a_run_that_did_not_train_says_so_and_a_result_given_twice_is_refused(work):
+def test_exporting_or_analysing_a_run_that_did_not_train_says_so_and_a_result_given_twice_is_refused(work):
     flagged = copy_of(work, "flagged_export")
     _set_attribute(flagged / "run.h5", "/", "health", "collapsed: constant outputs from step 10")
     exported = invoke_ok("export", flagged, "-o", work / "flagged.keras")
     assert "(the model at step 40; health collapsed: constant outputs from step 10)" in exported.output
+    analysed = invoke_ok("analyze", "curves", work / "base", flagged)
+    assert f"warning: {flagged} is collapsed: constant outputs from step 10: its curve is included" in analysed.output
+    assert f"warning: {work / 'base'}" not in analysed.output
     invoke_ok("analyze", "curves", work / "base", "-o", work / "curves_once.h5")
     twice = rltx(work, "plot", "auc-scatter", "curves_once.h5", "./curves_once.h5", "-o", "twice.png")
     refused(twice, 2, "curves_once.h5 is given twice; give each curves result once")

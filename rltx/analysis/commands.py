@@ -195,9 +195,12 @@ def activation_trajectory(pretrain_run, transfer_run, num_examples, which, conv_
 def curves(runs, group_by, output, as_json):
     """Area under the train/test accuracy curves, group statistics over seeds, and pretrained vs
     from-scratch pairs (App. B, the table behind Fig. 12-15)."""
-    from rltx.analysis.curves import analyze_curves
+    from rltx.analysis.curves import analyze_curves, caveats
     keys = group_by if group_by == "auto" or "," not in group_by else group_by.split(",")
-    emit(analyze_curves(runs, group_by=keys), output, as_json)
+    result = analyze_curves(runs, group_by=keys)
+    for line in caveats(result):
+        click.echo(line, err=True)
+    emit(result, output, as_json)
 
 
 @analyze.command("weights", short_help="Distances from init and between runs, norms.")

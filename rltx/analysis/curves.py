@@ -47,6 +47,7 @@ from rltx import store
 from rltx.analysis.results import Result
 from rltx.config import FIELDS, format_value
 from rltx.errors import UsageError
+from rltx.health import is_flagged
 from rltx.runs import Run, check_same_model, open_run
 
 METRICS = ("train_auc", "test_auc", "final_train_accuracy", "final_test_accuracy")
@@ -214,6 +215,7 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
         "kind": store.string_array(c.run.kind for c in curves),
         "seed": np.array([c.run.recipe.seed for c in curves], dtype=np.int64),
         "status": store.string_array(c.record.status for c in curves),
+        "health": store.string_array(c.record.health for c in curves),
         "last_step": np.array([c.steps[-1] for c in curves], dtype=np.int64),
         "group": group_of,
         **{m: np.array([c.numbers[m] for c in curves]) for m in METRICS},
@@ -306,3 +308,16 @@ def _curves_table(arrays: dict[str, np.ndarray], labels: list[str]) -> list[dict
                 row[f"{metric} std"] = float(arrays[f"groups/{metric}_std"][g])
         table.append(row)
     return table
+
+
+def caveats(result: Result) -> list[str]:
+    """A warning per analysed run that is no evidence: not completed, or flagged by its health check
+    (rltx.health). Their curves are in the result as they are; the warnings say which ones."""
+    arrays = result.arrays
+    lines = []
+    for name, status, health in zip(arrays["runs"], arrays["status"], arrays["health"]):
+        status, health = store.text(status), store.text(health)
+        notes = ([status] if status != "completed" else []) + ([health] if is_flagged(health) else [])
+        if notes:
+            lines.append(f"warning: {store.text(name)} is {'; '.join(notes)}: its curve is included as it is")
+    return lines
