@@ -10,7 +10,7 @@ import yaml
 
 from rltx import store
 from rltx.plotting.training import (draw_activations, draw_auc_scatter, draw_curves, draw_table,
-                                    table_rows)
+                                    expand_runs, table_rows)
 from tests_support import invoke_ok as invoke, invoke_plot, stored, text
 
 
@@ -210,3 +210,10 @@ def test_bad_inputs_give_one_line_errors(files, paired_runs, tmp_path):
             handle[name] = values
         result = invoke_plot("auc-scatter", edited, "-o", tmp_path / "x.png")
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_folder_is_searched_for_runs_at_any_depth_as_rltx_runs_does(paired_runs):
+    """A reproduction's --out keeps its runs two levels down (OUT/runs/VARIANT/sN): plot curves finds them."""
+    found = expand_runs([paired_runs])
+    assert paired_runs / "pre0" in found and paired_runs / "sweep" / "t0" in found
+    assert found == sorted(found) and all((run / store.RUN_FILE).is_file() for run in found)

@@ -37,8 +37,9 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 # --- runs and groups --------------------------------------------------------------------------
 
 def expand_runs(inputs) -> list[Path]:
-    """Run directories from the inputs: a run directory (holding run.h5), its run.h5, or a sweep
-    directory whose children are run directories."""
+    """Run directories from the inputs: a run directory (holding run.h5), its run.h5, or a folder with
+    runs at any depth below it (a sweep, a reproduction's --out), as `rltx runs` finds them."""
+    from rltx.inspect_runs import find_runs
     runs = []
     for path in map(Path, inputs):
         if path.name == store.RUN_FILE:
@@ -46,7 +47,7 @@ def expand_runs(inputs) -> list[Path]:
         if (path / store.RUN_FILE).exists():
             runs.append(path)
         elif path.is_dir():
-            children = sorted(child for child in path.iterdir() if (child / store.RUN_FILE).exists())
+            children = find_runs([path])
             if not children:
                 raise UsageError(f"{path} holds no run (no run.h5 in it or its sub-directories); "
                                  "produce runs with `rltx pretrain` or `rltx transfer`")
