@@ -98,7 +98,8 @@ def plot():
 @figure_options
 def curves(inputs, x, band, accuracy, zoom, labels, output, title, style):
     """Mean train/test accuracy of groups of runs (same recipe, different seeds) with bands over
-    the seeds (Fig. 1, 5, 6, 8, 9, 16-18). INPUTS: run directories, or folders searched for runs at any depth (a sweep, a reproduction's --out)."""
+    the seeds (Fig. 1, 5, 6, 8, 9, 16-18). INPUTS: run directories, or folders searched for runs at
+    any depth (a sweep, a reproduction's --out)."""
     from rltx.plotting.training import draw_curves
     figure = draw_curves(inputs, style=style, x=x, band=band, accuracy=accuracy,
                          zoom=floats(zoom, 4, "--zoom"), labels=names(labels))
