@@ -38,6 +38,10 @@ def divert_native_stderr() -> None:
     diverted one; rltx starts its workers with their own log files."""
     sys.stderr.flush()
     target = os.environ.get(LOG_VARIABLE) or os.devnull
+    if target != os.devnull and os.path.exists(target) and not os.path.isfile(target):
+        # a FIFO without a reader would block the program before its first line; a device, a socket
+        raise UsageError(f"{LOG_VARIABLE}={shorten(target)} is not a regular file; point it at a file in a writable "
+                         "folder or unset it")
     try:
         sink = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as error:

@@ -617,7 +617,8 @@ def test_plots_of_results_edited_to_empty_or_non_finite_arrays_are_refused(work)
 
 def test_environment_variables_of_a_wrong_form_are_refused_before_anything_is_written(work):
     """TF_CONFIG that is JSON but not TF's form (TF raised TypeError / ValueError tracebacks after the run's
-    lock was taken), and an RLTX_GPU_MEMORY_MB of a digit Python cannot read as a number."""
+    lock was taken), an RLTX_GPU_MEMORY_MB of a digit Python cannot read as a number, and an
+    RLTX_NATIVE_LOG naming a FIFO (every command hung before its first line)."""
     one = {"worker": ["localhost:12345"]}
     configs = {"hosts as text": {"cluster": {"worker": "x"}}, "no hosts": {"cluster": {"worker": []}},
                "numbers": {"cluster": {"worker": [1, 2]}}, "not a host": {"cluster": {"worker": ["not a host"]}},
@@ -628,7 +629,10 @@ def test_environment_variables_of_a_wrong_form_are_refused_before_anything_is_wr
     cases = {name: (("pretrain", "tiny.yaml", "--out", f"env_{i}", "--quiet"), {"env": {"TF_CONFIG": json.dumps(c)}})
              for i, (name, c) in enumerate(configs.items())}
     cases["memory"] = (("pretrain", "tiny.yaml", "--out", "env_memory", "--quiet"), {"env": {"RLTX_GPU_MEMORY_MB": "²"}})
+    os.mkfifo(work / "log.fifo")  # no reader: opening it for writing would block the program
+    cases["fifo log"] = (("runs", "base"), {"env": {"RLTX_NATIVE_LOG": str(work / "log.fifo")}})
     results = run_cases(work, cases)
+    refused(results["fifo log"], 2, "RLTX_NATIVE_LOG=", "is not a regular file")
     for name in configs:
         refused(results[name], 2, "TF_CONFIG is not valid", "fix it or unset it")
     refused(results["memory"], 2, "RLTX_GPU_MEMORY_MB='²' is not a positive number of MiB")
