@@ -163,9 +163,10 @@ def check_output(path: Path, is_same_kind, what: str) -> None:
 
 
 def enclosing_run(path: Path) -> Path | None:
-    """The run directory that `path` lies inside (`path` itself not counted), if any."""
+    """The run directory that `path` lies inside (`path` itself not counted), if any. A folder this user
+    may not search is not a run of theirs (os.path.isfile answers False there; Path.is_file raises)."""
     for folder in Path(path).resolve().parents:
-        if (folder / RUN_FILE).is_file():
+        if os.path.isfile(folder / RUN_FILE):
             return folder
     return None
 
@@ -322,10 +323,12 @@ def json_text(value, indent: int | None = 2) -> str:
     """Strict JSON for `--json` output: numpy values as Python ones, NaN and infinities as null (bare NaN,
     which Python's json writes by default, is not JSON and other parsers reject it)."""
     def plain(item):
+        if isinstance(item, np.ndarray):
+            item = item.tolist()  # a list, or a Python scalar for a 0-d array
         if isinstance(item, dict):
             return {str(key): plain(v) for key, v in item.items()}
-        if isinstance(item, (list, tuple, np.ndarray)):
-            return [plain(v) for v in (item.tolist() if isinstance(item, np.ndarray) else item)]
+        if isinstance(item, (list, tuple)):
+            return [plain(v) for v in item]
         if isinstance(item, np.generic):
             item = item.item()
         if isinstance(item, bytes):  # h5py's variable-length strings

@@ -1,4 +1,5 @@
 """Run store: atomic writes never leave a damaged file; one writer per run."""
+import json
 import multiprocessing
 import os
 import signal
@@ -98,3 +99,16 @@ def test_checkpoints_and_state(tmp_path):
     store.write_state(tmp_path, 12, {"a/b": np.arange(3)}, {"sgd/iteration": np.array(12), "sgd/m": np.ones(2)})
     step, weights, optimizer = store.read_state(tmp_path)
     assert step == 12 and list(weights) == ["a/b"] and int(optimizer["sgd/iteration"]) == 12
+
+
+def test_json_text_is_strict_json_of_numpy_values():
+    """What `--json` prints must parse anywhere: NaN and infinities as null, numpy scalars and 0-d arrays
+    as numbers, HDF5 byte strings as text."""
+    value = {"scalar": np.asarray(5), "row": np.array([1.5, np.nan, np.inf]), "single": np.float32(2.5),
+             "missing": np.asarray(np.nan), "names": np.array([b"conv_0"]), "nested": [{"n": np.int64(3)}]}
+
+    def refuse(constant):
+        raise ValueError(constant)
+    assert json.loads(store.json_text(value), parse_constant=refuse) == {
+        "scalar": 5, "row": [1.5, None, None], "single": 2.5, "missing": None, "names": ["conv_0"],
+        "nested": [{"n": 3}]}
