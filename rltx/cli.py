@@ -189,7 +189,8 @@ def run_options(command):
 
 def _train_and_report(label: str, quiet: bool, train) -> list:
     """Run `train(reporter)`; signals and divergence become messages and exit codes."""
-    from rltx.distribute import check_environment, is_chief
+    from rltx.cluster import check_environment
+    from rltx.distribute import is_chief
     from rltx.loop import Diverged, Interrupted
     from rltx.progress import make_reporter
     check_environment()
@@ -286,7 +287,8 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
                              f"drop {', '.join(given)}")
         from rltx.analysis.results import print_table, write_result
         from rltx.construct_table import construct_table
-        from rltx.distribute import check_environment, is_chief
+        from rltx.cluster import check_environment
+        from rltx.distribute import is_chief
         from rltx.progress import make_reporter
         check_environment()
         result = construct_table(config, table, make_reporter(quiet or not is_chief(), "construct"))

@@ -7,38 +7,13 @@ number of devices beyond floating-point summation order.
 from __future__ import annotations
 
 import functools
-import json
-import os
-import re
 
 import numpy as np
 import tensorflow as tf
 
 from rltx.data import to_model_input
+from rltx.cluster import gpu_memory_limit, tf_config
 from rltx.errors import UsageError
-
-
-# Per-process GPU memory cap in MiB (`rltx sweep --runs-per-gpu` sets it for its workers); unset:
-# memory growth, so runs sharing a GPU each take only what they use.
-MEMORY_ENV = "RLTX_GPU_MEMORY_MB"
-CLUSTER_ROLES = ("chief", "worker", "ps", "evaluator")
-HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")  # host:port, [IPv6]:port
-
-
-def check_environment() -> None:
-    """TF_CONFIG and RLTX_GPU_MEMORY_MB, checked before a command writes anything."""
-    tf_config()
-    gpu_memory_limit()
-
-
-def gpu_memory_limit() -> int | None:
-    """RLTX_GPU_MEMORY_MB as a positive number of MiB, or None when unset."""
-    limit = os.environ.get(MEMORY_ENV, "").strip()
-    if not limit:
-        return None
-    if not (limit.isascii() and limit.isdigit() and int(limit) > 0):
-        raise UsageError(f"{MEMORY_ENV}={limit!r} is not a positive number of MiB; set e.g. {MEMORY_ENV}=8000 or unset it")
-    return int(limit)
 
 
 def configure_gpus() -> None:
@@ -56,33 +31,6 @@ def configure_gpus() -> None:
                 tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # devices already initialised (a caller set them up): keep theirs
             return
-
-
-def tf_config() -> dict:
-    """The TF_CONFIG environment variable of a multi-worker run (empty: one process), checked."""
-    text = os.environ.get("TF_CONFIG", "").strip() or "{}"
-    try:
-        config = json.loads(text)
-    except (ValueError, RecursionError):
-        config = None
-    if not (isinstance(config, dict) and _valid_cluster(config.get("cluster", {}), config.get("task", {}))):
-        raise UsageError('TF_CONFIG is not valid: it must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
-                         '"task": {"type": "worker", "index": 0}}, the task one of the cluster\'s; fix it or unset it')
-    return config
-
-
-def _valid_cluster(cluster, task) -> bool:
-    """TF's form: roles (chief, worker, ps, evaluator) with non-empty lists of host:port, and this
-    process's task a role of the cluster with an index into its list (no task: one process only)."""
-    if not (isinstance(cluster, dict) and isinstance(task, dict)):
-        return False
-    if not cluster:
-        return not task
-    addresses = all(role in CLUSTER_ROLES and isinstance(hosts, list) and hosts
-                    and all(isinstance(h, str) and HOST_PORT.match(h) for h in hosts) for role, hosts in cluster.items())
-    index = task.get("index", 0)
-    return (addresses and task.get("type") in cluster and isinstance(index, int) and not isinstance(index, bool)
-            and 0 <= index < len(cluster[task["type"]]))
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 No GPU on the test machine: GPUs are faked where the code only decides settings, and the real
 set-up code runs on the CPU, where it must leave everything as it is."""
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tests_support import tiny_recipe_dict
 
-from rltx import distribute, store
+from rltx import cluster, distribute, store
 from rltx.config import make_recipe
 from rltx.errors import UsageError
 from rltx.sweep import execute, ray_executor
@@ -23,7 +24,7 @@ from rltx.pretrain import pretrain
 def test_worker_env_packs_k_runs_per_gpu():
     env = [execute.worker_env(slot, ["3", "5"], 2, 80_000) for slot in range(5)]
     assert [e["CUDA_VISIBLE_DEVICES"] for e in env] == ["3", "3", "5", "5", "3"]
-    assert {e[distribute.MEMORY_ENV] for e in env} == {str(40_000 - execute.CONTEXT_MB)}
+    assert {e[cluster.MEMORY_ENV] for e in env} == {str(40_000 - execute.CONTEXT_MB)}
     # one run per GPU, or a GPU of unknown size: no cap, only memory growth
     assert execute.worker_env(1, ["3", "5"], 1, 80_000) == {"CUDA_VISIBLE_DEVICES": "5"}
     assert execute.worker_env(1, ["3", "5"], 4, None) == {"CUDA_VISIBLE_DEVICES": "3"}
@@ -47,7 +48,7 @@ def test_run_local_starts_each_worker_with_its_gpu_and_cap(tmp_path, monkeypatch
                                  echo=messages.append)
     assert [o.status for o in outcomes] == ["failed"] * 4  # nothing was trained: no run directory completed
     cap = str(8_000 - execute.CONTEXT_MB)
-    assert started == [(f"r{i}", {"CUDA_VISIBLE_DEVICES": gpu, distribute.MEMORY_ENV: cap})
+    assert started == [(f"r{i}", {"CUDA_VISIBLE_DEVICES": gpu, cluster.MEMORY_ENV: cap})
                        for i, gpu in enumerate("0011")]
     assert messages[0] == f"4 workers on 2 GPUs, 2 per GPU, {cap} MiB each"
 
@@ -65,7 +66,7 @@ def test_ray_task_env_for_fractional_gpus():
         return 40_000
     assert ray_executor.task_env(0, size) == {"CUDA_VISIBLE_DEVICES": ""}  # asked for none: sees none
     assert ray_executor.task_env(1, size) == {}  # Ray sets CUDA_VISIBLE_DEVICES
-    assert ray_executor.task_env(0.25, size) == {distribute.MEMORY_ENV: str(10_000 - execute.CONTEXT_MB)}
+    assert ray_executor.task_env(0.25, size) == {cluster.MEMORY_ENV: str(10_000 - execute.CONTEXT_MB)}
     assert ray_executor.task_env(0.25, lambda: None) == {}  # unknown size: memory growth only
 
 
@@ -81,12 +82,12 @@ def fake_gpu(monkeypatch):
 
 
 def test_configure_gpus_grows_memory_or_caps_it(fake_gpu, monkeypatch):
-    monkeypatch.delenv(distribute.MEMORY_ENV, raising=False)
+    monkeypatch.delenv(cluster.MEMORY_ENV, raising=False)
     distribute.configure_gpus()
-    monkeypatch.setenv(distribute.MEMORY_ENV, "7488")
+    monkeypatch.setenv(cluster.MEMORY_ENV, "7488")
     distribute.configure_gpus()
     assert fake_gpu == [("growth", "GPU:0", True), ("limit", "GPU:0", [7488])]
-    monkeypatch.setenv(distribute.MEMORY_ENV, "8GB")
+    monkeypatch.setenv(cluster.MEMORY_ENV, "8GB")
     with pytest.raises(UsageError, match="RLTX_GPU_MEMORY_MB='8GB' is not a positive number of MiB"):
         distribute.configure_gpus()
 
@@ -104,7 +105,7 @@ print([tf.config.experimental.get_memory_growth(g) for g in gpus], type(strategy
 def test_device_setup_runs_on_a_machine_without_gpu():
     """The real set-up, in a fresh process (TF configures devices once): every GPU grows its memory;
     on a CPU-only machine there is nothing to set and it must just work."""
-    environ = {k: v for k, v in os.environ.items() if k != distribute.MEMORY_ENV}
+    environ = {k: v for k, v in os.environ.items() if k != cluster.MEMORY_ENV}
     result = subprocess.run([sys.executable, "-c", DEVICE_SETUP], capture_output=True, text=True, timeout=120,
                             env=environ)
     assert result.returncode == 0, result.stderr
@@ -147,3 +148,29 @@ def test_compiled_and_uncompiled_steps_give_the_same_losses(tmp_path):
             assert compiled[name] == pytest.approx(plain[name], rel=1e-5), (plain["step"], name)
         assert abs(compiled["train_accuracy"] - plain["train_accuracy"]) <= 1 / 384
     assert rows[False][-1]["train_loss"] < rows[False][0]["train_loss"] - 0.5  # it learned: the check means something
+
+
+@pytest.mark.parametrize("config", [
+    {"cluster": {"chief": ["head-node.local:2222"], "worker": ["w-1:2222", "w-2:2222"]},
+     "task": {"type": "chief", "index": 0}},
+    {"cluster": {"worker": ["[::1]:2222", "10.0.0.2:2222"]}, "task": {"type": "worker", "index": 1}},
+    {"cluster": {"worker": ["localhost:2222"]}, "task": {"type": "worker"}},  # index 0 by default
+    {"cluster": {"worker": ["localhost:2222"]}, "task": {"type": "evaluator", "index": 0}},  # outside the cluster
+    {},
+])
+def test_tf_config_of_tf_s_valid_forms_is_accepted(monkeypatch, config):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    assert cluster.tf_config() == config
+
+
+@pytest.mark.parametrize("config", [
+    {"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}},  # TF allows one chief
+    {"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}},
+    {"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}},
+    {"cluster": {"worker": ["a b:1"]}, "task": {"type": "worker", "index": 0}},
+    {"cluster": {"gpu": ["a:1"]}, "task": {"type": "gpu", "index": 0}},
+])
+def test_tf_config_outside_tf_s_rules_is_refused(monkeypatch, config):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    with pytest.raises(UsageError, match="TF_CONFIG is not valid"):
+        cluster.tf_config()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from rltx import store
+from rltx.cluster import check_environment
 from rltx.config import make_recipe
 from rltx.recipe_file import read_recipe_file
 from rltx.errors import UsageError
@@ -95,6 +96,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     if spec.pipeline == "construct-table":
         spec.judged_sets(recipe.table_layer_sets)  # checked before anything is trained or written
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
+    check_environment()  # before --out is made
     if (out / store.RUN_FILE).is_file():
         raise UsageError(f"{out} is a run directory; give --out a folder of its own for the reproduction's runs")
     store.check_outside_runs(out / "runs", "--out")  # checked before any run trains

@@ -7,9 +7,11 @@ import click
 
 from rltx import store
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION, FiniteRange
+from rltx.cluster import check_environment
 from rltx.recipe_file import parse_overrides, read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
+from rltx.sweep.plan import PLAN_FILE
 from rltx.throughput import summary_lines
 
 EXECUTORS = ("local", "ray")
@@ -56,6 +58,8 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
                          "(e.g. 0.25 for 4 runs per GPU)")
     recipe_file = read_recipe_file(recipe).profile(profile, parse_overrides(overrides))
     out = out or Path("runs") / (recipe.stem + (f"-{profile}" if profile else ""))
+    check_environment()  # the runs read TF_CONFIG and RLTX_GPU_MEMORY_MB: refused before the plan is written
+    store.check_outside_runs(out / PLAN_FILE, "--out")
     plan = expand(recipe_file, out, overrides)
     plan_path = write_plan(plan)
     counts = plan.counts()

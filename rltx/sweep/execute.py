@@ -90,7 +90,7 @@ def memory_cap_mb(total_mb: int | None, runs_per_gpu: int) -> int | None:
 def worker_env(slot: int, gpus: list[str], runs_per_gpu: int, total_mb: int | None) -> dict[str, str]:
     """The environment of local worker `slot`: slots 0..K-1 share the first visible GPU, K..2K-1 the
     second, ..., each capped by RLTX_GPU_MEMORY_MB when the GPU's size is known (rltx.distribute)."""
-    from rltx.distribute import MEMORY_ENV
+    from rltx.cluster import MEMORY_ENV
     if not gpus:
         return {}
     env = {"CUDA_VISIBLE_DEVICES": gpus[(slot // runs_per_gpu) % len(gpus)]}

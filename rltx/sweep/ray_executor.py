@@ -109,7 +109,7 @@ def task_env(gpus_per_run: float, total_mb: Callable[[], int | None]) -> dict[st
     assigned to a task with num_gpus > 0; a run that asked for none must not see any. A fraction
     of a GPU: every run grows its GPU memory as needed (rltx.distribute), capped at its share
     of the GPU (`total_mb()`, when known) like `--runs-per-gpu` with int(1 / gpus_per_run)."""
-    from rltx.distribute import MEMORY_ENV
+    from rltx.cluster import MEMORY_ENV
     if not gpus_per_run:
         return {"CUDA_VISIBLE_DEVICES": ""}
     cap = memory_cap_mb(total_mb(), int(1 / gpus_per_run)) if gpus_per_run < 1 else None
