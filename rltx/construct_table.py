@@ -33,6 +33,7 @@ def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
     for layers in recipe.table_layer_sets:
         check_layer_choice(recipe, list(layers), convs, "table_layer_sets entry")
     out_dir = Path(out_dir)
+    store.check_outside_runs(out_dir / "table.h5", "--table")  # before the first init file is built
     store.make_directory(out_dir)
     rows, accuracy = [], np.zeros((len(recipe.table_layer_sets), len(iterations), 2))
     for column, layers in enumerate(recipe.table_layer_sets):

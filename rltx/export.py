@@ -31,16 +31,17 @@ def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = 
             _check_new(Path(path), suffix)
     run_dir = Path(run_dir)
     record = store.read_run_record(run_dir)  # a fixable error for anything that is not a run
+    caveat = _caveat(run_dir, record)  # read before anything is written
     written = []
     if model_path is not None:
         from rltx.runs import open_run, select_steps
         chosen = select_steps(open_run(run_dir), step, all_steps=False)[0]
         _save_model(run_dir, chosen, Path(model_path))
-        written.append(f"wrote {model_path} (the model at step {chosen}{_caveat(run_dir, record)})")
+        written.append(f"wrote {model_path} (the model at step {chosen}{caveat})")
     if csv_path is not None:
         rows = store.read_metrics(run_dir)
         store.write_metrics_csv(Path(csv_path), rows)
-        written.append(f"wrote {csv_path} ({len(rows)} eval points)")
+        written.append(f"wrote {csv_path} ({len(rows)} eval points{caveat})")
     return written
 
 

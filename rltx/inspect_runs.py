@@ -17,6 +17,7 @@ from rltx import store
 from rltx.config import make_recipe
 from rltx.errors import UsageError
 from rltx.events import EVENTS_DIR
+from rltx.health import is_flagged
 
 RUN_SUBFOLDERS = (store.CHECKPOINT_DIR, EVENTS_DIR)  # a run's own folders, which never hold runs
 SUMMARY_COLUMNS = ("name", "kind", "recipe", "status", "step", "train_accuracy", "test_accuracy", "age")
@@ -177,8 +178,8 @@ def summary_table(rows: list[dict], recipe_width: int = 36) -> str:
 def _status(row: dict) -> str:
     """The status, with the health flag of a run that ended without training (rltx.health): `completed,
     diverged` is no evidence."""
-    flag = (row.get("health") or "").split(":")[0]
-    return f"{row['status']}, {flag}" if flag in ("diverged", "collapsed") else row["status"]
+    health = row.get("health") or ""
+    return f"{row['status']}, {health.split(':')[0]}" if is_flagged(health) else row["status"]
 
 
 def _shorten(text: str, width: int) -> str:

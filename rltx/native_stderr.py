@@ -15,6 +15,8 @@ a missing dataset). The program raises those loggers to ERROR too.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import sys
@@ -38,15 +40,13 @@ def divert_native_stderr() -> None:
     diverted one; rltx starts its workers with their own log files."""
     sys.stderr.flush()
     target = os.environ.get(LOG_VARIABLE) or os.devnull
-    if target != os.devnull and os.path.exists(target) and not os.path.isfile(target):
-        # a FIFO without a reader would block the program before its first line; a device, a socket
-        raise UsageError(f"{LOG_VARIABLE}={shorten(target)} is not a regular file; point it at a file in a writable "
-                         "folder or unset it")
-    try:
-        sink = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:  # non-blocking: a FIFO that no process reads fails at once (ENXIO) instead of hanging the program
+        sink = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
     except OSError as error:
-        raise UsageError(f"{LOG_VARIABLE}={shorten(target)} cannot be opened for appending ({error.strerror}); "
+        reason = "a FIFO that no process reads" if error.errno == errno.ENXIO else error.strerror
+        raise UsageError(f"{LOG_VARIABLE}={shorten(target)} cannot be opened for appending ({reason}); "
                          "point it at a file in a writable folder or unset it") from None
+    fcntl.fcntl(sink, fcntl.F_SETFL, fcntl.fcntl(sink, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     terminal = os.dup(2)
     os.dup2(sink, 2)
     os.close(sink)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def _npz_arrays(path: str) -> dict[str, np.ndarray]:
             raise UsageError(f"{path} holds object arrays (pickled Python objects), which rltx never loads; save "
                              "numeric arrays, e.g. np.savez(path, x=np.asarray(x, np.uint8), y=np.asarray(y))") from None
         raise UsageError(f"{path} is not a readable .npz file (not a zip of .npy arrays); {save}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # zlib: a damaged compressed member
         raise UsageError(f"{path} is not a readable .npz file ({type(error).__name__}); {save}") from None
     foreign = [name for name, value in arrays.items() if not isinstance(value, np.ndarray)]
     if foreign:  # zip members without the .npy format come back as raw bytes
