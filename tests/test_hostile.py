@@ -574,13 +574,19 @@ def test_npz_files_of_pickled_objects_or_other_formats_are_refused_without_unpic
     np.save(work / "bare.npy", np.zeros((4, 6, 6, 3), np.uint8))
     with zipfile.ZipFile(work / "raw.npz", "w") as archive:
         archive.writestr("x", "bytes that are not .npy")
-    files = {"objects": "objects.npz", "words": "words.npz", "bare": "bare.npy", "raw": "raw.npz"}
+    np.savez_compressed(work / "squeezed.npz", x=np.zeros((64, 6, 6, 3), np.uint8), y=np.zeros(64, np.int64))
+    damaged = bytearray((work / "squeezed.npz").read_bytes())
+    damaged[54:57] = b"\xff\xff\xff"  # inside the first member's deflate stream: zlib.error, not BadZipFile
+    (work / "squeezed_damaged.npz").write_bytes(bytes(damaged))
+    files = {"objects": "objects.npz", "words": "words.npz", "bare": "bare.npy", "raw": "raw.npz",
+             "damaged": "squeezed_damaged.npz"}
     results = run_cases(work, {name: (("pretrain", "tiny.yaml", "--set", "dataset=npz", "--set", f"data_path={file}",
                                        "--out", f"from_{name}"), None) for name, file in files.items()})
     refused(results["objects"], 2, "objects.npz holds object arrays (pickled Python objects), which rltx never loads")
     refused(results["words"], 2, "words.npz is not a readable .npz file (not a zip of .npy arrays)")
     refused(results["bare"], 2, "bare.npy is a single .npy array, not an .npz archive of x and y")
     refused(results["raw"], 2, "raw.npz holds members that are not .npy arrays (x)")
+    refused(results["damaged"], 2, "squeezed_damaged.npz is not a readable .npz file")
     assert not any((work / f"from_{name}").exists() for name in files)
 
 
@@ -632,7 +638,7 @@ def test_environment_variables_of_a_wrong_form_are_refused_before_anything_is_wr
     os.mkfifo(work / "log.fifo")  # no reader: opening it for writing would block the program
     cases["fifo log"] = (("runs", "base"), {"env": {"RLTX_NATIVE_LOG": str(work / "log.fifo")}})
     results = run_cases(work, cases)
-    refused(results["fifo log"], 2, "RLTX_NATIVE_LOG=", "is not a regular file")
+    refused(results["fifo log"], 2, "RLTX_NATIVE_LOG=", "cannot be opened for appending (a FIFO that no process reads)")
     for name in configs:
         refused(results[name], 2, "TF_CONFIG is not valid", "fix it or unset it")
     refused(results["memory"], 2, "RLTX_GPU_MEMORY_MB='²' is not a positive number of MiB")
@@ -727,19 +733,31 @@ def test_files_and_folders_this_user_may_not_read_are_named_in_one_line(work):
 
 def test_outputs_inside_a_run_directory_are_refused_before_anything_trains(work):
     """`reproduce --out RUN` trained a whole pre-training into RUN/runs/ before refusing its first
-    analysis; a run, a model or a CSV inside another run would be taken for part of it."""
+    analysis; a run, a model, a CSV, a sweep plan or a table inside another run would be taken for part
+    of it. A reproduction with a bad TF_CONFIG left an empty --out behind."""
+    sweep = {**RECIPE, "sweep": {"architectures": ["simple_cnn"], "transfer_layers": ["all"]}}
+    (work / "sweep_in_run.yaml").write_text(yaml.safe_dump(sweep))
     results = run_cases(work, {
         "reproduce into a run": (("reproduce", "quickstart", "--quick", "--out", "base"), None),
         "reproduce under a run": (("reproduce", "quickstart", "--quick", "--out", "base/checkpoints"), None),
         "pretrain under a run": (("pretrain", "tiny.yaml", "--out", "base/nested", "--quiet"), None),
         "export model": (("export", "base", "-o", "base/model.keras"), None),
         "export csv": (("export", "base", "--csv", "base/checkpoints/metrics.csv"), None),
+        "sweep under a run": (("sweep", "sweep_in_run.yaml", "--out", "base/sweep", "--plan-only"), None),
+        "table under a run": (("construct-init", "tiny.yaml", "--table", "base/table", "--set",
+                               "table_layer_sets=[[], [1]]"), None),
+        "reproduce, bad TF_CONFIG": (("reproduce", "quickstart", "--quick", "--out", "reproduce_tf"),
+                                     {"env": {"TF_CONFIG": '{"cluster": {"worker": []}}'}}),
     })
     refused(results["reproduce into a run"], 2, "base is a run directory; give --out a folder of its own")
     refused(results["reproduce under a run"], 2, "base/checkpoints/runs is inside the run directory")
     refused(results["pretrain under a run"], 2, "base/nested is inside the run directory", "(choose another --out)")
     refused(results["export model"], 2, "base/model.keras is inside the run directory", "(choose another -o)")
     refused(results["export csv"], 2, "base/checkpoints/metrics.csv is inside the run directory", "(choose another --csv)")
+    refused(results["sweep under a run"], 2, "base/sweep/plan.json is inside the run directory", "another --out")
+    refused(results["table under a run"], 2, "base/table/table.h5 is inside the run directory", "another --table")
+    refused(results["reproduce, bad TF_CONFIG"], 2, "TF_CONFIG is not valid")
+    assert not (work / "reproduce_tf").exists()
 
 
 def test_exporting_or_analysing_a_run_that_did_not_train_says_so_and_a_result_given_twice_is_refused(work):
@@ -747,6 +765,8 @@ def test_exporting_or_analysing_a_run_that_did_not_train_says_so_and_a_result_gi
     _set_attribute(flagged / "run.h5", "/", "health", "collapsed: constant outputs from step 10")
     exported = invoke_ok("export", flagged, "-o", work / "flagged.keras")
     assert "(the model at step 40; health collapsed: constant outputs from step 10)" in exported.output
+    as_csv = invoke_ok("export", flagged, "--csv", work / "flagged.csv")
+    assert "eval points; health collapsed: constant outputs from step 10)" in as_csv.output
     analysed = invoke_ok("analyze", "curves", work / "base", flagged)
     assert f"warning: {flagged} is collapsed: constant outputs from step 10: its curve is included" in analysed.output
     assert f"warning: {work / 'base'}" not in analysed.output
