@@ -10,6 +10,7 @@ import click
 
 from rltx import native_stderr
 from rltx.cli_options import PROFILE_OPTION, SET_OPTION
+from rltx.cluster import check_environment
 from rltx.config import describe_keys
 from rltx.errors import UsageError, shorten
 from rltx.recipe_file import load_recipe
@@ -189,11 +190,9 @@ def run_options(command):
 
 def _train_and_report(label: str, quiet: bool, train) -> list:
     """Run `train(reporter)`; signals and divergence become messages and exit codes."""
-    from rltx.cluster import check_environment
     from rltx.distribute import is_chief
     from rltx.loop import Diverged, Interrupted
     from rltx.progress import make_reporter
-    check_environment()
     reporter = make_reporter(quiet or not is_chief(), label)  # one progress display per multi-worker run
     try:
         summaries = train(reporter)
@@ -225,6 +224,7 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
     (`rltx recipe list`) or a run.h5."""
     config = load_recipe(recipe, overrides + _init_override(init), profile)
     out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
+    check_environment()  # before TensorFlow loads
     from rltx.pretrain import pretrain as run_pretrain
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
 
@@ -254,6 +254,7 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
             "--with-baseline adds the from-scratch run of a transfer"
         raise UsageError(f"{option}; a run from scratch has no source: drop it, or give --from RUN")
     out = out or Path("runs") / f"{recipe.stem}-{'scratch' if scratch else 'transfer'}"
+    check_environment()  # before TensorFlow loads
     from rltx.transfer import transfer as run_transfer
     paths = [] if scratch else [Path(s) for s in sources]
     _train_and_report("transfer", quiet, lambda reporter: run_transfer(
@@ -285,9 +286,9 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
         if given:
             raise UsageError("--table builds its init files from the recipe's table_layer_sets; "
                              f"drop {', '.join(given)}")
+        check_environment()  # before TensorFlow loads
         from rltx.analysis.results import print_table, write_result
         from rltx.construct_table import construct_table
-        from rltx.cluster import check_environment
         from rltx.distribute import is_chief
         from rltx.progress import make_reporter
         check_environment()
