@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from rltx import native_stderr
-from rltx.cli_options import PROFILE_OPTION, SET_OPTION
+from rltx.cli_options import PROFILE_OPTION, SET_OPTION, comma_list
 from rltx.cluster import check_environment
 from rltx.config import describe_keys
 from rltx.errors import UsageError, shorten
@@ -299,10 +299,7 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
         return
     if layers is None or output is None:
         raise UsageError("construct-init needs --layers and -o INIT.h5 (or --table DIR)")
-    try:
-        numbers = [int(part) for part in layers.split(",")]
-    except ValueError:
-        raise UsageError(f"--layers {shorten(layers)} is not a comma-separated list of layer numbers, e.g. 1,2,3") from None
+    numbers = comma_list(layers, "--layers", int, "1,2,3")
     if output.exists() or output.is_symlink():
         raise UsageError(f"{output} exists; choose another -o or remove it")
     from rltx.store import check_output

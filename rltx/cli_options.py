@@ -1,12 +1,12 @@
-"""The options that several commands share, declared once: `--set KEY=VALUE`, `--profile`, and a
-finite number range."""
+"""The options that several commands share, declared once: `--set KEY=VALUE`, `--profile`, a
+finite number range, and comma-separated lists of numbers."""
 from __future__ import annotations
 
 import math
 
 import click
 
-from rltx.errors import UsageError
+from rltx.errors import UsageError, shorten
 
 SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override a recipe key (value read as YAML); repeatable.")
@@ -28,3 +28,17 @@ def check_one_checkpoint_choice(step: int | None, all_steps: bool) -> None:
     """`--step N` and `--all-steps` (analyze and plot commands) each choose the checkpoints: one of them."""
     if step is not None and all_steps:
         raise UsageError("--step and --all-steps both choose the checkpoints; give one of them")
+
+
+def comma_list(text: str, option: str, convert=float, example: str = "0,0.1,0.5", count: int | None = None) -> list:
+    """The comma-separated numbers given to `option`, each read by `convert` (float or int) and finite:
+    at least one, or exactly `count`. Anything else is one line naming the option and an example."""
+    try:
+        values = [convert(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) for v in values) or (count is not None and len(values) != count):
+        kind = "integers" if convert is int else "finite numbers"
+        how = f"takes {count}" if count is not None else "must be"
+        raise UsageError(f"{option} {how} comma-separated {kind}, e.g. {example}; got {shorten(text)}")
+    return values

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from rltx import store
 from rltx.cli import main
 from rltx.config import FIELDS
+from rltx.errors import UsageError
 from tests_support import tiny_recipe_dict
 
 
@@ -91,3 +92,13 @@ def test_stored_config_reruns_as_is(tmp_path, tiny_yaml):
     assert again.returncode == 0, again.stderr
     first, second = store.read_metrics(tmp_path / "a"), store.read_metrics(tmp_path / "b")
     assert [r["train_loss"] for r in first] == [r["train_loss"] for r in second]
+
+
+def test_comma_lists_of_every_option_are_read_by_one_rule():
+    from rltx.cli_options import comma_list
+    assert comma_list("0, 0.5,1e-3,", "--alphas") == [0.0, 0.5, 0.001]
+    assert comma_list("5,10", "--steps", int) == [5, 10]
+    assert comma_list("0,1,0,1", "--zoom", count=4) == [0.0, 1.0, 0.0, 1.0]
+    for text, convert, count in ((",", float, None), ("nan,1", float, None), ("1.5", int, None), ("1,2", float, 4)):
+        with pytest.raises(UsageError, match="comma-separated"):
+            comma_list(text, "--x", convert, count=count)

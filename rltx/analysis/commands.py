@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 
 import click
 
 from rltx.analysis.curvature import DEFAULT_ETAS  # numpy-only at import, like similarity
 from rltx.analysis.similarity import KERNELS
-from rltx.cli_options import SET_OPTION, FiniteRange, check_one_checkpoint_choice
-from rltx.errors import UsageError, shorten
+from rltx.cli_options import SET_OPTION, FiniteRange, check_one_checkpoint_choice, comma_list
+from rltx.errors import UsageError
 
 RUNS = click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 # Value ranges refused by click before any run is opened, in one line (rltx.cli).
@@ -75,17 +74,6 @@ def emit(result, output: Path | None, as_json: bool) -> None:
         print_table(result)
         if output is not None:
             click.echo(f"stored in {output}")
-
-
-def numbers(text: str, option: str) -> list[float]:
-    """A comma-separated list of finite numbers given to `option`, at least one."""
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or not all(math.isfinite(v) for v in values):
-        raise UsageError(f"{option} must be comma-separated finite numbers like 0,0.1,0.5; got {shorten(text)}")
-    return values
 
 
 # Each command imports its computation when it runs, so `rltx analyze --help` stays light.
@@ -331,7 +319,7 @@ def gradient(runs, step, all_steps, num_examples, etas, direction, output, as_js
     singular vectors (Liu et al. Fig. 6, 7)."""
     from rltx.analysis.curvature import analyze_gradient
     emit(analyze_gradient(runs, step=step, all_steps=all_steps, num_examples=num_examples,
-                          etas=numbers(etas, "--etas"), direction=direction), output, as_json)
+                          etas=comma_list(etas, "--etas", example="0.01,0.1"), direction=direction), output, as_json)
 
 
 @analyze.command("barrier", short_help="Loss and accuracy barrier between two runs.")
@@ -367,7 +355,7 @@ def criticality(run, step, alphas, sigmas, samples, tolerance, num_examples, see
     """Module criticality of every transferable layer and the head: train error with the module
     rewound towards its initialisation plus Gaussian noise (Neyshabur et al. App. B.9; Chatterji et al.)."""
     from rltx.analysis.interpolation import analyze_criticality
-    emit(analyze_criticality(run, step=step, alphas=numbers(alphas, "--alphas"), sigmas=numbers(sigmas, "--sigmas"),
+    emit(analyze_criticality(run, step=step, alphas=comma_list(alphas, "--alphas"), sigmas=comma_list(sigmas, "--sigmas"),
                              samples=samples, tolerance=tolerance, num_examples=num_examples, seed=seed),
          output, as_json)
 
@@ -385,10 +373,7 @@ def transferability_curve(pretrain_run, recipe, out, steps, overrides, output, a
     pre-training step (Liu et al. Sec. 5.2, Fig. 9)."""
     from rltx.analysis.transferability import analyze_transferability
     from rltx.recipe_file import load_recipe
-    try:
-        chosen = [int(s) for s in steps.split(",") if s.strip()] if steps else None
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {steps!r}", param_hint="--steps") from None
+    chosen = comma_list(steps, "--steps", int, "0,100,1000") if steps else None
     emit(analyze_transferability(pretrain_run, load_recipe(recipe, tuple(overrides)), out, steps=chosen),
          output, as_json)
 

@@ -3,12 +3,11 @@ that returns a matplotlib figure (so tests can read the plotted data back from i
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 
 import click
 
-from rltx.cli_options import check_one_checkpoint_choice
+from rltx.cli_options import check_one_checkpoint_choice, comma_list
 from rltx.errors import UsageError
 
 INPUTS = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -55,28 +54,6 @@ def names(text: str | None) -> list[str] | None:
     return None if not text else [part.strip() for part in text.split(",") if part.strip()]
 
 
-def integers(text: str | None, option: str) -> list[int] | None:
-    parts = names(text)
-    if parts is None:
-        return None
-    try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise UsageError(f"{option} {text!r} must be comma-separated integers, e.g. 5,10,20") from None
-
-
-def floats(text: str | None, count: int, option: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != count or not all(math.isfinite(v) for v in values):
-        raise UsageError(f"{option} takes {count} comma-separated finite numbers, got {text!r}")
-    return values
-
-
 # Each command imports its drawing function when it runs, so `rltx plot --help` stays light.
 @click.group()
 def plot():
@@ -102,7 +79,7 @@ def curves(inputs, x, band, accuracy, zoom, labels, output, title, style):
     any depth (a sweep, a reproduction's --out)."""
     from rltx.plotting.training import draw_curves
     figure = draw_curves(inputs, style=style, x=x, band=band, accuracy=accuracy,
-                         zoom=floats(zoom, 4, "--zoom"), labels=names(labels))
+                         zoom=comma_list(zoom, "--zoom", example="0,100,0.2,0.6", count=4) if zoom else None, labels=names(labels))
     finish(figure, output, title, style)
 
 
@@ -156,12 +133,7 @@ def activations(inputs, layers, steps, labels, output, title, style):
     (Fig. 7, 10, 11), or an activation trajectory with the switch marked (Fig. 24).
     INPUTS: `rltx analyze activations` results, or one `activation-trajectory` result."""
     from rltx.plotting.training import draw_activations
-    chosen = None
-    if steps:
-        try:
-            chosen = {int(s) for s in steps.split(",")}
-        except ValueError:
-            raise UsageError(f"--steps takes comma-separated integers, got {steps!r}") from None
+    chosen = set(comma_list(steps, "--steps", int, "0,100")) if steps else None
     finish(draw_activations(inputs, style=style, layers=names(layers), steps=chosen, labels=names(labels)),
            output, title, style)
 
@@ -215,7 +187,7 @@ def f_sigma(inputs, labels, steps, tau_curves, curves, output, title, style):
     if given and not tau_curves:
         raise UsageError("--curves chooses the tau curves of --tau-curves; add --tau-curves or drop --curves")
     named = [] if curves.strip().lower() == "none" else names(curves) or []
-    finish(draw_f_sigma(inputs, style=style, labels=names(labels), steps=integers(steps, "--steps"),
+    finish(draw_f_sigma(inputs, style=style, labels=names(labels), steps=comma_list(steps, "--steps", int, "5,10,20") if steps else None,
                         tau_curves=tau_curves, curves=named), output, title, style)
 
 
