@@ -28,7 +28,7 @@ def main(dataset, out, num_train, num_test, overrides):
     try:
         keys = dict(parse_override(text) for text in overrides)
         try:
-            source = open_source(DataSpec(dataset, offline=True, **keys))
+            source = open_source(DataSpec.of(dataset, offline=True, **keys))
         except TypeError:
             raise UsageError(f"{', '.join(keys)}: not all are data keys; --set takes natural_*, gaussian_*, "
                              "data_dir, manual_dir, data_path, image_size") from None

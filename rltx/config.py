@@ -30,28 +30,36 @@ NATURAL_LABELS = ("shape_colour", "orientation", "orientation_colour")
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """The data of a run (A.1, A.3), a value of its own: the recipe's data keys (`Recipe.data`),
-    which `rltx.data.open_source` opens. Defaults are the recipe's."""
+    which `rltx.data.open_source` opens. Every key is given; `DataSpec.of` takes the recipe's defaults
+    for those left out, so the defaults live only in the `Recipe` keys."""
     dataset: str
-    data_dir: Optional[str] = None
-    manual_dir: Optional[str] = None
-    offline: bool = False
-    data_path: Optional[str] = None
-    image_size: int = 0
-    gaussian_spectrum: Union[str, list, None] = None
-    gaussian_patch_size: int = 0
-    gaussian_image_size: int = 0
-    gaussian_rotate: bool = False
-    gaussian_num_train: int = 10000
-    gaussian_num_test: int = 2000
-    gaussian_seed: Optional[int] = None
-    gaussian_num_classes: int = 0
-    gaussian_class_separation: float = 1.0
-    natural_num_train: int = 10000
-    natural_num_test: int = 2000
-    natural_num_classes: int = 10
-    natural_labels: str = "shape_colour"
-    natural_seed: Optional[int] = None
-    seed: int = 0  # the run's seed: the data's where gaussian_seed / natural_seed is null
+    data_dir: Optional[str]
+    manual_dir: Optional[str]
+    offline: bool
+    data_path: Optional[str]
+    image_size: int
+    gaussian_spectrum: Union[str, list, None]
+    gaussian_patch_size: int
+    gaussian_image_size: int
+    gaussian_rotate: bool
+    gaussian_num_train: int
+    gaussian_num_test: int
+    gaussian_seed: Optional[int]
+    gaussian_num_classes: int
+    gaussian_class_separation: float
+    natural_num_train: int
+    natural_num_test: int
+    natural_num_classes: int
+    natural_labels: str
+    natural_seed: Optional[int]
+    seed: int  # the run's seed: the data's where gaussian_seed / natural_seed is null
+
+    @classmethod
+    def of(cls, dataset: str, **keys) -> "DataSpec":
+        """The data keys given, the others at the `Recipe` keys' defaults (for notebooks and probes)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        defaults = {field.name: field.default for field in dataclasses.fields(Recipe) if field.name in names}
+        return cls(**{**defaults, "dataset": dataset, **keys})
 
     def identity(self) -> dict:
         """The keys that decide which data a run sees (a transfer must use its source's data); where

@@ -98,8 +98,8 @@ def dataset_available(keys: dict) -> bool:
     try:
         # npz images are resized when opened, so their size does not decide availability: no resize here
         size = 0 if keys.get("dataset") == "npz" else keys.get("image_size") or 0
-        open_source(DataSpec(str(keys.get("dataset")), offline=True, data_dir=keys.get("data_dir"),
-                             manual_dir=keys.get("manual_dir"), data_path=keys.get("data_path"), image_size=size))
+        open_source(DataSpec.of(str(keys.get("dataset")), offline=True, data_dir=keys.get("data_dir"),
+                                manual_dir=keys.get("manual_dir"), data_path=keys.get("data_path"), image_size=size))
     except UsageError:
         return False
     return True

@@ -132,7 +132,7 @@ def test_the_data_identity_holds_the_run_seed_exactly_where_it_draws_the_data():
     a transfer must then use its source's seed (rltx.transfer.check_compatible compares these keys)."""
     from rltx.config import DataSpec
     for dataset, own_seed in (("gaussian", "gaussian_seed"), ("dead_leaves", "natural_seed"), ("photos", "natural_seed")):
-        assert "seed" in DataSpec(dataset=dataset, seed=3).identity()
-        assert "seed" not in DataSpec(dataset=dataset, seed=3, **{own_seed: 0}).identity()
-    assert "seed" not in DataSpec(dataset="npz", data_path="x.npz", seed=3).identity()
-    assert "seed" not in DataSpec(dataset="cifar10", seed=3).identity()
+        assert "seed" in DataSpec.of(dataset, seed=3).identity()
+        assert "seed" not in DataSpec.of(dataset, seed=3, **{own_seed: 0}).identity()
+    assert "seed" not in DataSpec.of("npz", data_path="x.npz", seed=3).identity()
+    assert "seed" not in DataSpec.of("cifar10", seed=3).identity()

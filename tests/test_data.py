@@ -39,7 +39,7 @@ def assert_uncorrelated(a, b, sigma_a, sigma_b, z=5.0):
 # ------------------------------------------------------------------------------------ gaussian
 def test_gaussian_vectors_have_the_requested_covariance():
     spectrum = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]
-    src = open_source(DataSpec("gaussian", gaussian_spectrum=spectrum, gaussian_rotate=True, gaussian_seed=3,
+    src = open_source(DataSpec.of("gaussian", gaussian_spectrum=spectrum, gaussian_rotate=True, gaussian_seed=3,
                       gaussian_num_train=20000, gaussian_num_test=10))
     assert isinstance(src, Source)
     assert (src.input_shape, src.num_train, src.num_test, src.num_classes) == ((8,), 20000, 10, 0)
@@ -61,7 +61,7 @@ def test_labelled_gaussian_means_and_noise_have_their_stated_covariances():
     """Class means ~ N(0, s^2 O diag(L^2/mean L) O^T), x - m_y ~ N(0, Sigma), labels uniform: each
     checked against the known parameter (Wishart errors, chi-square)."""
     spectrum, s, classes = np.array([0.5, 1.0, 2.0, 4.0]), 0.5, 4000
-    src = open_source(DataSpec("gaussian", gaussian_spectrum=spectrum.tolist(), gaussian_rotate=True, gaussian_seed=2,
+    src = open_source(DataSpec.of("gaussian", gaussian_spectrum=spectrum.tolist(), gaussian_rotate=True, gaussian_seed=2,
                       gaussian_num_train=20000, gaussian_num_test=10, gaussian_num_classes=classes,
                       gaussian_class_separation=s))
     assert src.num_classes == classes and src.has_labels
@@ -73,7 +73,7 @@ def test_labelled_gaussian_means_and_noise_have_their_stated_covariances():
 
 
 def test_gaussian_unrotated_is_diagonal():
-    src = open_source(DataSpec("gaussian", gaussian_spectrum="1, 2, 4", gaussian_num_train=20000, gaussian_num_test=1))
+    src = open_source(DataSpec.of("gaussian", gaussian_spectrum="1, 2, 4", gaussian_num_train=20000, gaussian_num_test=1))
     np.testing.assert_array_equal(src.covariance, np.diag([1.0, 2.0, 4.0]))
     assert_covariance_matches(src.train(np.arange(20000)).x, np.diag([1.0, 2.0, 4.0]))
 
@@ -86,7 +86,7 @@ def _patches_by_loops(images, k):
 
 def test_gaussian_image_patches_are_iid_with_covariance_sigma():
     k, size, n = 2, 8, 3000  # 16 patches per image, d = 2*2*3 = 12
-    src = open_source(DataSpec("gaussian", gaussian_spectrum="linspace(0.2, 2.4, 12)", gaussian_patch_size=k,
+    src = open_source(DataSpec.of("gaussian", gaussian_spectrum="linspace(0.2, 2.4, 12)", gaussian_patch_size=k,
                       gaussian_image_size=size, gaussian_rotate=True, gaussian_seed=1,
                       gaussian_num_train=n, gaussian_num_test=5))
     assert src.input_shape == (8, 8, 3)
@@ -105,7 +105,7 @@ def test_gaussian_image_patches_are_iid_with_covariance_sigma():
 
 def test_gaussian_patch_order_is_row_col_channel():
     spectrum = np.arange(1.0, 13.0)  # distinct variances: pixel (r, c, ch) of a patch has spectrum[(r*2+c)*3+ch]
-    src = open_source(DataSpec("gaussian", gaussian_spectrum=spectrum, gaussian_patch_size=2, gaussian_image_size=4,
+    src = open_source(DataSpec.of("gaussian", gaussian_spectrum=spectrum, gaussian_patch_size=2, gaussian_image_size=4,
                       gaussian_num_train=8000, gaussian_num_test=1))
     var = src.train(np.arange(8000)).x.astype(np.float64).var(0)  # [4, 4, 3]
     expected = np.tile(spectrum.reshape(2, 2, 3), (2, 2, 1))
@@ -114,11 +114,11 @@ def test_gaussian_patch_order_is_row_col_channel():
 
 def test_gaussian_geometry_errors():
     with pytest.raises(UsageError, match="k\\*k\\*C"):
-        open_source(DataSpec("gaussian", gaussian_spectrum=[1.0] * 10, gaussian_patch_size=3, gaussian_image_size=9))
+        open_source(DataSpec.of("gaussian", gaussian_spectrum=[1.0] * 10, gaussian_patch_size=3, gaussian_image_size=9))
     with pytest.raises(UsageError, match="multiple"):
-        open_source(DataSpec("gaussian", gaussian_spectrum=[1.0] * 27, gaussian_patch_size=3, gaussian_image_size=10))
+        open_source(DataSpec.of("gaussian", gaussian_spectrum=[1.0] * 27, gaussian_patch_size=3, gaussian_image_size=10))
     with pytest.raises(UsageError, match="gaussian_spectrum"):
-        open_source(DataSpec("gaussian"))
+        open_source(DataSpec.of("gaussian"))
 
 
 def test_parse_spectrum():
@@ -137,7 +137,7 @@ def test_parse_spectrum():
 
 def test_gaussian_is_deterministic_per_seed_and_split():
     kw = dict(gaussian_spectrum="linspace(1, 2, 5)", gaussian_rotate=True, gaussian_num_train=50, gaussian_num_test=50)
-    a, b, c = (open_source(DataSpec("gaussian", gaussian_seed=seed, **kw)) for seed in (7, 7, 8))
+    a, b, c = (open_source(DataSpec.of("gaussian", gaussian_seed=seed, **kw)) for seed in (7, 7, 8))
     idx = np.array([4, 0, 49, 4])
     np.testing.assert_array_equal(a.train(idx).x, b.train(idx).x)
     np.testing.assert_array_equal(a.test(idx).x, b.test(idx).x)
@@ -147,8 +147,8 @@ def test_gaussian_is_deterministic_per_seed_and_split():
     assert not np.allclose(a.train(idx).x, a.test(idx).x)
     np.testing.assert_array_equal(a.train(idx).x[0], a.train(idx).x[3])  # same index, same example
     kw["gaussian_rotate"] = False
-    assert not np.allclose(open_source(DataSpec("gaussian", gaussian_seed=7, **kw)).train(idx).x,
-                           open_source(DataSpec("gaussian", gaussian_seed=8, **kw)).train(idx).x)
+    assert not np.allclose(open_source(DataSpec.of("gaussian", gaussian_seed=7, **kw)).train(idx).x,
+                           open_source(DataSpec.of("gaussian", gaussian_seed=8, **kw)).train(idx).x)
     with pytest.raises(UsageError, match="out of range"):
         a.train(np.array([50]))
 
@@ -173,7 +173,7 @@ def test_npz_round_trip_with_real_digits(tmp_path):
     y = digits.target
     path = tmp_path / "digits.npz"
     np.savez(path, x=x[:1500], y=y[:1500], x_test=x[1500:], y_test=y[1500:])
-    src = open_source(DataSpec("npz", data_path=str(path)))
+    src = open_source(DataSpec.of("npz", data_path=str(path)))
     assert (src.input_shape, src.num_train, src.num_test, src.num_classes) == ((8, 8, 1), 1500, len(x) - 1500, 10)
     idx = np.random.default_rng(0).permutation(1500)[:100]
     split = src.train(idx)
@@ -183,7 +183,7 @@ def test_npz_round_trip_with_real_digits(tmp_path):
     np.testing.assert_array_equal(src.test(np.array([3, 1])).y, y[[1503, 1501]])
     floats = tmp_path / "floats.npz"
     np.savez(floats, x=digits.data.astype(np.float64), y=y)
-    fsrc = open_source(DataSpec("npz", data_path=str(floats)))
+    fsrc = open_source(DataSpec.of("npz", data_path=str(floats)))
     assert fsrc.input_shape == (64,) and fsrc.num_test == 0
     assert fsrc.train(np.array([5])).x.dtype == np.float32
     np.testing.assert_array_equal(fsrc.train(np.array([5])).x[0], digits.data[5])
@@ -199,16 +199,16 @@ def test_npz_is_resized_to_image_size_on_opening(tmp_path):
     np.savez(tmp_path / "uint8.npz", x=ramp.astype(np.uint8), y=np.arange(5) % 2,
              x_test=ramp[:2].astype(np.uint8), y_test=np.array([0, 1]))
     expected = 10.0 + 7.0 * (2 * np.arange(16) + 0.5)
-    floats = open_source(DataSpec("npz", data_path=str(tmp_path / "float.npz"), image_size=16))
+    floats = open_source(DataSpec.of("npz", data_path=str(tmp_path / "float.npz"), image_size=16))
     x = floats.train(np.arange(5)).x
     assert floats.input_shape == (16, 16, 3) and x.dtype == np.float32
     np.testing.assert_allclose(x[:, :, 1:-1], np.broadcast_to((expected - 120.0)[1:-1, None], (5, 16, 14, 3)), atol=1e-3)
-    pixels = open_source(DataSpec("npz", data_path=str(tmp_path / "uint8.npz"), image_size=16))
+    pixels = open_source(DataSpec.of("npz", data_path=str(tmp_path / "uint8.npz"), image_size=16))
     train, test = pixels.train(np.arange(5)).x, pixels.test(np.arange(2)).x
     assert train.dtype == np.uint8 and test.shape == (2, 16, 16, 3)
     assert np.abs(train[:, :, 1:-1].astype(float) - expected[1:-1, None]).max() <= 0.5  # rounded once
     np.testing.assert_array_equal(test, train[:2])
-    same = open_source(DataSpec("npz", data_path=str(tmp_path / "uint8.npz"), image_size=32))
+    same = open_source(DataSpec.of("npz", data_path=str(tmp_path / "uint8.npz"), image_size=32))
     np.testing.assert_array_equal(same.train(np.arange(5)).x, ramp.astype(np.uint8))  # its own size: untouched
 
 
@@ -221,7 +221,7 @@ def test_npz_resizing_is_antialiased_as_image_folders_are(tmp_path):
     x = np.broadcast_to(stripes[None, None, :, None], (3, 32, 32, 3)).copy()
     x[1] = np.asarray(load_sample_images().images[0][100:132, 200:232])  # a real photograph's crop
     np.savez(tmp_path / "stripes.npz", x=x, y=np.arange(3))
-    resized = open_source(DataSpec("npz", data_path=str(tmp_path / "stripes.npz"), image_size=16)).train(np.arange(3)).x
+    resized = open_source(DataSpec.of("npz", data_path=str(tmp_path / "stripes.npz"), image_size=16)).train(np.arange(3)).x
     inner = resized[0, :, 1:-1, 0].astype(int)
     assert ((inner > 0) & (inner < 255)).all()
     for image, expected in zip(x, resized):
@@ -230,12 +230,12 @@ def test_npz_resizing_is_antialiased_as_image_folders_are(tmp_path):
 
 def test_npz_errors(tmp_path):
     with pytest.raises(UsageError, match="data_path"):
-        open_source(DataSpec("npz"))
+        open_source(DataSpec.of("npz"))
     with pytest.raises(UsageError, match="does not exist"):
-        open_source(DataSpec("npz", data_path=str(tmp_path / "missing.npz")))
+        open_source(DataSpec.of("npz", data_path=str(tmp_path / "missing.npz")))
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 4, 4), np.int32), y=np.zeros(3, int))
     with pytest.raises(UsageError, match="uint8"):
-        open_source(DataSpec("npz", data_path=str(tmp_path / "bad.npz")))
+        open_source(DataSpec.of("npz", data_path=str(tmp_path / "bad.npz")))
 
 
 # ---------------------------------------------------------------------------------- image folder
@@ -255,7 +255,7 @@ def test_image_folder_labels_follow_sorted_folder_names(tmp_path):
     for cls, images in tiles.items():  # written zebra first; sorted order is apple (0), zebra (1)
         for i, image in enumerate(images):
             _write_png(tmp_path / cls / f"{i}.png", image)
-    src = open_source(DataSpec("image_folder", data_path=str(tmp_path), image_size=40))
+    src = open_source(DataSpec.of("image_folder", data_path=str(tmp_path), image_size=40))
     assert src.class_names == ("apple", "zebra")
     assert (src.input_shape, src.num_train, src.num_test, src.num_classes) == ((40, 40, 3), 5, 0, 2)
     split = src.train(np.array([4, 0, 3]))  # apple/0, apple/1, apple/2, zebra/0, zebra/1
@@ -263,10 +263,10 @@ def test_image_folder_labels_follow_sorted_folder_names(tmp_path):
     np.testing.assert_array_equal(split.y, [1, 0, 1])
     np.testing.assert_array_equal(split.x[0], tiles["zebra"][1])  # same size: pixels unchanged
     np.testing.assert_array_equal(split.x[1], tiles["apple"][0])
-    small = open_source(DataSpec("image_folder", data_path=str(tmp_path), image_size=20))
+    small = open_source(DataSpec.of("image_folder", data_path=str(tmp_path), image_size=20))
     assert small.train(np.arange(5)).x.shape == (5, 20, 20, 3)
     with pytest.raises(UsageError, match="image_size"):
-        open_source(DataSpec("image_folder", data_path=str(tmp_path)))
+        open_source(DataSpec.of("image_folder", data_path=str(tmp_path)))
 
 
 def test_image_folder_class_index_is_sorted_name_order(tmp_path):
@@ -274,7 +274,7 @@ def test_image_folder_class_index_is_sorted_name_order(tmp_path):
     names = ["m", "B", "zz", "a", "c10", "c2", "Q"]
     for name in names:  # created unsorted
         _write_png(tmp_path / name / "x.png", tile)
-    src = open_source(DataSpec("image_folder", data_path=str(tmp_path), image_size=8))
+    src = open_source(DataSpec.of("image_folder", data_path=str(tmp_path), image_size=8))
     assert list(src.class_names) == sorted(names)
     np.testing.assert_array_equal(src.train(np.arange(len(names))).y, np.arange(len(names)))
 
@@ -284,7 +284,7 @@ def test_image_folder_train_test_layout(tmp_path):
     for split in ("train", "test"):
         for cls, images in tiles.items():
             _write_png(tmp_path / split / cls / "a.png", images[0])
-    src = open_source(DataSpec("image_folder", data_path=str(tmp_path), image_size=16))
+    src = open_source(DataSpec.of("image_folder", data_path=str(tmp_path), image_size=16))
     assert (src.num_train, src.num_test, src.num_classes) == (2, 2, 2)
     np.testing.assert_array_equal(src.test(np.array([1, 0])).y, [1, 0])
 
@@ -293,7 +293,7 @@ def test_image_folder_train_test_layout(tmp_path):
 def test_tfds_cifar10_with_mock_data(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds_source, "is_prepared", lambda builder: True)  # mock_data leaves it False
     with tfds.testing.mock_data(num_examples=40):
-        src = open_source(DataSpec("cifar10", data_dir=str(tmp_path), offline=True))
+        src = open_source(DataSpec.of("cifar10", data_dir=str(tmp_path), offline=True))
         truth = list(tfds.load("cifar10", split="train", shuffle_files=False, as_supervised=True,
                                data_dir=str(tmp_path)).as_numpy_iterator())
         idx = np.array([39, 3, 17, 3, 0])
@@ -311,7 +311,7 @@ def test_tfds_really_prepared_dataset_is_read_in_stored_order(tmp_path, monkeypa
     # DummyMnist: a tfds builder whose generation is local random data (no supervised keys)
     tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-    src = open_source(DataSpec("dummy_mnist", data_dir=str(tmp_path), offline=True))
+    src = open_source(DataSpec.of("dummy_mnist", data_dir=str(tmp_path), offline=True))
     assert (src.input_shape, src.num_train, src.num_test, src.num_classes) == ((28, 28, 1), 20, 20, 10)
     truth = list(tfds.load("dummy_mnist", split="train", shuffle_files=False, data_dir=str(tmp_path),
                            download=False).as_numpy_iterator())
@@ -320,7 +320,7 @@ def test_tfds_really_prepared_dataset_is_read_in_stored_order(tmp_path, monkeypa
     np.testing.assert_array_equal(split.x, np.stack([truth[i]["image"] for i in idx]))
     np.testing.assert_array_equal(split.y, [truth[i]["label"] for i in idx])
     assert split is src.train(idx)  # cached per (split, indices)
-    small = open_source(DataSpec("dummy_mnist", data_dir=str(tmp_path), offline=True, image_size=16))
+    small = open_source(DataSpec.of("dummy_mnist", data_dir=str(tmp_path), offline=True, image_size=16))
     assert small.input_shape == (16, 16, 1) and small.test(np.array([0, 1])).x.shape == (2, 16, 16, 1)
 
 
@@ -332,14 +332,14 @@ def test_tfds_offline_missing_dataset_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds_source, "network_reachable", _no_network)
     start = time.monotonic()
     with pytest.raises(UsageError) as error:
-        open_source(DataSpec("cifar10", data_dir=str(tmp_path), offline=True))
+        open_source(DataSpec.of("cifar10", data_dir=str(tmp_path), offline=True))
     assert time.monotonic() - start < 10
     message = str(error.value)
     assert "data_dir" in message and "manual_dir" in message and "offline" in message and "\n" not in message
     with pytest.raises(UsageError, match="manual_dir"):
-        open_source(DataSpec("imagenet2012", data_dir=str(tmp_path)))  # manual-only dataset: no download attempt
+        open_source(DataSpec.of("imagenet2012", data_dir=str(tmp_path)))  # manual-only dataset: no download attempt
     with pytest.raises(UsageError, match="unknown dataset"):
-        open_source(DataSpec("no_such_dataset_xyz", data_dir=str(tmp_path), offline=True))
+        open_source(DataSpec.of("no_such_dataset_xyz", data_dir=str(tmp_path), offline=True))
 
 
 def test_opening_a_tfds_dataset_leaves_no_temporary_directory(tmp_path, monkeypatch):
@@ -349,14 +349,14 @@ def test_opening_a_tfds_dataset_leaves_no_temporary_directory(tmp_path, monkeypa
     before = set(os.listdir(temporary))
     for _ in range(2):
         with pytest.raises(UsageError):
-            open_source(DataSpec("cifar10", data_dir=str(tmp_path), offline=True))
+            open_source(DataSpec.of("cifar10", data_dir=str(tmp_path), offline=True))
     assert set(os.listdir(temporary)) == before and tempfile.gettempdir() == temporary
 
 
 def test_tfds_online_without_network_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds_source, "network_reachable", lambda urls: False)
     with pytest.raises(UsageError, match="unreachable"):
-        open_source(DataSpec("cifar10", data_dir=str(tmp_path), offline=False))
+        open_source(DataSpec.of("cifar10", data_dir=str(tmp_path), offline=False))
 
 
 def test_tfds_manual_dir_prepares_without_network(tmp_path, monkeypatch):
@@ -366,10 +366,10 @@ def test_tfds_manual_dir_prepares_without_network(tmp_path, monkeypatch):
     manual = tmp_path / "manual"
     manual.mkdir()
     with pytest.raises(UsageError, match="cifar-10-binary.tar.gz"):  # archive missing: reported, not downloaded
-        open_source(DataSpec("cifar10", data_dir=str(tmp_path / "data"), manual_dir=str(manual), offline=True))
+        open_source(DataSpec.of("cifar10", data_dir=str(tmp_path / "data"), manual_dir=str(manual), offline=True))
     (manual / "cifar-10-binary.tar.gz").write_bytes(b"")
     monkeypatch.setattr(tfds_source, "_split_size", lambda builder, split: 7)
-    src = open_source(DataSpec("cifar10", data_dir=str(tmp_path / "data"), manual_dir=str(manual), offline=True))
+    src = open_source(DataSpec.of("cifar10", data_dir=str(tmp_path / "data"), manual_dir=str(manual), offline=True))
     assert src.num_train == 7 and len(calls) == 1
     assert str(calls[0].manual_dir) == str(manual) and calls[0].try_download_gcs is False
 
@@ -387,7 +387,7 @@ def test_resize_central_crop_uses_256_for_224():
 def test_tfds_imagenet_default_crop_with_mock_data(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds_source, "is_prepared", lambda builder: True)
     with tfds.testing.mock_data(num_examples=3):
-        src = open_source(DataSpec("imagenet2012", data_dir=str(tmp_path), offline=True))
+        src = open_source(DataSpec.of("imagenet2012", data_dir=str(tmp_path), offline=True))
         split = src.train(np.array([2, 0]))
     assert src.input_shape == (224, 224, 3) and src.test_split == "validation" and src.num_classes == 1000
     assert split.x.shape == (2, 224, 224, 3) and split.x.dtype == np.uint8

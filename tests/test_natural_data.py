@@ -212,7 +212,7 @@ def test_offline_no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     for name in ("dead_leaves", "photos"):
-        source = open_source(DataSpec(name, offline=True, natural_num_train=20, natural_num_test=10))
+        source = open_source(DataSpec.of(name, offline=True, natural_num_train=20, natural_num_test=10))
         assert source.train(np.arange(20)).x.shape == (20, 32, 32, 3)
 
 
@@ -247,7 +247,7 @@ def test_photos_without_scikit_image_is_a_usage_error(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "skimage", None)
     with pytest.raises(UsageError, match=r"pip install 'rltx\[photos\]'"):
-        open_source(DataSpec("photos", natural_num_train=5, natural_num_test=5))
+        open_source(DataSpec.of("photos", natural_num_train=5, natural_num_test=5))
 
 
 def test_any_source_round_trips_through_npz(tmp_path, leaves):

@@ -147,7 +147,7 @@ def test_set_dataset_npz_runs_on_the_file_without_fallback_keys(tmp_path):
     from rltx.data import open_source
     from rltx.data.files import write_npz
     recipe, fallback = _fallback_recipe(tmp_path)
-    data = write_npz(open_source(DataSpec("dead_leaves", natural_num_train=48, natural_num_test=16)), tmp_path / "leaves.npz")
+    data = write_npz(open_source(DataSpec.of("dead_leaves", natural_num_train=48, natural_num_test=16)), tmp_path / "leaves.npz")
     verdict = reproduce(recipe, tmp_path / "npz", "--set", "dataset=npz", "--set", f"data_path={data}",
                         "--set", "image_size=16")
     assert "instead" not in verdict and "not available" not in verdict
