@@ -298,7 +298,9 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
         click.echo(f"stored in {table / 'table.h5'}")
         return
     if layers is None or output is None:
-        raise UsageError("construct-init needs --layers and -o INIT.h5 (or --table DIR)")
+        missing = " and ".join(name for name, value in (("--layers (e.g. 1,2,3)", layers), ("-o INIT.h5", output))
+                               if value is None)
+        raise UsageError(f"construct-init needs {missing} (or --table DIR instead)")
     numbers = comma_list(layers, "--layers", int, "1,2,3")
     if output.exists() or output.is_symlink():
         raise UsageError(f"{output} exists; choose another -o or remove it")

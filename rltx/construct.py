@@ -22,10 +22,11 @@ from rltx.config import Recipe
 from rltx.data import to_model_input
 from rltx.errors import UsageError, shorten
 from rltx.filter_covariance import filter_covariance
+from rltx.health import is_flagged
 from rltx.loop import weights_of
 from rltx.models import conv_layers, init_scale_mismatch
 from rltx.progress import Reporter
-from rltx.runs import check_same_model, kernel_filters, open_run
+from rltx.runs import check_distinct, check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
 from rltx.transfer import rescaled_samples, rescaling_norm
@@ -122,14 +123,22 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     does (Sec. 2.4: "we always re-scale the weights after pre-training"; A.9). A run whose init_scale
     reading differs from this rltx's (models.init_scale_mismatch) is named through `reporter`: the sampled
     layer gets its norm, the fresh layers this recipe's `init_scale`."""
+    check_distinct(runs, "--covariance-from")
     opened = [open_run(path) for path in runs]
     check_same_model(opened, "--covariance-from runs")
     for run in opened:
+        if run.kind != "pretrain":  # as a covariance transfer's sources (A.9): Sigma_w learned on random labels
+            raise UsageError(f"{run.run_dir} is a {run.kind} run; --covariance-from takes pre-training runs")
+        if store.read_status(run.run_dir) != "completed":
+            raise UsageError(f"{run.run_dir} is {store.read_status(run.run_dir)}, not completed: its last checkpoint is "
+                             "not the trained Sigma_w; finish it or give completed runs to --covariance-from")
         if not run.steps:
-            raise UsageError(f"{run.run_dir} has no checkpoint yet; give trained runs to --covariance-from")
+            raise UsageError(f"{run.run_dir} has no checkpoint; give trained runs to --covariance-from")
         mismatch = init_scale_mismatch(run.rltx_version, run.recipe.init_scale, init_scale)
         if mismatch:
             reporter.message(f"warning: run {run.run_dir} {mismatch}")
+        if is_flagged(run.record.health):
+            reporter.message(f"warning: run {run.run_dir} is {run.record.health}; its filters are used as they are")
     filters = [kernel_filters(run, run.steps[-1], layer) for run in opened]
     sigma_w = filter_covariance(filters)
     target = model.get_layer(layer)

@@ -59,6 +59,7 @@ class Checkpoint:
     upstream_indices: np.ndarray
     digest: str  # sha256 of the checkpoint file, so a transfer records exactly what it started from
     rltx_version: str  # of the program that made the run (Run.rltx_version)
+    health: str  # its run record's health check (rltx.health): a flagged source is named, not hidden
 
 
 def open_run(path: str | Path) -> Run:
@@ -91,7 +92,15 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
     weights = store.read_checkpoint(run.run_dir, step)
     digest = store.checkpoint_sha256(run.run_dir, step)
     return Checkpoint(run.run_dir, run.recipe, step, weights, store.read_checkpoint(run.run_dir, 0),
-                      run.samples["upstream_indices"], digest, run.rltx_version)
+                      run.samples["upstream_indices"], digest, run.rltx_version, run.record.health)
+
+
+def check_distinct(paths, option: str) -> None:
+    """Each source run once: a run given twice would count twice in a pooled Sigma_w."""
+    resolved = [Path(path).resolve() for path in paths]
+    twice = next((path for index, path in enumerate(paths) if resolved[index] in resolved[:index]), None)
+    if twice is not None:
+        raise UsageError(f"{twice} is given twice to {option}; give each run once")
 
 
 def check_source_unchanged(transfer: Run, source_dir: Path, step: int) -> None:

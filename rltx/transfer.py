@@ -24,10 +24,11 @@ from rltx.config import Recipe
 from rltx.data import input_range_warnings
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
+from rltx.health import is_flagged
 from rltx.loop import RunSummary, assign_weights, weights_of
 from rltx.models import ARCHITECTURES, conv_layers, init_scale_mismatch, transferable_layers
 from rltx.progress import Reporter
-from rltx.runs import Checkpoint, open_checkpoint
+from rltx.runs import Checkpoint, check_distinct, open_checkpoint
 from rltx.tasks import build_recipe_model, downstream_samples, load_examples, open_recipe_source
 
 
@@ -136,12 +137,15 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     `with_baseline`, also the paired from-scratch run into `<run_dir>-scratch` (same data, seed and
     initialisation of the layers that are not transferred)."""
     run_dir, reporter = Path(run_dir), reporter or Reporter()
+    check_distinct(sources, "--from")
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_compatible(recipe, source_runs)
     for source in source_runs:
         mismatch = init_scale_mismatch(source.rltx_version, source.recipe.init_scale, recipe.init_scale)
         if mismatch:
             reporter.message(f"warning: source {source.run_dir} {mismatch}")
+        if is_flagged(source.health):
+            reporter.message(f"warning: source {source.run_dir} is {source.health}; its weights are used as they are")
     data = open_recipe_source(recipe)
     if recipe.init_file and source_runs:
         _check_init_beside_sources(recipe, data.input_shape, with_baseline, reporter)

@@ -774,3 +774,31 @@ def test_exporting_or_analysing_a_run_that_did_not_train_says_so_and_a_result_gi
     twice = rltx(work, "plot", "auc-scatter", "curves_once.h5", "./curves_once.h5", "-o", "twice.png")
     refused(twice, 2, "curves_once.h5 is given twice; give each curves result once")
     assert not (work / "twice.png").exists()
+
+
+def test_sources_given_twice_unfinished_or_flagged_are_refused_or_named(work):
+    """A run given twice counted twice in a pooled Sigma_w; --covariance-from took interrupted runs (their
+    untrained weights) that transfer refuses; a diverged source was used without a word."""
+    unfinished = copy_of(work, "unfinished_source")
+    _set_attribute(unfinished / "run.h5", "/", "status", "running")  # no writer holds its lock: interrupted
+    flagged = copy_of(work, "flagged_source")
+    _set_attribute(flagged / "run.h5", "/", "health", "diverged: loss 9.1 at step 40, 3.6x its initial 2.5")
+    results = run_cases(work, {
+        "from twice": (("transfer", "tiny.yaml", "--from", "base", "--from", "./base", "--set",
+                        "transfer_mode=covariance", "--out", "pooled_twice"), None),
+        "covariance twice": (("construct-init", "tiny.yaml", "--covariance-from", "base", "--covariance-from", "base",
+                              "--layers", "1", "-o", "twice.h5"), None),
+        "unfinished": (("construct-init", "tiny.yaml", "--covariance-from", "unfinished_source", "--layers", "1",
+                        "-o", "unfinished.h5"), None),
+        "no layers": (("construct-init", "tiny.yaml", "--covariance-from", "base", "-o", "no_layers.h5"), None),
+    })
+    refused(results["from twice"], 2, "base is given twice to --from; give each run once")
+    refused(results["covariance twice"], 2, "base is given twice to --covariance-from; give each run once")
+    refused(results["unfinished"], 2, "unfinished_source is interrupted, not completed")
+    refused(results["no layers"], 2, "construct-init needs --layers (e.g. 1,2,3) (or --table DIR instead)")
+    assert not any((work / name).exists() for name in ("pooled_twice", "twice.h5", "unfinished.h5", "no_layers.h5"))
+    used = invoke_ok("transfer", work / "tiny.yaml", "--from", flagged, "--out", work / "from_flagged")
+    assert f"warning: source {flagged} is diverged: loss 9.1 at step 40" in used.output
+    built = invoke_ok("construct-init", work / "tiny.yaml", "--covariance-from", flagged, "--layers", "1",
+                      "-o", work / "from_flagged.h5")
+    assert f"warning: run {flagged} is diverged: loss 9.1" in built.output

@@ -32,7 +32,7 @@ def test_rescaling_keeps_predictions_and_scales_logits_by_the_product_of_factors
     initial, trained = weights_of(model_of(0, 1.0).weights), weights_of(model_of(1, 3.0).weights)
     for weights in (initial, trained):
         weights.update({name: np.zeros_like(v) for name, v in weights.items() if name.endswith("/bias")})
-    source = Checkpoint(Path("."), None, 1, trained, initial, np.arange(0), "", "unknown")
+    source = Checkpoint(Path("."), None, 1, trained, initial, np.arange(0), "", "unknown", "ok")
     model = model_of(2, 1.0)
     layers = transferable_layers(model) + [HEAD]
     rescaled, factors = transferred_weights(trained, source, layers, "l2", zero_biases=False)
