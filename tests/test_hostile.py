@@ -791,12 +791,16 @@ def test_sources_given_twice_unfinished_or_flagged_are_refused_or_named(work):
         "unfinished": (("construct-init", "tiny.yaml", "--covariance-from", "unfinished_source", "--layers", "1",
                         "-o", "unfinished.h5"), None),
         "no layers": (("construct-init", "tiny.yaml", "--covariance-from", "base", "-o", "no_layers.h5"), None),
+        "variant key": (("reproduce", "fig5", "--quick", "--set", "transfer_mode=covariance", "--out", "merged"), None),
     })
     refused(results["from twice"], 2, "base is given twice to --from; give each run once")
     refused(results["covariance twice"], 2, "base is given twice to --covariance-from; give each run once")
     refused(results["unfinished"], 2, "unfinished_source is interrupted, not completed")
     refused(results["no layers"], 2, "construct-init needs --layers (e.g. 1,2,3) (or --table DIR instead)")
-    assert not any((work / name).exists() for name in ("pooled_twice", "twice.h5", "unfinished.h5", "no_layers.h5"))
+    # every variant would become a covariance transfer: curves merged, found only after all runs trained
+    refused(results["variant key"], 2, "transfer_mode is set per variant by fig5's reproduce section; drop --set")
+    assert not any((work / name).exists() for name in ("pooled_twice", "twice.h5", "unfinished.h5", "no_layers.h5",
+                                                       "merged"))
     used = invoke_ok("transfer", work / "tiny.yaml", "--from", flagged, "--out", work / "from_flagged")
     assert f"warning: source {flagged} is diverged: loss 9.1 at step 40" in used.output
     built = invoke_ok("construct-init", work / "tiny.yaml", "--covariance-from", flagged, "--layers", "1",

@@ -11,7 +11,7 @@ from typing import Callable
 from rltx import store
 from rltx.cluster import check_environment
 from rltx.config import make_recipe
-from rltx.recipe_file import read_recipe_file
+from rltx.recipe_file import parse_overrides, read_recipe_file
 from rltx.errors import UsageError
 from rltx.reproduce import pipelines
 from rltx.reproduce.spec import ReproduceSpec
@@ -68,6 +68,15 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
+def _check_overrides_leave_variants(spec: ReproduceSpec, overrides: dict, name: str) -> None:
+    """A key that the variants set (their `set:` entries) is what tells the curves apart: a --set of it
+    would give the other variants that value too, merging curves the verdict compares."""
+    clash = sorted({key for variant in spec.variants for key in variant.keys} & set(overrides))
+    if clash:
+        raise UsageError(f"{', '.join(clash)} {'is' if len(clash) == 1 else 'are'} set per variant by {name}'s "
+                         f"reproduce section; drop --set {clash[0]}, or copy the recipe and edit its variants")
+
+
 def describe_data(recipe, fallback: str | None) -> str:
     """The data a reproduction ran on, and whether it is the offline stand-in for the recipe's."""
     name = recipe.dataset + (f" {recipe.data_path}" if recipe.dataset in ("npz", "image_folder") else "")
@@ -80,7 +89,6 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
               seeds: int | None = None, workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
     """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict;
     `seeds` replaces the number of seeds of the recipe's reproduce: section."""
-    from rltx.recipe_file import parse_overrides
     from rltx.store import atomic_write_text
     path = find_recipe(name)
     recipe_file = read_recipe_file(path).profile(profile, parse_overrides(overrides))
@@ -90,6 +98,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
         if spec.pipeline == "sweep":  # a sweep's runs take their seeds from its sweep: section
             recipe_file = dataclasses.replace(recipe_file, sweep={**recipe_file.sweep, "seeds": seeds})
     recipe = make_recipe(recipe_file.keys)
+    _check_overrides_leave_variants(spec, parse_overrides(overrides), path.stem)
     if workers > 1 and spec.pipeline != "sweep":
         raise UsageError(f"--workers runs a sweep's runs concurrently; {path.stem}'s {spec.pipeline} pipeline runs "
                          "one run at a time: drop --workers")
