@@ -38,6 +38,9 @@ from rltx.progress import Reporter
 # this much training, and short runs with many eval points do not rewrite it at each (Fig. 5's quick profile,
 # 24 runs of about 10 s with 11 eval points each, wrote 9 GB of resume states, a minute of its wall time).
 STATE_EVERY_SECONDS = 60.0
+# Example indices of the batch order built at a time (128 MiB of int64): the order of a whole run is steps x
+# batch indices, 25 GB for 50M steps of 64, which hung a run before step 0.
+SEGMENT_INDICES = 2 ** 24
 
 
 class Interrupted(Exception):
@@ -470,8 +473,7 @@ class _Run:
         plan = self.plan
         wall_offset = metrics[-1]["wall_time"] if metrics else 0.0
         started = time.monotonic()
-        order = hyperrule.batch_order(self.num_train, plan.batch_size, plan.seed, step, self.total_steps - step)
-        iterator = iter(distributed_batches(self.strategy, *self.train_set, order))
+        iterator, segment_end = self._segment(step, None)
         self.reporter.start(self.total_steps, step)
         if step == 0 and not metrics:  # a resume from the state of step 0 keeps its stored row
             metrics = [self._eval_point(0, wall_offset, 0.0, [])]
@@ -481,7 +483,9 @@ class _Run:
             if stop:
                 self._save(step, metrics)
                 raise Interrupted(step, self.run_dir)
-            target = min(self._next_event(step), step + chunk)
+            if step == segment_end:
+                iterator, segment_end = self._segment(step, iterator)
+            target = min(self._next_event(step), step + chunk, segment_end)
             tick = time.monotonic()
             loss_sum, correct = self.steps.train_chunk(iterator, tf.constant(target - step)).numpy()
             seconds = time.monotonic() - tick
@@ -504,6 +508,17 @@ class _Run:
         # pipeline and re-measured cross-checks").
         iterator.get_next_as_optional()
         return step, metrics
+
+    def _segment(self, step: int, finished):
+        """The input of steps `step ..` up to the returned end: at most SEGMENT_INDICES example indices of the
+        batch order at a time (a pure function of seed and step, so segments change nothing), never the order
+        of a whole long run in memory. `finished`, the previous segment's iterator, is asked once past its end."""
+        if finished is not None:
+            finished.get_next_as_optional()
+        plan = self.plan
+        end = min(self.total_steps, step + max(1, SEGMENT_INDICES // plan.batch_size))
+        order = hyperrule.batch_order(self.num_train, plan.batch_size, plan.seed, step, end - step)
+        return iter(distributed_batches(self.strategy, *self.train_set, order)), end
 
     def _next_event(self, step: int) -> int:
         return min(s for s in self.eval_at if s > step)

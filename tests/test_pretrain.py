@@ -197,3 +197,22 @@ def test_the_resume_state_is_written_first_last_and_then_once_a_minute(tiny_reci
     pretrain(recipe, tmp_path / "run")
     assert len(store.read_metrics(tmp_path / "run")) == 8 and loop.STATE_EVERY_SECONDS >= 60
     assert written == [0, recipe.steps]
+
+
+def test_a_batch_order_built_in_segments_trains_the_same_run(tiny_recipe, tmp_path, monkeypatch):
+    """The batch order is built a segment at a time (a whole long run's order hung it before step 0). The
+    order is a pure function of (seed, step), so 3-step segments must give the run of one segment (the
+    oracle): the same weights at every checkpoint and the same metrics."""
+    from rltx import loop
+    pretrain(tiny_recipe, tmp_path / "whole")
+    monkeypatch.setattr(loop, "SEGMENT_INDICES", 3 * tiny_recipe.batch_size)
+    pretrain(tiny_recipe, tmp_path / "segmented")
+    steps = store.checkpoint_steps_stored(tmp_path / "whole")
+    assert steps == store.checkpoint_steps_stored(tmp_path / "segmented") and len(steps) > 2
+    for step in steps:
+        whole, segmented = (store.read_checkpoint(tmp_path / name, step) for name in ("whole", "segmented"))
+        assert all(np.array_equal(whole[name], segmented[name]) for name in whole)
+    timing = ("wall_time", "images_per_second")
+    rows = [[{k: v for k, v in row.items() if k not in timing} for row in store.read_metrics(tmp_path / name)]
+            for name in ("whole", "segmented")]
+    assert rows[0] == rows[1]
