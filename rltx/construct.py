@@ -129,8 +129,9 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     for run in opened:
         if run.kind != "pretrain":  # as a covariance transfer's sources (A.9): Sigma_w learned on random labels
             raise UsageError(f"{run.run_dir} is a {run.kind} run; --covariance-from takes pre-training runs")
-        if store.read_status(run.run_dir) != "completed":
-            raise UsageError(f"{run.run_dir} is {store.read_status(run.run_dir)}, not completed: its last checkpoint is "
+        status = store.live_status(run.run_dir, run.record.status)
+        if status != "completed":
+            raise UsageError(f"{run.run_dir} is {status}, not completed: its last checkpoint is "
                              "not the trained Sigma_w; finish it or give completed runs to --covariance-from")
         if not run.steps:
             raise UsageError(f"{run.run_dir} has no checkpoint; give trained runs to --covariance-from")

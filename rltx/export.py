@@ -47,7 +47,7 @@ def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = 
 
 def _caveat(run_dir: Path, record: store.RunRecord) -> str:
     """What a user of the exported model should know: a run that did not complete, or did not train."""
-    status = store.read_status(run_dir)
+    status = store.live_status(run_dir, record.status)
     notes = ([f"the run is {status}"] if status != "completed" else []) + \
         ([f"health {record.health}"] if is_flagged(record.health) else [])
     return "".join(f"; {note}" for note in notes)

@@ -64,23 +64,26 @@ def _last_modified(run_dir: Path) -> float:
 def summary(run_dir: Path) -> dict:
     """One row of `rltx runs`: name, kind, recipe, status, step and total, final accuracies, age (s)."""
     run_dir = Path(run_dir)
-    row = dict.fromkeys(SUMMARY_COLUMNS)
-    row.update(name=str(run_dir), total_steps=None, reason="", health=None)
     try:
-        record = store.read_run_record(run_dir)
-        metrics = store.read_metrics(run_dir)
-        state_step = store.read_state_step(run_dir)
-        status = store.read_status(run_dir)
+        return _summary_row(run_dir, *_read(run_dir))
     except UsageError as error:  # a damaged run still gets its row
-        return {**row, "status": "unreadable", "reason": str(error)}
+        return {**dict.fromkeys(SUMMARY_COLUMNS), "name": str(run_dir), "status": "unreadable", "total_steps": None,
+                "reason": str(error), "health": None}
+
+
+def _read(run_dir: Path) -> tuple:
+    """What a summary shows, from the run's files: its record, metrics, resume step and status."""
+    record = store.read_run_record(run_dir)
+    return record, store.read_metrics(run_dir), store.read_state_step(run_dir), store.live_status(run_dir, record.status)
+
+
+def _summary_row(run_dir: Path, record: store.RunRecord, metrics: list[dict], state_step, status) -> dict:
     last, keys = (metrics[-1] if metrics else {}), record.config
-    row.update(kind=record.kind, recipe=_recipe_label(keys), status=status,
-               reason=record.error, health=record.health,
-               step=max(state_step or 0, last.get("step", 0)),  # metrics may pass the resume state
-               total_steps=_total_steps(keys, record.kind),
-               train_accuracy=last.get("train_accuracy"), test_accuracy=last.get("test_accuracy"),
-               age=time.time() - _last_modified(run_dir))
-    return row
+    return {"name": str(run_dir), "kind": record.kind, "recipe": _recipe_label(keys), "status": status,
+            "step": max(state_step or 0, last.get("step", 0)),  # metrics may pass the resume state
+            "train_accuracy": last.get("train_accuracy"), "test_accuracy": last.get("test_accuracy"),
+            "age": time.time() - _last_modified(run_dir), "total_steps": _total_steps(keys, record.kind),
+            "reason": record.error, "health": record.health}
 
 
 def _sources(record: store.RunRecord) -> list[dict]:
@@ -132,12 +135,8 @@ def details(run_dir: Path) -> dict:
         run_dir = run_dir.parent
     elif run_dir.is_file():
         raise UsageError(f"{run_dir} is a file, not a run; give a run directory (or RUN/run.h5)")
-    row = summary(run_dir)
-    if row["status"] == "unreadable":  # `runs` lists such a run; `show` names what is damaged
-        raise UsageError(row["reason"])
-    record = store.read_run_record(run_dir)
-    metrics = store.read_metrics(run_dir)
-    return {**row, "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
+    record, metrics, state_step, status = _read(run_dir)  # `runs` lists a damaged run; `show` names the file
+    return {**_summary_row(run_dir, record, metrics, state_step, status), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
             "sources": _sources(record), "samples": _samples(record.samples),
             "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
             "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),

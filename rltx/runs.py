@@ -81,7 +81,7 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
         raise UsageError(f"source {path} is a {run.kind} run; transfer from a pre-training run (rltx pretrain)")
     if step is None:
         if run.record.status != "completed":
-            raise UsageError(f"source {path} is {store.read_status(run.run_dir)}, not completed; finish it or pass "
+            raise UsageError(f"source {path} is {store.live_status(run.run_dir, run.record.status)}, not completed; finish it or pass "
                              f"--from-step with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
         final = run.recipe.steps if run.kind == "pretrain" else run.recipe.steps_downstream
         if final not in run.steps:
@@ -97,8 +97,7 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
 
 def check_distinct(paths, option: str) -> None:
     """Each source run once: a run given twice would count twice in a pooled Sigma_w."""
-    resolved = [Path(path).resolve() for path in paths]
-    twice = next((path for index, path in enumerate(paths) if resolved[index] in resolved[:index]), None)
+    twice = store.first_repeated(paths)
     if twice is not None:
         raise UsageError(f"{twice} is given twice to {option}; give each run once")
 

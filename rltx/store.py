@@ -171,6 +171,12 @@ def enclosing_run(path: Path) -> Path | None:
     return None
 
 
+def first_repeated(paths) -> Path | None:
+    """The first of `paths` that names a file or folder given before it (`./a` and `a` are the same), if any."""
+    resolved = [Path(path).resolve() for path in paths]
+    return next((Path(path) for index, path in enumerate(paths) if resolved[index] in resolved[:index]), None)
+
+
 def check_outside_runs(path: Path, option: str) -> None:
     """A run directory holds one run's own files only: an output (a result, a model, another run) put
     inside one would be taken for part of it, or destroyed with it."""
@@ -403,7 +409,12 @@ def read_config_yaml(path: Path) -> str:
 
 def read_status(run_dir: Path) -> str:
     """running / completed / failed / interrupted ('running' in the file but nobody holds the lock)."""
-    status = read_run_record(run_dir).status
+    return live_status(run_dir, read_run_record(run_dir).status)
+
+
+def live_status(run_dir: Path, status: str) -> str:
+    """A run record's stored `status` as it stands: 'running' that no writer's lock holds is interrupted
+    (for callers that read the record already)."""
     try:
         if status == "running" and not _lock_is_held(run_dir / LOCK_FILE):
             return "interrupted"

@@ -214,7 +214,7 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
         "runs": store.string_array(c.name for c in curves),
         "kind": store.string_array(c.run.kind for c in curves),
         "seed": np.array([c.run.recipe.seed for c in curves], dtype=np.int64),
-        "status": store.string_array(store.read_status(c.run.run_dir) for c in curves),  # running or interrupted
+        "status": store.string_array(store.live_status(c.run.run_dir, c.record.status) for c in curves),  # running or interrupted
         "health": store.string_array(c.record.health for c in curves),
         "last_step": np.array([c.steps[-1] for c in curves], dtype=np.int64),
         "group": group_of,

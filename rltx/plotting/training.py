@@ -167,8 +167,7 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group"):
         raise UsageError(f"dots must be group or pair, not {dots!r}")
     prefix = "pair_groups" if dots == "group" else "pairs"
     points: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    resolved = [Path(path).resolve() for path in inputs]
-    twice = next((path for index, path in enumerate(inputs) if resolved[index] in resolved[:index]), None)
+    twice = store.first_repeated(inputs)
     if twice is not None:  # its dots would be drawn twice, as if from more groups
         raise UsageError(f"{twice} is given twice; give each curves result once")
     for path in map(Path, inputs):
