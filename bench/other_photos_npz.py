@@ -1,5 +1,5 @@
-"""Write a second photo cross-check set, from photographs that neither rltx's sources nor its calibration
-ever used, to the .npz the `npz` source reads:
+"""Write a second photo cross-check set, from photographs that no rltx source uses (grass was one of the
+ten photographs of the first calibration probes, docs/calibration.md "Data"), to the .npz the `npz` source reads:
 
     python bench/other_photos_npz.py other16.npz
     rltx reproduce table5 --quick --set dataset=npz --set data_path=other16.npz --set num_classes_upstream=6
@@ -10,7 +10,7 @@ Crops as the `photos` source takes them (rltx.data.natural.photo_crops): trainin
 quarters of each photograph, test crops from the right-most quarter. Needs the test extras.
 
 `--photographs grey` writes a third set, for a recipe whose calibration has seen the other two: six grey
-photographs of scikit-image that no source or calibration used (camera, coins, moon, clock, text, cell),
+photographs of scikit-image that no source uses (camera, coins, moon, clock, text, cell; camera was in the first probes),
 each repeated in R, G and B. No colour photograph inside a wheel is left unused; grey crops keep the
 photographs' edges and smooth regions, not their colour statistics (the colour-opponent patch eigenvalues are 0).
 """
