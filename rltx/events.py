@@ -13,7 +13,6 @@ from pathlib import Path
 
 import tensorflow as tf
 
-EVENTS_DIR = "tensorboard"
 NOT_SCALARS = ("step",)  # the x axis
 # TensorBoard groups the charts by the tag's prefix: train and test side by side
 TAGS = {"train_accuracy": "accuracy/train", "test_accuracy": "accuracy/test",
@@ -21,10 +20,10 @@ TAGS = {"train_accuracy": "accuracy/train", "test_accuracy": "accuracy/test",
 
 
 class EventLog:
-    """The run's event file, holding exactly the metric rows given to it."""
+    """The run's event file in `directory` (RUN/tensorboard, store.EVENTS_DIR), holding exactly the
+    metric rows given to it."""
 
-    def __init__(self, run_dir: Path, rows: list[dict]):
-        directory = Path(run_dir) / EVENTS_DIR
+    def __init__(self, directory: Path, rows: list[dict]):
         shutil.rmtree(directory, ignore_errors=True)
         self._writer = tf.summary.create_file_writer(str(directory))
         for row in rows:

@@ -16,10 +16,9 @@ import numpy as np
 from rltx import store
 from rltx.config import make_recipe
 from rltx.errors import UsageError
-from rltx.events import EVENTS_DIR
 from rltx.health import is_flagged
 
-RUN_SUBFOLDERS = (store.CHECKPOINT_DIR, EVENTS_DIR)  # a run's own folders, which never hold runs
+RUN_SUBFOLDERS = (store.CHECKPOINT_DIR, store.EVENTS_DIR)  # a run's own folders, which never hold runs
 SUMMARY_COLUMNS = ("name", "kind", "recipe", "status", "step", "train_accuracy", "test_accuracy", "age")
 
 

@@ -413,7 +413,7 @@ class _Run:
                 step, metrics = self._restore()
                 self._check_workers_start_at(step)
                 if self.writer and self.plan.tensorboard:
-                    self.events = EventLog(self.run_dir, metrics)
+                    self.events = EventLog(self.run_dir / store.EVENTS_DIR, metrics)
                 step, metrics = self._train(step, metrics)
         except Interrupted:
             self._write_record("interrupted", "stopped by a signal; rerun the same command to resume")

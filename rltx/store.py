@@ -36,6 +36,7 @@ from rltx.errors import UsageError
 FORMAT_VERSION = 1
 RUN_FILE, METRICS_FILE, STATE_FILE, LOCK_FILE, CHECKPOINT_DIR = (
     "run.h5", "metrics.h5", "state.h5", "run.lock", "checkpoints")
+EVENTS_DIR = "tensorboard"  # TensorBoard's view of metrics.h5 (rltx.events writes it)
 
 
 class StoreWriteError(Exception):

@@ -71,3 +71,16 @@ def test_recipe_keys_in_help_only_where_they_apply():
         output = CliRunner().invoke(main, [command, "--help"]).output
         assert "  learning_rate = " in output
         assert ("  construct_tau = " in output) == shown and ("  table_iterations = " in output) == shown
+
+
+def test_runs_and_show_read_a_run_without_tensorflow(tmp_path):
+    """`rltx runs` / `rltx show` read only the HDF5 files (README, "Inspecting runs"): they answer at
+    once, also beside a training run. The tensorboard folder's name once pulled TensorFlow in."""
+    from tests_support import TINY
+
+    from rltx.config import make_recipe
+    from rltx.pretrain import pretrain
+    pretrain(make_recipe({**TINY, "total_steps": 2}), tmp_path / "run")
+    for command in ("runs", "show"):
+        output, loaded, _ = probe(command, str(tmp_path / "run"))
+        assert "completed" in output and "tensorflow" not in loaded and "keras" not in loaded, (command, loaded)
