@@ -52,8 +52,13 @@ def judge(metrics: list[dict], num_classes: int, num_examples: int) -> str:
     return OK
 
 
+def health_kind(health: str) -> str:
+    """"ok", "diverged", "collapsed" (or "unchecked" in older runs): a judgement without its numbers."""
+    return health.split(":")[0]
+
+
 def is_flagged(health: str) -> bool:
-    return health.split(":")[0] in ("diverged", "collapsed")
+    return health_kind(health) in ("diverged", "collapsed")
 
 
 def _collapsed(row: dict, num_classes: int, num_examples: int) -> bool:

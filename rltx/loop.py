@@ -29,7 +29,7 @@ from rltx.distribute import (check_batch_divides, choose_strategy, distributed_b
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
 from rltx.events import EventLog
-from rltx.health import judge
+from rltx.health import health_kind, is_flagged, judge
 from rltx.models import HEAD, transferable_layers
 from rltx.progress import Reporter
 
@@ -541,14 +541,20 @@ class _Run:
         return row
 
     def _judge_health(self, metrics: list[dict]) -> None:
-        """Flag a run that diverged or collapsed (rltx.health) in its record, with one warning line
-        when the judgement changes; the run goes on and still completes."""
+        """Flag a run that diverged or collapsed (rltx.health) in its record, which keeps the latest
+        numbers; one line when the kind of judgement changes, also when a run recovers from an early
+        blow-up (the quickstart's first steps overshoot). The run goes on and still completes."""
         health = judge(metrics, int(self.model.output_shape[-1]), self.num_train)
-        if health != self.record.health:
-            self.record.health = health
-            if health != "ok":
-                self.reporter.message(f"warning: {self.run_dir} {health}")
-            self._write_record(self.record.status, self.record.error)
+        if health == self.record.health:
+            return
+        before, self.record.health = self.record.health, health
+        if is_flagged(health) and health_kind(health) != health_kind(before):
+            self.reporter.message(f"warning: {self.run_dir} {health}")
+        elif is_flagged(before) and not is_flagged(health):
+            last = metrics[-1]
+            self.reporter.message(f"note: {self.run_dir} no longer {health_kind(before)}: loss "
+                                  f"{last['train_loss']:.3g} at step {last['step']}")
+        self._write_record(self.record.status, self.record.error)
 
     def _state_due(self, step: int) -> bool:
         """Whether an eval point writes the resume state: the first of this process, the last step, and
