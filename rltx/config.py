@@ -104,7 +104,7 @@ class Recipe:
     manual_dir: Optional[str] = key(None, help="directory with the original archive, for tfds manual preparation", unit="path")
     data_path: Optional[str] = key(None, help="the .npz file (x, y[, x_test, y_test]) or the image folder", unit="path")
     offline: bool = key(False, help="never attempt a download; fail at once when data is missing")
-    image_size: int = key(0, help="resize images to this side (0: native size; imagenet2012: 224, A.3)", unit="pixels", minimum=0)
+    image_size: int = key(0, help="resize images to this side (0: native size; imagenet2012: 224, A.3; `image_folder` requires a size)", unit="pixels", minimum=0)
     gaussian_spectrum: Union[str, list, None] = key(
         None, help="eigenvalues of Sigma: a list or 'linspace(a, b, n)' (E.1 uses linspace(0.1, 3.0, 30))",
         minimum=0.0, exclusive_minimum=True)

@@ -32,12 +32,12 @@ def probe(*args, env=None):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["analyze", "--help"], ["plot", "--help"], ["pretrain", "--help"],
-                                  ["runs", "--help"]])
+                                  ["runs", "--help"], ["reproduce", "--help"]])
 def test_help_answers_without_tensorflow_within_a_second_and_a_half(args):
     output, loaded, seconds = probe(*args)
     assert "Usage: rltx" in output
     assert "tensorflow" not in loaded and "keras" not in loaded
-    if args[0] not in ("analyze", "plot"):
+    if args[0] not in ("analyze", "plot", "reproduce"):
         assert loaded == []
     assert seconds < 1.5
 
