@@ -78,6 +78,22 @@ def test_curves_mean_and_band_equal_the_stored_metrics(paired_runs, tmp_path):
     check_image(tmp_path / "c.png")
 
 
+def test_long_group_labels_go_below_the_axes_and_leave_them_their_size(paired_runs, tmp_path):
+    """Six automatic labels of 60-80 characters once covered the curves and squeezed the axes to nothing
+    (matplotlib: "constrained_layout not applied"): they are drawn below the axes, which keep a usable height."""
+    import warnings
+    sweep = paired_runs / "sweep"
+    long = ["transfer, from_step=[30], rescaling=l2, transfer_layers=conv", "scratch, rescaling=l2"]
+    figure = draw_curves([sweep], labels=long)
+    assert figure.axes[0].get_legend() is None
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == [*long, "train", "test"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the layout warning would fail here
+        figure.savefig(tmp_path / "long.png")
+    height = figure.axes[0].get_position().height * figure.get_figheight()
+    assert height > 0.8  # inches of axes left in the 2.5-inch paper figure
+
+
 def test_auc_scatter_is_pretrained_on_x_scratch_on_y(files, tmp_path):
     path = files / "curves.h5"
     for which in ("train", "test"):

@@ -9,7 +9,9 @@ from tests_support import TINY, stored
 
 from rltx import store
 from rltx.analysis.results import read_result
+from rltx.plotting.figure import STYLES
 from rltx.recipe_file import read_recipe_file
+from rltx.reproduce import pipelines
 from rltx.cli import main
 
 pytestmark = pytest.mark.slow  # subprocesses, end to end
@@ -51,10 +53,16 @@ def test_an_unmoved_first_layer_leaves_the_alignment_not_resolved(tmp_path):
     assert read_result(out / "misalignment.h5").inputs["num_filters"] == 2048
 
 
-def test_fig5_quick_compares_every_curve_with_from_scratch(tmp_path):
+def test_fig5_quick_compares_every_curve_with_from_scratch(tmp_path, monkeypatch):
     out = tmp_path / "fig5"
+    drawn = []
+    saving = pipelines.Context.figure
+    monkeypatch.setattr(pipelines.Context, "figure", lambda self, figure, name: drawn.append(figure) or saving(self, figure, name))
     # the pipeline, not the science: the quick profile's schedule shortened (docs/calibration.md has its numbers)
     verdict = reproduce("fig5", out, "--seeds", "2", "--set", "total_steps=20", "--set", "total_steps_downstream=10")
+    # drawn in the paper style, as `rltx plot curves` draws (its legend once came out at matplotlib's 10 pt)
+    legend = drawn[0].axes[0].get_legend()
+    assert {text.get_fontsize() for text in legend.get_texts()} == {STYLES["paper"]["legend.fontsize"]}
     assert "runs on dead_leaves instead" in verdict  # no CIFAR10 here: said so
     names = ["pretrained", "covariance", "from_scratch"]
     for name in names:

@@ -105,6 +105,9 @@ def group_curve(runs, x: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     return grid, np.stack([np.interp(grid, v, y) for v, y in zip(xs, ys)])
 
 
+LEGEND_INSIDE_MAX, LEGEND_INSIDE_CHARACTERS = 6, 24  # a legend larger than this goes below the axes
+
+
 def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accuracy="both", labels=None):
     """Mean train (solid) and test (dotted) accuracy of each group of runs against `x` ("step" or
     "epoch"), with a band of +-1 std (ddof=1) or the min/max over the group's seeds. `zoom`
@@ -148,7 +151,11 @@ def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accur
     if accuracy == "both":
         handles += [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle=":")]
         names += ["train", "test"]
-    ax.legend(handles, names, loc="best", frameon=False)
+    if len(names) > LEGEND_INSIDE_MAX or max(map(len, names)) > LEGEND_INSIDE_CHARACTERS:
+        # long or many group labels would cover the curves (or squeeze the axes to nothing): below them
+        figure.legend(handles, names, loc="outside lower center", frameon=False)
+    else:
+        ax.legend(handles, names, loc="best", frameon=False)
     figure.rltx_groups = groups
     return figure
 

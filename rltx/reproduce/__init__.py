@@ -112,10 +112,12 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     store.make_directory(out)
     echo(f"{path.stem}: {recipe.description}")
     context = pipelines.Context(recipe, spec, out, reporter, echo)
-    if spec.pipeline == "sweep":
-        outcome = pipelines.sweep_pipeline(context, recipe_file, workers)
-    else:
-        outcome = pipelines.PIPELINES[spec.pipeline](context)
+    from rltx.plotting.figure import style_context
+    with style_context("paper"):  # as `rltx plot` draws: legends and texts in the style's sizes
+        if spec.pipeline == "sweep":
+            outcome = pipelines.sweep_pipeline(context, recipe_file, workers)
+        else:
+            outcome = pipelines.PIPELINES[spec.pipeline](context)
     report = Report(path.stem, out, spec.paper, recipe.description, describe_data(recipe, recipe_file.fallback),
                     tuple(outcome.seeds), tuple(outcome.figures), tuple(outcome.findings), tuple(context.excluded))
     atomic_write_text(out / VERDICT_FILE, report.text())
