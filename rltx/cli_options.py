@@ -17,6 +17,9 @@ PROFILE_OPTION = click.option("--profile", metavar="NAME",
 class FiniteRange(click.FloatRange):
     """click.FloatRange, which lets nan and inf through its bounds, refusing them too."""
 
+    def _describe_range(self) -> str:  # click's text for no bounds reads "x<=None"
+        return super()._describe_range() if (self.min, self.max) != (None, None) else "finite"
+
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):

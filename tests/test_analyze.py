@@ -1,4 +1,5 @@
 """`rltx analyze` alignment kinds on real runs: stored results, JSON, pooling, errors."""
+import io
 import json
 
 import h5py
@@ -122,3 +123,20 @@ def test_transfer_function_table_names_each_tau_column_by_its_step():
     assert len(columns) == 8 and columns[0] == "tau step 0" and columns[-1] == "tau step 100"
     assert rows[1]["tau step 100"] == tau[-1, 1] and rows[0]["sigma"] == 3.0
     assert list(_tau_table([40], np.array([1.0]), np.array([[0.5]]))[0]) == ["i", "sigma", "tau step 40"]
+
+
+def test_a_result_table_too_wide_for_the_terminal_is_printed_one_block_per_row():
+    """rich cuts every cell of a too-wide table to a few characters ("transf…", "0.5296…"): on a narrow
+    terminal each row is printed as `name: value` lines instead, every value whole."""
+    from rich.console import Console
+
+    from rltx.analysis.results import Result, print_table
+    row = {"group": "transfer, from_step=[300], transfer_mode=covariance", "runs": 2, "train_auc": 0.529608,
+           "train_auc std": 0.0025668, "final_train_accuracy": 0.692}
+    result = Result("curves", {}, {}, [row, {**row, "group": "scratch, transfer_mode=weights"}])
+    for width, blocks in ((80, True), (250, False)):
+        console = Console(width=width, record=True, file=io.StringIO())
+        print_table(result, console)
+        text = console.export_text()
+        assert ("  group: transfer, from_step=[300], transfer_mode=covariance" in text) == blocks, text
+        assert "…" not in text and "0.529608" in text and "0.0025668" in text

@@ -19,6 +19,24 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "rltx", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
+def every_command(group, path=()):
+    """(path, command) for every command under `group`, groups included."""
+    import click
+    yield path, group
+    if isinstance(group, click.Group):
+        context = click.Context(group)
+        for name in group.list_commands(context):
+            yield from every_command(group.get_command(context, name), (*path, name))
+
+
+def test_no_help_text_shows_a_bound_of_none():
+    """click writes an unbounded FloatRange as "x<=None"; rltx's FiniteRange says "finite"."""
+    shown = {" ".join(path): CliRunner().invoke(main, [*path, "--help"], terminal_width=200).output
+             for path, _ in every_command(main)}
+    assert [path for path, text in shown.items() if "None]" in text] == []
+    assert "[default: 2.0; finite]" in shown["analyze barrier"]
+
+
 def test_help_documents_every_key_and_every_command():
     top = CliRunner().invoke(main, ["--help"])
     assert top.exit_code == 0

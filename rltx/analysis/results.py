@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from rltx import __version__, store
@@ -51,9 +52,17 @@ def print_table(result: Result, console: Console | None = None) -> None:
     console = console or Console()
     if not result.table:
         return
+    rows = [{name: f"{v:.6g}" if isinstance(v, float) else str(v) for name, v in row.items()} for row in result.table]
     table = Table(title=result.kind)
-    for column in result.table[0]:
+    for column in rows[0]:
         table.add_column(column, justify="right")
-    for row in result.table:
-        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
-    console.print(table)
+    for row in rows:
+        table.add_row(*row.values())
+    if Measurement.get(console, console.options.update_width(10 ** 6), table).maximum <= console.width:
+        console.print(table)
+        return
+    # too wide for the terminal: rich would cut every cell to a few characters, so one block per row
+    console.print(result.kind, style="bold")
+    for row in rows:
+        console.print("\n".join(f"  {name}: {value}" for name, value in row.items()), highlight=False, soft_wrap=True)
+        console.print()
