@@ -7,6 +7,7 @@ Trains a one-layer CNN on Gaussian-patch images with a checkpoint every step (th
 timed), then times `rltx analyze misalignment --all-steps` and `transfer-function --all-steps`
 through the library API, including reading the run, the data and all checkpoints.
 """
+import argparse
 import os
 import sys
 import tempfile
@@ -41,4 +42,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sys.exit(main())

@@ -5,6 +5,7 @@
 
     python bench/construct.py
 """
+import argparse
 import os
 import sys
 import tempfile
@@ -48,4 +49,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sys.exit(main())

@@ -3,6 +3,7 @@ and init_scale: why VGG16 sits at loss ln C in CPU-sized runs (docs/calibration.
 
     python bench/vgg_signal.py
 """
+import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -34,4 +35,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()
