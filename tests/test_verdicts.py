@@ -17,6 +17,21 @@ def test_transfer_direction_finds_a_known_difference_of_means():
     assert error == pytest.approx(np.sqrt(faster.var(ddof=1) / 12 + slower.var(ddof=1) / 12))
 
 
+def test_transfer_direction_calls_a_direction_exactly_when_welchs_test_rejects():
+    """Oracle: scipy.stats' Welch t test (ttest_ind, equal_var=False) at the rule's 5% level decides every
+    call, for unequal seed counts and spreads (non-integer degrees of freedom)."""
+    from scipy import stats
+    generator = np.random.default_rng(3)
+    for _ in range(300):
+        n, m = generator.integers(2, 13, size=2)
+        a, b = generator.normal(0.05, 0.05, n), generator.normal(0, generator.uniform(0.01, 0.1), m)
+        direction = verdicts.transfer_direction(a, b)[0]
+        rejected = stats.ttest_ind(a, b, equal_var=False).pvalue < verdicts.SIGNIFICANCE
+        assert (direction in ("positive", "negative")) == rejected, (a, b, direction)
+        if rejected:
+            assert direction == ("positive" if a.mean() > b.mean() else "negative")
+
+
 @pytest.mark.parametrize("seeds", [3, 12])
 def test_transfer_direction_false_alarm_rate_is_the_nominal_level(seeds):
     """Equal means: 'positive' or 'negative' is called at Welch's 5% level whatever the number of
