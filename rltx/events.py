@@ -8,7 +8,6 @@ then appends, so the curves continue without duplicate or lost points, whatever 
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import tensorflow as tf
@@ -24,7 +23,8 @@ class EventLog:
     metric rows given to it."""
 
     def __init__(self, directory: Path, rows: list[dict]):
-        shutil.rmtree(directory, ignore_errors=True)
+        for old in Path(directory).glob("events.out.tfevents.*"):  # only TensorBoard's own files, whatever the folder
+            old.unlink()
         self._writer = tf.summary.create_file_writer(str(directory))
         for row in rows:
             self._write(row)

@@ -52,6 +52,17 @@ def judge(metrics: list[dict], num_classes: int, num_examples: int) -> str:
     return OK
 
 
+def change_line(run: str, before: str, after: str, last: dict) -> str | None:
+    """The line a training run prints when its judgement goes from `before` to `after` at metric row
+    `last`: a warning when it becomes diverged or collapsed (or turns from one into the other), a note
+    when a flagged run is judged ok again, else none (only the numbers moved)."""
+    if is_flagged(after) and health_kind(after) != health_kind(before):
+        return f"warning: {run} {after}"
+    if is_flagged(before) and not is_flagged(after):
+        return f"note: {run} no longer {health_kind(before)}: loss {last['train_loss']:.3g} at step {last['step']}"
+    return None
+
+
 def health_kind(health: str) -> str:
     """"ok", "diverged", "collapsed" (or "unchecked" in older runs): a judgement without its numbers."""
     return health.split(":")[0]

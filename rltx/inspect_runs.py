@@ -16,7 +16,7 @@ import numpy as np
 from rltx import store
 from rltx.config import make_recipe
 from rltx.errors import UsageError
-from rltx.health import is_flagged
+from rltx.health import health_kind, is_flagged
 
 RUN_SUBFOLDERS = (store.CHECKPOINT_DIR, store.EVENTS_DIR)  # a run's own folders, which never hold runs
 SUMMARY_COLUMNS = ("name", "kind", "recipe", "status", "step", "train_accuracy", "test_accuracy", "age")
@@ -177,7 +177,7 @@ def _status(row: dict) -> str:
     """The status, with the health flag of a run that ended without training (rltx.health): `completed,
     diverged` is no evidence."""
     health = row.get("health") or ""
-    return f"{row['status']}, {health.split(':')[0]}" if is_flagged(health) else row["status"]
+    return f"{row['status']}, {health_kind(health)}" if is_flagged(health) else row["status"]
 
 
 def _shorten(text: str, width: int) -> str:

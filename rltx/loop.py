@@ -29,7 +29,7 @@ from rltx.distribute import (check_batch_divides, choose_strategy, distributed_b
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
 from rltx.events import EventLog
-from rltx.health import health_kind, is_flagged, judge
+from rltx.health import change_line, judge
 from rltx.models import HEAD, transferable_layers
 from rltx.progress import Reporter
 
@@ -270,8 +270,8 @@ def run(run_dir: Path, identity: dict, prepare: Callable[[store.RunRecord | None
         if existing is not None and existing.status == "completed":
             return _completed_summary(run_dir, reporter)
         training = prepare(existing)
-        if existing is not None:
-            training.record.created = existing.created
+        if existing is not None:  # a resumed run keeps its birth and its health (no repeated warning)
+            training.record.created, training.record.health = existing.created, existing.health
         return train(training.plan, run_dir, training.record, training.examples, training.make_model,
                      reporter, writer)
 
@@ -547,13 +547,10 @@ class _Run:
         health = judge(metrics, int(self.model.output_shape[-1]), self.num_train)
         if health == self.record.health:
             return
-        before, self.record.health = self.record.health, health
-        if is_flagged(health) and health_kind(health) != health_kind(before):
-            self.reporter.message(f"warning: {self.run_dir} {health}")
-        elif is_flagged(before) and not is_flagged(health):
-            last = metrics[-1]
-            self.reporter.message(f"note: {self.run_dir} no longer {health_kind(before)}: loss "
-                                  f"{last['train_loss']:.3g} at step {last['step']}")
+        line = change_line(str(self.run_dir), self.record.health, health, metrics[-1])
+        if line:
+            self.reporter.message(line)
+        self.record.health = health
         self._write_record(self.record.status, self.record.error)
 
     def _state_due(self, step: int) -> bool:

@@ -1,6 +1,8 @@
 """Runs that fail silently are flagged (rltx.health): oracles are metric series whose failure is
 known by construction, and real runs forced to diverge or collapse."""
+import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -86,19 +88,69 @@ def test_forced_failures_are_flagged_and_still_complete(tmp_path, keys, expected
     assert record.status == "completed" and health.health_kind(record.health) == expected, record.health
     # a line only when the judgement's kind changes (the record keeps the latest numbers): the last says
     # what the record holds, and no two lines in a row say the same
-    kinds = [health.health_kind(m.split(" ", 2)[2]) if m.startswith("warning:") else "ok" for m in messages]
+    prefix = f"warning: {tmp_path / 'run'} "
+    kinds = [health.health_kind(m.removeprefix(prefix)) if m.startswith(prefix) else "ok" for m in messages]
     assert kinds[-1:] == ([] if expected == "ok" else [expected]), messages
     assert all(a != b for a, b in zip(kinds, kinds[1:])), messages
 
 
-def test_a_run_that_recovers_from_an_early_blow_up_says_so_once_and_ends_ok(tmp_path):
+def test_a_line_only_when_the_kind_of_judgement_changes():
+    row = {"step": 24, "train_loss": 8.53}
+    diverged, later = "diverged: loss 42.5 at step 1, 12.5x its initial 3.41", "diverged: loss 163 at step 5, 47.7x its initial 3.41"
+    collapsed = "collapsed: constant outputs from step 30 (train accuracy 0.100, loss 2.303, ln 10 = 2.303)"
+    assert health.change_line("r", "ok", diverged, row) == f"warning: r {diverged}"
+    assert health.change_line("r", diverged, later, row) is None  # only the numbers moved
+    assert health.change_line("r", diverged, collapsed, row) == f"warning: r {collapsed}"
+    assert health.change_line("r", later, "ok", row) == "note: r no longer diverged: loss 8.53 at step 24"
+    assert health.change_line("r", "unchecked", "ok", row) is None  # a run written before the flag existed
+    assert health.change_line("r", "unchecked", diverged, row) == f"warning: r {diverged}"
+
+
+def test_a_resumed_run_keeps_its_health_and_warns_only_once(tmp_path):
+    """Interrupted while flagged (lr 20 blows TINY up: diverged, then constant outputs) and resumed: the record
+    never reads ok in between, and the resumed process does not warn again of what the record already says (it
+    once started from a fresh record, 'ok')."""
+    recipe = make_recipe({**TINY, "learning_rate": 20.0, "total_steps": 12, "num_eval_points": 12})
+    lines, seen = [], []
+
+    class StopAtEight(Reporter):
+        def eval(self, row):
+            if row["step"] == 8:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def message(self, text):
+            lines.append(text)
+
+    with pytest.raises(Exception, match="interrupted"):
+        pretrain(recipe, tmp_path / "run", reporter=StopAtEight())
+    stored = store.read_run_record(tmp_path / "run")
+    assert stored.status == "interrupted" and health.is_flagged(stored.health), stored.health
+    before = len(lines)
+
+    class Watch(Reporter):
+        def start(self, total_steps, first_step):  # after the resumed run wrote its record as running
+            seen.append(store.read_run_record(tmp_path / "run").health)
+
+        def eval(self, row):
+            seen.append(store.read_run_record(tmp_path / "run").health)
+
+        def message(self, text):
+            lines.append(text)
+    pretrain(recipe, tmp_path / "run", reporter=Watch())
+    assert seen and all(health.is_flagged(h) for h in seen), seen
+    repeated = f"warning: {tmp_path / 'run'} {health.health_kind(stored.health)}"
+    assert not (lines[before:] and lines[before].startswith(repeated)), lines[before:]
+
+
+@pytest.mark.slow  # a subprocess, end to end
+def test_a_run_that_recovers_from_an_early_blow_up_says_so_and_ends_ok(tmp_path):
     """The quickstart's first steps overshoot (loss 3.41 -> 42.5 at step 1, 163 at step 5) and it then learns:
-    the user meets one warning, one note when it is back within 3x, and a healthy record."""
+    the user meets a warning, a note once it is back within 3x, and a healthy record (the count of lines
+    between them depends on the chaotic overshoot, so it is not pinned)."""
     completed = subprocess.run([sys.executable, "-m", "rltx", "pretrain", "quickstart", "--out", "run",
                                 "--set", "total_steps=60"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.startswith(("warning:", "note:"))]
-    assert len(lines) == 2, completed.stderr
     assert re.fullmatch(r"warning: run diverged: loss \S+ at step 1, \S+x its initial 3\.41", lines[0]), lines
-    assert re.fullmatch(r"note: run no longer diverged: loss \S+ at step \d+", lines[1]), lines
+    assert re.fullmatch(r"note: run no longer diverged: loss \S+ at step \d+", lines[-1]), lines
     assert store.read_run_record(tmp_path / "run").health == "ok"

@@ -10,6 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from rltx import __version__, store
 from rltx.errors import UsageError
@@ -57,12 +58,13 @@ def print_table(result: Result, console: Console | None = None) -> None:
     for column in rows[0]:
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(*row.values())
+        table.add_row(*(Text(value) for value in row.values()))  # values are not rich markup
     if Measurement.get(console, console.options.update_width(10 ** 6), table).maximum <= console.width:
         console.print(table)
         return
     # too wide for the terminal: rich would cut every cell to a few characters, so one block per row
-    console.print(result.kind, style="bold")
+    console.print(result.kind, style="bold", markup=False)
     for row in rows:
-        console.print("\n".join(f"  {name}: {value}" for name, value in row.items()), highlight=False, soft_wrap=True)
+        console.print("\n".join(f"  {name}: {value}" for name, value in row.items()),
+                      highlight=False, soft_wrap=True, markup=False)
         console.print()

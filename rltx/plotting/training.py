@@ -151,7 +151,7 @@ def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accur
     if accuracy == "both":
         handles += [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle=":")]
         names += ["train", "test"]
-    if len(names) > LEGEND_INSIDE_MAX or max(map(len, names)) > LEGEND_INSIDE_CHARACTERS:
+    if len(names) > LEGEND_INSIDE_MAX or max(map(len, names), default=0) > LEGEND_INSIDE_CHARACTERS:
         # long or many group labels would cover the curves (or squeeze the axes to nothing): below them
         figure.legend(handles, names, loc="outside lower center", frameon=False)
     else:

@@ -89,6 +89,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
               seeds: int | None = None, workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
     """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict;
     `seeds` replaces the number of seeds of the recipe's reproduce: section."""
+    from rltx.plotting.figure import style_context
     from rltx.store import atomic_write_text
     path = find_recipe(name)
     recipe_file = read_recipe_file(path).profile(profile, parse_overrides(overrides))
@@ -112,7 +113,6 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     store.make_directory(out)
     echo(f"{path.stem}: {recipe.description}")
     context = pipelines.Context(recipe, spec, out, reporter, echo)
-    from rltx.plotting.figure import style_context
     with style_context("paper"):  # as `rltx plot` draws: legends and texts in the style's sizes
         if spec.pipeline == "sweep":
             outcome = pipelines.sweep_pipeline(context, recipe_file, workers)
