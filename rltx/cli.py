@@ -291,7 +291,6 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
         from rltx.construct_table import construct_table
         from rltx.distribute import is_chief
         from rltx.progress import make_reporter
-        check_environment()
         result = construct_table(config, table, make_reporter(quiet or not is_chief(), "construct"))
         write_result(result, table / "table.h5")
         print_table(result)

@@ -92,14 +92,15 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     from rltx.plotting.figure import style_context
     from rltx.store import atomic_write_text
     path = find_recipe(name)
-    recipe_file = read_recipe_file(path).profile(profile, parse_overrides(overrides))
+    parsed = parse_overrides(overrides)
+    recipe_file = read_recipe_file(path).profile(profile, parsed)
     spec = ReproduceSpec.from_section(recipe_file.reproduce, str(path))
     if seeds is not None:
         spec = dataclasses.replace(spec, seeds=seeds)
         if spec.pipeline == "sweep":  # a sweep's runs take their seeds from its sweep: section
             recipe_file = dataclasses.replace(recipe_file, sweep={**recipe_file.sweep, "seeds": seeds})
     recipe = make_recipe(recipe_file.keys)
-    _check_overrides_leave_variants(spec, parse_overrides(overrides), path.stem)
+    _check_overrides_leave_variants(spec, parsed, path.stem)
     if workers > 1 and spec.pipeline != "sweep":
         raise UsageError(f"--workers runs a sweep's runs concurrently; {path.stem}'s {spec.pipeline} pipeline runs "
                          "one run at a time: drop --workers")
