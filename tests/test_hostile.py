@@ -635,14 +635,17 @@ def test_environment_variables_of_a_wrong_form_are_refused_before_anything_is_wr
     cases = {name: (("pretrain", "tiny.yaml", "--out", f"env_{i}", "--quiet"), {"env": {"TF_CONFIG": json.dumps(c)}})
              for i, (name, c) in enumerate(configs.items())}
     cases["memory"] = (("pretrain", "tiny.yaml", "--out", "env_memory", "--quiet"), {"env": {"RLTX_GPU_MEMORY_MB": "²"}})
+    cases["table"] = (("construct-init", "tiny.yaml", "--table", "env_table", "--quiet", "--set",  # checked early too
+                       "table_layer_sets=[[], [1]]"), {"env": {"TF_CONFIG": json.dumps(configs["no hosts"])}})
     os.mkfifo(work / "log.fifo")  # no reader: opening it for writing would block the program
     cases["fifo log"] = (("runs", "base"), {"env": {"RLTX_NATIVE_LOG": str(work / "log.fifo")}})
     results = run_cases(work, cases)
     refused(results["fifo log"], 2, "RLTX_NATIVE_LOG=", "cannot be opened for appending (a FIFO that no process reads)")
-    for name in configs:
+    for name in [*configs, "table"]:
         refused(results[name], 2, "TF_CONFIG is not valid", "fix it or unset it")
     refused(results["memory"], 2, "RLTX_GPU_MEMORY_MB='²' is not a positive number of MiB")
     assert not any((work / f"env_{i}").exists() for i in range(len(configs))) and not (work / "env_memory").exists()
+    assert not (work / "env_table").exists()
 
 
 def _strict_json(text: str):
