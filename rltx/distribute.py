@@ -105,7 +105,7 @@ def _replica_slices(index_batches: np.ndarray, context: tf.distribute.InputConte
 # A fixed prefetch and no tf.data autotuning: the pipeline only gathers rows of an array already in memory.
 # With autotuning, dropping a finished run's iterator waited 7-28 s for its input threads in some short runs, even
 # after the loop asked past the last batch (rltx.loop; docs/calibration.md, "Input pipeline and re-measured
-# cross-checks"); Fig. 5's quick profile, 24 runs, had spent about a minute there.
+# cross-checks"); Fig. 5's quick profile, then 24 runs, had spent about a minute there.
 PREFETCH_BATCHES = 2
 
 

@@ -36,7 +36,7 @@ from rltx.progress import Reporter
 # The resume state (weights and optimizer slots: twice the model) is written at an eval point only once this
 # long has passed since the last one, and always at the last step and on a signal: a killed run loses at most
 # this much training, and short runs with many eval points do not rewrite it at each (Fig. 5's quick profile,
-# 24 runs of about 10 s with 11 eval points each, wrote 9 GB of resume states, a minute of its wall time).
+# then 24 runs of about 10 s with 11 eval points each, wrote 9 GB of resume states, a minute of its wall time).
 STATE_EVERY_SECONDS = 60.0
 # Example indices of the batch order built at a time (128 MiB of int64): the order of a whole run is steps x
 # batch indices, 25 GB for 50M steps of 64, which hung a run before step 0.

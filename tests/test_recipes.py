@@ -127,9 +127,9 @@ def test_quick_profile_runs_here(name):
     if recipe.architecture != "mlp" and recipe.dataset == "gaussian":
         assert recipe.gaussian_patch_size and recipe.gaussian_image_size, "image models need Gaussian images"
     spec = _spec(file.profile("quick"))
-    # a budget guard: Tables 1-6 run 6 seeds of four 100-step trainings (about 3.5 minutes here); Fig. 5 runs A.9's 12
-    # seeds at 12x12, its largest count, on the 6-minute budget
-    assert spec.seeds <= 12, f"{name}.yaml: the quick profile runs at most A.9's 12 seeds"
+    # a budget guard: Tables 1-6 run 6 seeds of four 100-step trainings (about 3.5 minutes here); Fig. 5 alone runs
+    # A.9's 12 seeds, at 12x12 (about 6 minutes)
+    assert spec.seeds <= (12 if name == "fig5" else 6), f"{name}.yaml: the quick profile runs too many seeds for its budget"
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES

@@ -68,7 +68,7 @@ def test_fig5_quick_compares_every_curve_with_from_scratch(tmp_path, monkeypatch
     for name in names:
         for seed in (0, 1):
             assert store.read_status(out / "runs" / name / f"s{seed}") == "completed"
-        assert not (out / "runs" / name / "s2").exists()  # --seeds 2 replaced the profile's 6
+        assert not (out / "runs" / name / "s2").exists()  # --seeds 2 replaced the profile's 12
     assert (out / "curves.png").exists() and (out / "curves.h5").exists()
     assert verdict.count(" vs from scratch: train-accuracy AUC") == 2
     assert verdict.count(" of 2 same-seed pairs") == 2  # seeds 0 and 1 of each curve against from scratch
