@@ -342,6 +342,7 @@ def test_sweep_sections_that_cannot_be_planned_give_one_line(tmp_path, change, w
     ({"pipeline": "transfer", "variants": [{"name": "a", 1: 2}]}, "has unknown entries 1"),
     ({"pipeline": ["x"] * 10000}, "is not one of"),
     ({"pipeline": "construct-table", "expect_sets": [1, 2]}, "expect_sets must be a list of constructed layer sets"),
+    ({"pipeline": "transfer", "variants": [{"name": "a", "expect": "same"}]}, "has expect: 'same'; use positive, negative or level"),
 ])
 def test_reproduce_sections_that_cannot_run_give_one_line(section, words):
     from rltx.reproduce.spec import ReproduceSpec

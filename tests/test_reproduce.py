@@ -2,6 +2,8 @@
 fig5, table1 and fig4_gaussian. Each must leave its figures, its analysis results and a verdict,
 and the quantities must be the paper's (checked here on the stored results, not on the verdict's
 wording)."""
+import json
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -74,6 +76,25 @@ def test_fig5_quick_compares_every_curve_with_from_scratch(tmp_path, monkeypatch
     assert verdict.count(" of 2 same-seed pairs") == 2  # seeds 0 and 1 of each curve against from scratch
     # the covariance run's first layer was sampled, not copied: its record holds Sigma_w
     assert store.read_run_record(out / "runs" / "covariance" / "s0").transfer["mode"] == "covariance"
+
+
+def test_fig5_all_curves_profile_compares_as_the_paper_does(tmp_path):
+    """fig5's quick_all_curves profile: A.9's six curves on the quick schedule (shortened here), each compared with
+    the curve Sec. 2.4 compares it with: no rescaling with pretrained, covariance with pretrained conv without
+    bias (A.9's "fairest comparison"), expected level."""
+    out = tmp_path / "fig5_all"
+    result = CliRunner().invoke(main, ["reproduce", "fig5", "--profile", "quick_all_curves", "--quiet", "--out", str(out),
+                                       "--seeds", "1", "--set", "total_steps=20", "--set", "total_steps_downstream=10"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    verdict = (out / "verdict.txt").read_text()
+    for name in ("pretrained", "no_rescaling", "pretrained_conv", "pretrained_conv_no_bias", "covariance", "from_scratch"):
+        assert store.read_status(out / "runs" / name / "s0") == "completed"
+    for line in ("pretrained vs from scratch", "no rescaling vs pretrained", "pretrained conv vs from scratch",
+                 "pretrained conv no bias vs from scratch", "covariance vs pretrained conv no bias"):
+        assert verdict.count(f"  - {line}: train-accuracy AUC") == 1, line
+    conv = store.read_run_record(out / "runs" / "pretrained_conv_no_bias" / "s0").transfer
+    assert json.loads(conv["layers"]) == ["conv_0"]  # the dense layer re-initialised (A.9)
 
 
 def test_table1_quick_tabulates_constructed_layers(tmp_path):

@@ -103,6 +103,24 @@ def test_a_large_known_effect_agrees_or_differs_with_the_paper():
     assert "difference +0.050 +- 0.008" in agree.text
 
 
+def test_a_variant_the_paper_saw_level_with_its_baseline_agrees_only_on_no_clear_difference():
+    """`expect: level` (Fig. 5: the covariance-sampled layer within measurement error of the pre-trained one):
+    an equivalence shown agrees, a resolved lead either way differs, a spread too large for the 0.01 tested
+    for is not resolved."""
+    from rltx.reproduce.spec import ReproduceSpec
+    spec = ReproduceSpec.from_section({"pipeline": "transfer", "variants": [
+        {"name": "covariance", "baseline": "conv", "expect": "level"}, {"name": "conv"}]}, "r.yaml")
+    level = spec.variants[0].expected_direction
+    assert level == "no clear difference" and spec.variants[1].expected_direction is None
+    steady = 0.5 + 0.002 * np.array([-1.0, 0.0, 1.0] * 4)  # 12 seeds, s.e. 0.0006: the interval well inside +-0.01
+    behind = verdicts.transfer_finding("covariance", "conv", steady - 0.03, steady, level)
+    same = verdicts.transfer_finding("covariance", "conv", steady + 0.001, steady, level)
+    spread = verdicts.transfer_finding("covariance", "conv", [0.4, 0.6, 0.5], [0.5, 0.3, 0.7], level)
+    assert same.agrees and "no clear difference" in same.text and "[agree" in same.line()
+    assert behind.agrees is False and "negative transfer" in behind.text and "[differ" in behind.line()
+    assert spread.agrees is None and not spread.resolved
+
+
 def test_same_seed_pairs_are_counted_over_the_seeds_both_sides_kept():
     """The runs of one seed are paired; a seed excluded on one side (a flagged run) leaves its pair out,
     and the count is reported without changing the verdict, which compares the sides as wholes."""

@@ -208,7 +208,7 @@ def transfer_findings(spec: ReproduceSpec, aucs: dict[str, dict[int, float]]) ->
         paired = sorted(set(mine) & set(theirs))
         ahead = (sum(mine[seed] > theirs[seed] for seed in paired), len(paired))
         findings.append(verdicts.transfer_finding(variant.name, variant.baseline, list(mine.values()),
-                                                  list(theirs.values()), variant.expect, ahead))
+                                                  list(theirs.values()), variant.expected_direction, ahead))
     return findings
 
 

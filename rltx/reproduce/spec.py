@@ -16,7 +16,8 @@ table, and what the paper reports, so the run can end with a verdict.
           from: pretrained        # pretrained (the seed's pre-training run) | scratch
           set: {rescaling: l2}    # recipe keys of this variant
           baseline: from scratch  # compare with this variant ...
-          expect: positive        # ... where the paper saw positive (faster) or negative transfer
+          expect: positive        # ... where the paper saw positive (faster) or negative transfer, or the
+                                  #     two curves level (Fig. 5: covariance vs pretrained conv, no bias)
         - {name: from scratch, from: scratch}
 """
 from __future__ import annotations
@@ -30,6 +31,9 @@ from rltx.errors import UsageError, clip, shorten
 PIPELINES = ("alignment", "transfer", "construct-table", "activations", "sweep")
 SHAPES = ("rise-then-fall", "rising", "falling")
 MAX_SEEDS = 10_000  # far beyond the paper's 12 (Fig. 5, A.9)
+# a transfer variant's `expect:` -> the transfer rule's direction (rltx.reproduce.verdicts) that agrees with it;
+# level: the paper saw the two curves together (Fig. 5, Sec. 2.4: "within measurement error")
+EXPECTED_DIRECTIONS = {"positive": "positive", "negative": "negative", "level": "no clear difference"}
 ENTRIES = ("pipeline", "paper", "seeds", "layer", "expect_ratio", "expect_shape", "expect", "expect_sets",
            "trajectory", "variants")
 
@@ -41,6 +45,10 @@ class Variant:
     keys: dict = dataclasses.field(default_factory=dict)
     baseline: str | None = None
     expect: str | None = None
+
+    @property
+    def expected_direction(self) -> str | None:
+        return EXPECTED_DIRECTIONS.get(self.expect)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +135,8 @@ def _variant(raw, where: str) -> Variant:
                       raw.get("baseline"), raw.get("expect"))
     if variant.source not in ("pretrained", "scratch"):
         raise UsageError(f"{where}: variant {name} has from: {shorten(variant.source)}; use pretrained or scratch")
-    if variant.expect not in (None, "positive", "negative"):
-        raise UsageError(f"{where}: variant {name} has expect: {shorten(variant.expect)}; use positive or negative")
+    if variant.expect not in (None, *EXPECTED_DIRECTIONS):
+        raise UsageError(f"{where}: variant {name} has expect: {shorten(variant.expect)}; use positive, negative or level")
     bad = [str(k) for k in variant.keys if k not in FIELDS]
     if bad:
         raise UsageError(f"{where}: variant {name} sets unknown recipe keys {clip(', '.join(bad))}")

@@ -11,7 +11,8 @@ Thresholds are rltx's, stated here once:
   neither test decides (the seeds' spread could hide an effect of that size), as with a single seed,
   which has no spread at all. The runs of one
   seed share their data, its order and the fresh layers' initialisation, so the finding also says in
-  how many of these same-seed pairs the variant is ahead; that count is reported, not judged.
+  how many of these same-seed pairs the variant is ahead; that count is reported, not judged. The
+  direction the paper saw may be "no clear difference" too (a recipe's `expect: level`).
 - alignment and f(sigma) must come from training, not from the initialisation: a finding that already
   held at the first checkpoint, of a layer whose trace-normalised Sigma_w (pooled filters) moved less
   from the first checkpoint to the last than random initial filters scatter around isotropy
