@@ -19,8 +19,9 @@ from rltx.cli import main
 pytestmark = pytest.mark.slow  # subprocesses, end to end
 
 
-def reproduce(name, out, *extra):
-    result = CliRunner().invoke(main, ["reproduce", str(name), "--quick", "--quiet", "--out", str(out), *map(str, extra)],
+def reproduce(name, out, *extra, profile="quick"):
+    chosen = ["--quick"] if profile == "quick" else ["--profile", profile]
+    result = CliRunner().invoke(main, ["reproduce", str(name), *chosen, "--quiet", "--out", str(out), *map(str, extra)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     verdict = (out / "verdict.txt").read_text()
@@ -83,11 +84,8 @@ def test_fig5_all_curves_profile_compares_as_the_paper_does(tmp_path):
     the curve Sec. 2.4 compares it with: no rescaling with pretrained, covariance with pretrained conv without
     bias (A.9's "fairest comparison"), expected level."""
     out = tmp_path / "fig5_all"
-    result = CliRunner().invoke(main, ["reproduce", "fig5", "--profile", "quick_all_curves", "--quiet", "--out", str(out),
-                                       "--seeds", "1", "--set", "total_steps=20", "--set", "total_steps_downstream=10"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    verdict = (out / "verdict.txt").read_text()
+    verdict = reproduce("fig5", out, "--seeds", "1", "--set", "total_steps=20", "--set", "total_steps_downstream=10",
+                        profile="quick_all_curves")
     for name in ("pretrained", "no_rescaling", "pretrained_conv", "pretrained_conv_no_bias", "covariance", "from_scratch"):
         assert store.read_status(out / "runs" / name / "s0") == "completed"
     for line in ("pretrained vs from scratch", "no rescaling vs pretrained", "pretrained conv vs from scratch",
