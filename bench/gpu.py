@@ -111,12 +111,13 @@ def ceiling_rate(steps, images, labels, config: dict) -> float:
 
 def eval_rate(steps, images, labels, config: dict) -> float:
     """Images/s of one pass of Steps.evaluate over num_eval examples, after an untimed pass."""
-    from rltx.distribute import distributed_batches, padded_batches
-    batches, weights = padded_batches(config["num_eval"], config["eval_batch"])
+    from rltx.distribute import host_tensor, whole_set
+    count = config["num_eval"]  # the first num_eval of the training examples
+    whole = whole_set(host_tensor(images.numpy()[:count]), host_tensor(labels.numpy()[:count]), config["eval_batch"])
     for _ in range(2):
         tick = time.perf_counter()
-        steps.evaluate(distributed_batches(steps.strategy, images, labels, batches, weights)).numpy()
-    return config["num_eval"] / (time.perf_counter() - tick)
+        steps.evaluate(whole).numpy()
+    return count / (time.perf_counter() - tick)
 
 
 def one_device_strategy():

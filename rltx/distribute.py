@@ -7,6 +7,7 @@ number of devices beyond floating-point summation order.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -115,26 +116,48 @@ def _without_autotune() -> tf.data.Options:
     return options
 
 
-def replica_batches(images: tf.Variable, labels: tf.Variable, rows: np.ndarray,
-                    weight_rows: np.ndarray | None = None) -> tf.data.Dataset:
-    """One input pipeline's dataset: per step, the model inputs and labels of `rows[step]`
-    (plus `weight_rows[step]`), a fixed number of batches ahead, without tf.data autotuning."""
-    columns = [rows] if weight_rows is None else [rows, weight_rows]
-    def gather(index, *weight):
-        return (to_model_input(tf.gather(images, index)), tf.gather(labels, index)) + weight
-    dataset = tf.data.Dataset.from_tensor_slices(tuple(columns)).map(gather).prefetch(PREFETCH_BATCHES)
+def replica_batches(images: tf.Variable, labels: tf.Variable, rows: np.ndarray) -> tf.data.Dataset:
+    """One input pipeline's dataset: per step, the model inputs and labels of `rows[step]`,
+    a fixed number of batches ahead, without tf.data autotuning."""
+    def gather(index):
+        return to_model_input(tf.gather(images, index)), tf.gather(labels, index)
+    dataset = tf.data.Dataset.from_tensor_slices(rows).map(gather).prefetch(PREFETCH_BATCHES)
     return dataset.with_options(_without_autotune())
 
 
-def distributed_batches(strategy, images: tf.Variable, labels: tf.Variable, index_batches: np.ndarray,
-                        weights: np.ndarray | None = None):
-    """A distributed dataset yielding, per step, the global batch `index_batches[step]`
-    (plus per-example weights, used to mask the padding of the last evaluation batch)."""
+def distributed_batches(strategy, images: tf.Variable, labels: tf.Variable, index_batches: np.ndarray):
+    """A distributed dataset yielding, per step, the global batch `index_batches[step]`."""
     def dataset_fn(context):
-        weight_rows = None if weights is None else _replica_slices(weights, context)
-        return replica_batches(images, labels, _replica_slices(index_batches, context), weight_rows)
+        return replica_batches(images, labels, _replica_slices(index_batches, context))
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+class WholeSet(NamedTuple):
+    """A whole set for evaluation (A.3: metrics on the entire training and held-out sets) in padded global
+    batches, read by index from the host arrays inside the evaluation step. No tf.data here: a tf.data iterator
+    made for every pass cost 30 ms, as much as the pass itself over 1k 12x12 images on 2 CPU cores (a quick
+    profile's eval point; bench/eval_pass.py: 2.0-2.1x the time per pass)."""
+    images: tf.Variable
+    labels: tf.Variable
+    rows: tf.Variable     # [batches, global batch] example indices, the last row padded
+    weights: tf.Variable  # [batches, global batch]: 1 for an example, 0 for padding
+
+
+def whole_set(images: tf.Variable, labels: tf.Variable, batch_size: int) -> WholeSet:
+    rows, weights = padded_batches(int(labels.shape[0]), batch_size)
+    return WholeSet(images, labels, host_tensor(rows), host_tensor(weights))
+
+
+def replica_part(whole: WholeSet, batch) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Inside strategy.run: this replica's slice of global batch `batch` of `whole` (model inputs, labels,
+    weights), the slice the input pipelines would feed it (`_replica_slices`: replicas in sync-group order)."""
+    context = tf.distribute.get_replica_context()
+    per_replica = whole.rows.shape[1] // context.num_replicas_in_sync
+    start = context.replica_id_in_sync_group * per_replica
+    index = whole.rows[batch, start:start + per_replica]
+    return (to_model_input(tf.gather(whole.images, index)), tf.gather(whole.labels, index),
+            whole.weights[batch, start:start + per_replica])
 
 
 def padded_batches(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,8 +24,8 @@ import tensorflow as tf
 
 from rltx import hyperrule, store
 from rltx.config import Recipe
-from rltx.distribute import (check_batch_divides, choose_strategy, distributed_batches, host_tensor, is_chief,
-                             padded_batches, use_xla)
+from rltx.distribute import (WholeSet, check_batch_divides, choose_strategy, distributed_batches, host_tensor,
+                             is_chief, replica_part, use_xla, whole_set)
 from rltx.environment import describe_environment
 from rltx.errors import UsageError
 from rltx.events import EventLog
@@ -159,8 +159,8 @@ def make_optimizer(plan: TrainPlan) -> keras.optimizers.Optimizer:
 class Steps:
     """The compiled pieces of the loop: a chunk of SGD steps, a pass over a whole set, and a
     gather of a few numbers from every worker. With `jit_compile` one replica's SGD step and
-    evaluation batch are XLA-compiled (the loops around them read tf.data iterators, which XLA
-    cannot compile)."""
+    evaluation batch are XLA-compiled (the loops around them read tf.data iterators and host
+    arrays, which XLA cannot compile)."""
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  strategy: tf.distribute.Strategy, global_batch: int, jit_compile: bool = False):
@@ -203,12 +203,15 @@ class Steps:
         totals = tf.stack([tf.reduce_sum(losses * weights), tf.reduce_sum(hits * weights), tf.reduce_sum(weights)])
         return tf.concat([totals, per_class], axis=0)
 
-    def _evaluate(self, dataset):
+    def _evaluate(self, whole: WholeSet):
         totals = tf.zeros(3 + self.model.output_shape[-1], tf.float64)  # float64: sums over up to millions of examples
-        for images, labels, weights in dataset:
-            per_replica = self.strategy.run(self.eval_batch, args=(images, labels, weights))
+        for batch in tf.range(tf.shape(whole.rows)[0]):
+            per_replica = self.strategy.run(self._evaluate_replica_part, args=(whole, batch))
             totals += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
         return totals
+
+    def _evaluate_replica_part(self, whole: WholeSet, batch):
+        return self.eval_batch(*replica_part(whole, batch))
 
     def _gather(self, values):
         """`values` of every replica of every worker, stacked: [replicas, ...], the same everywhere."""
@@ -393,9 +396,7 @@ class _Run:
         self.num_train = len(examples.train_y)
         self.train_set = (host_tensor(examples.train_x), host_tensor(examples.train_y))
         self.test_set = (host_tensor(examples.test_x), host_tensor(examples.test_y))
-        # Built once and iterated afresh at each eval point (building one costs about 20 ms).
-        self.eval_sets = {name: distributed_batches(strategy, images, labels,
-                                                    *padded_batches(int(labels.shape[0]), plan.eval_batch_size))
+        self.eval_sets = {name: whole_set(images, labels, plan.eval_batch_size)
                           for name, (images, labels) in (("train", self.train_set), ("test", self.test_set))}
         with strategy.scope():
             self.model = make_model(plan.dtype_policy)
@@ -527,8 +528,8 @@ class _Run:
         """A.3: accuracy and loss on the entire training set (not the mini-batch) and the held-out set."""
         row = {"step": step, "epoch": step * self.plan.batch_size / self.num_train,
                "learning_rate": hyperrule.learning_rate_at(step, self.plan.learning_rate, self.plan.schedule_length)}
-        for name, batches in self.eval_sets.items():
-            loss, hits, count, *per_class = self.steps.evaluate(batches).numpy()
+        for name, whole in self.eval_sets.items():
+            loss, hits, count, *per_class = self.steps.evaluate(whole).numpy()
             row[f"{name}_accuracy"], row[f"{name}_loss"] = float(hits / count), float(loss / count)
             row[f"{name}_majority_fraction"] = float(max(per_class) / count)  # 1: a constant predictor
         row.update({f"weight_norm/{k}": v for k, v in layer_norms(self.model).items()})

@@ -21,3 +21,13 @@ def test_benchmarks_without_options_answer_help_and_exit():
             process.kill()
     for name, (out, err) in answers.items():
         assert started[name].returncode == 0 and out.startswith(f"usage: {name}.py [-h]"), (name, err[-2000:])
+
+
+@pytest.mark.slow
+def test_eval_pass_benchmark_checks_both_passes_agree_and_prints_their_ratio():
+    result = subprocess.run([sys.executable, str(BENCH / "eval_pass.py"), "--examples", "30", "--passes", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("30 examples: by index ") and "iterator / by index" in line
+                                   for line in lines)
