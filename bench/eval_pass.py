@@ -2,10 +2,12 @@
 the host arrays (rltx.distribute.WholeSet), against the same pass fed by a tf.data pipeline whose iterator is created
 anew for every pass (rltx's evaluation until 2026-12-05), side by side in one run on the same model and examples.
 
-The model is Fig. 5's quick profile's (A.9's simple CNN, 64 filters and 256 units, 12x12 inputs); an eval point of
-that profile passes over 1k training and 500 test examples. The two passes compute the same sums, which it checks.
+The model is Fig. 5's quick profile's (A.9's simple CNN, 64 filters and 256 units, 12x12 inputs; an eval point of
+that profile passes over 1k training and 500 test examples), or with --architecture resnet18 Fig. 6's (ResNet18-GN
+with the ImageNet stem, 12x12). The two passes compute the same sums, which it checks.
 
     TF_ENABLE_ONEDNN_OPTS=1 TF_CPP_MIN_LOG_LEVEL=2 python bench/eval_pass.py [--examples 1000 --passes 40]
+        [--architecture simple_cnn]
 """
 import argparse
 import time
@@ -16,6 +18,9 @@ import tensorflow as tf
 
 from rltx import distribute, loop
 from rltx.models import build_model
+
+# The quick profiles' models: Fig. 5's (A.9) and Fig. 6 RIGHT's (A.10)
+MODELS = {"simple_cnn": dict(num_conv_layers=1, num_filters=64, num_units=256), "resnet18": dict(resnet_stem="imagenet")}
 
 
 def iterator_pass(steps: loop.Steps):
@@ -52,10 +57,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=1000, help="examples in the evaluated set")
     parser.add_argument("--passes", type=int, default=40, help="timed passes of each kind")
+    parser.add_argument("--architecture", choices=sorted(MODELS), default="simple_cnn")
     args = parser.parse_args()
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")  # rltx's strategy on a machine without GPU
     with strategy.scope():
-        model = build_model("simple_cnn", (12, 12, 3), 10, num_conv_layers=1, num_filters=64, num_units=256)
+        model = build_model(args.architecture, (12, 12, 3), 10, **MODELS[args.architecture])
         optimizer = keras.optimizers.SGD(0.03)
     steps = loop.Steps(model, optimizer, strategy, 256)
     rng = np.random.default_rng(0)

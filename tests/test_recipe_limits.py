@@ -268,7 +268,9 @@ FILES = {"latin1": "description: caf\xe9\n".encode("latin-1") + TINY_YAML,
 SECTION_FILES = {"unknown_set": TINY_YAML + b"table_layer_sets: [[], [1]]\n"
                                 b"reproduce: {pipeline: construct-table, expect: better, expect_sets: [[1, 2]]}\n",
                  "no_baseline": TINY_YAML + b"table_layer_sets: [[1], [1, 2]]\n"
-                                b"reproduce: {pipeline: construct-table, expect: better, expect_sets: [[1, 2]]}\n"}
+                                b"reproduce: {pipeline: construct-table, expect: better, expect_sets: [[1, 2]]}\n",
+                 "bad_expect": TINY_YAML + b"reproduce: {pipeline: transfer, variants: [{name: a, baseline: b, "
+                                b"expect: same}, {name: b, from: scratch}]}\n"}
 COMMANDS = [["pretrain", "{recipe}", "--out", "new"], ["transfer", "{recipe}", "--from", "scratch", "--out", "new"],
             ["construct-init", "{recipe}", "--layers", "1", "-o", "new/init.h5"]]
 CASES = ([(f"pretrain --set {s[:40]}", COMMANDS[0] + ["--set", s], "tiny") for s in SETS]
@@ -278,7 +280,8 @@ CASES = ([(f"pretrain --set {s[:40]}", COMMANDS[0] + ["--set", s], "tiny") for s
          + [("sweep latin1", ["sweep", "{recipe}", "--out", "new", "--plan-only"], "latin1"),
             ("reproduce duplicate", ["reproduce", "{recipe}", "--out", "new"], "duplicate"),
             ("reproduce expect_sets", ["reproduce", "{recipe}", "--out", "new"], "unknown_set"),
-            ("reproduce table without []", ["reproduce", "{recipe}", "--out", "new"], "no_baseline")])
+            ("reproduce table without []", ["reproduce", "{recipe}", "--out", "new"], "no_baseline"),
+            ("reproduce expect same", ["reproduce", "{recipe}", "--out", "new"], "bad_expect")])
 
 
 @pytest.mark.slow
