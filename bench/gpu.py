@@ -79,7 +79,7 @@ def train_rate(steps, images, labels, config: dict) -> float:
     from rltx import hyperrule
     from rltx.distribute import distributed_batches
     count, batch = config["steps"], config["batch"]
-    order = hyperrule.batch_order(int(labels.shape[0]), batch, 0, 0, 2 * count)
+    order = hyperrule.batch_order(config["num_train"], batch, 0, 0, 2 * count)
     iterator = iter(distributed_batches(steps.strategy, images, labels, order))
     steps.train_chunk(iterator, tf.constant(count)).numpy()
     tick = time.perf_counter()
