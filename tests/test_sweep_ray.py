@@ -1,8 +1,10 @@
 """`rltx sweep --executor ray`: a 4-run sweep on a local Ray, then the same command on a running
 Ray cluster skips it all; without Ray installed, a one-line usage error."""
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import yaml
@@ -60,8 +62,19 @@ def _stamps(run_dirs):
     return {d: [os.stat(os.path.join(d, f)).st_mtime_ns for f in ("run.h5", "metrics.h5")] for d in run_dirs}
 
 
+@pytest.fixture
+def short_ray_tmpdir(monkeypatch):
+    """Ray's session files under a short path: its sockets live there, and AF_UNIX paths stop at 107 bytes, which
+    Ray's session path under pytest's temporary files (conftest's TMPDIR) passes when pytest-xdist adds a
+    worker folder (popen-gw0/)."""
+    directory = tempfile.mkdtemp(prefix="rltx-ray-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", directory)
+    yield
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_ray_sweep_runs_then_skips(tmp_path):
+def test_ray_sweep_runs_then_skips(tmp_path, short_ray_tmpdir):
     recipe, out = _recipe(tmp_path), tmp_path / "sweep"
     first = _sweep(recipe, "--out", out)  # no --address: a local Ray, started and stopped by the sweep
     plan = read_plan(out / "plan.json")
