@@ -1,6 +1,7 @@
-"""The training and evaluation input pipeline (rltx.distribute): the batches it feeds, and its fixed prefetch
-without tf.data autotuning (an autotuned iterator held each short run's end for its input threads; see
-docs/calibration.md, "Input pipeline and re-measured cross-checks", and bench/input_pipeline.py)."""
+"""The training input pipeline (rltx.distribute): the batches it feeds, and its fixed prefetch without tf.data
+autotuning (an autotuned iterator held each short run's end for its input threads; see docs/calibration.md, "Input
+pipeline and re-measured cross-checks", and bench/input_pipeline.py). The evaluation of whole sets, read by index
+without tf.data (distribute.WholeSet; docs/calibration.md, "Evaluation by index")."""
 import os
 import subprocess
 import sys
@@ -82,9 +83,27 @@ print("ok", strategy.num_replicas_in_sync)
 """
 
 
+@pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize("replicas", ["1", "2"])
 def test_whole_set_evaluation_counts_every_example_once_on_any_number_of_replicas(replicas):
     result = subprocess.run([sys.executable, "-c", WHOLE_SET_SCRIPT, replicas], capture_output=True, text=True,
                             timeout=300, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["ok", replicas]
+
+
+def test_sets_of_any_size_share_one_trace_of_the_evaluation():
+    """Two traces per run had cost 0.3-0.7 s (the sets' sizes were part of the trace key; distribute.host_tensor)."""
+    import keras
+
+    from rltx import loop
+    from rltx.models import build_model
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = build_model("simple_cnn", (2, 2, 3), 6, num_conv_layers=1, num_filters=2, num_units=3)
+    steps = loop.Steps(model, keras.optimizers.SGD(0.1), strategy, 4)
+    _, _, images, labels = _arrays()
+    counts = [steps.evaluate(distribute.whole_set(distribute.host_tensor(images[:n]), distribute.host_tensor(labels[:n]),
+                                                  4)).numpy()[2] for n in (6, 3)]
+    assert counts == [6, 3]
+    assert steps.evaluate.experimental_get_tracing_count() == 1
