@@ -146,21 +146,30 @@ class WholeSet(NamedTuple):
     weights: tf.Variable  # [batches, global batch]: 1 for an example, 0 for padding
 
 
-def whole_set(images: tf.Variable, labels: tf.Variable, batch_size: int) -> WholeSet:
-    rows, weights = padded_batches(int(tf.shape(labels)[0]), batch_size)
-    return WholeSet(images, labels, host_tensor(rows), host_tensor(weights))
+def whole_set(images: tf.Variable, labels: tf.Variable, batch_size: int, replicas: int = 1) -> WholeSet:
+    """A set smaller than `batch_size` is one batch of its own size rounded up to a multiple of the `replicas`,
+    not padded to a full batch (a quick profile's 256 test images would cost a forward pass over 1024)."""
+    count = int(tf.shape(labels)[0])
+    rows, weights = padded_batches(count, min(batch_size, max(1, -(-count // replicas)) * replicas))
+    return WholeSet(images, labels, _index_table(rows), _index_table(weights))
+
+
+def _index_table(array: np.ndarray) -> tf.Variable:
+    """On the host, both sizes unknown to tf.function: sets of other sizes and batch widths share one trace."""
+    with tf.device("/cpu:0"):
+        return tf.Variable(array, trainable=False, shape=tf.TensorShape([None, None]))
 
 
 def replica_part(whole: WholeSet, batch) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Inside strategy.run: this replica's slice of global batch `batch` of `whole` (model inputs, labels,
     weights), the slice the input pipelines would feed it (`_replica_slices`: replicas in sync-group order)."""
     context = tf.distribute.get_replica_context()
-    per_replica = whole.rows.shape[1] // context.num_replicas_in_sync
-    start = context.replica_id_in_sync_group * per_replica
     # A gather reads one row where the variable lives (host); slicing the variable would read all of it to the
     # replica's device first, the whole index array for every batch.
-    index = tf.gather(whole.rows, batch)[start:start + per_replica]
-    weights = tf.gather(whole.weights, batch)[start:start + per_replica]
+    row, weight_row = tf.gather(whole.rows, batch), tf.gather(whole.weights, batch)
+    per_replica = tf.shape(row)[0] // context.num_replicas_in_sync
+    start = context.replica_id_in_sync_group * per_replica
+    index, weights = row[start:start + per_replica], weight_row[start:start + per_replica]
     return to_model_input(tf.gather(whole.images, index)), tf.gather(whole.labels, index), weights
 
 

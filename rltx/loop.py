@@ -396,7 +396,7 @@ class _Run:
         self.num_train = len(examples.train_y)
         self.train_set = (host_tensor(examples.train_x), host_tensor(examples.train_y))
         self.test_set = (host_tensor(examples.test_x), host_tensor(examples.test_y))
-        self.eval_sets = {name: whole_set(images, labels, plan.eval_batch_size)
+        self.eval_sets = {name: whole_set(images, labels, plan.eval_batch_size, strategy.num_replicas_in_sync)
                           for name, (images, labels) in (("train", self.train_set), ("test", self.test_set))}
         with strategy.scope():
             self.model = make_model(plan.dtype_policy)

@@ -71,7 +71,8 @@ with strategy.scope():
     model = build_model("simple_cnn", (4, 4, 3), 3, num_conv_layers=1, num_filters=2, num_units=5, seed=1)
     optimizer = keras.optimizers.SGD(0.1)
 steps = loop.Steps(model, optimizer, strategy, 4)
-whole = distribute.whole_set(distribute.host_tensor(images), distribute.host_tensor(labels), 4)
+whole = distribute.whole_set(distribute.host_tensor(images), distribute.host_tensor(labels), 4,
+                             strategy.num_replicas_in_sync)
 totals = steps.evaluate(whole).numpy()
 logits = model.predict(images / 127.5 - 1.0, verbose=0).astype(np.float64)
 log_p = logits - logits.max(1, keepdims=True)
@@ -90,6 +91,14 @@ def test_whole_set_evaluation_counts_every_example_once_on_any_number_of_replica
                             timeout=300, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["ok", replicas]
+
+
+def test_a_set_smaller_than_a_batch_is_one_batch_of_its_own_size():
+    _, _, images, labels = _arrays()
+    assert distribute.whole_set(tf.Variable(images), tf.Variable(labels), 1024).rows.numpy().tolist() == [list(range(6))]
+    two = distribute.whole_set(tf.Variable(images[:5]), tf.Variable(labels[:5]), 1024, replicas=2)
+    assert two.rows.numpy().tolist() == [[0, 1, 2, 3, 4, 0]] and two.weights.numpy().tolist() == [[1, 1, 1, 1, 1, 0]]
+    assert distribute.whole_set(tf.Variable(images), tf.Variable(labels), 4).rows.shape == (None, None)  # one trace
 
 
 def test_sets_of_any_size_share_one_trace_of_the_evaluation():
