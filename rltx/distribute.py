@@ -87,13 +87,15 @@ def check_batch_divides(batch_size: int, strategy: tf.distribute.Strategy, name:
                          f"choose a multiple of {replicas}")
 
 
-def host_tensor(array: np.ndarray) -> tf.Variable:
+def host_tensor(array: np.ndarray, unknown_sizes: int = 1) -> tf.Variable:
     """Keep a data array on the host as a variable: tf.data functions and the evaluation step read it
     by handle, never as a graph constant (which would hit the 2 GB graph limit on CIFAR-sized data).
-    Its leading size is left unknown to tf.function, so that passes over the training and the test
-    set share one trace (a second one cost 0.3 s in every Simple CNN run, 0.7 s in every ResNet18 run)."""
+    Its first `unknown_sizes` sizes are left unknown to tf.function, so that passes over the training
+    and the test set share one trace (a second one cost 0.3 s in every Simple CNN run, 0.7 s in every
+    ResNet18 run)."""
     with tf.device("/cpu:0"):
-        return tf.Variable(array, trainable=False, shape=tf.TensorShape([None, *np.shape(array)[1:]]))
+        shape = [None] * unknown_sizes + list(np.shape(array)[unknown_sizes:])
+        return tf.Variable(array, trainable=False, shape=tf.TensorShape(shape))
 
 
 def _replica_slices(index_batches: np.ndarray, context: tf.distribute.InputContext) -> np.ndarray:
@@ -138,8 +140,8 @@ def distributed_batches(strategy, images: tf.Variable, labels: tf.Variable, inde
 class WholeSet(NamedTuple):
     """A whole set for evaluation (A.3: metrics on the entire training and held-out sets) in padded global
     batches, read by index from the host arrays inside the evaluation step. No tf.data here: a tf.data iterator
-    made for every pass cost 30 ms, as much as the pass itself over 1k 12x12 images on 2 CPU cores (a quick
-    profile's eval point; bench/eval_pass.py: 2.0-2.1x the time per pass)."""
+    made for every pass cost 25-30 ms, as much as the pass itself over 1k 12x12 images on 2 CPU cores (a quick
+    profile's eval point; bench/eval_pass.py: 1.9-2.7x the time per pass)."""
     images: tf.Variable
     labels: tf.Variable
     rows: tf.Variable     # [batches, global batch] example indices, the last row padded
@@ -151,13 +153,8 @@ def whole_set(images: tf.Variable, labels: tf.Variable, batch_size: int, replica
     not padded to a full batch (a quick profile's 256 test images would cost a forward pass over 1024)."""
     count = int(tf.shape(labels)[0])
     rows, weights = padded_batches(count, min(batch_size, max(1, -(-count // replicas)) * replicas))
-    return WholeSet(images, labels, _index_table(rows), _index_table(weights))
-
-
-def _index_table(array: np.ndarray) -> tf.Variable:
-    """On the host, both sizes unknown to tf.function: sets of other sizes and batch widths share one trace."""
-    with tf.device("/cpu:0"):
-        return tf.Variable(array, trainable=False, shape=tf.TensorShape([None, None]))
+    # both sizes unknown: sets of other sizes and batch widths share one trace
+    return WholeSet(images, labels, host_tensor(rows, unknown_sizes=2), host_tensor(weights, unknown_sizes=2))
 
 
 def replica_part(whole: WholeSet, batch) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
