@@ -2,7 +2,10 @@
 natural-statistics sources side by side with crops of real photographs (issue 14, README
 "Natural-statistics data (offline)"); plain numpy, needs scikit-image and scikit-learn:
 
-    python bench/natural_spectrum.py
+    python bench/natural_spectrum.py [IMAGE ...]
+
+Image files given (any format Pillow reads) add a column of crops of those photographs, e.g. the Kodak
+photographs of the hold-out check (docs/calibration.md, "A clean hold-out: the Kodak photographs").
 """
 import argparse
 import os
@@ -41,7 +44,16 @@ def skimage_photos():
             data.retina(), data.hubble_deep_field(), data.stereo_motorcycle()[0]]
 
 
-def main() -> None:
+def given_photos(paths) -> list[np.ndarray]:
+    from PIL import Image
+    photos = []
+    for path in paths:
+        with Image.open(path) as image:
+            photos.append(np.asarray(image.convert("RGB")))
+    return photos
+
+
+def main(images: list[str]) -> None:
     rng = np.random.default_rng(0)
     columns = {
         "skimage photos": patch_spectrum(random_crops(skimage_photos(), rng)),
@@ -53,6 +65,8 @@ def main() -> None:
             "dead_leaves", num_train=2400, num_test=1, labels="orientation_colour").train(np.arange(2400)).x),
         "photos source": patch_spectrum(NaturalSource("photos", num_train=2400, num_test=1).train(np.arange(2400)).x),
     }
+    if images:
+        columns["given photographs"] = patch_spectrum(random_crops(given_photos(images), rng))
     reference = columns["skimage photos"]
     print("| eigenvalue | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
@@ -64,5 +78,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    main()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="photographs to add as a column")
+    main(parser.parse_args().images)

@@ -284,3 +284,39 @@ def test_grey_photographs_cross_check_set(tmp_path):
     assert set(train.y) == set(range(6))
     assert np.array_equal(train.x[..., 0], train.x[..., 1]) and np.array_equal(train.x[..., 0], train.x[..., 2])
     assert train.x.std() > 0
+
+
+def test_given_photographs_make_one_class_each_in_order(tmp_path):
+    """Image files after OUT are the photographs, label = position: a grey and an RGBA file of known
+    colours come back as RGB crops of exactly those colours, under their labels."""
+    from PIL import Image
+    Image.fromarray(np.full((40, 64), 10, np.uint8), mode="L").save(tmp_path / "grey.png")
+    Image.fromarray(np.tile(np.array([200, 100, 50, 255], np.uint8), (40, 64, 1)), mode="RGBA").save(tmp_path / "rgba.png")
+    source = cross_check_set(tmp_path, str(tmp_path / "grey.png"), str(tmp_path / "rgba.png"))
+    assert (source.num_train, source.num_test, source.num_classes, source.input_shape) == (120, 30, 2, (16, 16, 3))
+    for split in (source.train(np.arange(120)), source.test(np.arange(30))):
+        colour = np.where(split.y[:, None] == 0, [10, 10, 10], [200, 100, 50])
+        np.testing.assert_array_equal(split.x, np.broadcast_to(colour[:, None, None, :], split.x.shape))
+        assert set(split.y) == {0, 1}
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("one", "one photograph makes one class; give at least two image files"),
+    ("missing", "no such file; give the paths of existing image files"),
+    ("not an image", "is not an image Pillow can read; give PNG or JPEG files"),
+    ("too small", "photograph 2 is 20x40 pixels, too small for 16x16 crops in separate train and test columns"),
+])
+def test_given_photographs_refused_in_one_line(tmp_path, case, expected):
+    from PIL import Image
+    Image.fromarray(np.zeros((40, 64, 3), np.uint8)).save(tmp_path / "good.png")
+    Image.fromarray(np.zeros((40, 20, 3), np.uint8)).save(tmp_path / "small.png")
+    (tmp_path / "notes.png").write_text("not pixels")
+    images = {"one": ["good.png"], "missing": ["good.png", "absent.png"], "not an image": ["good.png", "notes.png"],
+              "too small": ["good.png", "small.png"]}[case]
+    script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "set.npz"), *(str(tmp_path / i) for i in images)],
+                          capture_output=True, text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]  # TensorFlow's log lines aside
+    assert done.returncode == 2 and len(errors) == 1 and expected in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "set.npz").exists()
