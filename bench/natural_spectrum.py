@@ -9,6 +9,7 @@ photographs of the hold-out check (docs/calibration.md, "A clean hold-out: the K
 """
 import argparse
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -16,7 +17,9 @@ import numpy as np  # noqa: E402
 from skimage import data  # noqa: E402
 from sklearn.datasets import load_sample_images  # noqa: E402
 
+from other_photos_npz import photographs_from_files  # noqa: E402  (bench/, the script's own folder)
 from rltx.data.natural import NaturalSource  # noqa: E402
+from rltx.errors import UsageError  # noqa: E402
 
 SIZE, PER_PHOTO = 32, 300
 
@@ -44,15 +47,6 @@ def skimage_photos():
             data.retina(), data.hubble_deep_field(), data.stereo_motorcycle()[0]]
 
 
-def given_photos(paths) -> list[np.ndarray]:
-    from PIL import Image
-    photos = []
-    for path in paths:
-        with Image.open(path) as image:
-            photos.append(np.asarray(image.convert("RGB")))
-    return photos
-
-
 def main(images: list[str]) -> None:
     rng = np.random.default_rng(0)
     columns = {
@@ -66,7 +60,7 @@ def main(images: list[str]) -> None:
         "photos source": patch_spectrum(NaturalSource("photos", num_train=2400, num_test=1).train(np.arange(2400)).x),
     }
     if images:
-        columns["given photographs"] = patch_spectrum(random_crops(given_photos(images), rng))
+        columns["given photographs"] = patch_spectrum(random_crops(photographs_from_files(images), rng))
     reference = columns["skimage photos"]
     print("| eigenvalue | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
@@ -80,4 +74,8 @@ def main(images: list[str]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="photographs to add as a column")
-    main(parser.parse_args().images)
+    try:
+        main(parser.parse_args().images)
+    except UsageError as error:  # an image file that is missing or not an image
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(2)
