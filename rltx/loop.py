@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rltx import hyperrule, store
+from rltx import hyperrule, native_memory, store
 from rltx.config import Recipe
 from rltx.distribute import (WholeSet, check_batch_divides, choose_strategy, distributed_batches, host_tensor,
                              is_chief, replica_part, use_xla, whole_set)
@@ -519,7 +519,10 @@ class _Run:
         plan = self.plan
         end = min(self.total_steps, step + max(1, SEGMENT_INDICES // plan.batch_size))
         order = hyperrule.batch_order(self.num_train, plan.batch_size, plan.seed, step, end - step)
-        return iter(distributed_batches(self.strategy, *self.train_set, order)), end
+        iterator = iter(distributed_batches(self.strategy, *self.train_set, order))
+        # Building the iterator is when TensorFlow fixes glibc's mmap threshold at 128 KiB (rltx.native_memory).
+        native_memory.reuse_freed_buffers()
+        return iterator, end
 
     def _next_event(self, step: int) -> int:
         return min(s for s in self.eval_at if s > step)

@@ -94,7 +94,7 @@ LAYERS = [
     ["rltx.recipe_file", "rltx.distribute", "rltx.progress"],
     ["rltx.store", "rltx.data", "rltx.models"],
     ["rltx.config", "rltx.hyperrule", "rltx.recipe_yaml", "rltx.model_fit", "rltx.spectrum", "rltx.filter_covariance",
-     "rltx.environment", "rltx.errors", "rltx.health", "rltx.events", "rltx.cluster"],
+     "rltx.environment", "rltx.errors", "rltx.health", "rltx.events", "rltx.cluster", "rltx.native_memory"],
 ]
 
 

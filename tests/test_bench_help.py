@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-WITHOUT_OPTIONS = ("alignment", "construct", "natural_spectrum", "vgg_signal")  # argparse for --help alone
+WITHOUT_OPTIONS = ("alignment", "construct", "malloc_reuse", "natural_spectrum", "vgg_signal")  # argparse for --help alone
 
 
 @pytest.mark.slow
