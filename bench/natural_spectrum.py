@@ -8,18 +8,15 @@ Image files given (any format Pillow reads) add a column of crops of those photo
 photographs of the hold-out check (docs/calibration.md, "A clean hold-out: the Kodak photographs").
 """
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+from skimage import data
+from sklearn.datasets import load_sample_images
 
-import numpy as np  # noqa: E402
-from skimage import data  # noqa: E402
-from sklearn.datasets import load_sample_images  # noqa: E402
-
-from other_photos_npz import photographs_from_files  # noqa: E402  (bench/, the script's own folder)
-from rltx.data.natural import NaturalSource  # noqa: E402
-from rltx.errors import UsageError  # noqa: E402
+from other_photos_npz import photographs_from_files  # bench/, the script's own folder
+from rltx.errors import UsageError
+from rltx.native_stderr import divert_native_stderr
 
 SIZE, PER_PHOTO = 32, 300
 
@@ -48,6 +45,8 @@ def skimage_photos():
 
 
 def main(images: list[str]) -> None:
+    from rltx.data.natural import NaturalSource  # TensorFlow: imported once its log lines are diverted
+    given = photographs_from_files(images) if images else None  # a bad file is refused before the minute of work
     rng = np.random.default_rng(0)
     columns = {
         "skimage photos": patch_spectrum(random_crops(skimage_photos(), rng)),
@@ -59,8 +58,8 @@ def main(images: list[str]) -> None:
             "dead_leaves", num_train=2400, num_test=1, labels="orientation_colour").train(np.arange(2400)).x),
         "photos source": patch_spectrum(NaturalSource("photos", num_train=2400, num_test=1).train(np.arange(2400)).x),
     }
-    if images:
-        columns["given photographs"] = patch_spectrum(random_crops(photographs_from_files(images), rng))
+    if given:
+        columns["given photographs"] = patch_spectrum(random_crops(given, rng))
     reference = columns["skimage photos"]
     print("| eigenvalue | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
@@ -74,8 +73,10 @@ def main(images: list[str]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="photographs to add as a column")
+    images = parser.parse_args().images
     try:
-        main(parser.parse_args().images)
+        divert_native_stderr()  # TensorFlow's start-up lines off the terminal, as the rltx program keeps them
+        main(images)
     except UsageError as error:  # an image file that is missing or not an image
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -20,18 +20,14 @@ ten of the 24 Kodak PhotoCD images (docs/calibration.md, "A clean hold-out: the 
 
     python bench/other_photos_npz.py kodak16.npz kodim01.png kodim02.png ... kodim10.png
 """
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import click
+import numpy as np
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
-
-from rltx.data.files import ArraySource, write_npz  # noqa: E402
-from rltx.data.natural import photo_crops  # noqa: E402
-from rltx.errors import UsageError  # noqa: E402
+from rltx.errors import UsageError
+from rltx.native_stderr import divert_native_stderr
 
 
 def skimage_grey_as_rgb(names) -> list[np.ndarray]:
@@ -84,6 +80,8 @@ def check_photographs(photos: list[np.ndarray], image_size: int) -> None:
 
 
 def write_crops(photos, out, image_size, num_train, num_test, seed, name) -> Path:
+    from rltx.data.files import ArraySource, write_npz  # TensorFlow: imported once its log lines are diverted
+    from rltx.data.natural import photo_crops
     check_photographs(photos, image_size)
     rng = np.random.default_rng(seed)
     y_train, y_test = rng.integers(0, len(photos), num_train), rng.integers(0, len(photos), num_test)
@@ -101,12 +99,14 @@ SETS = {"other": ("other photographs", other_photographs), "grey": ("grey photog
 @click.option("--image-size", type=click.IntRange(min=1), default=16, show_default=True, help="Side of the square crops.")
 @click.option("--num-train", type=click.IntRange(min=1), default=8000, show_default=True, help="Training crops.")
 @click.option("--num-test", type=click.IntRange(min=1), default=1000, show_default=True, help="Test crops.")
-@click.option("--seed", default=7, show_default=True, help="Seed of the labels and crop positions.")
+@click.option("--seed", type=click.IntRange(min=0), default=7, show_default=True,
+              help="Seed of the labels and crop positions.")
 @click.option("--photographs", type=click.Choice(sorted(SETS)), default="other", show_default=True,
               help="Which set: the six other photographs, or the six grey ones (ignored when IMAGES are given).")
 def main(out, images, image_size, num_train, num_test, seed, photographs):
     name, load = ("given photographs", lambda: photographs_from_files(images)) if images else SETS[photographs]
     try:
+        divert_native_stderr()  # TensorFlow's start-up lines off the terminal, as the rltx program keeps them
         photos = load()
         path = write_crops(photos, out, image_size, num_train, num_test, seed, name)
     except UsageError as error:

@@ -316,7 +316,22 @@ def test_given_photographs_refused_in_one_line(tmp_path, case, expected):
     script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "set.npz"), *(str(tmp_path / i) for i in images)],
                           capture_output=True, text=True, timeout=120)
-    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]  # TensorFlow's log lines aside
-    assert done.returncode == 2 and len(errors) == 1 and expected in errors[0], done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 2 and done.stderr.startswith("Error: ") and expected in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr  # no TensorFlow start-up lines either
     assert not (tmp_path / "set.npz").exists()
+
+
+def test_a_negative_seed_is_refused_by_the_option_not_by_numpy(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "bench" / "other_photos_npz.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "set.npz"), "--seed", "-1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Error: Invalid value for '--seed': -1 is not in the range x>=0." in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "set.npz").exists()
+
+
+def test_the_spectrum_script_refuses_a_missing_photograph_in_one_line(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "bench" / "natural_spectrum.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "absent.png"), str(tmp_path / "b.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert done.stderr == f"Error: {tmp_path / 'absent.png'}: no such file; give the paths of existing image files\n"
