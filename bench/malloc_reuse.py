@@ -40,12 +40,14 @@ def timed_run(setting: str, epochs: int, run_dir: Path) -> dict:
     overrides = [arg for key in (*FALLBACK, f"epochs={epochs}") for arg in ("--set", key)]
     command = [sys.executable, "-c", CHILD, setting, "pretrain", str(RECIPE), "--profile", "quick", *overrides,
                "--quiet", "--out", str(run_dir)]
-    tick = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - tick
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"Error: the {setting} run failed: {process.stderr.read().decode()[-2000:]}")
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: nobody reads a pipe while the run goes on
+        tick = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - tick
+        if os.waitstatus_to_exitcode(status) != 0:
+            stderr.seek(0)
+            sys.exit(f"Error: the {setting} run failed: {stderr.read().decode()[-2000:]}")
     return {"wall": wall, "user": usage.ru_utime, "system": usage.ru_stime, "faults": usage.ru_minflt}
 
 
@@ -66,7 +68,8 @@ def main() -> None:
                 run_dir = Path(directory) / f"{setting}-{index}"
                 row = timed_run(setting, args.epochs, run_dir)
                 results[setting].append(row)
-                weights.setdefault(setting, final_weights(run_dir))
+                if setting not in weights:
+                    weights[setting] = final_weights(run_dir)
                 print(f"run {index} {setting:10s} wall {row['wall']:6.2f} s, user {row['user']:6.2f} s, "
                       f"system {row['system']:6.2f} s, {row['faults']:9d} minor page faults", flush=True)
     same = all(np.array_equal(weights["rltx"][name], weights["tensorflow"][name]) for name in weights["rltx"])
