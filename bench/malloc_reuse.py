@@ -56,10 +56,16 @@ def final_weights(run_dir: Path) -> dict:
     return store.read_checkpoint(run_dir, store.checkpoint_steps_stored(run_dir)[-1])
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=2, help="runs per setting")
-    parser.add_argument("--epochs", type=int, default=10, help="pre-training epochs per run (the profile: 60)")
+    parser.add_argument("--runs", type=positive, default=2, help="runs per setting")
+    parser.add_argument("--epochs", type=positive, default=10, help="pre-training epochs per run (the profile: 60)")
     args = parser.parse_args()
     results, weights = {s: [] for s in SETTINGS}, {}
     with tempfile.TemporaryDirectory() as directory:
