@@ -21,9 +21,6 @@ from pathlib import Path
 import numpy as np
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "fig6_resnet18.yaml"
-# The quick profile's offline fallback (recipes/fig6_resnet18.yaml), which `rltx reproduce` applies by itself.
-FALLBACK = ("dataset=dead_leaves", "natural_num_train=2048", "natural_num_test=512", "natural_num_classes=10",
-            "natural_seed=0")
 CHILD = """
 import sys
 from rltx import native_memory
@@ -35,9 +32,16 @@ run()
 SETTINGS = ("rltx", "tensorflow")
 
 
-def timed_run(setting: str, epochs: int, run_dir: Path) -> dict:
+def quick_overrides(epochs: int) -> list[str]:
+    """`--set` arguments: the quick profile's offline_fallback keys, read from the recipe (so the runs take the
+    dead-leaves images even where CIFAR10 is prepared), and the epochs."""
+    from rltx.recipe_file import FALLBACK, read_recipe_file
+    keys = {**read_recipe_file(RECIPE).profiles["quick"][FALLBACK], "epochs": epochs}
+    return [arg for name, value in keys.items() for arg in ("--set", f"{name}={value}")]
+
+
+def timed_run(setting: str, overrides: list[str], run_dir: Path) -> dict:
     """Wall seconds, user and system cpu seconds and minor page faults of one pre-training process."""
-    overrides = [arg for key in (*FALLBACK, f"epochs={epochs}") for arg in ("--set", key)]
     command = [sys.executable, "-c", CHILD, setting, "pretrain", str(RECIPE), "--profile", "quick", *overrides,
                "--quiet", "--out", str(run_dir)]
     with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: nobody reads a pipe while the run goes on
@@ -67,12 +71,12 @@ def main() -> None:
     parser.add_argument("--runs", type=positive, default=2, help="runs per setting")
     parser.add_argument("--epochs", type=positive, default=10, help="pre-training epochs per run (the profile: 60)")
     args = parser.parse_args()
-    results, weights = {s: [] for s in SETTINGS}, {}
+    overrides, results, weights = quick_overrides(args.epochs), {s: [] for s in SETTINGS}, {}
     with tempfile.TemporaryDirectory() as directory:
         for index in range(args.runs):
             for setting in SETTINGS:
                 run_dir = Path(directory) / f"{setting}-{index}"
-                row = timed_run(setting, args.epochs, run_dir)
+                row = timed_run(setting, overrides, run_dir)
                 results[setting].append(row)
                 if setting not in weights:
                     weights[setting] = final_weights(run_dir)
