@@ -28,15 +28,18 @@ def open_recipe_source(recipe: Recipe):
 
 
 def build_recipe_model(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int,
-                       with_init_file: bool = True, dtype_policy: str = "float32") -> keras.Model:
-    """The recipe's model, freshly initialised (A.3), then, if the recipe names an `init_file`,
-    with every layer but the head taken from it (the head always keeps the standard initialisation).
+                       with_init_file: bool = True, dtype_policy: str = "float32",
+                       init_seed: int | None = None) -> keras.Model:
+    """The recipe's model, freshly initialised (A.3) with `init_seed` (default: the recipe's seed), then,
+    if the recipe names an `init_file`, with every layer but the head taken from it (the head always
+    keeps the standard initialisation).
 
     It computes in float32 unless told otherwise: only training takes the recipe's
     `mixed_precision`, so analyses never depend on the precision a run was trained in."""
     options = {name: getattr(recipe, name) for name in ARCHITECTURES[recipe.architecture].options}
     model = build_model(recipe.architecture, input_shape, num_classes, init_algorithm=recipe.init_algorithm,
-                        init_scale=recipe.init_scale, seed=recipe.seed, dtype_policy=dtype_policy, **options)
+                        init_scale=recipe.init_scale, seed=recipe.seed if init_seed is None else init_seed,
+                        dtype_policy=dtype_policy, **options)
     if with_init_file and recipe.init_file:
         stored = store.read_init_weights(recipe.init_file)
         for variable in model.weights:

@@ -3,7 +3,8 @@ one or more pre-trained runs, then the downstream task is trained with the share
 
 - `weights` mode: the chosen layers are copied from the source checkpoint, each multiplied by the
   positive constant that gives it the norm it had at the source's initialisation (A.4); the head
-  and every other layer are freshly initialised.
+  and every other layer are freshly initialised, independently of the source's initialisation
+  (hyperrule.fresh_layers_seed).
 - `covariance` mode (A.9, Sec. 2.4): the first layer's filters are drawn from N(0, Sigma_w) (A.9:
   "mean 0 and the covariance obtained from training"), Sigma_w the covariance of the first-layer
   filters of the sources (rltx.filter_covariance), pooled over all of them; its bias is zero and
@@ -221,13 +222,14 @@ class FineTuning:
 
     def prepare(self, existing: store.RunRecord | None) -> loop.Training:
         """What `loop.run` trains (the samples were drawn before, for both runs of a pair)."""
-        recipe = self.recipe
+        recipe, fresh_seed = self.recipe, hyperrule.fresh_layers_seed(self.recipe.seed)
         record = store.RunRecord(recipe.to_yaml(), {}, self.samples, kind=self.kind, identity=self.identity,
-                                 transfer={"paired_with": store.listed(self.paired)})
+                                 transfer={"paired_with": store.listed(self.paired), "fresh_layers_seed": fresh_seed})
         input_shape = tuple(self.examples.train_x.shape[1:])
 
         def make_model(policy):
-            model = build_recipe_model(recipe, input_shape, recipe.num_classes_downstream, dtype_policy=policy)
+            model = build_recipe_model(recipe, input_shape, recipe.num_classes_downstream, dtype_policy=policy,
+                                       init_seed=fresh_seed)
             if self.kind == "transfer":
                 weights, details = initial_weights(model, recipe, self.sources)
                 assign_weights(model.weights, weights)

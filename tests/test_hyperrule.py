@@ -122,3 +122,13 @@ def test_every_seed_is_scored_on_the_same_test_examples():
                        source, np.arange(300))[0] for seed in (0, 1)]
     np.testing.assert_array_equal(*chosen)
     assert set(labels[chosen[0]]) == set(range(10))
+
+
+def test_fresh_layers_seed_is_a_fixed_draw_apart_from_the_run_seed():
+    """A.4: fresh layers are a new draw; their seed is a function of the run's seed alone (a transfer and its
+    scratch pair share it), never the seed itself, and distinct seeds give distinct ones."""
+    seeds = range(200)
+    fresh = [hyperrule.fresh_layers_seed(seed) for seed in seeds]
+    assert fresh == [hyperrule.fresh_layers_seed(seed) for seed in seeds]
+    assert all(value != seed and 0 <= value < 2 ** 31 for seed, value in zip(seeds, fresh))
+    assert len(set(fresh)) == len(fresh) and not set(fresh) & set(seeds)

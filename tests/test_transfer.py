@@ -79,8 +79,10 @@ def test_which_weights_move(source_run, first_transfer):
     assert json.loads(record.transfer["layers"]) == ["conv_0"] and factor > 0
     np.testing.assert_allclose(transferred["conv_0/kernel"], pretrained["conv_0/kernel"] * factor, rtol=1e-6)
     np.testing.assert_allclose(transferred["conv_0/bias"], pretrained["conv_0/bias"] * factor, rtol=1e-6)
-    # Oracle for "fresh": an independent build of the model with the transfer's seed.
-    fresh = weights_of(build_recipe_model(make_recipe(yaml.safe_load(recipe_path.read_text())), (6, 6, 3), 3).weights)
+    # Oracle for "fresh": an independent build of the model with the seed the record names.
+    fresh_seed = int(record.transfer["fresh_layers_seed"])
+    fresh = weights_of(build_recipe_model(make_recipe(yaml.safe_load(recipe_path.read_text())), (6, 6, 3), 3,
+                                          init_seed=fresh_seed).weights)
     for name in ("dense_0/kernel", "dense_0/bias", "head/kernel", "head/bias"):
         np.testing.assert_array_equal(transferred[name], fresh[name])
         np.testing.assert_array_equal(baseline[name], fresh[name])  # the pair shares its fresh layers
@@ -89,6 +91,28 @@ def test_which_weights_move(source_run, first_transfer):
     assert json.loads(record.transfer["paired_with"]) == [str((source_run / "first-scratch").resolve())]
     assert json.loads(record.identity["sources"]) == [str(source.resolve())]
     assert len(json.loads(record.identity["source_digests"])[0]) == 64
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a.ravel() @ b.ravel() / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_fresh_layers_are_a_new_draw_not_the_sources_initialisation(source_run, first_transfer):
+    """A.4 / A.9: the head is re-initialised after pre-training, and untransferred layers are fresh. The
+    oracle is the source's own step-0 weights: a fresh layer must not repeat them. rltx once built the
+    transfer with the source's seed, so every fresh layer of the source's shape was the source's initial
+    draw; a head of as many classes as upstream then sat at cosine 0.95 to the trained head."""
+    source_start = store.read_checkpoint(source_run / "source", 0)
+    transferred = store.read_checkpoint(source_run / "first", 0)
+    kernel = "dense_0/kernel"  # 512 entries: the cosine of two independent draws has s.d. 0.044
+    assert abs(_cosine(transferred[kernel], source_start[kernel])) < 0.2
+    np.testing.assert_allclose(transferred[kernel].std(), source_start[kernel].std(), rtol=0.15)  # A.3 still
+    result = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", source_run / "same",
+                    "--set", "num_classes_downstream=4", "--quiet")  # 4 classes, as upstream: the head's shape
+    assert result.exit_code == 0, result.output
+    head = store.read_checkpoint(source_run / "same", 0)[f"{HEAD}/kernel"]
+    assert head.shape == source_start[f"{HEAD}/kernel"].shape
+    assert abs(_cosine(head, source_start[f"{HEAD}/kernel"])) < 0.6  # 64 entries: s.d. 0.125; a repeat gives 1
 
 
 def test_pretrained_conv_without_bias(source_run):
