@@ -474,7 +474,8 @@ class _Run:
         plan = self.plan
         wall_offset = metrics[-1]["wall_time"] if metrics else 0.0
         started = time.monotonic()
-        iterator, segment_end = self._segment(step, None)
+        # A run killed after its final state but before its record said so resumes at its last step: no input.
+        iterator, segment_end = self._segment(step, None) if step < self.total_steps else (None, step)
         self.reporter.start(self.total_steps, step)
         if step == 0 and not metrics:  # a resume from the state of step 0 keeps its stored row
             metrics = [self._eval_point(0, wall_offset, 0.0, [])]
@@ -507,7 +508,8 @@ class _Run:
         # Ask once past the last batch: the input threads then see the end and stop, and dropping the iterator
         # does not wait for them (it had waited 7-28 s in a third of short runs; docs/calibration.md, "Input
         # pipeline and re-measured cross-checks").
-        iterator.get_next_as_optional()
+        if iterator is not None:
+            iterator.get_next_as_optional()
         return step, metrics
 
     def _segment(self, step: int, finished):

@@ -95,6 +95,25 @@ def test_transfer_killed_resumes_to_the_same_result(recipe, tmp_path):
         np.testing.assert_array_equal(final[1][name], values)
 
 
+def test_a_run_killed_between_its_final_state_and_its_record_completes_on_resume(tmp_path):
+    """The final resume state is written before the record says `completed` (and the input threads are asked
+    to stop in between), so a kill there leaves a `running` record at the last step. Resuming must finish the
+    run without a step of input (it used to fail building an empty batch order) and without new rows."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({**tiny_recipe_dict(), "total_steps": 6, "num_eval_points": 3}))
+    run = tmp_path / "run"
+    assert invoke("pretrain", path, "--out", run, "--quiet").exit_code == 0
+    rows, state = store.read_metrics(run), store.read_state(run)
+    with h5py.File(run / store.RUN_FILE, "r+") as record:  # what a kill in that window leaves
+        record.attrs["status"] = "running"
+    result = invoke("pretrain", path, "--out", run)
+    assert result.exit_code == 0 and "resuming" in result.output, result.output
+    assert store.read_run_record(run).status == "completed"
+    assert store.read_metrics(run) == rows
+    for name, values in state[1].items():
+        np.testing.assert_array_equal(store.read_state(run)[1][name], values)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", [1.0, 4.0, 6.5])
 def test_killed_construct_init_leaves_no_partial_file(recipe, tmp_path, delay):
