@@ -223,8 +223,12 @@ class FineTuning:
     def prepare(self, existing: store.RunRecord | None) -> loop.Training:
         """What `loop.run` trains (the samples were drawn before, for both runs of a pair)."""
         recipe, fresh_seed = self.recipe, hyperrule.fresh_layers_seed(self.recipe.seed)
+        # A run begun before fresh layers had a seed of their own resumes from its stored weights: its record
+        # must not claim a seed its initial weights were never drawn with.
+        began_before = existing is not None and "fresh_layers_seed" not in existing.transfer
         record = store.RunRecord(recipe.to_yaml(), {}, self.samples, kind=self.kind, identity=self.identity,
-                                 transfer={"paired_with": store.listed(self.paired), "fresh_layers_seed": fresh_seed})
+                                 transfer={"paired_with": store.listed(self.paired),
+                                           **({} if began_before else {"fresh_layers_seed": fresh_seed})})
         input_shape = tuple(self.examples.train_x.shape[1:])
 
         def make_model(policy):

@@ -3,6 +3,7 @@ fresh downstream data (A.1), and the Figure 5 comparison end to end from the CLI
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -113,6 +114,21 @@ def test_fresh_layers_are_a_new_draw_not_the_sources_initialisation(source_run, 
     head = store.read_checkpoint(source_run / "same", 0)[f"{HEAD}/kernel"]
     assert head.shape == source_start[f"{HEAD}/kernel"].shape
     assert abs(_cosine(head, source_start[f"{HEAD}/kernel"])) < 0.6  # 64 entries: s.d. 0.125; a repeat gives 1
+
+
+def test_a_transfer_begun_before_fresh_layer_seeds_claims_none_when_resumed(source_run):
+    """A run that began before fresh layers had a seed of their own resumes from its stored weights, so its
+    record must not name a seed they were never drawn with."""
+    run = source_run / "older"
+    assert invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", run,
+                  "--quiet").exit_code == 0
+    with h5py.File(run / store.RUN_FILE, "r+") as record:  # an interrupted run written by the former rltx
+        record.attrs["status"] = "running"
+        del record["transfer"].attrs["fresh_layers_seed"]
+    assert invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", run,
+                  "--quiet").exit_code == 0
+    resumed = store.read_run_record(run)
+    assert resumed.status == "completed" and "fresh_layers_seed" not in resumed.transfer
 
 
 def test_pretrained_conv_without_bias(source_run):
