@@ -34,6 +34,11 @@ def rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
 
 
+def derived_seed(*entropy: int) -> int:
+    """A well-spread 31-bit seed (what Keras initialisers take), a pure function of `entropy`."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0]) & 0x7FFFFFFF
+
+
 def fresh_layers_seed(seed: int) -> int:
     """A.4 / A.9: after pre-training "the head layer is re-initialized", and every layer a transfer does not
     take is fresh. Their initialisation seed is drawn from its own stream, so it is independent of the
@@ -43,7 +48,7 @@ def fresh_layers_seed(seed: int) -> int:
     (cosine 0.95 in ResNet18's quick profile with 10 random classes), so the "fresh" head read the
     source's random labels off the transferred features (docs/calibration.md, "Fresh layers").
     A transfer and its from-scratch pair share this seed, so they still share their fresh layers."""
-    return int(np.random.SeedSequence([seed, STREAM_FRESH_LAYERS]).generate_state(1)[0]) & 0x7FFFFFFF
+    return derived_seed(seed, STREAM_FRESH_LAYERS)
 
 
 def total_steps_for_epochs(epochs: float, num_examples: int, batch_size: int) -> int:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import keras
-import numpy as np
+
+from rltx import hyperrule
 
 HEAD = "head"
 INIT_ALGORITHMS = ("he", "orthogonal")  # A.3 (He normal); B.2 adds orthogonal [Saxe et al.]
@@ -56,7 +57,7 @@ def init_scale_mismatch(source_version: str, source_scale: float, scale: float) 
 
 def _layer_seed(seed: int, index: int) -> int:
     """Deterministic, well-spread 31-bit seed for the index-th kernel layer of a model built with seed."""
-    return int(np.random.SeedSequence([int(seed), index]).generate_state(1)[0]) & 0x7FFFFFFF
+    return hyperrule.derived_seed(int(seed), index)
 
 
 class _Layers:
