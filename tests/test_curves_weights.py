@@ -15,6 +15,7 @@ from rltx.analysis.results import read_result, write_result
 from rltx.analysis.weights import analyze_weights
 from rltx.cli import main
 from rltx.errors import UsageError
+from rltx.runs import open_run
 from tests_support import PAIRED, PAIRED_SEEDS
 
 SEEDS = PAIRED_SEEDS
@@ -165,6 +166,8 @@ def test_curves_groups_and_pairs_on_real_runs(runs, tmp_path):
     assert list(arrays["pairs/transfer_run"]) == [str((runs / "sweep" / f"t{s}").resolve()) for s in SEEDS]
     assert list(arrays["pairs/scratch_run"]) == [str((runs / "sweep" / f"t{s}-scratch").resolve()) for s in SEEDS]
     assert arrays["pairs/seed"].tolist() == list(SEEDS) and arrays["pairs/horizon"].tolist() == [STEPS, STEPS]
+    depths = [str(open_run(runs / "sweep" / f"t{s}").recipe.transfer_layers) for s in SEEDS]
+    assert [store.text(x) for x in arrays["pairs/transfer_layers"]] == depths  # Fig. 12-15's panels split on it
     for p, seed in enumerate(SEEDS):
         transfer, scratch = raw_curve(runs / "sweep" / f"t{seed}"), raw_curve(runs / "sweep" / f"t{seed}-scratch")
         assert arrays["pairs/pretrained_train_auc"][p] == pytest.approx(transfer["train_auc"])

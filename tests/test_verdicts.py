@@ -247,6 +247,60 @@ def test_sweep_pairs_with_a_flagged_run_or_source_are_not_counted(tmp_path):
                                                                       str(tmp_path / "s1-pretrain")]
 
 
+def test_scatter_finding_calls_a_direction_exactly_when_a_one_sample_t_test_over_the_groups_rejects():
+    """Oracle: scipy.stats' one-sample t test (ttest_1samp) of the groups' paired differences at the
+    rule's 5% level decides every call; the dots below x = y are counted by hand."""
+    from scipy import stats
+    generator = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(generator.integers(2, 13))
+        scratch = generator.uniform(0.2, 0.8, n)  # groups differ widely; the pairing removes it
+        pretrained = scratch + generator.normal(generator.uniform(-0.03, 0.03), generator.uniform(0.005, 0.05), n)
+        finding = verdicts.scatter_finding("real labels downstream, all layers transferred", pretrained, scratch)
+        rejected = stats.ttest_1samp(pretrained - scratch, 0).pvalue < verdicts.SIGNIFICANCE
+        called = "positive transfer" in finding.text or "negative transfer" in finding.text
+        assert called == rejected and finding.agrees is None, finding.text
+        if rejected:
+            wanted = "positive" if np.mean(pretrained - scratch) > 0 else "negative"
+            assert f"{wanted} transfer" in finding.text
+        assert f"in {int(np.sum(pretrained > scratch))} of {n} groups" in finding.text
+        assert f"{np.mean(pretrained - scratch):+.3f}" in finding.text
+
+
+def test_scatter_finding_of_one_group_or_none_is_not_resolved():
+    one = verdicts.scatter_finding("real labels downstream, 1 layer transferred", [0.6], [0.5])
+    assert not one.resolved and one.unresolved_because == verdicts.ONE_GROUP and "in 1 of 1 groups" in one.text
+    none = verdicts.scatter_finding("real labels downstream, 1 layer transferred", [], [])
+    assert not none.resolved and none.unresolved_because == verdicts.NO_HEALTHY_RUN
+
+
+def test_sweep_findings_split_the_panels_and_average_each_groups_counted_pairs():
+    """One finding per downstream labels x transfer depth, each over one dot per group (the mean of its
+    counted pairs), as the Fig. 12-15 panels; an uncounted pair moves neither its dot nor the count."""
+    from rltx import store
+    from rltx.reproduce.pipelines import scatter_findings
+    #            group, labels,  depth, pretrained, scratch, counted
+    pairs = [(0, "real", "1", 0.60, 0.50, True), (0, "real", "1", 0.70, 0.50, True),   # dot +0.15
+             (1, "real", "1", 0.40, 0.45, True), (1, "real", "1", 0.10, 0.90, False),  # dot -0.05
+             (2, "real", "all", 0.55, 0.50, True), (3, "random", "all", 0.30, 0.20, True)]
+    arrays = {"pairs/group": np.array([p[0] for p in pairs]),
+              "pairs/labels_downstream": store.string_array(p[1] for p in pairs),
+              "pairs/transfer_layers": store.string_array(p[2] for p in pairs),
+              "pairs/pretrained_train_auc": np.array([p[3] for p in pairs]),
+              "pairs/scratch_train_auc": np.array([p[4] for p in pairs])}
+    findings = scatter_findings(arrays, np.array([p[5] for p in pairs]))
+    assert [f.text.split(":")[0] for f in findings] == ["real labels downstream, 1 layer transferred",
+                                                       "real labels downstream, all layers transferred",
+                                                       "random labels downstream, all layers transferred"]
+    assert "in 1 of 2 groups" in findings[0].text and "+0.050 +- 0.100" in findings[0].text
+    assert "in 1 of 1 groups" in findings[1].text and not findings[1].resolved
+
+
+def test_fit_finding_states_the_range_reached_and_chance():
+    finding = verdicts.fit_finding(np.array([0.93, 0.41, 0.99]), np.array([2, 100, 10]))
+    assert "0.41-0.99 over 3 runs" in finding.text and "chance 1/classes: 0.01-0.50" in finding.text
+
+
 def test_the_switch_finding_names_the_lowest_point_after_the_switch_and_the_end():
     # Fig. 24's shape by construction: flat 0.22 before, a dip to 0.11 at step 16, a partial recovery
     after = np.array([0.217, 0.186, 0.109, 0.142, 0.157])

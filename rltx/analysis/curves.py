@@ -281,6 +281,7 @@ def _pair_arrays(curves: list[_Curve], group_of: np.ndarray, labels: list[str]) 
         "pairs/group": pair_group,
         "pairs/seed": np.array([p[1].run.recipe.seed for p in pairs], dtype=np.int64),
         "pairs/labels_downstream": store.string_array(p[1].run.recipe.labels_downstream for p in pairs),
+        "pairs/transfer_layers": store.string_array(format_value(p[1].run.recipe.transfer_layers) for p in pairs),
         "pairs/horizon": np.array([p[3] for p in pairs], dtype=np.int64),
         "pairs/pretrained_train_auc": np.array([p[4][0] for p in pairs], dtype=np.float64),
         "pairs/scratch_train_auc": np.array([p[5][0] for p in pairs], dtype=np.float64),

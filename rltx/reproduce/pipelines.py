@@ -307,16 +307,38 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
                          "fix the cause and rerun the same command")
     path = context.store(result, "curves.h5")
     figures = [context.figure(draw_auc_scatter([path], metric="train"), "scatter_train.png")]
-    arrays = result.arrays
-    counted = counted_pairs(context, plan, arrays["pairs/transfer_run"])
-    findings = []
-    for labels in ("real", "random"):
-        chosen = counted & np.array([store.text(x) == labels for x in arrays["pairs/labels_downstream"]], dtype=bool)
-        if chosen.any():
-            findings.append(verdicts.scatter_finding(labels, arrays["pairs/pretrained_train_auc"][chosen],
-                                                     arrays["pairs/scratch_train_auc"][chosen]))
+    counted = counted_pairs(context, plan, result.arrays["pairs/transfer_run"])
+    findings = [fit_finding(context, plan), *scatter_findings(result.arrays, counted)]
     seeds = sorted({int(m.group(1)) for run in plan.runs if (m := re.search(r"/s(\d+)-pretrain$", run.name))})
     return Outcome(figures, findings, seeds)
+
+
+def scatter_findings(arrays: dict, counted: np.ndarray) -> list[verdicts.Finding]:
+    """One finding per downstream labels x transfer depth (the panels of Fig. 12-15), over one dot per
+    group: the mean of the group's counted pairs."""
+    labels = np.array([store.text(x) for x in arrays["pairs/labels_downstream"]])
+    depths = np.array([store.text(x) for x in arrays["pairs/transfer_layers"]])
+    findings = []
+    for label in sorted(set(labels), key=lambda name: (name != "real", name)):
+        for depth in sorted(set(depths[labels == label]), key=lambda d: (d == "all", int(d) if d.isdigit() else 0)):
+            cell = counted & (labels == label) & (depths == depth)
+            groups = sorted(set(arrays["pairs/group"][cell].tolist()))
+            dots = [[arrays[f"pairs/{side}_train_auc"][cell & (arrays["pairs/group"] == g)].mean() for g in groups]
+                    for side in ("pretrained", "scratch")]
+            layers = "all layers" if depth == "all" else f"{depth} layer{'s' if depth != '1' else ''}"
+            findings.append(verdicts.scatter_finding(f"{label} labels downstream, {layers} transferred", *dots))
+    return findings
+
+
+def fit_finding(context: Context, plan) -> verdicts.Finding:
+    """The counted pre-training runs' final train accuracy on their random labels."""
+    from rltx.runs import open_run
+    runs = [open_run(d) for run in plan.runs if run.stage == "pretrain" for d in run.run_dirs if context.counts(Path(d))]
+    if not runs:
+        return verdicts.Finding("no pre-training run left to count (the others were excluded)", resolved=False,
+                                unresolved_because=verdicts.NO_HEALTHY_RUN)
+    accuracies = np.array([store.read_metrics(run.run_dir)[-1]["train_accuracy"] for run in runs])
+    return verdicts.fit_finding(accuracies, np.array([run.num_classes for run in runs]))
 
 
 def counted_pairs(context: Context, plan, transfer_runs) -> np.ndarray:

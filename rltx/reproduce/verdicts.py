@@ -13,6 +13,9 @@ Thresholds are rltx's, stated here once:
   seed share their data, its order and the fresh layers' initialisation, so the finding also says in
   how many of these same-seed pairs the variant is ahead; that count is reported, not judged. The
   direction the paper saw may be "no clear difference" too (a recipe's `expect: level`).
+- sweep (App. B, Fig. 12-15): per downstream labels and transfer depth, the groups' dots below x = y
+  are counted and their mean paired AUC difference is judged by the transfer rule, the groups being
+  the replicates; described, not held against the paper, which gives no share.
 - alignment and f(sigma) must come from training, not from the initialisation: a finding that already
   held at the first checkpoint, of a layer whose trace-normalised Sigma_w (pooled filters) moved less
   from the first checkpoint to the last than random initial filters scatter around isotropy
@@ -40,6 +43,7 @@ NOT_RESOLVED = "not resolved"
 # why a finding is not resolved (Finding.line)
 SPREAD_TOO_LARGE = "the spread is larger than the effect tested for"
 ONE_SEED = "one seed: no spread to judge"
+ONE_GROUP = "one group: no spread to judge"
 NO_HEALTHY_RUN = "no healthy run to judge"
 LAYER_NOT_SHAPED = ("it held at step 0 already, and training has not moved the layer's filters beyond the scatter "
                     "of their random initialisation")
@@ -226,7 +230,31 @@ def switch_finding(layer: str, at_switch: float, after: np.ndarray, steps_after:
                    f"{int(steps_after[-1])}), {after[-1]:.3f} at its end")
 
 
-def scatter_finding(labels: str, pretrained: np.ndarray, scratch: np.ndarray) -> Finding:
-    faster = int(np.sum(np.asarray(pretrained) > np.asarray(scratch)))
-    return Finding(f"{labels} labels downstream: pre-trained trains faster (below x = y) in {faster} of "
-                   f"{len(pretrained)} pre-trained / from-scratch pairs")
+def scatter_finding(cell: str, pretrained: np.ndarray, scratch: np.ndarray) -> Finding:
+    """One cell of a Fig. 12-15 scatter plot (downstream labels x transfer depth), one dot per group
+    (the mean of its seeds' pairs): how many dots lie below x = y, and the mean paired difference
+    judged by the transfer rule with the groups as the replicates (a one-sample t test, n - 1
+    degrees of freedom). A description, not a verdict: App. B says positive transfer is "frequently
+    observed", not in which share of the groups."""
+    pretrained, scratch = np.asarray(pretrained, float), np.asarray(scratch, float)
+    faster = int(np.sum(pretrained > scratch))
+    text = f"{cell}: pre-trained trains faster (below x = y) in {faster} of {len(pretrained)} groups"
+    if len(pretrained) == 0:
+        return Finding(text, resolved=False, unresolved_because=NO_HEALTHY_RUN)
+    differences = pretrained - scratch
+    direction, difference, error = transfer_direction(differences, np.zeros_like(differences))
+    outcome = {"positive": "positive transfer", "negative": "negative transfer"}.get(direction, direction)
+    if direction == NOT_RESOLVED and not np.isnan(error):
+        outcome += f" (its 90% interval reaches past the +-{MIN_AUC_EFFECT} tested for)"
+    text += (f"; train-accuracy AUC difference {_plus_minus(difference, error, signed=True)} (mean +- s.e. over the "
+             f"groups): {outcome}")
+    resolved = direction != NOT_RESOLVED
+    return Finding(text, None, resolved, ONE_GROUP if np.isnan(error) else SPREAD_TOO_LARGE)
+
+
+def fit_finding(accuracies: np.ndarray, classes: np.ndarray) -> Finding:
+    """How far pre-training fitted its random labels (issue 14 asks for it): final train accuracy
+    over the entire upstream set, min-max over the runs, beside chance for their class counts."""
+    return Finding(f"pre-training fitted its random labels to train accuracy {np.min(accuracies):.2f}-"
+                   f"{np.max(accuracies):.2f} over {len(accuracies)} runs (chance 1/classes: "
+                   f"{1 / np.max(classes):.2f}-{1 / np.min(classes):.2f})")
