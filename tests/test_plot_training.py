@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from rltx import store
+from rltx.errors import UsageError
 from rltx.plotting.training import (draw_activations, draw_auc_scatter, draw_curves, draw_table,
                                     expand_runs, table_rows)
 from tests_support import invoke_ok as invoke, invoke_plot, stored, text
@@ -186,6 +187,28 @@ def test_activation_trajectory_marks_the_switch(files, tmp_path):
     check_image(tmp_path / "tr.png")
 
 
+def test_auc_scatter_keeps_the_groups_fine_tuned_on_the_labels_asked_for(files, tmp_path):
+    """Fig. 12-15 draw real- and random-label groups in separate rows: `downstream_labels` keeps the dots
+    whose stored group key has those labels (the file's one transfer group is relabelled by hand)."""
+    import json
+    path, relabelled = files / "curves.h5", tmp_path / "relabelled.h5"
+    every = np.concatenate([c.get_offsets() for c in draw_auc_scatter([path]).axes[0].collections])
+    random = draw_auc_scatter([path], downstream_labels="random").axes[0]  # the shared runs' labels
+    np.testing.assert_array_equal(np.concatenate([c.get_offsets() for c in random.collections]), every)
+    assert random.get_xlabel() == "pre-trained AUC (train accuracy, random labels)"
+    shutil.copy(path, relabelled)
+    with h5py.File(relabelled, "a") as handle:
+        keys = [json.loads(store.text(k)) for k in handle["groups/key"][()]]
+        dot = int(handle["pair_groups/group"][0])
+        keys[dot]["labels_downstream"] = "real"
+        del handle["groups/key"]
+        handle["groups/key"] = store.string_array(json.dumps(k, sort_keys=True) for k in keys)
+    real = draw_auc_scatter([relabelled], downstream_labels="real").axes[0]
+    np.testing.assert_array_equal(np.concatenate([c.get_offsets() for c in real.collections]), every[:1])
+    with pytest.raises(UsageError, match="holds no group fine-tuned on random labels"):
+        draw_auc_scatter([relabelled], downstream_labels="random")
+
+
 def test_bad_inputs_give_one_line_errors(files, paired_runs, tmp_path):
     cases = [
         (("curves", paired_runs / "r.yaml"), "not a run directory"),
@@ -193,6 +216,8 @@ def test_bad_inputs_give_one_line_errors(files, paired_runs, tmp_path):
         (("curves", paired_runs / "sweep", "--zoom", "0,1"), "--zoom takes 4"),
         (("curves", paired_runs / "sweep", "--labels", "a"), "--labels gives 1 label(s) for 2 group(s)"),
         (("auc-scatter", files / "act.h5"), "holds a activations result, not curves; produce one with `rltx analyze curves"),
+        (("auc-scatter", files / "curves.h5", "--downstream-labels", "real"),  # its runs: random labels
+         "holds no group fine-tuned on real labels; drop --downstream-labels or give the labels"),
         (("activations", files / "curves.h5"), "not activations; produce one with `rltx analyze activations"),
         (("activations", files / "act.h5", "--layers", "nope"), "no layer nope"),
         (("table", files / "traj.h5"), "not a table; produce one with `rltx construct-init"),

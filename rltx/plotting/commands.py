@@ -89,12 +89,15 @@ def curves(inputs, x, band, accuracy, zoom, labels, output, title, style):
               help="AUC of the train or the test accuracy.")
 @click.option("--dots", type=click.Choice(["group", "pair"]), default="group", show_default=True,
               help="One dot per group of seeds (the paper) or per pre-trained/scratch pair.")
+@click.option("--downstream-labels", type=click.Choice(["real", "random"]),
+              help="Only the groups fine-tuned on these labels (Fig. 12-15 draw them in separate rows).")
 @figure_options
-def auc_scatter(inputs, metric, dots, output, title, style):
+def auc_scatter(inputs, metric, dots, downstream_labels, output, title, style):
     """Pre-trained (x) vs from-scratch (y) AUC with the x = y line (App. B, Fig. 12-15).
     INPUTS: `rltx analyze curves ... -o FILE` results."""
     from rltx.plotting.training import draw_auc_scatter
-    finish(draw_auc_scatter(inputs, style=style, metric=metric, dots=dots), output, title, style)
+    finish(draw_auc_scatter(inputs, style=style, metric=metric, dots=dots, downstream_labels=downstream_labels),
+           output, title, style)
 
 
 @plot.command("table", short_help="A Table 1-7 style table (Markdown, LaTeX or image).")

@@ -162,12 +162,13 @@ def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accur
 
 # --- AUC scatter (App. B, Fig. 12-15) ------------------------------------------------------------
 
-def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group"):
+def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group", downstream_labels=None):
     """Pre-trained (x) vs from-scratch (y) AUC of the `metric` accuracy, one dot per group of pairs
     (`dots="group"`, the paper's "each dot corresponds to one group of experiments") or per pair
     (`"pair"`), with the x = y line: points below it are groups where the pre-trained models train
     faster (captions of Fig. 12-15). Marker per architecture, colour per transfer depth
-    (`transfer_layers`), read from the stored group keys."""
+    (`transfer_layers`), read from the stored group keys. `downstream_labels` ("real" / "random")
+    keeps the groups fine-tuned on those labels: Fig. 12-15 draw them in separate rows."""
     if metric not in ("train", "test"):
         raise UsageError(f"metric must be train or test, not {metric!r}")
     if dots not in ("group", "pair"):
@@ -192,8 +193,13 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group"):
         keys = [json.loads(store.text(k)) for k in arrays["groups/key"]]
         for px, py, group in zip(pretrained, scratch, arrays[names[2]]):
             key = keys[int(group)]
+            if downstream_labels is not None and key.get("labels_downstream") != downstream_labels:
+                continue
             category = (str(key.get("architecture", "?")), str(key.get("transfer_layers", "?")))
             points.setdefault(category, []).append((float(px), float(py)))
+    if not points:
+        raise UsageError(f"{', '.join(map(str, inputs))} holds no group fine-tuned on {downstream_labels} labels; "
+                         "drop --downstream-labels or give the labels its runs were fine-tuned on")
     figure, axes = new_figure(style)
     ax = axes[0, 0]
     every = np.array([p for values in points.values() for p in values])
@@ -207,9 +213,9 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group"):
         values = np.array(values)
         ax.scatter(values[:, 0], values[:, 1], s=14, marker=MARKERS[architectures.index(architecture) % len(MARKERS)],
                    color=f"C{(depths.index(depth) + 2) % 10}", label=f"{architecture}, transfer {depth}", zorder=2)
-    what = "train" if metric == "train" else "test"
-    ax.set_xlabel(f"pre-trained AUC ({what} accuracy)")
-    ax.set_ylabel(f"from-scratch AUC ({what} accuracy)")
+    what = f"{metric} accuracy" + (f", {downstream_labels} labels" if downstream_labels else "")
+    ax.set_xlabel(f"pre-trained AUC ({what})")
+    ax.set_ylabel(f"from-scratch AUC ({what})")
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(loc="best", frameon=False)
     return figure

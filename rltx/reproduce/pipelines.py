@@ -306,7 +306,12 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
         raise UsageError(f"{len(failed)} sweep runs failed or were blocked (logs in {plan.out}/logs); "
                          "fix the cause and rerun the same command")
     path = context.store(result, "curves.h5")
-    figures = [context.figure(draw_auc_scatter([path], metric="train"), "scatter_train.png")]
+    labels = {store.text(x) for x in result.arrays["pairs/labels_downstream"]}
+    # Fig. 12-15's rows: train accuracy with real labels, test accuracy with real labels, train accuracy with random
+    panels = [(metric, kind) for metric, kind in (("train", "real"), ("test", "real"), ("train", "random"))
+              if kind in labels]
+    figures = [context.figure(draw_auc_scatter([path], metric=metric, downstream_labels=kind),
+                              f"scatter_{metric}_{kind}.png") for metric, kind in panels]
     counted = counted_pairs(context, plan, result.arrays["pairs/transfer_run"])
     findings = [fit_finding(context, plan), *scatter_findings(result.arrays, counted)]
     seeds = sorted({int(m.group(1)) for run in plan.runs if (m := re.search(r"/s(\d+)-pretrain$", run.name))})
