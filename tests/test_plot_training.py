@@ -207,6 +207,18 @@ def test_auc_scatter_keeps_the_groups_fine_tuned_on_the_labels_asked_for(files, 
     np.testing.assert_array_equal(np.concatenate([c.get_offsets() for c in real.collections]), every[:1])
     with pytest.raises(UsageError, match="holds no group fine-tuned on random labels"):
         draw_auc_scatter([relabelled], downstream_labels="random")
+    # as a user meets it: `rltx` in a subprocess, one line on stderr, exit 2, no figure written
+    import os
+    import subprocess
+    import sys
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    figure = tmp_path / "real.png"
+    result = subprocess.run([sys.executable, "-m", "rltx", "plot", "auc-scatter", str(path), "--downstream-labels",
+                             "real", "-o", str(figure)], capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"Error: {path} holds no group fine-tuned on real labels; drop --downstream-labels or give the labels its "
+        "runs were fine-tuned on"], result.stderr  # the shared runs were fine-tuned on random labels
+    assert not figure.exists()
 
 
 def test_bad_inputs_give_one_line_errors(files, paired_runs, tmp_path):
@@ -216,8 +228,6 @@ def test_bad_inputs_give_one_line_errors(files, paired_runs, tmp_path):
         (("curves", paired_runs / "sweep", "--zoom", "0,1"), "--zoom takes 4"),
         (("curves", paired_runs / "sweep", "--labels", "a"), "--labels gives 1 label(s) for 2 group(s)"),
         (("auc-scatter", files / "act.h5"), "holds a activations result, not curves; produce one with `rltx analyze curves"),
-        (("auc-scatter", files / "curves.h5", "--downstream-labels", "real"),  # its runs: random labels
-         "holds no group fine-tuned on real labels; drop --downstream-labels or give the labels"),
         (("activations", files / "curves.h5"), "not activations; produce one with `rltx analyze activations"),
         (("activations", files / "act.h5", "--layers", "nope"), "no layer nope"),
         (("table", files / "traj.h5"), "not a table; produce one with `rltx construct-init"),

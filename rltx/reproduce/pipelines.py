@@ -320,15 +320,16 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
 
 def scatter_findings(arrays: dict, counted: np.ndarray) -> list[verdicts.Finding]:
     """One finding per downstream labels x transfer depth (the panels of Fig. 12-15), over one dot per
-    group: the mean of the group's counted pairs."""
+    group: the mean of the group's counted pairs (as `analyze curves`' pair_groups, over counted pairs only)."""
+    from rltx.analysis.curves import group_statistics
     labels = np.array([store.text(x) for x in arrays["pairs/labels_downstream"]])
     depths = np.array([store.text(x) for x in arrays["pairs/transfer_layers"]])
     findings = []
     for label in sorted(set(labels), key=lambda name: (name != "real", name)):
         for depth in sorted(set(depths[labels == label]), key=lambda d: (d == "all", int(d) if d.isdigit() else 0)):
             cell = counted & (labels == label) & (depths == depth)
-            groups = sorted(set(arrays["pairs/group"][cell].tolist()))
-            dots = [[arrays[f"pairs/{side}_train_auc"][cell & (arrays["pairs/group"] == g)].mean() for g in groups]
+            groups, member = np.unique(arrays["pairs/group"][cell], return_inverse=True)
+            dots = [group_statistics(arrays[f"pairs/{side}_train_auc"][cell], member, len(groups))["mean"]
                     for side in ("pretrained", "scratch")]
             layers = "all layers" if depth == "all" else f"{depth} layer{'s' if depth != '1' else ''}"
             findings.append(verdicts.scatter_finding(f"{label} labels downstream, {layers} transferred", *dots))

@@ -100,10 +100,7 @@ def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, exp
     direction, difference, error = transfer_direction(pretrained_auc, baseline_auc)
     seeds = f"{len(pretrained_auc)} vs {len(baseline_auc)} seeds"
     sides = [_plus_minus(*mean_and_error(values)) for values in (pretrained_auc, baseline_auc)]
-    outcome = {"positive": "positive transfer", "negative": "negative transfer"}.get(direction, direction)
-    if direction == NOT_RESOLVED:
-        outcome += f" (its 90% interval reaches past the +-{MIN_AUC_EFFECT} tested for)" if not np.isnan(error) \
-            else " (one seed: no spread)"
+    outcome = _outcome(direction, error, "one seed")
     text = (f"{name} vs {baseline}: train-accuracy AUC {sides[0]} vs {sides[1]} (mean +- s.e., {seeds}), "
             f"difference {_plus_minus(difference, error, signed=True)}: {outcome}")
     if ahead is not None and ahead[1]:
@@ -111,6 +108,15 @@ def transfer_finding(name: str, baseline: str, pretrained_auc, baseline_auc, exp
     resolved = direction != NOT_RESOLVED
     return Finding(text, None if expect is None or not resolved else direction == expect, resolved,
                    ONE_SEED if np.isnan(error) else SPREAD_TOO_LARGE)
+
+
+def _outcome(direction: str, error: float, replicate: str) -> str:
+    """A transfer_direction call in words; an unresolved one says why (`replicate`: what one of means)."""
+    outcome = {"positive": "positive transfer", "negative": "negative transfer"}.get(direction, direction)
+    if direction == NOT_RESOLVED:
+        outcome += f" (its 90% interval reaches past the +-{MIN_AUC_EFFECT} tested for)" if not np.isnan(error) \
+            else f" ({replicate}: no spread)"
+    return outcome
 
 
 def _plus_minus(mean: float, error: float, signed: bool = False) -> str:
@@ -243,11 +249,8 @@ def scatter_finding(cell: str, pretrained: np.ndarray, scratch: np.ndarray) -> F
         return Finding(text, resolved=False, unresolved_because=NO_HEALTHY_RUN)
     differences = pretrained - scratch
     direction, difference, error = transfer_direction(differences, np.zeros_like(differences))
-    outcome = {"positive": "positive transfer", "negative": "negative transfer"}.get(direction, direction)
-    if direction == NOT_RESOLVED and not np.isnan(error):
-        outcome += f" (its 90% interval reaches past the +-{MIN_AUC_EFFECT} tested for)"
     text += (f"; train-accuracy AUC difference {_plus_minus(difference, error, signed=True)} (mean +- s.e. over the "
-             f"groups): {outcome}")
+             f"groups): {_outcome(direction, error, 'one group')}")
     resolved = direction != NOT_RESOLVED
     return Finding(text, None, resolved, ONE_GROUP if np.isnan(error) else SPREAD_TOO_LARGE)
 
