@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rltx.config import DataSpec, Recipe, make_recipe, parse_override
 from rltx.errors import UsageError, shorten
-from rltx.recipe_yaml import decode, parse_yaml
+from rltx.recipe_yaml import decode, flow_text, parse_yaml
 
 PATH_KEYS = ("data_dir", "manual_dir", "data_path", "init_file")
 
@@ -115,6 +115,11 @@ def parse_overrides(texts: tuple[str, ...]) -> dict:
     """`--set key=value` texts as recipe keys, paths resolved against the working directory."""
     raw = dict(parse_override(text) for text in texts)
     return _resolve_paths(raw, Path.cwd())
+
+
+def override_texts(overrides: dict) -> list[str]:
+    """Parsed `--set` overrides as `key=value` texts that `parse_overrides` reads back to the same keys."""
+    return [f"{name}={flow_text(value)}" for name, value in overrides.items()]
 
 
 def _resolve_paths(raw, base: Path):

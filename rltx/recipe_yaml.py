@@ -123,3 +123,16 @@ def parse_yaml(text: str, where: str):
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def flow_text(value) -> str:
+    """`value` as one line of YAML that `parse_yaml` reads back as `value` (a --set value to print)."""
+    text = _flow_dump(value)
+    if parse_yaml(text, "a value") != value:  # a string rltx's YAML reads as a number (1e3: see the float resolver)
+        text = _flow_dump(value, default_style="'")
+    return text
+
+
+def _flow_dump(value, **style) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True, **style)
+    return text.removesuffix("\n...\n").strip()

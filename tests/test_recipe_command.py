@@ -69,3 +69,23 @@ def test_a_missing_dataset_writes_nothing(tmp_path):
     missing = CliRunner().invoke(main, ["pretrain", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run")])
     assert missing.exit_code == 2 and "absent.npz" in missing.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_verdicts_command_line_parses_back_to_the_same_run():
+    """The `command:` line of a verdict (rltx.reproduce.command_line) is read back by a shell and
+    click's own parser of `rltx reproduce`: the recipe, profile, seeds and every --set key come back
+    as given, whatever YAML the values need (a path with a space, a list, a string YAML could take
+    for a number, a colon, null, a non-ASCII character)."""
+    import shlex
+    from rltx.recipe_file import parse_overrides
+    from rltx.reproduce import command_line
+    from rltx.reproduce.command import reproduce
+    overrides = {"data_path": "/data/my photos/set: a.npz", "checkpoint_steps": [1, 2, 5], "learning_rate": 0.012,
+                 "natural_labels": "1e3", "epochs_downstream": None, "description": "Fig. 8 — 64 units, # not a comment",
+                 "init_scale": 1e-05, "tensorboard": False}
+    words = shlex.split(command_line("/recipes/my recipe.yaml", "quick", 24, overrides))
+    assert words[:2] == ["rltx", "reproduce"]
+    parsed = reproduce.make_context("reproduce", words[2:]).params
+    assert (parsed["name"], parsed["profile"], parsed["seeds"]) == ("/recipes/my recipe.yaml", "quick", 24)
+    assert parse_overrides(parsed["overrides"]) == overrides
+    assert command_line("fig5", None, None, {}) == "rltx reproduce fig5"

@@ -178,6 +178,8 @@ def test_set_dataset_npz_runs_on_the_file_without_fallback_keys(tmp_path):
     verdict = reproduce(recipe, tmp_path / "npz", "--set", "dataset=npz", "--set", f"data_path={data}",
                         "--set", "image_size=16")
     assert "instead" not in verdict and "not available" not in verdict
+    assert f"command: rltx reproduce {recipe.resolve()} --profile quick --set dataset=npz --set data_path={data} " \
+           "--set image_size=16\n" in verdict  # the file's absolute path, the --set keys as given
     for run in ("pretrain-s0", "pretrained/s0", "from_scratch/s0"):
         used = _stored_recipe(tmp_path / "npz" / "runs" / run)
         assert (used.dataset, used.data_path, used.num_units) == ("npz", str(data), TINY["num_units"])

@@ -3,6 +3,7 @@ files and a short verdict of what was observed against what the paper reports.""
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 import sysconfig
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Callable
 from rltx import store
 from rltx.cluster import check_environment
 from rltx.config import make_recipe
-from rltx.recipe_file import parse_overrides, read_recipe_file
+from rltx.recipe_file import override_texts, parse_overrides, read_recipe_file
 from rltx.errors import UsageError
 from rltx.reproduce import pipelines
 from rltx.reproduce.spec import ReproduceSpec
@@ -57,9 +58,11 @@ class Report:
     figures: tuple[Path, ...]
     findings: tuple[pipelines.verdicts.Finding, ...]
     excluded: tuple[str, ...] = ()
+    command: str = ""  # the `rltx reproduce` line that reruns it (see `command_line`)
 
     def text(self) -> str:
-        lines = [f"{self.name}: {self.description}", f"data: {self.data}",
+        lines = [f"{self.name}: {self.description}", *([f"command: {self.command}"] if self.command else []),
+                 f"data: {self.data}",
                  f"seeds: {', '.join(map(str, self.seeds))}", f"paper: {self.paper or '(not stated in the recipe)'}",
                  "observed:", *(f"  - {finding.line()}" for finding in self.findings)]
         if self.excluded:
@@ -75,6 +78,17 @@ def _check_overrides_leave_variants(spec: ReproduceSpec, overrides: dict, name: 
     if clash:
         raise UsageError(f"{', '.join(clash)} {'is' if len(clash) == 1 else 'are'} set per variant by {name}'s "
                          f"reproduce section; drop --set {clash[0]}, or copy the recipe and edit its variants")
+
+
+def command_line(recipe: str, profile: str | None, seeds: int | None, overrides: dict) -> str:
+    """The `rltx reproduce` command that reruns a reproduction, for its verdict: the description names
+    the recipe as written, this line what the run changed (profile, seeds, --set keys with their paths
+    made absolute); --out and --workers are left out, as they change where and how fast, not what."""
+    words = ["rltx", "reproduce", recipe, *(["--profile", profile] if profile else []),
+             *(["--seeds", str(seeds)] if seeds is not None else [])]
+    for text in override_texts(overrides):
+        words += ["--set", text]
+    return shlex.join(words)
 
 
 def describe_data(recipe, fallback: str | None) -> str:
@@ -120,6 +134,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
         else:
             outcome = pipelines.PIPELINES[spec.pipeline](context)
     report = Report(path.stem, out, spec.paper, recipe.description, describe_data(recipe, recipe_file.fallback),
-                    tuple(outcome.seeds), tuple(outcome.figures), tuple(outcome.findings), tuple(context.excluded))
+                    tuple(outcome.seeds), tuple(outcome.figures), tuple(outcome.findings), tuple(context.excluded),
+                    command_line(name if path.stem == name else str(path.resolve()), profile, seeds, parsed))  # a file: its path
     atomic_write_text(out / VERDICT_FILE, report.text())
     return report
