@@ -252,12 +252,20 @@ def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(w
         "program option": (("--bogus",), None),
         "group alone": (("plot",), None),
         "workers outside a sweep": (("reproduce", "fig5", "--quick", "--workers", "2", "--out", "w2"), None),
+        "groups outside a sweep": (("reproduce", "fig5", "--quick", "--groups", "20", "--out", "g20"), None),
+        "too many groups": (("reproduce", "cifar10_a", "--profile", "quick_natural", "--groups", "10001", "--out", "g10001"),
+                            None),
         "step and all steps": (("analyze", "gradient", "base", "--step", "0", "--all-steps", "-o", "g.h5"), None),
         "rbf fraction, linear kernel": (("analyze", "cka", "base", "base", "--rbf-fraction", "0.3"), None),
     }
     results = run_cases(work, cases)
     refused(results["workers outside a sweep"], 2, "fig5's transfer pipeline runs one run at a time: drop --workers")
     assert not (work / "w2").exists()
+    refused(results["groups outside a sweep"], 2, "--groups sets a sweep's groups; fig5's transfer pipeline has none: "
+                                                  "drop --groups")
+    assert not (work / "g20").exists()
+    refused(results["too many groups"], 2, "groups must be an integer from 1 to 10000")
+    assert not (work / "g10001" / "runs").exists()
     refused(results["step and all steps"], 2, "--step and --all-steps both choose the checkpoints; give one of them")
     assert not (work / "g.h5").exists()
     refused(results["rbf fraction, linear kernel"], 2, "add --kernel rbf or drop it (kernel linear)")

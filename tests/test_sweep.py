@@ -94,6 +94,24 @@ def test_another_plan_in_the_same_directory_is_refused(tmp_path):
     assert (tmp_path / "out" / "plan.json").read_text() == before
 
 
+def test_a_plan_with_more_groups_and_seeds_extends_the_stored_one_and_a_smaller_one_is_refused(tmp_path):
+    """A finished sweep can grow: the same recipe with more groups and seeds keeps every stored group
+    and run unchanged and adds the others; going back to fewer would drop runs, so it is refused."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    from rltx.sweep import read_plan
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    small = read_plan(tmp_path / "out" / "plan.json")
+    invoke_ok("sweep", sweep_file(tmp_path, {**SECTION, "groups": 4, "seeds": 2}), "--out", tmp_path / "out", "--plan-only")
+    large = read_plan(tmp_path / "out" / "plan.json")
+    assert len(large.groups) == 2 * len(small.groups) and set(small.groups[0]) == set(large.groups[0])
+    assert all(group in large.groups for group in small.groups) and set(small.runs) < set(large.runs)
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"), "--plan-only"])
+    assert result.exit_code == 2 and "fewer groups or seeds" in result.output
+    assert read_plan(tmp_path / "out" / "plan.json") == large
+
+
 def _statuses(out):
     from rltx.store import read_status
     return {p.parent.relative_to(out).as_posix(): read_status(p.parent) for p in out.rglob("run.h5")}
@@ -146,3 +164,28 @@ def test_reproduce_seeds_set_a_sweep_recipes_seeds_per_group(tmp_path, monkeypat
                  for g in range(2)]
     assert [len(seeds) for seeds in per_group] == [3, 3] and len(planned["runs"]) == 6
     assert all(seeds == list(range(seeds[0], seeds[0] + 3)) for seeds in per_group)  # seed, seed + 1, seed + 2
+
+
+def test_reproduce_groups_add_groups_that_keep_the_recipes_draws(tmp_path, monkeypatch):
+    """`rltx reproduce SWEEP --groups 4` plans four groups where the recipe has two; the first two keep
+    the values they are drawn with by default (each group's draw depends on its index only), so more
+    groups add to a finished sweep instead of replacing it."""
+    from rltx import sweep
+    from rltx.reproduce import reproduce
+    recipe = yaml.safe_load(sweep_file(tmp_path).read_text())
+    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
+    recipe["sweep"]["sample"] = {"learning_rate": {"log_uniform": [0.01, 0.1]}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
+    planned = []
+
+    def capture(plan, workers, echo):
+        planned.append({group["name"]: group["values"] for group in plan.groups})
+        raise KeyboardInterrupt  # stop before anything trains
+    monkeypatch.setattr(sweep, "run_local", capture)
+    for groups, out in ((None, "default"), (4, "more")):
+        with pytest.raises(KeyboardInterrupt):
+            reproduce(str(tmp_path / "sweep.yaml"), out=tmp_path / out, groups=groups, reporter=lambda label: None,
+                      echo=lambda line: None)
+    default, more = planned
+    assert len(default) == 2 and len(more) == 4 and {name: more[name] for name in default} == default
+    assert len({values["learning_rate"] for values in more.values()}) == 4  # each group its own draw

@@ -80,12 +80,13 @@ def _check_overrides_leave_variants(spec: ReproduceSpec, overrides: dict, name: 
                          f"reproduce section; drop --set {clash[0]}, or copy the recipe and edit its variants")
 
 
-def command_line(recipe: str, profile: str | None, seeds: int | None, overrides: dict) -> str:
+def command_line(recipe: str, profile: str | None, seeds: int | None, groups: int | None, overrides: dict) -> str:
     """The `rltx reproduce` command that reruns a reproduction, for its verdict: the description names
-    the recipe as written, this line what the run changed (profile, seeds, --set keys with their paths
+    the recipe as written, this line what the run changed (profile, seeds, groups, --set keys with their paths
     made absolute); --out and --workers are left out, as they change where and how fast, not what."""
     words = ["rltx", "reproduce", recipe, *(["--profile", profile] if profile else []),
-             *(["--seeds", str(seeds)] if seeds is not None else [])]
+             *(["--seeds", str(seeds)] if seeds is not None else []),
+             *(["--groups", str(groups)] if groups is not None else [])]
     for text in override_texts(overrides):
         words += ["--set", text]
     return shlex.join(words)
@@ -100,9 +101,11 @@ def describe_data(recipe, fallback: str | None) -> str:
 
 
 def reproduce(name: str, *, profile: str | None = None, out: Path | None = None, overrides: tuple[str, ...] = (),
-              seeds: int | None = None, workers: int = 1, reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
+              seeds: int | None = None, groups: int | None = None, workers: int = 1,
+              reporter: Callable[[str], object], echo: Callable[[str], None]) -> Report:
     """Run the recipe's pipeline into `out` (default runs/reproduce/NAME[-PROFILE]) and write the verdict;
-    `seeds` replaces the number of seeds of the recipe's reproduce: section."""
+    `seeds` replaces the number of seeds of the recipe's reproduce: section (a sweep's: of its sweep:
+    section), `groups` a sweep's groups per architecture."""
     from rltx.plotting.figure import style_context
     from rltx.store import atomic_write_text
     path = find_recipe(name)
@@ -113,6 +116,11 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
         spec = dataclasses.replace(spec, seeds=seeds)
         if spec.pipeline == "sweep":  # a sweep's runs take their seeds from its sweep: section
             recipe_file = dataclasses.replace(recipe_file, sweep={**recipe_file.sweep, "seeds": seeds})
+    if groups is not None:
+        if spec.pipeline != "sweep":
+            raise UsageError(f"--groups sets a sweep's groups; {path.stem}'s {spec.pipeline} pipeline has none: "
+                             "drop --groups")
+        recipe_file = dataclasses.replace(recipe_file, sweep={**recipe_file.sweep, "groups": groups})
     recipe = make_recipe(recipe_file.keys)
     _check_overrides_leave_variants(spec, parsed, path.stem)
     if workers > 1 and spec.pipeline != "sweep":
@@ -135,6 +143,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
             outcome = pipelines.PIPELINES[spec.pipeline](context)
     report = Report(path.stem, out, spec.paper, recipe.description, describe_data(recipe, recipe_file.fallback),
                     tuple(outcome.seeds), tuple(outcome.figures), tuple(outcome.findings), tuple(context.excluded),
-                    command_line(name if path.stem == name else str(path.resolve()), profile, seeds, parsed))  # a file: its path
+                    command_line(name if path.stem == name else str(path.resolve()), profile, seeds, groups,
+                                 parsed))  # a file: its path
     atomic_write_text(out / VERDICT_FILE, report.text())
     return report

@@ -33,12 +33,15 @@ def _list_recipes(context, _parameter, value):
 @click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), metavar="N",
               help="Number of seeds (recipe seed, seed + 1, ...) [default: the recipe's reproduce: seeds; "
                    "for a sweep recipe, its sweep: seeds per group].")
+@click.option("--groups", type=click.IntRange(min=1), metavar="N",  # the sweep: section checks the upper bound
+              help="Sweep recipes (cifar10_a, imagenet_a, ...): groups per architecture; groups keep their draws, "
+                   "so more groups add to the recipe's [default: its sweep: groups].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Sweep recipes (cifar10_a, imagenet_a, ...): concurrent runs; the other pipelines "
                    "run one run at a time.")
 @click.option("--quiet", is_flag=True, help="No progress bars (the stage lines and the verdict are still printed).")
 def reproduce(name: str, quick: bool, profile: str | None, out: Path | None, overrides: tuple[str, ...],
-              seeds: int | None, workers: int, quiet: bool):
+              seeds: int | None, groups: int | None, workers: int, quiet: bool):
     """Reproduce one figure or table: pretrain -> transfer / construct-init -> analyze -> plot, then
     a verdict of what was observed against what the paper reports. NAME is a recipe name (see
     `rltx reproduce --list`) or a recipe file with a reproduce: section. Rerunning continues."""
@@ -46,7 +49,7 @@ def reproduce(name: str, quick: bool, profile: str | None, out: Path | None, ove
     from rltx.reproduce import reproduce as run
     if quick and profile not in (None, "quick"):
         raise UsageError("--quick is --profile quick; give only one of them")
-    report = run(name, profile="quick" if quick else profile, out=out, overrides=overrides, seeds=seeds, workers=workers,
+    report = run(name, profile="quick" if quick else profile, out=out, overrides=overrides, seeds=seeds, groups=groups, workers=workers,
                  reporter=lambda label: make_reporter(quiet, label), echo=click.echo)
     click.echo(report.text(), nl=False)
     click.echo(f"verdict in {report.out / 'verdict.txt'}")

@@ -227,22 +227,31 @@ def _group_runs(spec: SweepSpec, name: str, directory: Path, base_seed: int, qui
 
 
 def write_plan(plan: Plan) -> Path:
-    """The group recipe files and OUT/plan.json. An existing plan must be the same plan: a sweep
-    directory never mixes two experiments."""
+    """The group recipe files and OUT/plan.json. An existing plan must be the same plan, or one this
+    plan extends (more groups or seeds: every stored group and run is in it, unchanged): a sweep
+    directory never mixes two experiments, but a finished sweep can grow."""
     from rltx import store
     from rltx.store import atomic_write_text
     out = Path(plan.out)
     path = out / PLAN_FILE
     text = json.dumps(_as_dict(plan), indent=1)
-    if (path.exists() or path.is_symlink()) and _plan_text(path) != text:
-        raise UsageError(f"{path} holds another plan (other recipe, profile or --set); use another --out "
-                         "(or the recipe, profile and --set that made this sweep)")
+    if (path.exists() or path.is_symlink()) and not _extends(json.loads(text), json.loads(_plan_text(path))):
+        raise UsageError(f"{path} holds another plan (other recipe, profile or --set, or fewer groups or seeds); use "
+                         "another --out (or the recipe, profile and --set that made this sweep, with as many groups "
+                         "and seeds or more)")
     for group in plan.groups:
         recipe = Path(group["recipe"])
         store.make_directory(recipe.parent)
         atomic_write_text(recipe, group["yaml"])
     atomic_write_text(path, text)
     return path
+
+
+def _extends(plan: dict, stored: dict) -> bool:
+    """`plan` holds `stored`'s experiment: the same recipe and folder, and each stored group and run
+    unchanged (a group's draws depend on its index only, a run's seeds on the recipe's seed)."""
+    return (plan["recipe"], plan["out"]) == (stored["recipe"], stored["out"]) and \
+        all(group in plan["groups"] for group in stored["groups"]) and all(run in plan["runs"] for run in stored["runs"])
 
 
 def _as_dict(plan: Plan) -> dict:
