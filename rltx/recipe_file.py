@@ -119,7 +119,14 @@ def parse_overrides(texts: tuple[str, ...]) -> dict:
 
 def override_texts(overrides: dict) -> list[str]:
     """Parsed `--set` overrides as `key=value` texts that `parse_overrides` reads back to the same keys."""
-    return [f"{name}={flow_text(value)}" for name, value in overrides.items()]
+    texts = []
+    for name, value in overrides.items():
+        try:
+            texts.append(f"{name}={flow_text(value)}")
+        except ValueError:
+            raise UsageError(f"--set {name}: its value cannot be written back as one line of YAML (for the command "
+                             "in verdict.txt); shorten it") from None
+    return texts
 
 
 def _resolve_paths(raw, base: Path):

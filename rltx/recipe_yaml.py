@@ -126,13 +126,20 @@ def parse_yaml(text: str, where: str):
 
 
 def flow_text(value) -> str:
-    """`value` as one line of YAML that `parse_yaml` reads back as `value` (a --set value to print)."""
-    text = _flow_dump(value)
-    if parse_yaml(text, "a value") != value:  # a string rltx's YAML reads as a number (1e3: see the float resolver)
-        text = _flow_dump(value, default_style="'")
-    return text
+    """`value` as one line of YAML that `parse_yaml` reads back as `value` (a --set value to print):
+    plain, else single-quoted (a string rltx reads as a number, 1e3: the float resolver above), else
+    double-quoted (line breaks escaped). ValueError when no style does (a value too long to read back)."""
+    for style in (None, "'", '"'):
+        text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True,
+                              default_style=style).removesuffix("\n...\n").strip()
+        if "\n" not in text and _reads_back(text, value):
+            return text
+    raise ValueError("no one line of YAML reads back as this value")
 
 
-def _flow_dump(value, **style) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True, **style)
-    return text.removesuffix("\n...\n").strip()
+def _reads_back(text: str, value) -> bool:
+    try:
+        read = parse_yaml(text, "a value")
+    except UsageError:
+        return False
+    return yaml.safe_dump(read) == yaml.safe_dump(value)  # equal, NaN included

@@ -80,12 +80,22 @@ def test_a_verdicts_command_line_parses_back_to_the_same_run():
     from rltx.recipe_file import parse_overrides
     from rltx.reproduce import command_line
     from rltx.reproduce.command import reproduce
-    overrides = {"data_path": "/data/my photos/set: a.npz", "checkpoint_steps": [1, 2, 5], "learning_rate": 0.012,
-                 "natural_labels": "1e3", "epochs_downstream": None, "description": "Fig. 8 — 64 units, # not a comment",
-                 "init_scale": 1e-05, "tensorboard": False}
-    words = shlex.split(command_line("/recipes/my recipe.yaml", "quick", 24, overrides))
-    assert words[:2] == ["rltx", "reproduce"]
-    parsed = reproduce.make_context("reproduce", words[2:]).params
-    assert (parsed["name"], parsed["profile"], parsed["seeds"]) == ("/recipes/my recipe.yaml", "quick", 24)
-    assert parse_overrides(parsed["overrides"]) == overrides
-    assert command_line("fig5", None, None, {}) == "rltx reproduce fig5"
+    import pytest
+    from rltx.errors import UsageError
+    for description in ("Fig. 8 — 64 units, # not a comment", "two\nlines", "a\x85next line", "a\u2028b", "\t"):
+        overrides = {"data_path": "/data/my photos/set: a.npz", "checkpoint_steps": [1, 2, 5], "learning_rate": 0.012,
+                     "natural_labels": "1e3", "epochs_downstream": None, "description": description,
+                     "init_scale": 1e-05, "tensorboard": False}
+        line = command_line("/recipes/my recipe.yaml", "quick", 24, 7, overrides)
+        assert "\n" not in line  # one line of verdict.txt
+        words = shlex.split(line)
+        assert words[:2] == ["rltx", "reproduce"]
+        parsed = reproduce.make_context("reproduce", words[2:]).params
+        assert (parsed["name"], parsed["profile"], parsed["seeds"], parsed["groups"]) == \
+               ("/recipes/my recipe.yaml", "quick", 24, 7)
+        assert parse_overrides(parsed["overrides"]) == overrides
+    assert command_line("fig5", None, None, None, {}) == "rltx reproduce fig5"
+    long = parse_overrides(('description="' + "\t" * 40_000 + '"',))  # 40k tabs: accepted; printed as \t escapes
+    assert long["description"] == "\t" * 40_000                        # they are 80k, past what a --set value holds
+    with pytest.raises(UsageError, match="^--set description: its value cannot be written back as one line of YAML"):
+        command_line("fig5", None, None, None, long)

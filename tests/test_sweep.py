@@ -112,6 +112,37 @@ def test_a_plan_with_more_groups_and_seeds_extends_the_stored_one_and_a_smaller_
     assert read_plan(tmp_path / "out" / "plan.json") == large
 
 
+@pytest.mark.parametrize("change", [
+    {"labels_downstream": ["real", "random"]},                                    # other runs per group
+    {"sample": {**SECTION["sample"], "num_classes_upstream": {"uniform": [2, 3, 4, 5]}}},  # another distribution
+])
+def test_more_groups_of_another_design_are_refused_even_where_the_old_groups_draw_alike(tmp_path, change):
+    """Seed 4 draws num_classes_upstream 4, 4 for the first two groups from [2, 4] and from [2, 3, 4, 5]
+    alike, so only the stored design (the sweep: section but its counts) tells the experiments apart."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    section = {**SECTION, "seed": 4}
+    invoke_ok("sweep", sweep_file(tmp_path, section), "--out", tmp_path / "out", "--plan-only")
+    before = (tmp_path / "out" / "plan.json").read_text()
+    grown = sweep_file(tmp_path, {**section, "groups": 4, **change})
+    result = CliRunner().invoke(main, ["sweep", str(grown), "--out", str(tmp_path / "out"), "--plan-only"])
+    assert result.exit_code == 2 and "holds another plan" in result.output
+    assert (tmp_path / "out" / "plan.json").read_text() == before
+
+
+def test_a_plan_whose_groups_are_not_a_list_is_damaged(tmp_path):
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    (tmp_path / "out" / "plan.json").write_text(json.dumps({**plan, "groups": None}))
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"), "--plan-only"])
+    assert result.exit_code == 2 and "is damaged (not a plan written by rltx sweep)" in result.output
+    assert "Traceback" not in result.output
+
+
 def _statuses(out):
     from rltx.store import read_status
     return {p.parent.relative_to(out).as_posix(): read_status(p.parent) for p in out.rglob("run.h5")}

@@ -123,6 +123,8 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
         recipe_file = dataclasses.replace(recipe_file, sweep={**recipe_file.sweep, "groups": groups})
     recipe = make_recipe(recipe_file.keys)
     _check_overrides_leave_variants(spec, parsed, path.stem)
+    named = name if path.stem == name else str(path.resolve())  # a recipe file: its absolute path
+    command = command_line(named, profile, seeds, groups, parsed)  # before anything runs: it can refuse a value
     if workers > 1 and spec.pipeline != "sweep":
         raise UsageError(f"--workers runs a sweep's runs concurrently; {path.stem}'s {spec.pipeline} pipeline runs "
                          "one run at a time: drop --workers")
@@ -143,7 +145,6 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
             outcome = pipelines.PIPELINES[spec.pipeline](context)
     report = Report(path.stem, out, spec.paper, recipe.description, describe_data(recipe, recipe_file.fallback),
                     tuple(outcome.seeds), tuple(outcome.figures), tuple(outcome.findings), tuple(context.excluded),
-                    command_line(name if path.stem == name else str(path.resolve()), profile, seeds, groups,
-                                 parsed))  # a file: its path
+                    command)
     atomic_write_text(out / VERDICT_FILE, report.text())
     return report

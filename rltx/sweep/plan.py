@@ -138,6 +138,7 @@ class Plan:
     out: str
     groups: tuple[dict, ...]    # name, architecture, recipe file, sampled values
     runs: tuple[PlannedRun, ...]
+    design: dict = dataclasses.field(default_factory=dict)  # the sweep: section but its counts (`experiment_design`)
 
     def counts(self) -> dict[str, int]:
         return {"groups": len(self.groups), "experiments": sum(r.experiments for r in self.runs),
@@ -175,7 +176,13 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
             groups.append({"name": name, "architecture": architecture, "recipe": str(directory / "recipe.yaml"),
                            "values": values, "yaml": recipe.to_yaml()})
             runs += _group_runs(spec, name, directory, recipe.seed, quiet)
-    return Plan(str(recipe_file.path), str(out), tuple(groups), tuple(runs))
+    return Plan(str(recipe_file.path), str(out), tuple(groups), tuple(runs), experiment_design(spec))
+
+
+def experiment_design(spec: SweepSpec) -> dict:
+    """What a sweep's groups are drawn from and which runs each has: its sweep: section but the counts
+    (groups, seeds), which a plan may grow (`write_plan`)."""
+    return {name: value for name, value in dataclasses.asdict(spec).items() if name not in ("groups", "seeds")}
 
 
 def _check_transfers(spec: SweepSpec, keys: dict, layer_counts: dict, group: str, values: dict) -> None:
@@ -248,14 +255,18 @@ def write_plan(plan: Plan) -> Path:
 
 
 def _extends(plan: dict, stored: dict) -> bool:
-    """`plan` holds `stored`'s experiment: the same recipe and folder, and each stored group and run
-    unchanged (a group's draws depend on its index only, a run's seeds on the recipe's seed)."""
-    return (plan["recipe"], plan["out"]) == (stored["recipe"], stored["out"]) and \
+    """`plan` is `stored` (a plan written before plans kept their design has no "design"), or grows it:
+    the same recipe, folder and design (distributions, architectures, depths, labels), and each
+    stored group and run unchanged (a group's draws depend on its index only, a run's seeds on the
+    recipe's seed)."""
+    if {key: plan.get(key) for key in stored} == stored:
+        return True
+    return all(plan[key] == stored.get(key) for key in ("recipe", "out", "design")) and \
         all(group in plan["groups"] for group in stored["groups"]) and all(run in plan["runs"] for run in stored["runs"])
 
 
 def _as_dict(plan: Plan) -> dict:
-    return {"recipe": plan.recipe, "out": plan.out, "counts": plan.counts(),
+    return {"recipe": plan.recipe, "out": plan.out, "counts": plan.counts(), "design": plan.design,
             "groups": list(plan.groups),
             "runs": [dataclasses.asdict(run) for run in plan.runs]}
 
@@ -265,7 +276,9 @@ def _plan_text(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
         raw = json.loads(text)
-        if not isinstance(raw, dict) or not {"recipe", "out", "groups", "runs"} <= raw.keys():
+        if not isinstance(raw, dict) or not {"recipe", "out", "groups", "runs"} <= raw.keys() or \
+                not all(isinstance(raw[key], list) and all(isinstance(entry, dict) for entry in raw[key])
+                        for key in ("groups", "runs")):
             raise ValueError("not a plan")
         return text
     except (OSError, ValueError, RecursionError):
@@ -278,4 +291,4 @@ def read_plan(path: Path) -> Plan:
     raw = json.loads(_plan_text(Path(path)))
     runs = tuple(PlannedRun(**{k: tuple(v) if isinstance(v, list) else v for k, v in run.items()})
                  for run in raw["runs"])
-    return Plan(raw["recipe"], raw["out"], tuple(raw["groups"]), runs)
+    return Plan(raw["recipe"], raw["out"], tuple(raw["groups"]), runs, raw.get("design", {}))
