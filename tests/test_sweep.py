@@ -220,3 +220,12 @@ def test_reproduce_groups_add_groups_that_keep_the_recipes_draws(tmp_path, monke
     default, more = planned
     assert len(default) == 2 and len(more) == 4 and {name: more[name] for name in default} == default
     assert len({values["learning_rate"] for values in more.values()}) == 4  # each group its own draw
+
+
+def test_a_plan_written_before_plans_kept_their_design_reruns_and_gains_it(tmp_path):
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    design = plan.pop("design")
+    (tmp_path / "out" / "plan.json").write_text(json.dumps(plan))
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    assert json.loads((tmp_path / "out" / "plan.json").read_text()) == {**plan, "design": design}
