@@ -49,7 +49,7 @@ def reproduce(name: str, quick: bool, profile: str | None, out: Path | None, ove
     from rltx.reproduce import reproduce as run
     if quick and profile not in (None, "quick"):
         raise UsageError("--quick is --profile quick; give only one of them")
-    report = run(name, profile="quick" if quick else profile, out=out, overrides=overrides, seeds=seeds, groups=groups, workers=workers,
-                 reporter=lambda label: make_reporter(quiet, label), echo=click.echo)
+    report = run(name, profile="quick" if quick else profile, out=out, overrides=overrides, seeds=seeds, groups=groups,
+                 workers=workers, reporter=lambda label: make_reporter(quiet, label), echo=click.echo)
     click.echo(report.text(), nl=False)
     click.echo(f"verdict in {report.out / 'verdict.txt'}")
