@@ -265,7 +265,7 @@ def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(w
                                                   "drop --groups")
     assert not (work / "g20").exists()
     refused(results["too many groups"], 2, "groups must be an integer from 1 to 10000")
-    assert not (work / "g10001" / "runs").exists()
+    assert not (work / "g10001").exists()  # refused before --out is made
     refused(results["step and all steps"], 2, "--step and --all-steps both choose the checkpoints; give one of them")
     assert not (work / "g.h5").exists()
     refused(results["rbf fraction, linear kernel"], 2, "add --kernel rbf or drop it (kernel linear)")

@@ -130,6 +130,9 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
                          "one run at a time: drop --workers")
     if spec.pipeline == "construct-table":
         spec.judged_sets(recipe.table_layer_sets)  # checked before anything is trained or written
+    if spec.pipeline == "sweep":  # its sweep: section (with --seeds/--groups) checked before --out is made
+        from rltx.sweep.plan import SweepSpec
+        SweepSpec.from_section(recipe_file.sweep, str(path))
     out = Path(out or Path("runs") / "reproduce" / (path.stem + (f"-{profile}" if profile else "")))
     check_environment()  # before --out is made
     if (out / store.RUN_FILE).is_file():
