@@ -229,3 +229,26 @@ def test_a_plan_written_before_plans_kept_their_design_reruns_and_gains_it(tmp_p
     (tmp_path / "out" / "plan.json").write_text(json.dumps(plan))
     invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
     assert json.loads((tmp_path / "out" / "plan.json").read_text()) == {**plan, "design": design}
+
+
+def test_a_plan_written_before_plans_kept_their_design_says_to_rerun_it_before_it_grows(tmp_path):
+    """Without a stored design, more groups cannot be told from another experiment's: the refusal
+    says to rerun at the plan's own size first (which adds the design), and that then grows."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    plan.pop("design")
+    (tmp_path / "out" / "plan.json").write_text(json.dumps(plan))
+    before = (tmp_path / "out" / "plan.json").read_text()
+    grown = ["sweep", str(tmp_path / "sweep.yaml"), "--out", str(tmp_path / "out"), "--plan-only"]
+    sweep_file(tmp_path, {**SECTION, "groups": 4})
+    result = CliRunner().invoke(main, grown)
+    assert result.exit_code == 2 and "was written before plans kept their design" in result.output
+    assert "rerun it with its own groups and seeds first" in result.output
+    assert (tmp_path / "out" / "plan.json").read_text() == before
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    sweep_file(tmp_path, {**SECTION, "groups": 4})
+    invoke_ok(*grown)
+    assert len(json.loads((tmp_path / "out" / "plan.json").read_text())["groups"]) == 4

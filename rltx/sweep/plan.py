@@ -242,7 +242,12 @@ def write_plan(plan: Plan) -> Path:
     out = Path(plan.out)
     path = out / PLAN_FILE
     text = json.dumps(_as_dict(plan), indent=1)
-    if (path.exists() or path.is_symlink()) and not _extends(json.loads(text), json.loads(_plan_text(path))):
+    planned = json.loads(text)
+    stored = json.loads(_plan_text(path)) if path.exists() or path.is_symlink() else None
+    if stored is not None and not _extends(planned, stored):
+        if "design" not in stored and _extends(planned, {**stored, "design": planned["design"]}):
+            raise UsageError(f"{path} was written before plans kept their design, so it cannot grow in one step: "
+                             "rerun it with its own groups and seeds first (that adds the design), then with more")
         raise UsageError(f"{path} holds another plan (other recipe, profile or --set, or fewer groups or seeds); use "
                          "another --out (or the recipe, profile and --set that made this sweep, with as many groups "
                          "and seeds or more)")
