@@ -313,26 +313,60 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
     figures = [context.figure(draw_auc_scatter([path], metric=metric, downstream_labels=kind),
                               f"scatter_{metric}_{kind}.png") for metric, kind in panels]
     counted = counted_pairs(context, plan, result.arrays["pairs/transfer_run"])
-    findings = [fit_finding(context, plan), *scatter_findings(result.arrays, counted)]
+    associations = association_findings(context, result.arrays, counted, plan)
+    findings = [fit_finding(context, plan), *scatter_findings(result.arrays, counted), *associations]
     seeds = sorted({int(m.group(1)) for run in plan.runs if (m := re.search(r"/s(\d+)-pretrain$", run.name))})
     return Outcome(figures, findings, seeds)
 
 
-def scatter_findings(arrays: dict, counted: np.ndarray) -> list[verdicts.Finding]:
-    """One finding per downstream labels x transfer depth (the panels of Fig. 12-15), over one dot per
-    group: the mean of the group's counted pairs (as `analyze curves`' pair_groups, over counted pairs only)."""
-    from rltx.analysis.curves import group_statistics
+def sweep_panels(arrays: dict, counted: np.ndarray):
+    """(name, pairs mask) per downstream labels x transfer depth, the panels of Fig. 12-15: real
+    labels first, depths in order, all last; only counted pairs."""
     labels = np.array([store.text(x) for x in arrays["pairs/labels_downstream"]])
     depths = np.array([store.text(x) for x in arrays["pairs/transfer_layers"]])
-    findings = []
     for label in sorted(set(labels), key=lambda name: (name != "real", name)):
         for depth in sorted(set(depths[labels == label]), key=lambda d: (d == "all", int(d) if d.isdigit() else 0)):
-            cell = counted & (labels == label) & (depths == depth)
-            groups, member = np.unique(arrays["pairs/group"][cell], return_inverse=True)
-            dots = [group_statistics(arrays[f"pairs/{side}_train_auc"][cell], member, len(groups))["mean"]
-                    for side in ("pretrained", "scratch")]
             layers = "all layers" if depth == "all" else f"{depth} layer{'s' if depth != '1' else ''}"
-            findings.append(verdicts.scatter_finding(f"{label} labels downstream, {layers} transferred", *dots))
+            yield f"{label} labels downstream, {layers} transferred", counted & (labels == label) & (depths == depth)
+
+
+def scatter_findings(arrays: dict, counted: np.ndarray) -> list[verdicts.Finding]:
+    """One finding per panel, over one dot per group: the mean of the group's counted pairs (as
+    `analyze curves`' pair_groups, over counted pairs only)."""
+    from rltx.analysis.curves import group_statistics
+    findings = []
+    for name, cell in sweep_panels(arrays, counted):
+        groups, member = np.unique(arrays["pairs/group"][cell], return_inverse=True)
+        dots = [group_statistics(arrays[f"pairs/{side}_train_auc"][cell], member, len(groups))["mean"]
+                for side in ("pretrained", "scratch")]
+        findings.append(verdicts.scatter_finding(name, *dots))
+    return findings
+
+
+def association_findings(context: Context, arrays: dict, counted: np.ndarray, plan) -> list[verdicts.Finding]:
+    """Per panel, the sampled values (plan.json's groups) that go with the groups' mean train-AUC
+    differences over their counted pairs; all tested values stored in OUT/associations.h5."""
+    from rltx.analysis.associations import rank_associations
+    group_of = {str(Path(run.run_dirs[0]).resolve()): run.name.rsplit("/", 1)[0]
+                for run in plan.runs if run.stage == "transfer"}
+    values = {group["name"]: group["values"] for group in plan.groups}
+    pair_groups = np.array([group_of[str(Path(store.text(t)).resolve())] for t in arrays["pairs/transfer_run"]])
+    differences = arrays["pairs/pretrained_train_auc"] - arrays["pairs/scratch_train_auc"]
+    findings, rows = [], []
+    for name, cell in sweep_panels(arrays, counted):
+        groups = sorted(set(pair_groups[cell]))
+        means = [differences[cell][pair_groups[cell] == group].mean() for group in groups]
+        keys = sorted({key for group in groups for key in values[group]})
+        tested = rank_associations(means, {key: [values[g].get(key) for g in groups] for key in keys})
+        findings.append(verdicts.association_finding(name, tested))
+        rows += [(name, a) for a in tested]
+    context.store(Result("associations", {"panels": "pairs/labels_downstream x pairs/transfer_layers, counted pairs",
+                                          "statistic": "Spearman rho of group mean train-AUC difference; Holm"},
+                         {"panel": store.string_array(name for name, _ in rows),
+                          "key": store.string_array(a.key for _, a in rows),
+                          "spearman": np.array([a.rho for _, a in rows]), "p": np.array([a.p for _, a in rows]),
+                          "holm_p": np.array([a.holm_p for _, a in rows]),
+                          "groups": np.array([a.groups for _, a in rows], dtype=np.int64)}), "associations.h5")
     return findings
 
 

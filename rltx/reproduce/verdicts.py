@@ -15,7 +15,9 @@ Thresholds are rltx's, stated here once:
   direction the paper saw may be "no clear difference" too (a recipe's `expect: level`).
 - sweep (App. B, Fig. 12-15): per downstream labels and transfer depth, the groups' dots below x = y
   are counted and their mean paired AUC difference is judged by the transfer rule, the groups being
-  the replicates; described, not held against the paper, which gives no share.
+  the replicates; described, not held against the paper, which gives no share. Beside each panel, the
+  sampled values that go with the groups' differences (Spearman, Holm-adjusted at 5 %,
+  rltx.analysis.associations): a description too, as App. B names no such relation.
 - alignment and f(sigma) must come from training, not from the initialisation: a finding that already
   held at the first checkpoint, of a layer whose trace-normalised Sigma_w (pooled filters) moved less
   from the first checkpoint to the last than random initial filters scatter around isotropy
@@ -261,3 +263,21 @@ def fit_finding(accuracies: np.ndarray, classes: np.ndarray) -> Finding:
     return Finding(f"pre-training fitted its random labels to train accuracy {np.min(accuracies):.2f}-"
                    f"{np.max(accuracies):.2f} over {len(accuracies)} runs (chance 1/classes: "
                    f"{1 / np.max(classes):.2f}-{1 / np.min(classes):.2f})")
+
+
+def association_finding(cell: str, associations) -> Finding:
+    """Which sampled values go with a panel's per-group AUC differences (rltx.analysis.associations),
+    strongest first; where none does, the strongest tested. A description, not a verdict."""
+    if not associations:
+        return Finding(f"{cell}: no sampled value to rank against the groups' AUC differences (fewer than 3 groups, "
+                       "or no value that varies)")
+    ranked = sorted(associations, key=lambda a: a.p)
+    found = [a for a in ranked if a.goes_with]
+    heading = f"{cell}: over {ranked[0].groups} groups, the AUC difference "
+    if found:
+        return Finding(heading + "; ".join(f"{'rises' if a.rho > 0 else 'falls'} with {a.key} (Spearman {a.rho:+.2f}, "
+                                           f"p {a.p:.2g}, Holm {a.holm_p:.2g})" for a in found) +
+                       f" (Holm 5 % over {len(ranked)} sampled values)")
+    strongest = ranked[0]
+    return Finding(heading + f"goes with none of {len(ranked)} sampled values at Holm 5 % (strongest: {strongest.key}, "
+                             f"Spearman {strongest.rho:+.2f}, p {strongest.p:.2g}, Holm {strongest.holm_p:.2g})")
