@@ -211,22 +211,24 @@ def test_quick_sweep_is_small(name, tmp_path):
         assert recipe.steps <= 100 and recipe.steps_downstream <= 100
 
 
-def test_natural_app_b_profile_is_b1_with_smaller_sets_on_dead_leaves(tmp_path):
-    """cifar10_a's quick_natural: B.1's draws and shared keys as printed but for the set sizes (B.1's / 25),
-    on dead-leaves images offline with room for disjoint up- and downstream sets; every group's recipe is
-    valid and its model builds on the 12x12 images."""
+@pytest.mark.parametrize("name", ["cifar10_a", "cifar10_b"])
+def test_natural_app_b_profile_is_the_papers_with_smaller_sets_on_dead_leaves(tmp_path, name):
+    """A CIFAR10 sweep's quick_natural: B.1's (B.2's) draws and shared keys as printed but for the set sizes
+    (the paper's / 25), on dead-leaves images offline with room for disjoint up- and downstream sets; every
+    group's recipe is valid and its model builds on the 12x12 images."""
     import numpy as np
 
     from rltx.models import ARCHITECTURES, build_model
-    file = read_recipe_file(RECIPES / "cifar10_a.yaml")
-    profile, paper = dict(file.profiles["quick_natural"]), PAPER_SWEEPS["cifar10_a"]
+    file = read_recipe_file(RECIPES / f"{name}.yaml")
+    profile, paper = dict(file.profiles["quick_natural"]), PAPER_SWEEPS[name]
     scaled = {"uniform": [n // 25 for n in paper["sample"]["num_examples_upstream"]["uniform"]]}
     assert profile["sweep"]["sample"] == {**paper["sample"], "num_examples_upstream": scaled}
     assert profile["sweep"]["by_architecture"] == {"simple_cnn": paper["simple_cnn"]}
     assert profile["num_examples_downstream"] == paper["shared"]["num_examples_downstream"] // 25
     keys = {k: v for k, v in {**file.keys, **profile, **profile[FALLBACK]}.items() if k not in (FALLBACK, "sweep")}
     recipe = make_recipe(keys)
-    assert recipe.dataset == "dead_leaves" and recipe.init_algorithm == paper["shared"]["init_algorithm"]
+    assert recipe.dataset == "dead_leaves"
+    assert recipe.init_algorithm == paper["shared"].get("init_algorithm", recipe.init_algorithm)  # B.2 draws it
     assert max(scaled["uniform"]) + recipe.num_examples_downstream <= recipe.natural_num_train
     plan = sweep_plan.expand(dataclasses.replace(file, keys=keys, sweep={**file.sweep, **profile["sweep"]}), tmp_path)
     assert plan.counts()["groups"] == 6 and {g["architecture"] for g in plan.groups} == {"simple_cnn"}
