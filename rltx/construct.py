@@ -3,7 +3,10 @@
 For each selected convolutional layer, in order: the covariance of the layer's input patches (the
 outputs of the layers already constructed) over the training images, its eigenvectors e_i, a
 choice of them and weights tau_i; the filters are tau_i e_i (`direct`, E.3's Table 1), or samples
-of N(0, sum_i tau_i^2 e_i e_i^T) (`sample`, E.3's Table 4). Alternatively the first layer is
+of N(0, sum_i tau_i^2 e_i e_i^T) (`sample`, E.3's Table 4), or a random rotation of the direct
+filters, whose covariance is exactly that matrix (`rotate`: sampling without its sampling noise, to
+tell the mixing of the e_i from the noise). E.3 fixes no sign of an e_i: each has its largest entry
+positive, or a fair coin's sign (`construct_signs`). Alternatively the first layer is
 sampled from Sigma_w learned by trained runs (Sec. 2.4). Biases of constructed layers are zero;
 all other layers (dense layers, the head) keep the standard initialisation (A.3).
 """
@@ -73,14 +76,32 @@ def tau_values(curve, chosen: np.ndarray, dimension: int) -> np.ndarray:
 def filters_from_eigenvectors(vectors: np.ndarray, tau: np.ndarray, shape: tuple[int, ...], method: str,
                               generator: np.random.Generator) -> np.ndarray:
     """`direct`: column j is tau_j e_j (needs as many eigenvectors as filters); `sample`: filters
-    drawn from N(0, E diag(tau^2) E^T)."""
+    drawn from N(0, E diag(tau^2) E^T); `rotate`: E diag(tau) Q with Q a Haar-random orthogonal
+    matrix, so that the filters' K K^T is E diag(tau^2) E^T exactly (as many eigenvectors as filters)."""
+    if method in ("direct", "rotate") and vectors.shape[1] != shape[-1]:
+        raise UsageError(f"{method} construction uses one eigenvector per filter: {vectors.shape[1]} chosen for "
+                         f"{shape[-1]} filters; choose {shape[-1]} or use construct_method: sample")
     if method == "direct":
-        if vectors.shape[1] != shape[-1]:
-            raise UsageError(f"direct construction uses one eigenvector per filter: {vectors.shape[1]} chosen for "
-                             f"{shape[-1]} filters; choose {shape[-1]} or use construct_method: sample")
         return (vectors * tau).reshape(shape)
     normal = generator.standard_normal((vectors.shape[1], shape[-1]))
+    if method == "rotate":
+        return ((vectors * tau) @ haar_orthogonal(normal)).reshape(shape)
     return ((vectors * tau) @ normal).reshape(shape)
+
+
+def haar_orthogonal(normal: np.ndarray) -> np.ndarray:
+    """The Q of a square standard-normal matrix's QR, each column signed by R's diagonal: Haar-distributed
+    (Mezzadri 2007, "How to generate random matrices from the classical compact groups", Sec. 5)."""
+    q, r = np.linalg.qr(normal)
+    return q * np.where(np.diag(r) < 0, -1.0, 1.0)
+
+
+def oriented(vectors: np.ndarray, signs: str, generator: np.random.Generator) -> np.ndarray:
+    """The chosen eigenvectors (columns, each with its largest entry positive) as `construct_signs`
+    says: kept (`largest_positive`) or each multiplied by a fair coin's sign (`random`)."""
+    if signs == "random":
+        return vectors * generator.choice([-1.0, 1.0], size=vectors.shape[1])
+    return vectors
 
 
 def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: Recipe, spec: str,
@@ -100,7 +121,8 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
     if not (np.all(np.isfinite(tau)) and np.all(tau >= 0) and np.any(tau > 0)):
         raise UsageError(f"construct_tau gives {layer} the factors {np.round(tau, 4).tolist()[:8]}: they must be finite, "
                          "non-negative and not all zero; choose another construct_tau")
-    kernel = filters_from_eigenvectors(eigenvectors[:, chosen], tau, shape, recipe.construct_method, generator)
+    vectors = oriented(eigenvectors[:, chosen], recipe.construct_signs, generator)
+    kernel = filters_from_eigenvectors(vectors, tau, shape, recipe.construct_method, generator)
     factor = 1.0
     if recipe.construct_rescale == "he":  # match the norm of the layer's standard (He) initialisation
         factor = float(np.linalg.norm(np.asarray(target.kernel.numpy(), np.float64)) / np.linalg.norm(kernel))

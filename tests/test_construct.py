@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from scipy.linalg import subspace_angles
 
 from rltx import store
+from rltx.analysis.alignment import fix_signs
 from rltx.cli import main
 from rltx.config import make_recipe
 from rltx.construct import construct_init, filters_from_eigenvectors, select_eigenvectors, tau_values
@@ -204,3 +205,55 @@ def test_constructed_filters_do_not_depend_on_the_eigensolvers_signs(monkeypatch
         np.testing.assert_array_equal(reference[f"{layer}/kernel"], flipped[f"{layer}/kernel"])
     filters = reference["conv_0/kernel"].reshape(27, 8)
     assert np.all(filters[np.argmax(np.abs(filters), axis=0), np.arange(8)] > 0)
+
+
+def test_rotated_filters_have_exactly_the_requested_covariance_and_a_haar_rotation():
+    """`rotate`: K = E diag(tau) Q, Q orthogonal, so K K^T = E diag(tau^2) E^T for every draw (closed
+    form), and Q = diag(1/tau) E^T K is Haar: each entry's square has mean 1/n (a column of a Haar
+    matrix is uniform on the sphere), estimated over 2000 draws."""
+    rng = np.random.default_rng(0)
+    vectors = np.linalg.qr(rng.normal(size=(27, 27)))[0][:, :16]
+    tau = np.asarray(TAU_CURVES["f1"])
+    requested = (vectors * tau ** 2) @ vectors.T
+    squares = []
+    for _ in range(2000):
+        kernel = filters_from_eigenvectors(vectors, tau, (3, 3, 3, 16), "rotate", rng).reshape(27, 16)
+        np.testing.assert_allclose(kernel @ kernel.T, requested, atol=1e-12)
+        rotation = (vectors.T @ kernel) / tau[:, None]
+        np.testing.assert_allclose(rotation.T @ rotation, np.eye(16), atol=1e-12)
+        squares.append(rotation ** 2)
+    mean = np.mean(squares, axis=0)  # each entry: mean of 2000 Beta(1/2, 15/2) draws, sd 0.081 / sqrt(2000)
+    assert np.all(np.abs(mean - 1 / 16) < 5 * np.sqrt(2 * 15 / (16 ** 2 * 18)) / np.sqrt(2000))
+    with pytest.raises(UsageError, match="rotate construction uses one eigenvector per filter"):
+        filters_from_eigenvectors(vectors, tau, (3, 3, 3, 8), "rotate", rng)
+
+
+def test_random_signs_flip_whole_eigenvectors_by_a_fair_coin():
+    """`construct_signs: random` multiplies each chosen eigenvector by +-1: magnitudes unchanged, one
+    sign per column, and each column flipped in half the draws (binomial, 4000 draws, 5 sigma)."""
+    from rltx.construct import oriented
+    rng = np.random.default_rng(1)
+    vectors = fix_signs(np.linalg.qr(rng.normal(size=(27, 27)))[0][:, :16].T).T
+    assert oriented(vectors, "largest_positive", rng) is vectors
+    flips = []
+    for _ in range(4000):
+        signed = oriented(vectors, "random", rng)
+        ratio = signed / vectors
+        np.testing.assert_allclose(np.abs(ratio), 1.0)
+        assert np.all(ratio == ratio[0])  # one sign per eigenvector
+        flips.append(ratio[0] < 0)
+    assert np.all(np.abs(np.mean(flips, axis=0) - 0.5) < 5 * np.sqrt(0.25 / 4000))
+
+
+def test_constructed_layers_follow_construct_signs_and_rotate_through_the_recipe():
+    """Through construct_init: random signs flip whole filters of the direct construction (magnitudes
+    equal); rotate spans the same top eigenspace as direct, its filters mixing the eigenvectors."""
+    direct = construct_init(gapped_recipe(), [1])[0]["conv_0/kernel"].reshape(27, 8)
+    flipped = construct_init(gapped_recipe(construct_signs="random"), [1])[0]["conv_0/kernel"].reshape(27, 8)
+    np.testing.assert_allclose(np.abs(flipped), np.abs(direct))
+    ratio = np.sign(flipped * direct)
+    assert np.all(ratio == ratio[0]) and -1 in ratio[0]  # the tiny recipe's seed flips at least one
+    rotated = construct_init(gapped_recipe(construct_method="rotate"), [1])[0]["conv_0/kernel"].reshape(27, 8)
+    assert np.max(subspace_angles(rotated.astype(np.float64), direct.astype(np.float64))) < 1e-3
+    np.testing.assert_allclose(rotated @ rotated.T, direct @ direct.T, atol=1e-5)
+    assert np.max(np.abs(direct.T @ rotated)) < 0.99  # no filter is one of the eigenvectors
