@@ -30,6 +30,12 @@ class RecipeFile:
     reproduce: dict
     fallback: str | None = None  # the dataset the profile's offline_fallback replaced, when it did
 
+    def with_sweep(self, **entries) -> "RecipeFile":
+        """This file with entries of its sweep: section replaced (`--groups`, `--seeds`; None keeps one);
+        the section is checked where it is read (rltx.sweep.plan.SweepSpec)."""
+        given = {name: value for name, value in entries.items() if value is not None}
+        return dataclasses.replace(self, sweep={**self.sweep, **given}) if given else self
+
     def profile(self, name: str | None, overrides: dict | None = None) -> "RecipeFile":
         """This file with profile `name` applied, then the `--set` overrides (parsed, see
         `parse_overrides`): the profile's keys replace the recipe's, its `sweep` and `reproduce`

@@ -255,6 +255,8 @@ def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(w
         "groups outside a sweep": (("reproduce", "fig5", "--quick", "--groups", "20", "--out", "g20"), None),
         "too many groups": (("reproduce", "cifar10_a", "--profile", "quick_natural", "--groups", "10001", "--out", "g10001"),
                             None),
+        "sweep, too many groups": (("sweep", Path(__file__).parents[1] / "recipes" / "cifar10_a.yaml", "--groups", "10001",
+                                    "--plan-only", "--out", "s10001"), None),
         "step and all steps": (("analyze", "gradient", "base", "--step", "0", "--all-steps", "-o", "g.h5"), None),
         "rbf fraction, linear kernel": (("analyze", "cka", "base", "base", "--rbf-fraction", "0.3"), None),
     }
@@ -266,6 +268,8 @@ def test_command_lines_click_cannot_parse_are_one_line_that_points_to_the_help(w
     assert not (work / "g20").exists()
     refused(results["too many groups"], 2, "groups must be an integer from 1 to 10000")
     assert not (work / "g10001").exists()  # refused before --out is made
+    refused(results["sweep, too many groups"], 2, "groups must be an integer from 1 to 10000")
+    assert not (work / "s10001").exists()
     refused(results["step and all steps"], 2, "--step and --all-steps both choose the checkpoints; give one of them")
     assert not (work / "g.h5").exists()
     refused(results["rbf fraction, linear kernel"], 2, "add --kernel rbf or drop it (kernel linear)")

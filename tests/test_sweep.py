@@ -269,3 +269,25 @@ def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associa
     assert f"{panel}over 3 groups, the AUC difference " in verdict
     stored = read_result(tmp_path / "out" / "associations.h5").arrays
     assert sorted(store.text(k) for k in stored["key"]) == ["learning_rate", "num_classes_upstream"]
+
+
+def test_sweep_groups_and_seeds_options_set_the_sweep_section_and_grow_a_plan(tmp_path):
+    """`rltx sweep --groups 4 --seeds 2` plans what the section with groups 4, seeds 2 plans, and grows
+    the 2-group plan already in --out; past the section's limit it is refused in one line."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    from rltx.sweep import read_plan
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    small = read_plan(tmp_path / "out" / "plan.json")
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only", "--groups", "4", "--seeds", "2")
+    grown = read_plan(tmp_path / "out" / "plan.json")
+    invoke_ok("sweep", sweep_file(tmp_path, {**SECTION, "groups": 4, "seeds": 2}), "--out", tmp_path / "section",
+              "--plan-only")
+    by_section = read_plan(tmp_path / "section" / "plan.json")
+    assert [g["values"] for g in grown.groups] == [g["values"] for g in by_section.groups] and len(grown.groups) == 4
+    assert len(grown.runs) == len(by_section.runs) and all(group in grown.groups for group in small.groups)
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "big"),
+                                       "--plan-only", "--groups", "10001"])
+    assert result.exit_code == 2 and "groups must be an integer from 1 to 10000" in result.output
+    assert not (tmp_path / "big").exists()

@@ -115,12 +115,12 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     if seeds is not None:
         spec = dataclasses.replace(spec, seeds=seeds)
         if spec.pipeline == "sweep":  # a sweep's runs take their seeds from its sweep: section
-            recipe_file = dataclasses.replace(recipe_file, sweep={**recipe_file.sweep, "seeds": seeds})
+            recipe_file = recipe_file.with_sweep(seeds=seeds)
     if groups is not None:
         if spec.pipeline != "sweep":
             raise UsageError(f"--groups sets a sweep's groups; {path.stem}'s {spec.pipeline} pipeline has none: "
                              "drop --groups")
-        recipe_file = dataclasses.replace(recipe_file, sweep={**recipe_file.sweep, "groups": groups})
+        recipe_file = recipe_file.with_sweep(groups=groups)
     recipe = make_recipe(recipe_file.keys)
     _check_overrides_leave_variants(spec, parsed, path.stem)
     named = name if path.stem == name else str(path.resolve())  # a recipe file: its absolute path

@@ -24,6 +24,11 @@ EXECUTORS = ("local", "ray")
 @PROFILE_OPTION
 @click.option("--quick", is_flag=True, help="Same as --profile quick.")
 @SET_OPTION
+@click.option("--groups", type=click.IntRange(min=1),
+              help="Groups per architecture [default: the recipe's sweep: groups]. A finished sweep grows: its "
+                   "groups keep their draws and runs.")
+@click.option("--seeds", type=click.IntRange(min=1),
+              help="Seeds per group [default: the recipe's sweep: seeds]; more seeds also grow a finished sweep.")
 @click.option("--plan-only", is_flag=True,
               help="Write the plan and print one command per run (stage 1 before stage 2) for an external "
                    "scheduler (Slurm array, Kubernetes indexed job); run nothing.")
@@ -37,7 +42,7 @@ EXECUTORS = ("local", "ray")
 @click.option("--gpus-per-run", type=FiniteRange(min=0), default=None,
               help="Ray: GPUs each run requests, fractions (0.25) share a GPU [default: 1 when the cluster has GPUs, else 0].")
 def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, overrides: tuple[str, ...],
-          plan_only: bool, workers: int | None, runs_per_gpu: int, executor: str, address: str | None,
+          groups: int | None, seeds: int | None, plan_only: bool, workers: int | None, runs_per_gpu: int, executor: str, address: str | None,
           gpus_per_run: float | None):
     """Run an experiment of App. B: groups x seeds x pre-trained / from scratch x transfer depth x
     real / random downstream labels. Completed runs are skipped and interrupted ones resumed, so the
@@ -56,7 +61,8 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
     if executor == "ray" and (workers is not None or runs_per_gpu != 1):
         raise UsageError("--workers and --runs-per-gpu are for the local executor; with Ray use --gpus-per-run "
                          "(e.g. 0.25 for 4 runs per GPU)")
-    recipe_file = read_recipe_file(recipe).profile(profile, parse_overrides(overrides))
+    recipe_file = read_recipe_file(recipe).profile(profile, parse_overrides(overrides)).with_sweep(groups=groups,
+                                                                                                  seeds=seeds)
     out = out or Path("runs") / (recipe.stem + (f"-{profile}" if profile else ""))
     check_environment()  # the runs read TF_CONFIG and RLTX_GPU_MEMORY_MB: refused before the plan is written
     store.check_outside_runs(out / PLAN_FILE, "--out")
