@@ -268,3 +268,23 @@ def test_a_folder_is_searched_for_runs_at_any_depth_as_rltx_runs_does(paired_run
     found = expand_runs([paired_runs])
     assert paired_runs / "pre0" in found and paired_runs / "sweep" / "t0" in found
     assert found == sorted(found) and all((run / store.RUN_FILE).is_file() for run in found)
+
+
+def test_auc_scatter_draws_a_dot_with_a_flagged_run_hollow(files, tmp_path):
+    """A dot whose pair has a run stored as collapsed is drawn hollow (face alpha 0) with a legend entry
+    saying so; the other dots stay filled, and nothing is hollow while every run is healthy."""
+    path, flagged = files / "curves.h5", tmp_path / "flagged.h5"
+    filled = draw_auc_scatter([path], dots="pair").axes[0]
+    assert all(c.get_facecolors()[:, 3].min() == 1 for c in filled.collections)
+    shutil.copy(path, flagged)
+    with h5py.File(flagged, "a") as handle:
+        scratch = store.text(handle["pairs/scratch_run"][0])
+        health = [store.text(h) for h in handle["health"][()]]
+        health[[store.text(r) for r in handle["runs"][()]].index(scratch)] = "collapsed: constant outputs from step 3"
+        del handle["health"]
+        handle["health"] = store.string_array(health)
+    for dots in ("pair", "group"):
+        ax = draw_auc_scatter([flagged], dots=dots).axes[0]
+        alphas = np.concatenate([c.get_facecolors()[:, 3] for c in ax.collections if len(c.get_offsets())])
+        assert (alphas == 0).sum() == 1, dots
+        assert "hollow: a run diverged or collapsed" in [t.get_text() for t in ax.get_legend().get_texts()]

@@ -168,13 +168,14 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group", dow
     (`"pair"`), with the x = y line: points below it are groups where the pre-trained models train
     faster (captions of Fig. 12-15). Marker per architecture, colour per transfer depth
     (`transfer_layers`), read from the stored group keys. `downstream_labels` ("real" / "random")
-    keeps the groups fine-tuned on those labels: Fig. 12-15 draw them in separate rows."""
+    keeps the groups fine-tuned on those labels: Fig. 12-15 draw them in separate rows. A dot with a
+    run flagged as diverged or collapsed (rltx.health) is hollow: drawn, as it is stored, but no evidence."""
     if metric not in ("train", "test"):
         raise UsageError(f"metric must be train or test, not {metric!r}")
     if dots not in ("group", "pair"):
         raise UsageError(f"dots must be group or pair, not {dots!r}")
     prefix = "pair_groups" if dots == "group" else "pairs"
-    points: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    points: dict[tuple[str, str], list[tuple[float, float, bool]]] = {}  # x, y, flagged
     twice = store.first_repeated(inputs)
     if twice is not None:  # its dots would be drawn twice, as if from more groups
         raise UsageError(f"{twice} is given twice; give each curves result once")
@@ -191,18 +192,19 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group", dow
             raise UsageError(f"{path} holds pair arrays of different lengths; produce it again with `{CURVES_PRODUCER}`")
         pretrained, scratch = arrays[names[0]], arrays[names[1]]
         keys = [json.loads(store.text(k)) for k in arrays["groups/key"]]
-        for px, py, group in zip(pretrained, scratch, arrays[names[2]]):
+        flags = _flagged_dots(arrays, dots)
+        for px, py, group, flagged in zip(pretrained, scratch, arrays[names[2]], flags):
             key = keys[int(group)]
             if downstream_labels is not None and key.get("labels_downstream") != downstream_labels:
                 continue
             category = (str(key.get("architecture", "?")), str(key.get("transfer_layers", "?")))
-            points.setdefault(category, []).append((float(px), float(py)))
+            points.setdefault(category, []).append((float(px), float(py), bool(flagged)))
     if not points:
         raise UsageError(f"{', '.join(map(str, inputs))} holds no group fine-tuned on {downstream_labels} labels; "
                          "drop --downstream-labels or give the labels its runs were fine-tuned on")
     figure, axes = new_figure(style)
     ax = axes[0, 0]
-    every = np.array([p for values in points.values() for p in values])
+    every = np.array([p[:2] for values in points.values() for p in values])
     low, high = every.min(), every.max()
     margin = max(0.02, 0.05 * (high - low))
     ax.plot([low - margin, high + margin], [low - margin, high + margin], color="C1", linewidth=1,
@@ -210,15 +212,34 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group", dow
     architectures = sorted({a for a, _ in points})
     depths = sorted({d for _, d in points})
     for (architecture, depth), values in sorted(points.items()):
-        values = np.array(values)
+        values, colour = np.array(values), f"C{(depths.index(depth) + 2) % 10}"
         ax.scatter(values[:, 0], values[:, 1], s=14, marker=MARKERS[architectures.index(architecture) % len(MARKERS)],
-                   color=f"C{(depths.index(depth) + 2) % 10}", label=f"{architecture}, transfer {depth}", zorder=2)
+                   facecolors=["none" if flagged else colour for flagged in values[:, 2]], edgecolors=colour,
+                   label=f"{architecture}, transfer {depth}", zorder=2)
+    if any(p[2] for values in points.values() for p in values):
+        ax.scatter([], [], s=14, marker="o", facecolors="none", edgecolors="0.4",
+                   label="hollow: a run diverged or collapsed")
     what = f"{metric} accuracy" + (f", {downstream_labels} labels" if downstream_labels else "")
     ax.set_xlabel(f"pre-trained AUC ({what})")
     ax.set_ylabel(f"from-scratch AUC ({what})")
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(loc="best", frameon=False)
     return figure
+
+
+def _flagged_dots(arrays: dict, dots: str) -> np.ndarray:
+    """Per dot: whether a run of it (a pair's transfer or scratch run; any pair of a group) is flagged
+    in the stored health (results without health flag nothing)."""
+    from rltx.health import is_flagged
+    stored = all(name in arrays for name in ("health", "runs", "pairs/transfer_run", "pairs/scratch_run"))
+    if not stored or len(arrays["pairs/transfer_run"]) == 0:
+        return np.zeros(np.size(arrays["pair_groups/group" if dots == "group" else "pairs/group"]), dtype=bool)
+    health = {store.text(run): store.text(h) for run, h in zip(arrays["runs"], arrays["health"])}
+    flagged = np.array([is_flagged(health.get(store.text(t), "")) or is_flagged(health.get(store.text(s), ""))
+                        for t, s in zip(arrays["pairs/transfer_run"], arrays["pairs/scratch_run"])], dtype=bool)
+    if dots == "pair":
+        return flagged
+    return np.array([flagged[arrays["pairs/group"] == group].any() for group in arrays["pair_groups/group"]], dtype=bool)
 
 
 # --- tables (Table 1-7) ---------------------------------------------------------------------------
