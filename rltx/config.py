@@ -168,8 +168,8 @@ class Recipe:
     init_file: Optional[str] = key(None, help="initial weights from `rltx construct-init` (all layers but the head)", unit="path")
     construct_eigenvectors: Union[str, list] = key("top", help="eigenvectors used per constructed layer: top, bottom (Table 5), a range e4..e19 (Table 6), or a list of these, one per layer")
     construct_tau: Union[str, list] = key("f1", help="weights tau of the chosen eigenvectors: f1, f2, f3 (E.3, Fig. 23), a list, or a transfer-function result .h5", minimum=0.0)
-    construct_method: str = key("direct", help="filters tau_i e_i (direct, Table 1), sampled from N(0, sum tau_i^2 e_i e_i^T) (sample, Table 4), or direct's filters turned by a random rotation, whose covariance is exactly that sum (rotate)", choices=("direct", "sample", "rotate"))
-    construct_signs: str = key("largest_positive", help="sign of each chosen eigenvector (E.3 fixes none): its largest entry positive (largest_positive) or a fair coin's (random)", choices=("largest_positive", "random"))
+    construct_method: str = key("direct", help="filters tau_i e_i (direct, Table 1), sampled from N(0, sum tau_i^2 e_i e_i^T) (sample, Table 4), or direct's filters turned by a random rotation and scaled by sqrt(filters), whose K K^T is exactly the filters times that sum, as a sample's is on average (rotate)", choices=("direct", "sample", "rotate"))
+    construct_signs: str = key("largest_positive", help="sign of each chosen eigenvector (E.3 fixes none): its largest entry positive (largest_positive) or a fair coin's (random; construct_method direct)", choices=("largest_positive", "random"))
     construct_rescale: str = key("none", help="rescale constructed kernels to the norm of their He initialisation (he) or not", choices=("none", "he"))
     construct_centered: bool = key(True, help="eigenvectors of the patch covariance (true) or of E[x x^T] (false)")
     construct_num_examples: int = key(0, help="training images for the patch covariances (0: all num_examples_upstream)", unit="examples", minimum=0)
@@ -341,6 +341,9 @@ def _check_together(recipe: Recipe) -> None:
     tau = recipe.construct_tau
     if isinstance(tau, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in tau):
         raise UsageError("construct_tau as a list must hold non-negative numbers, e.g. [1, 2, 4]")
+    if recipe.construct_signs == "random" and recipe.construct_method != "direct":
+        raise UsageError(f"construct_signs random flips the direct filters; construct_method {recipe.construct_method} "
+                         "draws filters whose law no sign changes: drop construct_signs or use construct_method direct")
     if isinstance(recipe.construct_eigenvectors, list) and not all(isinstance(v, str) for v in recipe.construct_eigenvectors):
         raise UsageError("construct_eigenvectors as a list holds one of top, bottom, e4..e19 per layer")
     if recipe.batch_size > recipe.num_examples_upstream:

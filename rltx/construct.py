@@ -4,9 +4,10 @@ For each selected convolutional layer, in order: the covariance of the layer's i
 outputs of the layers already constructed) over the training images, its eigenvectors e_i, a
 choice of them and weights tau_i; the filters are tau_i e_i (`direct`, E.3's Table 1), or samples
 of N(0, sum_i tau_i^2 e_i e_i^T) (`sample`, E.3's Table 4), or a random rotation of the direct
-filters, whose covariance is exactly that matrix (`rotate`: sampling without its sampling noise, to
-tell the mixing of the e_i from the noise). E.3 fixes no sign of an e_i: each has its largest entry
-positive, or a fair coin's sign (`construct_signs`). Alternatively the first layer is
+filters scaled so that their second moment is exactly that matrix (`rotate`: sampling without its
+sampling noise, to tell the mixing of the e_i from the noise). E.3 fixes no sign of an e_i: each
+has its largest entry positive, or, for direct filters, a fair coin's sign (`construct_signs`).
+Alternatively the first layer is
 sampled from Sigma_w learned by trained runs (Sec. 2.4). Biases of constructed layers are zero;
 all other layers (dense layers, the head) keep the standard initialisation (A.3).
 """
@@ -23,6 +24,7 @@ from rltx.analysis.alignment import fix_signs
 from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
 from rltx.data import to_model_input
+from rltx.data.gaussian import random_orthogonal
 from rltx.errors import UsageError, shorten
 from rltx.filter_covariance import filter_covariance
 from rltx.health import is_flagged
@@ -76,29 +78,24 @@ def tau_values(curve, chosen: np.ndarray, dimension: int) -> np.ndarray:
 def filters_from_eigenvectors(vectors: np.ndarray, tau: np.ndarray, shape: tuple[int, ...], method: str,
                               generator: np.random.Generator) -> np.ndarray:
     """`direct`: column j is tau_j e_j (needs as many eigenvectors as filters); `sample`: filters
-    drawn from N(0, E diag(tau^2) E^T); `rotate`: E diag(tau) Q with Q a Haar-random orthogonal
-    matrix, so that the filters' K K^T is E diag(tau^2) E^T exactly (as many eigenvectors as filters)."""
+    drawn from N(0, E diag(tau^2) E^T); `rotate`: sqrt(f) E diag(tau) Q with Q a Haar-random orthogonal
+    f x f matrix (f filters, as many eigenvectors), so that K K^T / f, the filters' second moment, is
+    E diag(tau^2) E^T exactly, where a sample's equals it on average."""
     if method in ("direct", "rotate") and vectors.shape[1] != shape[-1]:
         raise UsageError(f"{method} construction uses one eigenvector per filter: {vectors.shape[1]} chosen for "
                          f"{shape[-1]} filters; choose {shape[-1]} or use construct_method: sample")
     if method == "direct":
         return (vectors * tau).reshape(shape)
-    normal = generator.standard_normal((vectors.shape[1], shape[-1]))
     if method == "rotate":
-        return ((vectors * tau) @ haar_orthogonal(normal)).reshape(shape)
+        return (np.sqrt(shape[-1]) * (vectors * tau) @ random_orthogonal(shape[-1], generator)).reshape(shape)
+    normal = generator.standard_normal((vectors.shape[1], shape[-1]))
     return ((vectors * tau) @ normal).reshape(shape)
-
-
-def haar_orthogonal(normal: np.ndarray) -> np.ndarray:
-    """The Q of a square standard-normal matrix's QR, each column signed by R's diagonal: Haar-distributed
-    (Mezzadri 2007, "How to generate random matrices from the classical compact groups", Sec. 5)."""
-    q, r = np.linalg.qr(normal)
-    return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
 
 def oriented(vectors: np.ndarray, signs: str, generator: np.random.Generator) -> np.ndarray:
     """The chosen eigenvectors (columns, each with its largest entry positive) as `construct_signs`
-    says: kept (`largest_positive`) or each multiplied by a fair coin's sign (`random`)."""
+    says: kept (`largest_positive`) or each multiplied by a fair coin's sign (`random`; the recipe
+    allows it for direct filters only, as a sample's or rotation's law is the same under any signs)."""
     if signs == "random":
         return vectors * generator.choice([-1.0, 1.0], size=vectors.shape[1])
     return vectors

@@ -207,23 +207,31 @@ def test_constructed_filters_do_not_depend_on_the_eigensolvers_signs(monkeypatch
     assert np.all(filters[np.argmax(np.abs(filters), axis=0), np.arange(8)] > 0)
 
 
-def test_rotated_filters_have_exactly_the_requested_covariance_and_a_haar_rotation():
-    """`rotate`: K = E diag(tau) Q, Q orthogonal, so K K^T = E diag(tau^2) E^T for every draw (closed
-    form), and Q = diag(1/tau) E^T K is Haar: each entry's square has mean 1/n (a column of a Haar
-    matrix is uniform on the sphere), estimated over 2000 draws."""
+def test_rotated_filters_have_exactly_the_requested_second_moment_and_a_haar_rotation():
+    """`rotate`: K = sqrt(f) E diag(tau) Q, Q orthogonal, so K K^T / f = E diag(tau^2) E^T for every
+    draw (closed form), the moment a sample from N(0, E diag(tau^2) E^T) has on average; and
+    Q = diag(1/tau) E^T K / sqrt(f) is Haar: each entry's square has mean 1/n (a column of a Haar
+    matrix is uniform on the sphere) and each entry is positive in half the draws (sign symmetry),
+    estimated over 2000 draws."""
     rng = np.random.default_rng(0)
     vectors = np.linalg.qr(rng.normal(size=(27, 27)))[0][:, :16]
     tau = np.asarray(TAU_CURVES["f1"])
     requested = (vectors * tau ** 2) @ vectors.T
-    squares = []
+    rotations = []
     for _ in range(2000):
         kernel = filters_from_eigenvectors(vectors, tau, (3, 3, 3, 16), "rotate", rng).reshape(27, 16)
-        np.testing.assert_allclose(kernel @ kernel.T, requested, atol=1e-12)
-        rotation = (vectors.T @ kernel) / tau[:, None]
+        np.testing.assert_allclose(kernel @ kernel.T / 16, requested, atol=1e-12)
+        rotation = (vectors.T @ kernel) / tau[:, None] / 4
         np.testing.assert_allclose(rotation.T @ rotation, np.eye(16), atol=1e-12)
-        squares.append(rotation ** 2)
-    mean = np.mean(squares, axis=0)  # each entry: mean of 2000 Beta(1/2, 15/2) draws, sd 0.081 / sqrt(2000)
+        rotations.append(rotation)
+    rotations = np.array(rotations)
+    mean = np.mean(rotations ** 2, axis=0)  # each entry: mean of 2000 Beta(1/2, 15/2) draws, sd 0.081 / sqrt(2000)
     assert np.all(np.abs(mean - 1 / 16) < 5 * np.sqrt(2 * 15 / (16 ** 2 * 18)) / np.sqrt(2000))
+    assert np.all(np.abs(np.mean(rotations > 0, axis=0) - 0.5) < 5 * np.sqrt(0.25 / 2000))
+    samples = np.array([filters_from_eigenvectors(vectors, tau, (3, 3, 3, 16), "sample", rng).reshape(27, 16)
+                        for _ in range(2000)])  # the same scale as a sample's filters: mean squared norm sum tau^2
+    assert np.mean(np.sum(samples ** 2, axis=1)) == pytest.approx(np.sum(tau ** 2), rel=0.02)
+    assert np.sum(kernel ** 2, axis=0).mean() == pytest.approx(np.sum(tau ** 2))
     with pytest.raises(UsageError, match="rotate construction uses one eigenvector per filter"):
         filters_from_eigenvectors(vectors, tau, (3, 3, 3, 8), "rotate", rng)
 
@@ -255,5 +263,7 @@ def test_constructed_layers_follow_construct_signs_and_rotate_through_the_recipe
     assert np.all(ratio == ratio[0]) and -1 in ratio[0]  # the tiny recipe's seed flips at least one
     rotated = construct_init(gapped_recipe(construct_method="rotate"), [1])[0]["conv_0/kernel"].reshape(27, 8)
     assert np.max(subspace_angles(rotated.astype(np.float64), direct.astype(np.float64))) < 1e-3
-    np.testing.assert_allclose(rotated @ rotated.T, direct @ direct.T, atol=1e-5)
-    assert np.max(np.abs(direct.T @ rotated)) < 0.99  # no filter is one of the eigenvectors
+    np.testing.assert_allclose(rotated @ rotated.T / 8, direct @ direct.T, atol=1e-5)
+    with pytest.raises(UsageError, match="construct_signs random flips the direct filters"):
+        gapped_recipe(construct_method="sample", construct_signs="random")
+    assert np.max(np.abs(direct.T @ rotated)) / np.sqrt(8) < 0.99  # no filter is one of the eigenvectors

@@ -287,4 +287,10 @@ def test_auc_scatter_draws_a_dot_with_a_flagged_run_hollow(files, tmp_path):
         ax = draw_auc_scatter([flagged], dots=dots).axes[0]
         alphas = np.concatenate([c.get_facecolors()[:, 3] for c in ax.collections if len(c.get_offsets())])
         assert (alphas == 0).sum() == 1, dots
-        assert "hollow: a run diverged or collapsed" in [t.get_text() for t in ax.get_legend().get_texts()]
+        legend = ax.get_legend()
+        assert "hollow: a run diverged or collapsed" in [t.get_text() for t in legend.get_texts()]
+        assert legend.legend_handles[1].get_markerfacecolor() != "none"  # the category's marker stays filled
+    with h5py.File(path) as handle:  # a verdict's uncounted pair (its pre-training flagged) is hollow too
+        transfer = store.text(handle["pairs/transfer_run"][0])
+    ax = draw_auc_scatter([path], dots="pair", excluded={transfer}).axes[0]
+    assert (np.concatenate([c.get_facecolors()[:, 3] for c in ax.collections if len(c.get_offsets())]) == 0).sum() == 1

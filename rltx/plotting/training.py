@@ -162,14 +162,17 @@ def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accur
 
 # --- AUC scatter (App. B, Fig. 12-15) ------------------------------------------------------------
 
-def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group", downstream_labels=None):
+def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group", downstream_labels=None,
+                     excluded=frozenset()):
     """Pre-trained (x) vs from-scratch (y) AUC of the `metric` accuracy, one dot per group of pairs
     (`dots="group"`, the paper's "each dot corresponds to one group of experiments") or per pair
     (`"pair"`), with the x = y line: points below it are groups where the pre-trained models train
     faster (captions of Fig. 12-15). Marker per architecture, colour per transfer depth
     (`transfer_layers`), read from the stored group keys. `downstream_labels` ("real" / "random")
     keeps the groups fine-tuned on those labels: Fig. 12-15 draw them in separate rows. A dot with a
-    run flagged as diverged or collapsed (rltx.health) is hollow: drawn, as it is stored, but no evidence."""
+    run flagged as diverged or collapsed (rltx.health), or a pair whose transfer run is in `excluded`
+    (a verdict's uncounted pairs: their pre-training was flagged), is hollow: drawn, but no evidence."""
+    from matplotlib.lines import Line2D
     if metric not in ("train", "test"):
         raise UsageError(f"metric must be train or test, not {metric!r}")
     if dots not in ("group", "pair"):
@@ -192,7 +195,7 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group", dow
             raise UsageError(f"{path} holds pair arrays of different lengths; produce it again with `{CURVES_PRODUCER}`")
         pretrained, scratch = arrays[names[0]], arrays[names[1]]
         keys = [json.loads(store.text(k)) for k in arrays["groups/key"]]
-        flags = _flagged_dots(arrays, dots)
+        flags = _flagged_dots(arrays, dots, excluded)
         for px, py, group, flagged in zip(pretrained, scratch, arrays[names[2]], flags):
             key = keys[int(group)]
             if downstream_labels is not None and key.get("labels_downstream") != downstream_labels:
@@ -211,31 +214,35 @@ def draw_auc_scatter(inputs, *, style="paper", metric="train", dots="group", dow
             label="x = y", zorder=1)
     architectures = sorted({a for a, _ in points})
     depths = sorted({d for _, d in points})
+    handles = []
     for (architecture, depth), values in sorted(points.items()):
         values, colour = np.array(values), f"C{(depths.index(depth) + 2) % 10}"
-        ax.scatter(values[:, 0], values[:, 1], s=14, marker=MARKERS[architectures.index(architecture) % len(MARKERS)],
-                   facecolors=["none" if flagged else colour for flagged in values[:, 2]], edgecolors=colour,
-                   label=f"{architecture}, transfer {depth}", zorder=2)
+        marker = MARKERS[architectures.index(architecture) % len(MARKERS)]
+        ax.scatter(values[:, 0], values[:, 1], s=14, marker=marker, edgecolors=colour, zorder=2,
+                   facecolors=["none" if flagged else colour for flagged in values[:, 2]])
+        handles.append(Line2D([], [], linestyle="none", marker=marker, markersize=4, color=colour,
+                              label=f"{architecture}, transfer {depth}"))  # filled, whatever its first dot is
     if any(p[2] for values in points.values() for p in values):
-        ax.scatter([], [], s=14, marker="o", facecolors="none", edgecolors="0.4",
-                   label="hollow: a run diverged or collapsed")
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=4, markerfacecolor="none",
+                              markeredgecolor="0.4", label="hollow: a run diverged or collapsed"))
     what = f"{metric} accuracy" + (f", {downstream_labels} labels" if downstream_labels else "")
     ax.set_xlabel(f"pre-trained AUC ({what})")
     ax.set_ylabel(f"from-scratch AUC ({what})")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.legend(loc="best", frameon=False)
+    ax.legend(handles=[*ax.get_legend_handles_labels()[0], *handles], loc="best", frameon=False)
     return figure
 
 
-def _flagged_dots(arrays: dict, dots: str) -> np.ndarray:
+def _flagged_dots(arrays: dict, dots: str, excluded) -> np.ndarray:
     """Per dot: whether a run of it (a pair's transfer or scratch run; any pair of a group) is flagged
-    in the stored health (results without health flag nothing)."""
+    in the stored health (results without health flag nothing), or its transfer run is `excluded`."""
     from rltx.health import is_flagged
     stored = all(name in arrays for name in ("health", "runs", "pairs/transfer_run", "pairs/scratch_run"))
     if not stored or len(arrays["pairs/transfer_run"]) == 0:
         return np.zeros(np.size(arrays["pair_groups/group" if dots == "group" else "pairs/group"]), dtype=bool)
     health = {store.text(run): store.text(h) for run, h in zip(arrays["runs"], arrays["health"])}
-    flagged = np.array([is_flagged(health.get(store.text(t), "")) or is_flagged(health.get(store.text(s), ""))
+    flagged = np.array([store.text(t) in excluded or is_flagged(health.get(store.text(t), ""))
+                        or is_flagged(health.get(store.text(s), ""))
                         for t, s in zip(arrays["pairs/transfer_run"], arrays["pairs/scratch_run"])], dtype=bool)
     if dots == "pair":
         return flagged

@@ -307,12 +307,13 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
                          "fix the cause and rerun the same command")
     path = context.store(result, "curves.h5")
     labels = {store.text(x) for x in result.arrays["pairs/labels_downstream"]}
+    counted = counted_pairs(context, plan, result.arrays["pairs/transfer_run"])
+    uncounted = {store.text(run) for run, kept in zip(result.arrays["pairs/transfer_run"], counted) if not kept}
     # Fig. 12-15's rows: train accuracy with real labels, test accuracy with real labels, train accuracy with random
     panels = [(metric, kind) for metric, kind in (("train", "real"), ("test", "real"), ("train", "random"))
               if kind in labels]
-    figures = [context.figure(draw_auc_scatter([path], metric=metric, downstream_labels=kind),
+    figures = [context.figure(draw_auc_scatter([path], metric=metric, downstream_labels=kind, excluded=uncounted),
                               f"scatter_{metric}_{kind}.png") for metric, kind in panels]
-    counted = counted_pairs(context, plan, result.arrays["pairs/transfer_run"])
     associations = association_findings(context, result.arrays, counted, plan)
     findings = [fit_finding(context, plan), *scatter_findings(result.arrays, counted), *associations]
     seeds = sorted({int(m.group(1)) for run in plan.runs if (m := re.search(r"/s(\d+)-pretrain$", run.name))})
@@ -344,29 +345,34 @@ def scatter_findings(arrays: dict, counted: np.ndarray) -> list[verdicts.Finding
 
 
 def association_findings(context: Context, arrays: dict, counted: np.ndarray, plan) -> list[verdicts.Finding]:
-    """Per panel, the sampled values (plan.json's groups) that go with the groups' mean train-AUC
-    differences over their counted pairs; all tested values stored in OUT/associations.h5."""
+    """Per panel and architecture (their sampled keys differ: the Simple CNN's shape), the sampled values
+    (plan.json's groups) that go with the groups' mean train-AUC differences over their counted pairs;
+    every tested value stored in OUT/associations.h5."""
     from rltx.analysis.associations import rank_associations
     group_of = {str(Path(run.run_dirs[0]).resolve()): run.name.rsplit("/", 1)[0]
                 for run in plan.runs if run.stage == "transfer"}
-    values = {group["name"]: group["values"] for group in plan.groups}
+    by_name = {group["name"]: group for group in plan.groups}
     pair_groups = np.array([group_of[str(Path(store.text(t)).resolve())] for t in arrays["pairs/transfer_run"]])
     differences = arrays["pairs/pretrained_train_auc"] - arrays["pairs/scratch_train_auc"]
     findings, rows = [], []
     for name, cell in sweep_panels(arrays, counted):
-        groups = sorted(set(pair_groups[cell]))
-        means = [differences[cell][pair_groups[cell] == group].mean() for group in groups]
-        keys = sorted({key for group in groups for key in values[group]})
-        tested = rank_associations(means, {key: [values[g].get(key) for g in groups] for key in keys})
-        findings.append(verdicts.association_finding(name, tested))
-        rows += [(name, a) for a in tested]
-    context.store(Result("associations", {"panels": "pairs/labels_downstream x pairs/transfer_layers, counted pairs",
-                                          "statistic": "Spearman rho of group mean train-AUC difference; Holm"},
-                         {"panel": store.string_array(name for name, _ in rows),
-                          "key": store.string_array(a.key for _, a in rows),
-                          "spearman": np.array([a.rho for _, a in rows]), "p": np.array([a.p for _, a in rows]),
-                          "holm_p": np.array([a.holm_p for _, a in rows]),
-                          "groups": np.array([a.groups for _, a in rows], dtype=np.int64)}), "associations.h5")
+        for architecture in sorted({by_name[group]["architecture"] for group in pair_groups[cell]}):
+            groups = sorted(g for g in set(pair_groups[cell]) if by_name[g]["architecture"] == architecture)
+            means = [differences[cell][pair_groups[cell] == group].mean() for group in groups]
+            keys = sorted({key for group in groups for key in by_name[group]["values"]})
+            tested = rank_associations(means, {key: [by_name[g]["values"].get(key) for g in groups] for key in keys})
+            findings.append(verdicts.association_finding(f"{name}, {architecture} groups", tested))
+            rows += [(name, architecture, a) for a in tested]
+    context.store(Result("associations", {"panels": "pairs/labels_downstream x pairs/transfer_layers x architecture, "
+                                                    "counted pairs",
+                                          "statistic": "Spearman rho of group mean train-AUC difference; permutation "
+                                                       "p; Holm over a panel's values"},
+                         {"panel": store.string_array(row[0] for row in rows),
+                          "architecture": store.string_array(row[1] for row in rows),
+                          "key": store.string_array(row[2].key for row in rows),
+                          "spearman": np.array([row[2].rho for row in rows]), "p": np.array([row[2].p for row in rows]),
+                          "holm_p": np.array([row[2].holm_p for row in rows]),
+                          "groups": np.array([row[2].groups for row in rows], dtype=np.int64)}), "associations.h5")
     return findings
 
 

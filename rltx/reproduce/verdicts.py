@@ -33,6 +33,8 @@ import dataclasses
 import numpy as np
 from scipy.special import stdtrit  # Student's t quantile (scipy.stats costs `rltx reproduce --help` 0.5 s)
 
+from rltx.analysis.associations import MIN_GROUPS
+
 SHAPE_MARGIN = 0.05  # fraction of the peak a rise or fall must exceed
 SIGNIFICANCE = 0.05  # two-sided level of the transfer rule's t test
 # The smallest AUC difference the transfer rule tests for. The paper states no effect size: its AUC
@@ -269,8 +271,8 @@ def association_finding(cell: str, associations) -> Finding:
     """Which sampled values go with a panel's per-group AUC differences (rltx.analysis.associations),
     strongest first; where none does, the strongest tested. A description, not a verdict."""
     if not associations:
-        return Finding(f"{cell}: no sampled value to rank against the groups' AUC differences (fewer than 3 groups, "
-                       "or no value that varies)")
+        return Finding(f"{cell}: no sampled value to rank against the groups' AUC differences (fewer than "
+                       f"{MIN_GROUPS} groups, differences all equal, or no value that varies)")
     ranked = sorted(associations, key=lambda a: a.p)
     found = [a for a in ranked if a.goes_with]
     heading = f"{cell}: over {ranked[0].groups} groups, the AUC difference "

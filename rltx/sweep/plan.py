@@ -245,7 +245,8 @@ def write_plan(plan: Plan) -> Path:
     planned = json.loads(text)
     stored = json.loads(_plan_text(path)) if path.exists() or path.is_symlink() else None
     if stored is not None and not _extends(planned, stored):
-        if "design" not in stored and _extends(planned, {**stored, "design": planned["design"]}):
+        if "design" not in stored and _run_kinds(planned) == _run_kinds(stored) and \
+                _extends(planned, {**stored, "design": planned["design"]}):
             raise UsageError(f"{path} was written before plans kept their design, so it cannot grow in one step: "
                              "rerun it with its own groups and seeds first (that adds the design), then with more")
         raise UsageError(f"{path} holds another plan (other recipe, profile or --set, or fewer groups or seeds); use "
@@ -268,6 +269,12 @@ def _extends(plan: dict, stored: dict) -> bool:
         return True
     return all(plan[key] == stored.get(key) for key in ("recipe", "out", "design")) and \
         all(group in plan["groups"] for group in stored["groups"]) and all(run in plan["runs"] for run in stored["runs"])
+
+
+def _run_kinds(plan: dict) -> set[str]:
+    """The runs each group has, seed aside (e.g. pretrain, layers_all-real): more groups or seeds keep
+    them, another label set or depth does not."""
+    return {run["name"].rsplit("/", 1)[-1].split("-", 1)[-1] for run in plan["runs"]}
 
 
 def _as_dict(plan: Plan) -> dict:
