@@ -294,3 +294,26 @@ def test_sweep_groups_and_seeds_options_set_the_sweep_section_and_grow_a_plan(tm
                                        "--plan-only", "--groups", "10001"])
     assert result.exit_code == 2 and "groups must be an integer from 1 to 10000" in result.output
     assert not (tmp_path / "big").exists()
+
+
+def test_a_plan_from_an_rltx_without_a_newer_key_is_the_same_plan(tmp_path):
+    """A stored group recipe that lacks a key added to rltx later (here construct_signs, at its default)
+    is the same plan, so a sweep resumes after an upgrade; a changed value is still another plan."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    path = tmp_path / "out" / "plan.json"
+    plan = json.loads(path.read_text())
+    for group in plan["groups"]:
+        keys = yaml.safe_load(group["yaml"])
+        assert keys.pop("construct_signs") == "largest_positive"
+        group["yaml"] = yaml.safe_dump(keys)
+    path.write_text(json.dumps(plan))
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    assert "construct_signs" in json.loads(path.read_text())["groups"][0]["yaml"]  # rewritten as this rltx writes it
+    plan = json.loads(path.read_text())
+    plan["groups"][0]["yaml"] = plan["groups"][0]["yaml"].replace("momentum: 0.9", "momentum: 0.5")
+    path.write_text(json.dumps(plan))
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"), "--plan-only"])
+    assert result.exit_code == 2 and "holds another plan" in result.output

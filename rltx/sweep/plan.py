@@ -28,6 +28,8 @@ import math
 import shlex
 from pathlib import Path
 
+import yaml
+
 from rltx import hyperrule
 from rltx.config import ARCHITECTURE_NAMES, SEED_MAX, check_section, make_recipe
 from rltx.errors import UsageError
@@ -243,7 +245,7 @@ def write_plan(plan: Plan) -> Path:
     path = out / PLAN_FILE
     text = json.dumps(_as_dict(plan), indent=1)
     planned = json.loads(text)
-    stored = json.loads(_plan_text(path)) if path.exists() or path.is_symlink() else None
+    stored = _resolved(json.loads(_plan_text(path))) if path.exists() or path.is_symlink() else None
     if stored is not None and not _extends(planned, stored):
         if "design" not in stored and _run_kinds(planned) == _run_kinds(stored) and \
                 _extends(planned, {**stored, "design": planned["design"]}):
@@ -269,6 +271,20 @@ def _extends(plan: dict, stored: dict) -> bool:
         return True
     return all(plan[key] == stored.get(key) for key in ("recipe", "out", "design")) and \
         all(group in plan["groups"] for group in stored["groups"]) and all(run in plan["runs"] for run in stored["runs"])
+
+
+def _resolved(plan: dict) -> dict:
+    """A stored plan with each group's recipe as this rltx writes it: a key added to rltx since (with its
+    default) must not make a finished sweep "another plan"; a changed value still does."""
+    groups = []
+    for group in plan["groups"]:
+        if isinstance(group.get("yaml"), str):
+            try:
+                group = {**group, "yaml": make_recipe(yaml.safe_load(group["yaml"]) or {}).to_yaml()}
+            except (UsageError, yaml.YAMLError, TypeError, ValueError):
+                pass  # compared as stored: it differs, so the plan is refused as another
+        groups.append(group)
+    return {**plan, "groups": groups}
 
 
 def _run_kinds(plan: dict) -> set[str]:
