@@ -221,6 +221,17 @@ class Recipe:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
+
+
+def key_default(name: str):
+    """A recipe key's default (dataclasses.MISSING for a required key or a name that is no key): what a
+    record written before the key existed ran with, as every key is added with the old behaviour as its default."""
+    field = FIELDS.get(name)
+    if field is None:
+        return dataclasses.MISSING
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 _HINTS = typing.get_type_hints(Recipe)
 
 

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from rltx import hyperrule, native_memory, store
-from rltx.config import Recipe
+from rltx.config import Recipe, key_default
 from rltx.distribute import (WholeSet, check_batch_divides, choose_strategy, distributed_batches, host_tensor,
                              is_chief, replica_part, use_xla, whole_set)
 from rltx.environment import describe_environment
@@ -298,6 +298,8 @@ def _start(run_dir: Path, identity: dict, resume: bool):
         raise UsageError(f"{run_dir} already holds a run ({record.status}); pass --resume to continue it "
                          "or choose another --out")
     stored = {**record.config, **record.identity}
+    # a key the record lacks was added to rltx after the run was made: the run ran with its default
+    stored.update({k: key_default(k) for k in identity if k not in stored and key_default(k) is not MISSING})
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
     if changed:
         raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); choose another --out")

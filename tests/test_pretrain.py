@@ -84,6 +84,21 @@ def test_rerun_of_completed_run_changes_nothing_and_other_recipe_refused(tiny_re
     assert (tmp_path / store.RUN_FILE).read_bytes() == before
 
 
+def test_a_run_recorded_before_a_key_existed_resumes_with_its_default(tiny_recipe, tmp_path):
+    """A record without a key added to rltx later (construct_signs) ran with that key's default: the
+    same run, so it is resumed after an upgrade; a recipe with another value of it is another run."""
+    import dataclasses
+    pretrain(tiny_recipe, tmp_path)
+    record = store.read_run_record(tmp_path)
+    config = yaml.safe_load(record.config_yaml)
+    assert config.pop("construct_signs") == "largest_positive"
+    store.write_run_record(tmp_path, dataclasses.replace(record, config_yaml=yaml.safe_dump(config)))
+    assert pretrain(tiny_recipe, tmp_path).status == "completed"
+    other = make_recipe({**tiny_recipe.to_dict(), "construct_signs": "random"})
+    with pytest.raises(UsageError, match="holds another run.*construct_signs: 'largest_positive' -> 'random'"):
+        pretrain(other, tmp_path)
+
+
 def test_divergence_marks_the_run_failed(tiny_recipe, tmp_path):
     exploding = make_recipe({**tiny_recipe.to_dict(), "learning_rate": 1e12})
     with pytest.raises(Diverged, match=r"last finite eval point: step \d+, train loss \d") as failure:
