@@ -221,6 +221,7 @@ class Recipe:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
+_HINTS = typing.get_type_hints(Recipe)
 
 
 def key_default(name: str):
@@ -232,7 +233,6 @@ def key_default(name: str):
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return field.default
-_HINTS = typing.get_type_hints(Recipe)
 
 
 def check_section(section: dict, name: str, entries, where: str, example: str) -> None:

@@ -298,8 +298,9 @@ def _start(run_dir: Path, identity: dict, resume: bool):
         raise UsageError(f"{run_dir} already holds a run ({record.status}); pass --resume to continue it "
                          "or choose another --out")
     stored = {**record.config, **record.identity}
-    # a key the record lacks was added to rltx after the run was made: the run ran with its default
-    stored.update({k: key_default(k) for k in identity if k not in stored and key_default(k) is not MISSING})
+    for name in identity.keys() - stored.keys():  # added to rltx after the run was made: it ran with the default
+        if (default := key_default(name)) is not MISSING:
+            stored[name] = default
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
     if changed:
         raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); choose another --out")

@@ -352,13 +352,13 @@ def association_findings(context: Context, arrays: dict, counted: np.ndarray, pl
     group_of = {str(Path(run.run_dirs[0]).resolve()): run.name.rsplit("/", 1)[0]
                 for run in plan.runs if run.stage == "transfer"}
     by_name = {group["name"]: group for group in plan.groups}
-    pair_groups = np.array([group_of[str(Path(store.text(t)).resolve())] for t in arrays["pairs/transfer_run"]])
+    plan_groups = np.array([group_of[str(Path(store.text(t)).resolve())] for t in arrays["pairs/transfer_run"]])
     differences = arrays["pairs/pretrained_train_auc"] - arrays["pairs/scratch_train_auc"]
     findings, rows = [], []
     for name, cell in sweep_panels(arrays, counted):
-        for architecture in sorted({by_name[group]["architecture"] for group in pair_groups[cell]}):
-            groups = sorted(g for g in set(pair_groups[cell]) if by_name[g]["architecture"] == architecture)
-            means = [differences[cell][pair_groups[cell] == group].mean() for group in groups]
+        for architecture in sorted({by_name[group]["architecture"] for group in plan_groups[cell]}):
+            groups = sorted(g for g in set(plan_groups[cell]) if by_name[g]["architecture"] == architecture)
+            means = [differences[cell][plan_groups[cell] == group].mean() for group in groups]
             keys = sorted({key for group in groups for key in by_name[group]["values"]})
             tested = rank_associations(means, {key: [by_name[g]["values"].get(key) for g in groups] for key in keys})
             findings.append(verdicts.association_finding(f"{name}, {architecture} groups", tested))

@@ -16,8 +16,8 @@ Thresholds are rltx's, stated here once:
 - sweep (App. B, Fig. 12-15): per downstream labels and transfer depth, the groups' dots below x = y
   are counted and their mean paired AUC difference is judged by the transfer rule, the groups being
   the replicates; described, not held against the paper, which gives no share. Beside each panel, the
-  sampled values that go with the groups' differences (Spearman, Holm-adjusted at 5 %,
-  rltx.analysis.associations): a description too, as App. B names no such relation.
+  sampled values that go with the groups' differences, per architecture (Spearman, permutation p,
+  Holm-adjusted at 5 %, rltx.analysis.associations): a description too, as App. B names no such relation.
 - alignment and f(sigma) must come from training, not from the initialisation: a finding that already
   held at the first checkpoint, of a layer whose trace-normalised Sigma_w (pooled filters) moved less
   from the first checkpoint to the last than random initial filters scatter around isotropy

@@ -42,8 +42,8 @@ EXECUTORS = ("local", "ray")
 @click.option("--gpus-per-run", type=FiniteRange(min=0), default=None,
               help="Ray: GPUs each run requests, fractions (0.25) share a GPU [default: 1 when the cluster has GPUs, else 0].")
 def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, overrides: tuple[str, ...],
-          groups: int | None, seeds: int | None, plan_only: bool, workers: int | None, runs_per_gpu: int, executor: str, address: str | None,
-          gpus_per_run: float | None):
+          groups: int | None, seeds: int | None, plan_only: bool, workers: int | None, runs_per_gpu: int,
+          executor: str, address: str | None, gpus_per_run: float | None):
     """Run an experiment of App. B: groups x seeds x pre-trained / from scratch x transfer depth x
     real / random downstream labels. Completed runs are skipped and interrupted ones resumed, so the
     same command continues a killed sweep. Ends with the group summaries of `analyze curves`."""
