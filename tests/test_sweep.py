@@ -1,5 +1,6 @@
 """`rltx sweep`: expansion into App. B's grid, sampling inside the stated ranges, plan-only
 commands, and a killed sweep finishing on rerun without redoing completed runs."""
+import dataclasses
 import json
 import os
 import signal
@@ -272,6 +273,18 @@ def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associa
     assert "real labels downstream, all layers transferred, simple_cnn groups: " in verdict  # 3 groups: exact p >= 1/3
     stored = read_result(tmp_path / "out" / "associations.h5").arrays
     assert sorted(store.text(k) for k in stored["key"]) == ["learning_rate", "num_classes_upstream"]
+
+    # `rltx sweep` over the same runs (all skipped) says the same association line, and leaves out a
+    # pair once one of its runs is flagged
+    line = next(text for text in verdict.splitlines() if "simple_cnn groups: " in text).strip().removeprefix("- ")
+    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs").output
+    assert "over 3 of 3 pairs:" in swept and f"  {line}\n" in swept and "6 skipped" in swept
+    assert read_result(tmp_path / "out" / "runs" / "associations.h5").arrays["key"].tolist() == stored["key"].tolist()
+    flagged = tmp_path / "out" / "runs" / "simple_cnn" / "g01" / "s3-pretrain"
+    store.write_run_record(flagged, dataclasses.replace(store.read_run_record(flagged), health="diverged: planted"))
+    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs").output
+    assert f"over 2 of 3 pairs (1 flagged run left out: rltx runs {tmp_path / 'out' / 'runs'}):" in swept
+    assert "simple_cnn groups: no sampled value to rank against the groups' AUC differences (fewer than 3" in swept
 
 
 def test_sweep_groups_and_seeds_options_set_the_sweep_section_and_grow_a_plan(tmp_path):

@@ -228,7 +228,8 @@ def test_sweep_pairs_with_a_flagged_run_or_source_are_not_counted(tmp_path):
     """A sweep's scatter verdict counts a pair only when its transfer run, its scratch pair and the
     pre-training run it came from are all unflagged; each flagged run is listed as excluded once."""
     from rltx import store
-    from rltx.reproduce.pipelines import Context, counted_pairs
+    from rltx.reproduce.pipelines import Context
+    from rltx.sweep.panels import counted_pairs
     from rltx.sweep.plan import Plan, PlannedRun
     health = {"s0-pretrain": "ok", "s1-pretrain": "diverged: loss 9 at step 5, 4.0x its initial 2.3",
               "s0-a": "ok", "s0-a-scratch": "ok", "s0-b": "ok", "s0-b-scratch": "collapsed: constant outputs from step 3",
@@ -241,7 +242,7 @@ def test_sweep_pairs_with_a_flagged_run_or_source_are_not_counted(tmp_path):
                         (f"g/s{s}-pretrain",), 2) for s, v in ((0, "a"), (0, "b"), (1, "a"))]
     context = Context(None, None, tmp_path, None, print)
     pairs = [str(tmp_path / name) for name in ("s1-a", "s0-b", "s0-a")]
-    np.testing.assert_array_equal(counted_pairs(context, Plan("r", str(tmp_path), (), tuple(runs)), pairs),
+    np.testing.assert_array_equal(counted_pairs(Plan("r", str(tmp_path), (), tuple(runs)), pairs, context.counts),
                                   [False, False, True])
     assert sorted(line.split(":")[0] for line in context.excluded) == [str(tmp_path / "s0-b-scratch"),
                                                                       str(tmp_path / "s1-pretrain")]

@@ -296,6 +296,7 @@ def activations_pipeline(context: Context) -> Outcome:
 def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
     from rltx.plotting.training import draw_auc_scatter
     from rltx.sweep import expand, run_local, summarize, write_plan
+    from rltx.sweep.panels import counted_pairs
     plan = expand(recipe_file, context.out / "runs")
     write_plan(plan)
     outcomes = run_local(plan, workers=workers, echo=context.echo)
@@ -307,7 +308,7 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
                          "fix the cause and rerun the same command")
     path = context.store(result, "curves.h5")
     labels = {store.text(x) for x in result.arrays["pairs/labels_downstream"]}
-    counted = counted_pairs(context, plan, result.arrays["pairs/transfer_run"])
+    counted = counted_pairs(plan, result.arrays["pairs/transfer_run"], context.counts)
     uncounted = {store.text(run) for run, kept in zip(result.arrays["pairs/transfer_run"], counted) if not kept}
     # Fig. 12-15's rows: train accuracy with real labels, test accuracy with real labels, train accuracy with random
     panels = [(metric, kind) for metric, kind in (("train", "real"), ("test", "real"), ("train", "random"))
@@ -320,21 +321,11 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
     return Outcome(figures, findings, seeds)
 
 
-def sweep_panels(arrays: dict, counted: np.ndarray):
-    """(name, pairs mask) per downstream labels x transfer depth, the panels of Fig. 12-15: real
-    labels first, depths in order, all last; only counted pairs."""
-    labels = np.array([store.text(x) for x in arrays["pairs/labels_downstream"]])
-    depths = np.array([store.text(x) for x in arrays["pairs/transfer_layers"]])
-    for label in sorted(set(labels), key=lambda name: (name != "real", name)):
-        for depth in sorted(set(depths[labels == label]), key=lambda d: (d == "all", int(d) if d.isdigit() else 0)):
-            layers = "all layers" if depth == "all" else f"{depth} layer{'s' if depth != '1' else ''}"
-            yield f"{label} labels downstream, {layers} transferred", counted & (labels == label) & (depths == depth)
-
-
 def scatter_findings(arrays: dict, counted: np.ndarray) -> list[verdicts.Finding]:
     """One finding per panel, over one dot per group: the mean of the group's counted pairs (as
     `analyze curves`' pair_groups, over counted pairs only)."""
     from rltx.analysis.curves import group_statistics
+    from rltx.sweep.panels import sweep_panels
     findings = []
     for name, cell in sweep_panels(arrays, counted):
         groups, member = np.unique(arrays["pairs/group"][cell], return_inverse=True)
@@ -345,35 +336,13 @@ def scatter_findings(arrays: dict, counted: np.ndarray) -> list[verdicts.Finding
 
 
 def association_findings(context: Context, arrays: dict, counted: np.ndarray, plan) -> list[verdicts.Finding]:
-    """Per panel and architecture (their sampled keys differ: the Simple CNN's shape), the sampled values
-    (plan.json's groups) that go with the groups' mean train-AUC differences over their counted pairs;
-    every tested value stored in OUT/associations.h5."""
-    from rltx.analysis.associations import rank_associations
-    group_of = {str(Path(run.run_dirs[0]).resolve()): run.name.rsplit("/", 1)[0]
-                for run in plan.runs if run.stage == "transfer"}
-    by_name = {group["name"]: group for group in plan.groups}
-    plan_groups = np.array([group_of[str(Path(store.text(t)).resolve())] for t in arrays["pairs/transfer_run"]])
-    differences = arrays["pairs/pretrained_train_auc"] - arrays["pairs/scratch_train_auc"]
-    findings, rows = [], []
-    for name, cell in sweep_panels(arrays, counted):
-        for architecture in sorted({by_name[group]["architecture"] for group in plan_groups[cell]}):
-            groups = sorted(g for g in set(plan_groups[cell]) if by_name[g]["architecture"] == architecture)
-            means = [differences[cell][plan_groups[cell] == group].mean() for group in groups]
-            keys = sorted({key for group in groups for key in by_name[group]["values"]})
-            tested = rank_associations(means, {key: [by_name[g]["values"].get(key) for g in groups] for key in keys})
-            findings.append(verdicts.association_finding(f"{name}, {architecture} groups", tested))
-            rows += [(name, architecture, a) for a in tested]
-    context.store(Result("associations", {"panels": "pairs/labels_downstream x pairs/transfer_layers x architecture, "
-                                                    "counted pairs",
-                                          "statistic": "Spearman rho of group mean train-AUC difference; permutation "
-                                                       "p; Holm over a panel's values"},
-                         {"panel": store.string_array(row[0] for row in rows),
-                          "architecture": store.string_array(row[1] for row in rows),
-                          "key": store.string_array(row[2].key for row in rows),
-                          "spearman": np.array([row[2].rho for row in rows]), "p": np.array([row[2].p for row in rows]),
-                          "holm_p": np.array([row[2].holm_p for row in rows]),
-                          "groups": np.array([row[2].groups for row in rows], dtype=np.int64)}), "associations.h5")
-    return findings
+    """One finding per panel and architecture (rltx.sweep.panels), every tested value stored in
+    OUT/associations.h5."""
+    from rltx.sweep.panels import ASSOCIATIONS_FILE, associations_result, panel_associations
+    panels = panel_associations(plan, arrays, counted)
+    context.store(associations_result(panels), ASSOCIATIONS_FILE)
+    return [verdicts.association_finding(f"{panel.panel}, {panel.architecture} groups", panel.tested)
+            for panel in panels]
 
 
 def fit_finding(context: Context, plan) -> verdicts.Finding:
@@ -385,19 +354,3 @@ def fit_finding(context: Context, plan) -> verdicts.Finding:
                                 unresolved_because=verdicts.NO_HEALTHY_RUN)
     accuracies = np.array([store.read_metrics(run.run_dir)[-1]["train_accuracy"] for run in runs])
     return verdicts.fit_finding(accuracies, np.array([run.num_classes for run in runs]))
-
-
-def counted_pairs(context: Context, plan, transfer_runs) -> np.ndarray:
-    """Which pre-trained / from-scratch pairs a verdict counts: the transfer run, its scratch pair and
-    the pre-training run it came from all unflagged (every flagged one is listed as excluded)."""
-    sources = {run.name: run.run_dirs[0] for run in plan.runs if run.stage == "pretrain"}
-    counted = set()
-    for run in (r for r in plan.runs if r.stage == "transfer"):
-        health = [context.counts(Path(d)) for d in (*run.run_dirs, *(sources[name] for name in run.after))]
-        if all(health):
-            counted.add(str(Path(run.run_dirs[0]).resolve()))
-    return np.array([str(Path(store.text(t)).resolve()) in counted for t in transfer_runs], dtype=bool)
-
-
-PIPELINES = {"alignment": alignment, "transfer": transfer_pipeline, "construct-table": construct_table_pipeline,
-             "activations": activations_pipeline}

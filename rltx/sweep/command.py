@@ -46,7 +46,8 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
           executor: str, address: str | None, gpus_per_run: float | None):
     """Run an experiment of App. B: groups x seeds x pre-trained / from scratch x transfer depth x
     real / random downstream labels. Completed runs are skipped and interrupted ones resumed, so the
-    same command continues a killed sweep. Ends with the group summaries of `analyze curves`."""
+    same command continues a killed sweep. Ends with the group summaries of `analyze curves` and the
+    sampled values that go with each panel's transfer (associations.h5)."""
     if quick and profile not in (None, "quick"):
         raise UsageError("--quick is --profile quick; give only one of them")
     profile = "quick" if quick else profile
@@ -103,6 +104,7 @@ def _report(plan, outcomes) -> None:
     if result is not None:
         _print_pairs(plan, result)
         click.echo(f"group summaries in {Path(plan.out) / 'curves.h5'} (rltx analyze curves; rltx plot auc-scatter)")
+        _report_associations(plan, result)
     if tally["failed"] or tally["blocked"]:
         failed = [o for o in outcomes if o.status == "failed"]
         raise click.ClickException(f"{len(failed)} runs failed (first: {failed[0].name}, log {failed[0].log}); "
@@ -128,3 +130,29 @@ def _print_pairs(plan, result) -> None:
         table.add_row(group, variant, str(len(values)), f"{pretrained:.3f}", f"{scratch:.3f}", f"{pretrained - scratch:+.3f}")
     console = Console()
     (console if console.is_terminal else Console(width=160)).print(table)  # logs: no truncated names
+
+
+def _report_associations(plan, result) -> None:
+    """The sampled values that go with each panel's transfer (as `rltx reproduce` of a sweep recipe
+    says them), over the pairs whose runs are all unflagged; every tested value in associations.h5."""
+    from rltx.analysis.results import write_result
+    from rltx.health import is_flagged
+    from rltx.reproduce.verdicts import association_finding
+    from rltx.sweep.panels import ASSOCIATIONS_FILE, associations_result, counted_pairs, panel_associations
+    flagged = []
+
+    def counts(run: Path) -> bool:
+        if is_flagged(store.read_run_record(run).health) and run not in flagged:
+            flagged.append(run)
+        return run not in flagged
+
+    counted = counted_pairs(plan, result.arrays["pairs/transfer_run"], counts)
+    panels = panel_associations(plan, result.arrays, counted)
+    path = Path(plan.out) / ASSOCIATIONS_FILE
+    write_result(associations_result(panels), path)
+    click.echo(f"sampled values and transfer, over {int(counted.sum())} of {len(counted)} pairs"
+               + (f" ({len(flagged)} flagged run{'s' if len(flagged) > 1 else ''} left out: rltx runs {plan.out})"
+                  if flagged else "") + ":")
+    for panel in panels:
+        click.echo("  " + association_finding(f"{panel.panel}, {panel.architecture} groups", panel.tested).line())
+    click.echo(f"every tested value in {path}")
