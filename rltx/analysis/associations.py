@@ -13,12 +13,20 @@ minus from-scratch AUC difference) is rank-correlated with each sampled value.
 - Several values are tested per panel, so the p-values are Holm-adjusted over them (Holm 1979, a
   step-down Bonferroni): a value "goes with" the difference when its adjusted p < FAMILY_LEVEL,
   which holds the chance of naming any value by accident at 5 % when none matters.
-- Only values that are numbers and vary over the panel's groups are tested (a rank needs an order
-  and a spread), over the groups whose difference is a finite number; a panel needs MIN_GROUPS.
+- A value that names a category (B.2's init_algorithm: he / orthogonal; a flag) has no order, so
+  it is tested with the Kruskal-Wallis H of the differences' ranks grouped by category (with two
+  categories, the Mann-Whitney test), its p by permutation of the categories over the groups (exact
+  while the distinct assignments number at most PERMUTATIONS), reported with the category whose
+  differences rank highest; it joins the same Holm family.
+- Only values that vary over the panel's groups are tested (numbers, or categories with at least
+  two groups in some category), over the groups whose difference is a finite number; a panel needs
+  MIN_GROUPS. A key missing from some groups, or mixing numbers and names, is not tested.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import numbers
 
 import numpy as np
@@ -32,14 +40,19 @@ PERMUTATION_SEED = 0  # the Monte Carlo p-values repeat from run to run
 @dataclasses.dataclass(frozen=True)
 class Association:
     key: str         # the sampled recipe key
-    rho: float       # Spearman's rank correlation with the groups' AUC differences
-    p: float         # two-sided, unadjusted
+    statistic: float  # numbers: Spearman's rho with the groups' AUC differences; categories: Kruskal-Wallis H
+    p: float         # two-sided (numbers) / H at least as large (categories), unadjusted
     holm_p: float    # Holm-adjusted over the panel's tested keys
     groups: int
+    highest: str | None = None  # categories: the one whose differences rank highest (None: a number)
 
     @property
     def goes_with(self) -> bool:
         return self.holm_p < FAMILY_LEVEL
+
+    @property
+    def categorical(self) -> bool:
+        return self.highest is not None
 
 
 def holm_adjusted(pvalues) -> np.ndarray:
@@ -55,9 +68,10 @@ def holm_adjusted(pvalues) -> np.ndarray:
 
 
 def rank_associations(differences, values: dict[str, list]) -> list[Association]:
-    """Spearman's rho of `differences` (one per group) with each key's values over the same groups,
-    permutation p-values Holm-adjusted over the keys tested (numbers that vary); groups whose
-    difference is not finite are left out, and none is tested where the differences do not vary."""
+    """Spearman's rho of `differences` (one per group) with each key's numbers over the same groups,
+    or the Kruskal-Wallis H of its categories, permutation p-values Holm-adjusted over the keys
+    tested (see the module docstring); groups whose difference is not finite are left out, and none
+    is tested where the differences do not vary."""
     differences = np.asarray(differences, float)
     finite = np.isfinite(differences)
     differences = differences[finite]
@@ -66,15 +80,20 @@ def rank_associations(differences, values: dict[str, list]) -> list[Association]
     tested = {}
     for key, column in values.items():
         column = [value for value, keep in zip(column, finite) if keep]
-        if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
-                   for v in column):
-            continue
-        column = np.asarray(column, float)
-        if np.ptp(column) > 0:
-            tested[key] = spearman_test(column, differences)
-    adjusted = holm_adjusted([p for _, p in tested.values()])
-    return [Association(key, rho, p, float(holm), len(differences))
-            for (key, (rho, p)), holm in zip(tested.items(), adjusted)]
+        if all(_is_number(v) for v in column):
+            if np.ptp(np.asarray(column, float)) > 0:
+                tested[key] = (*spearman_test(np.asarray(column, float), differences), None)
+        elif all(isinstance(v, (str, bool, np.bool_)) for v in column):
+            categories = [str(v) for v in column]
+            if 1 < len(set(categories)) < len(categories):
+                tested[key] = kruskal_test(categories, differences)
+    adjusted = holm_adjusted([p for _, p, _ in tested.values()])
+    return [Association(key, statistic, p, float(holm), len(differences), highest)
+            for (key, (statistic, p, highest)), holm in zip(tested.items(), adjusted)]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value))
 
 
 def spearman_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -90,3 +109,60 @@ def spearman_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     result = stats.permutation_test((stats.rankdata(x),), rho, permutation_type="pairings", vectorized=True,
                                     n_resamples=PERMUTATIONS, rng=np.random.default_rng(PERMUTATION_SEED))
     return float(result.statistic), float(result.pvalue)
+
+
+def kruskal_test(categories: list[str], y: np.ndarray) -> tuple[float, float, str]:
+    """Kruskal-Wallis H of y grouped by category (ties: mean ranks and the usual correction), its
+    permutation p-value (the categories re-assigned to the groups: every distinct assignment up to
+    PERMUTATIONS, else that many seeded shuffles, (count + 1) / (PERMUTATIONS + 1)) and the category
+    whose y rank highest on average (see the module docstring)."""
+    from scipy import stats
+    names = sorted(set(categories))
+    labels = np.array([names.index(c) for c in categories])
+    ranks = stats.rankdata(y)
+    count = len(ranks)
+    _, ties = np.unique(ranks, return_counts=True)
+    correction = 1 - (ties ** 3 - ties).sum() / (count ** 3 - count)
+
+    def h(assignments: np.ndarray) -> np.ndarray:  # one H per row of category indices
+        spread = 0.0
+        for index in range(len(names)):
+            members = assignments == index
+            size = members.sum(axis=-1)
+            spread = spread + size * ((members * ranks).sum(axis=-1) / size - (count + 1) / 2) ** 2
+        return 12 * spread / (count * (count + 1)) / correction
+
+    observed = float(h(labels))
+    sizes = np.bincount(labels)
+    tolerance = 1e-12 * max(1.0, observed)
+    if _assignment_count(sizes) <= PERMUTATIONS:
+        p = float(np.mean(h(_every_assignment(sizes)) >= observed - tolerance))
+    else:
+        shuffled = np.random.default_rng(PERMUTATION_SEED).permuted(np.tile(labels, (PERMUTATIONS, 1)), axis=1)
+        p = float((np.sum(h(shuffled) >= observed - tolerance) + 1) / (PERMUTATIONS + 1))
+    highest = max(names, key=lambda name: (ranks[labels == names.index(name)].mean(), name))
+    return observed, p, highest
+
+
+def _assignment_count(sizes: np.ndarray) -> int:
+    """The multinomial coefficient: distinct ways to give categories of these sizes to the groups."""
+    total, remaining = 1, int(sizes.sum())
+    for size in sizes:
+        total *= math.comb(remaining, int(size))
+        remaining -= int(size)
+    return total
+
+
+def _every_assignment(sizes: np.ndarray) -> np.ndarray:
+    """Every distinct assignment (rows of category indices) of categories of these sizes."""
+    rows = [np.full(int(sizes.sum()), -1)]
+    for index, size in enumerate(sizes):
+        grown = []
+        for row in rows:
+            free = np.flatnonzero(row < 0)
+            for chosen in itertools.combinations(free, int(size)):
+                filled = row.copy()
+                filled[list(chosen)] = index
+                grown.append(filled)
+        rows = grown
+    return np.array(rows)

@@ -277,9 +277,22 @@ def association_finding(cell: str, associations) -> Finding:
     found = [a for a in ranked if a.goes_with]
     heading = f"{cell}: over {ranked[0].groups} groups, the AUC difference "
     if found:
-        return Finding(heading + "; ".join(f"{'rises' if a.rho > 0 else 'falls'} with {a.key} (Spearman {a.rho:+.2f}, "
-                                           f"p {a.p:.2g}, Holm {a.holm_p:.2g})" for a in found) +
+        return Finding(heading + "; ".join(_association_phrase(a) for a in found) +
                        f" (Holm 5 % over {len(ranked)} sampled values)")
     strongest = ranked[0]
-    return Finding(heading + f"goes with none of {len(ranked)} sampled values at Holm 5 % (strongest: {strongest.key}, "
-                             f"Spearman {strongest.rho:+.2f}, p {strongest.p:.2g}, Holm {strongest.holm_p:.2g})")
+    name = strongest.key + (f" (highest {strongest.highest})" if strongest.categorical else "")
+    return Finding(heading + f"goes with none of {len(ranked)} sampled values at Holm 5 % (strongest: {name}, "
+                             f"{_association_numbers(strongest)})")
+
+
+def _association_phrase(association) -> str:
+    if association.categorical:
+        return f"is highest with {association.key} {association.highest} ({_association_numbers(association)})"
+    direction = "rises" if association.statistic > 0 else "falls"
+    return f"{direction} with {association.key} ({_association_numbers(association)})"
+
+
+def _association_numbers(association) -> str:
+    statistic = (f"Kruskal-Wallis H {association.statistic:.2f}" if association.categorical
+                 else f"Spearman {association.statistic:+.2f}")
+    return f"{statistic}, p {association.p:.2g}, Holm {association.holm_p:.2g}"

@@ -74,11 +74,15 @@ def associations_result(panels: list[PanelAssociations]) -> Result:
     rows = [(panel, association) for panel in panels for association in panel.tested]
     return Result("associations", {"panels": "pairs/labels_downstream x pairs/transfer_layers x architecture, "
                                              "counted pairs",
-                                   "statistic": "Spearman rho of group mean train-AUC difference; permutation "
-                                                "p; Holm over a panel's values"},
+                                   "statistic": "Spearman rho (numbers) or Kruskal-Wallis H (categories) of "
+                                                "group mean train-AUC difference; permutation p; Holm over a "
+                                                "panel's values"},
                   {"panel": store.string_array(panel.panel for panel, _ in rows),
                    "architecture": store.string_array(panel.architecture for panel, _ in rows),
                    "key": store.string_array(a.key for _, a in rows),
-                   "spearman": np.array([a.rho for _, a in rows]), "p": np.array([a.p for _, a in rows]),
+                   "spearman": np.array([np.nan if a.categorical else a.statistic for _, a in rows]),
+                   "kruskal_h": np.array([a.statistic if a.categorical else np.nan for _, a in rows]),
+                   "highest": store.string_array(a.highest or "" for _, a in rows),
+                   "p": np.array([a.p for _, a in rows]),
                    "holm_p": np.array([a.holm_p for _, a in rows]),
                    "groups": np.array([a.groups for _, a in rows], dtype=np.int64)})
