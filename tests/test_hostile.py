@@ -521,7 +521,8 @@ def test_a_sweep_checks_every_transfer_of_its_plan_before_anything_is_written(wo
 
 def test_constructions_that_cannot_fit_the_model_are_refused_before_anything_is_written(work):
     """An eigenvector range far past the patch dimension (27), tau files whose tau is empty or 1-D, an
-    architecture without conv layers, and a Table 1 layer set the model lacks: the table's first set
+    architecture without conv layers, random signs on rotated filters (no sign changes their law), and
+    a Table 1 layer set the model lacks: the table's first set
     ({}: nothing to construct) must not train before the third is found wrong."""
     for name, tau in (("tau_empty.h5", np.zeros((0, 27))), ("tau_flat.h5", np.ones(27))):
         write_result(Result("transfer-function", {}, {"tau": tau, "sigma": np.ones(27)}), work / name)
@@ -535,13 +536,18 @@ def test_constructions_that_cannot_fit_the_model_are_refused_before_anything_is_
         "mlp": (("construct-init", "tiny.yaml", "--layers", "1", "--set", "architecture=mlp", "-o", "mlp.h5"), None),
         "table": (("construct-init", "tiny.yaml", "--table", "bad_sets", "--set", "table_layer_sets=[[], [1], [1, 2]]"),
                   None),
+        "signs": (("construct-init", "tiny.yaml", "--layers", "1", "--set", "construct_method=rotate", "--set",
+                   "construct_signs=random", "-o", "signs.h5"), None),
     })
     refused(results["range"], 2, "eigenvectors 'e1..e99999999999999' do not fit a layer input of dimension 27")
     for case in ("empty tau", "flat tau"):
         refused(results[case], 2, "is not a transfer-function result for inputs of dimension 27")
     refused(results["mlp"], 2, "architecture mlp has no conv layers to construct")
     refused(results["table"], 2, "table_layer_sets entry 1,2 must be increasing numbers among 1..1")
-    assert not any((work / name).exists() for name in ("range.h5", "empty_tau.h5", "flat_tau.h5", "mlp.h5", "bad_sets"))
+    refused(results["signs"], 2, "construct_signs random flips the direct filters; construct_method rotate draws",
+            "drop construct_signs or use construct_method direct")
+    assert not any((work / name).exists()
+                   for name in ("range.h5", "empty_tau.h5", "flat_tau.h5", "mlp.h5", "bad_sets", "signs.h5"))
 
 
 def test_init_files_that_are_missing_damaged_or_would_do_nothing_are_refused(work):
