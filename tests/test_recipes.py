@@ -263,3 +263,9 @@ def test_quick_models_build_on_their_offline_images():
         model = build_model(architecture, (side, side, 3), 10, **options)
         logits = model(np.zeros((2, side, side, 3), np.float32))
         assert tuple(logits.shape) == (2, 10), f"{name}: {architecture} on {side}x{side}"
+
+
+def test_every_pipeline_a_recipe_may_name_has_its_function():
+    """spec.PIPELINES (what a recipe may name) against what `rltx reproduce` dispatches to."""
+    from rltx.reproduce import pipelines, spec
+    assert set(spec.PIPELINES) == {*pipelines.PIPELINES, "sweep"} and all(map(callable, pipelines.PIPELINES.values()))

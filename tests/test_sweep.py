@@ -175,6 +175,26 @@ def test_killed_sweep_finishes_on_rerun_without_redoing_completed_runs(tmp_path)
     assert (out / "curves.h5").exists()
 
 
+def test_a_failed_run_ends_the_sweep_with_its_log_after_the_summary_of_the_rest(tmp_path):
+    """g00's pre-training meets an orphaned metrics.h5 and fails, its transfer is blocked; g01 completes.
+    The sweep prints g01's pair, skips the association lines (a blocked run has no record to check)
+    and ends in one line naming the failed run and its log, exit 1."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    out = tmp_path / "out"
+    damaged = out / "simple_cnn" / "g00" / "s3-pretrain"
+    damaged.mkdir(parents=True)
+    (damaged / "metrics.h5").write_bytes(b"left by another run")
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 1, result.output
+    assert "2 completed, 0 skipped, 1 failed, 1 blocked" in result.output and "simple_cnn/g01 " in result.output
+    assert "sampled values and transfer" not in result.output
+    assert result.output.strip().splitlines()[-1] == (f"Error: 1 run failed (first: simple_cnn/g00/s3-pretrain, log "
+                                                      f"{out / 'logs' / 'simple_cnn__g00__s3-pretrain.log'}); fix the "
+                                                      "cause and rerun the same command to finish the sweep")
+
+
 def test_reproduce_seeds_set_a_sweep_recipes_seeds_per_group(tmp_path, monkeypatch):
     """`rltx reproduce SWEEP --seeds 3` plans three consecutive seeds in every group (the sweep: section's
     count, which the pipeline reads; the recipe has 1); the planned runs are captured instead of trained."""

@@ -17,7 +17,8 @@ minus from-scratch AUC difference) is rank-correlated with each sampled value.
   it is tested with the Kruskal-Wallis H of the differences' ranks grouped by category (with two
   categories, the Mann-Whitney test), its p by permutation of the categories over the groups (exact
   while the distinct assignments number at most PERMUTATIONS), reported with the category whose
-  differences rank highest; it joins the same Holm family.
+  differences rank highest (a description: with three or more categories H may come from a low
+  one); it joins the same Holm family. A column mixing names and flags is not tested.
 - Only values that vary over the panel's groups are tested (numbers, or categories with at least
   two groups in some category), over the groups whose difference is a finite number; a panel needs
   MIN_GROUPS. A key missing from some groups, or mixing numbers and names, is not tested.
@@ -83,7 +84,7 @@ def rank_associations(differences, values: dict[str, list]) -> list[Association]
         if all(_is_number(v) for v in column):
             if np.ptp(np.asarray(column, float)) > 0:
                 tested[key] = (*spearman_test(np.asarray(column, float), differences), None)
-        elif all(isinstance(v, (str, bool, np.bool_)) for v in column):
+        elif all(isinstance(v, str) for v in column) or all(isinstance(v, (bool, np.bool_)) for v in column):
             categories = [str(v) for v in column]
             if 1 < len(set(categories)) < len(categories):
                 tested[key] = kruskal_test(categories, differences)
@@ -123,6 +124,8 @@ def kruskal_test(categories: list[str], y: np.ndarray) -> tuple[float, float, st
     count = len(ranks)
     _, ties = np.unique(ranks, return_counts=True)
     correction = 1 - (ties ** 3 - ties).sum() / (count ** 3 - count)
+    if correction == 0:  # every y equal: no ranking, nothing to test
+        return 0.0, 1.0, names[0]
 
     def h(assignments: np.ndarray) -> np.ndarray:  # one H per row of category indices
         spread = 0.0

@@ -354,3 +354,7 @@ def fit_finding(context: Context, plan) -> verdicts.Finding:
                                 unresolved_because=verdicts.NO_HEALTHY_RUN)
     accuracies = np.array([store.read_metrics(run.run_dir)[-1]["train_accuracy"] for run in runs])
     return verdicts.fit_finding(accuracies, np.array([run.num_classes for run in runs]))
+
+
+PIPELINES = {"alignment": alignment, "transfer": transfer_pipeline, "construct-table": construct_table_pipeline,
+             "activations": activations_pipeline}

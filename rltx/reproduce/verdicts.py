@@ -287,7 +287,8 @@ def association_finding(cell: str, associations) -> Finding:
 
 def _association_phrase(association) -> str:
     if association.categorical:
-        return f"is highest with {association.key} {association.highest} ({_association_numbers(association)})"
+        return (f"differs by {association.key}, highest with {association.highest} "
+                f"({_association_numbers(association)})")
     direction = "rises" if association.statistic > 0 else "falls"
     return f"{direction} with {association.key} ({_association_numbers(association)})"
 

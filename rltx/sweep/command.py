@@ -104,10 +104,11 @@ def _report(plan, outcomes) -> None:
     if result is not None:
         _print_pairs(plan, result)
         click.echo(f"group summaries in {Path(plan.out) / 'curves.h5'} (rltx analyze curves; rltx plot auc-scatter)")
-        _report_associations(plan, result)
+        if not (tally["failed"] or tally["blocked"]):  # a blocked run has no record to check the health of
+            _report_associations(plan, result)
     if tally["failed"] or tally["blocked"]:
         failed = [o for o in outcomes if o.status == "failed"]
-        raise click.ClickException(f"{len(failed)} runs failed (first: {failed[0].name}, log {failed[0].log}); "
+        raise click.ClickException(f"{len(failed)} run{'s' if len(failed) > 1 else ''} failed (first: {failed[0].name}, log {failed[0].log}); "
                                    "fix the cause and rerun the same command to finish the sweep")
 
 
