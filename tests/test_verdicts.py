@@ -277,7 +277,8 @@ def test_scatter_finding_of_one_group_or_none_is_not_resolved():
 
 def test_sweep_findings_split_the_panels_and_average_each_groups_counted_pairs():
     """One finding per downstream labels x transfer depth, each over one dot per group (the mean of its
-    counted pairs), as the Fig. 12-15 panels; an uncounted pair moves neither its dot nor the count."""
+    counted pairs), as the Fig. 12-15 panels, then the real-label panels' test accuracy (their CENTER
+    row); an uncounted pair moves neither its dot nor the count."""
     from rltx import store
     from rltx.reproduce.pipelines import scatter_findings
     #            group, labels,  depth, pretrained, scratch, counted
@@ -288,13 +289,19 @@ def test_sweep_findings_split_the_panels_and_average_each_groups_counted_pairs()
               "pairs/labels_downstream": store.string_array(p[1] for p in pairs),
               "pairs/transfer_layers": store.string_array(p[2] for p in pairs),
               "pairs/pretrained_train_auc": np.array([p[3] for p in pairs]),
-              "pairs/scratch_train_auc": np.array([p[4] for p in pairs])}
+              "pairs/scratch_train_auc": np.array([p[4] for p in pairs]),
+              "pairs/pretrained_test_auc": np.array([p[3] for p in pairs]) - 0.1,  # test dots +0.15 - 0.1, -0.05 - 0.1
+              "pairs/scratch_test_auc": np.array([p[4] for p in pairs]) - 0.1 + np.array([0.1, 0.1, 0.0, 0.0, 0.0, 0.0])}
     findings = scatter_findings(arrays, np.array([p[5] for p in pairs]))
     assert [f.text.split(":")[0] for f in findings] == ["real labels downstream, 1 layer transferred",
                                                        "real labels downstream, all layers transferred",
-                                                       "random labels downstream, all layers transferred"]
+                                                       "random labels downstream, all layers transferred",
+                                                       "real labels downstream, 1 layer transferred, test accuracy",
+                                                       "real labels downstream, all layers transferred, test accuracy"]
     assert "in 1 of 2 groups" in findings[0].text and "+0.050 +- 0.100" in findings[0].text
     assert "in 1 of 1 groups" in findings[1].text and not findings[1].resolved
+    assert "pre-trained ahead (below x = y) in 1 of 2 groups" in findings[3].text
+    assert "test-accuracy AUC difference +0.000 +- 0.050" in findings[3].text  # dots +0.05 and -0.05
 
 
 def test_fit_finding_states_the_range_reached_and_chance():

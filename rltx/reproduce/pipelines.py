@@ -323,15 +323,20 @@ def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
 
 def scatter_findings(arrays: dict, counted: np.ndarray) -> list[verdicts.Finding]:
     """One finding per panel, over one dot per group: the mean of the group's counted pairs (as
-    `analyze curves`' pair_groups, over counted pairs only)."""
+    `analyze curves`' pair_groups, over counted pairs only); train accuracy in every panel, then
+    test accuracy in the real-label panels (Fig. 12-15's CENTER row: B.1 finds some groups ahead in
+    it, B.2 "no improvements in the test performance")."""
     from rltx.analysis.curves import group_statistics
     from rltx.sweep.panels import sweep_panels
+    panels = list(sweep_panels(arrays, counted))
+    cells = [(name, cell, "train") for name, cell in panels]
+    cells += [(name, cell, "test") for name, cell in panels if name.startswith("real labels")]
     findings = []
-    for name, cell in sweep_panels(arrays, counted):
+    for name, cell, metric in cells:
         groups, member = np.unique(arrays["pairs/group"][cell], return_inverse=True)
-        dots = [group_statistics(arrays[f"pairs/{side}_train_auc"][cell], member, len(groups))["mean"]
+        dots = [group_statistics(arrays[f"pairs/{side}_{metric}_auc"][cell], member, len(groups))["mean"]
                 for side in ("pretrained", "scratch")]
-        findings.append(verdicts.scatter_finding(name, *dots))
+        findings.append(verdicts.scatter_finding(name, *dots, metric=metric))
     return findings
 
 

@@ -240,20 +240,21 @@ def switch_finding(layer: str, at_switch: float, after: np.ndarray, steps_after:
                    f"{int(steps_after[-1])}), {after[-1]:.3f} at its end")
 
 
-def scatter_finding(cell: str, pretrained: np.ndarray, scratch: np.ndarray) -> Finding:
+def scatter_finding(cell: str, pretrained: np.ndarray, scratch: np.ndarray, metric: str = "train") -> Finding:
     """One cell of a Fig. 12-15 scatter plot (downstream labels x transfer depth), one dot per group
-    (the mean of its seeds' pairs): how many dots lie below x = y, and the mean paired difference
-    judged by the transfer rule with the groups as the replicates (a one-sample t test, n - 1
-    degrees of freedom). A description, not a verdict: App. B says positive transfer is "frequently
-    observed", not in which share of the groups."""
+    (the mean of its seeds' pairs) of train- or test-accuracy AUCs: how many dots lie below x = y,
+    and the mean paired difference judged by the transfer rule with the groups as the replicates (a
+    one-sample t test, n - 1 degrees of freedom). A description, not a verdict: App. B says positive
+    transfer is "frequently observed", not in which share of the groups."""
     pretrained, scratch = np.asarray(pretrained, float), np.asarray(scratch, float)
-    faster = int(np.sum(pretrained > scratch))
-    text = f"{cell}: pre-trained trains faster (below x = y) in {faster} of {len(pretrained)} groups"
+    ahead = int(np.sum(pretrained > scratch))
+    heading = f"{cell}: pre-trained trains faster" if metric == "train" else f"{cell}, test accuracy: pre-trained ahead"
+    text = f"{heading} (below x = y) in {ahead} of {len(pretrained)} groups"
     if len(pretrained) == 0:
         return Finding(text, resolved=False, unresolved_because=NO_HEALTHY_RUN)
     differences = pretrained - scratch
     direction, difference, error = transfer_direction(differences, np.zeros_like(differences))
-    text += (f"; train-accuracy AUC difference {_plus_minus(difference, error, signed=True)} (mean +- s.e. over the "
+    text += (f"; {metric}-accuracy AUC difference {_plus_minus(difference, error, signed=True)} (mean +- s.e. over the "
              f"groups): {_outcome(direction, error, 'one group')}")
     resolved = direction != NOT_RESOLVED
     return Finding(text, None, resolved, ONE_GROUP if np.isnan(error) else SPREAD_TOO_LARGE)
