@@ -280,7 +280,8 @@ def test_a_plan_written_before_plans_kept_their_design_says_to_rerun_it_before_i
 
 def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associations(tmp_path):
     """`rltx reproduce SWEEP` end to end (3 tiny groups, 1 seed): the verdict has the fit line, the
-    panel's scatter line and its association line, and associations.h5 holds the values that vary."""
+    panel's scatter lines and its association line, and associations.h5 holds the values that vary;
+    then `rltx sweep` over the same folder, grown to 4 groups."""
     from rltx import store
     from rltx.analysis.results import read_result
     recipe = yaml.safe_load(sweep_file(tmp_path, {**SECTION, "groups": 3}).read_text())
@@ -290,21 +291,25 @@ def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associa
     verdict = (tmp_path / "out" / "verdict.txt").read_text()
     panel = "real labels downstream, all layers transferred: "
     assert "pre-training fitted its random labels" in verdict and f"{panel}pre-trained trains faster" in verdict
+    assert "real labels downstream, all layers transferred, test accuracy: pre-trained ahead (below x = y)" in verdict
     assert "real labels downstream, all layers transferred, simple_cnn groups: " in verdict  # 3 groups: exact p >= 1/3
     stored = read_result(tmp_path / "out" / "associations.h5").arrays
     assert sorted(store.text(k) for k in stored["key"]) == ["learning_rate", "num_classes_upstream"]
 
-    # `rltx sweep` over the same runs (all skipped) says the same association line, and leaves out a
-    # pair once one of its runs is flagged
+    # `rltx sweep` over the same runs (all skipped) says the same association line; grown by a group it
+    # runs only that group's two runs; a pair is left out once one of its runs is flagged
     line = next(text for text in verdict.splitlines() if "simple_cnn groups: " in text).strip().removeprefix("- ")
     swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs").output
     assert "over 3 of 3 pairs:" in swept and f"  {line}\n" in swept and "6 skipped" in swept
     assert read_result(tmp_path / "out" / "runs" / "associations.h5").arrays["key"].tolist() == stored["key"].tolist()
+    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs", "--groups", "4").output
+    assert "2 completed, 6 skipped, 0 failed, 0 blocked" in swept and "over 4 of 4 pairs:" in swept
+    assert "simple_cnn groups: over 4 groups, the AUC difference" in swept
     flagged = tmp_path / "out" / "runs" / "simple_cnn" / "g01" / "s3-pretrain"
     store.write_run_record(flagged, dataclasses.replace(store.read_run_record(flagged), health="diverged: planted"))
-    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs").output
-    assert f"over 2 of 3 pairs (1 flagged run left out: rltx runs {tmp_path / 'out' / 'runs'}):" in swept
-    assert "simple_cnn groups: no sampled value to rank against the groups' AUC differences (fewer than 3" in swept
+    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs", "--groups", "4").output
+    assert f"over 3 of 4 pairs (1 flagged run left out: rltx runs {tmp_path / 'out' / 'runs'}):" in swept
+    assert "simple_cnn groups: over 3 groups, the AUC difference" in swept
 
 
 def test_sweep_groups_and_seeds_options_set_the_sweep_section_and_grow_a_plan(tmp_path):
