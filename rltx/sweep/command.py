@@ -108,7 +108,8 @@ def _report(plan, outcomes) -> None:
             _report_associations(plan, result)
     if tally["failed"] or tally["blocked"]:
         failed = [o for o in outcomes if o.status == "failed"]
-        raise click.ClickException(f"{len(failed)} run{'s' if len(failed) > 1 else ''} failed (first: {failed[0].name}, log {failed[0].log}); "
+        runs = f"{len(failed)} run{'s' if len(failed) > 1 else ''}"
+        raise click.ClickException(f"{runs} failed (first: {failed[0].name}, log {failed[0].log}); "
                                    "fix the cause and rerun the same command to finish the sweep")
 
 
