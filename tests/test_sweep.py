@@ -95,6 +95,23 @@ def test_another_plan_in_the_same_directory_is_refused(tmp_path):
     assert (tmp_path / "out" / "plan.json").read_text() == before
 
 
+def test_the_same_recipe_elsewhere_is_the_same_plan_and_grows_it(tmp_path):
+    """A recipe given by name lies where rltx is installed: the same file copied to another folder
+    (an upgrade, another virtualenv) finishes and grows the stored plan; changed contents there do not."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
+    (tmp_path / "elsewhere").mkdir()
+    moved = sweep_file(tmp_path / "elsewhere")
+    invoke_ok("sweep", moved, "--out", tmp_path / "out", "--plan-only")
+    invoke_ok("sweep", moved, "--out", tmp_path / "out", "--plan-only", "--groups", "3")
+    assert len(json.loads((tmp_path / "out" / "plan.json").read_text())["groups"]) == 3
+    changed = sweep_file(tmp_path / "elsewhere", {**SECTION, "groups": 3, "seed": 1})
+    result = CliRunner().invoke(main, ["sweep", str(changed), "--out", str(tmp_path / "out"), "--plan-only"])
+    assert result.exit_code == 2 and "holds another plan" in result.output
+
+
 def test_a_plan_with_more_groups_and_seeds_extends_the_stored_one_and_a_smaller_one_is_refused(tmp_path):
     """A finished sweep can grow: the same recipe with more groups and seeds keeps every stored group
     and run unchanged and adds the others; going back to fewer would drop runs, so it is refused."""

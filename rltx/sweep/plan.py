@@ -264,12 +264,14 @@ def write_plan(plan: Plan) -> Path:
 
 def _extends(plan: dict, stored: dict) -> bool:
     """`plan` is `stored` (a plan written before plans kept their design has no "design"), or grows it:
-    the same recipe, folder and design (distributions, architectures, depths, labels), and each
-    stored group and run unchanged (a group's draws depend on its index only, a run's seeds on the
-    recipe's seed)."""
-    if {key: plan.get(key) for key in stored} == stored:
+    the same folder and design (distributions, architectures, depths, labels), and each stored group
+    (its recipe as written) and run unchanged (a group's draws depend on its index only, a run's
+    seeds on the recipe's seed). Where the recipe file lies is not compared: a recipe given by name
+    lies where rltx is installed, which an upgrade or another virtualenv moves."""
+    compared = [key for key in stored if key != "recipe"]
+    if {key: plan.get(key) for key in compared} == {key: stored[key] for key in compared}:
         return True
-    return all(plan[key] == stored.get(key) for key in ("recipe", "out", "design")) and \
+    return all(plan[key] == stored.get(key) for key in ("out", "design")) and \
         all(group in plan["groups"] for group in stored["groups"]) and all(run in plan["runs"] for run in stored["runs"])
 
 
