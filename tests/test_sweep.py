@@ -192,26 +192,6 @@ def test_killed_sweep_finishes_on_rerun_without_redoing_completed_runs(tmp_path)
     assert (out / "curves.h5").exists()
 
 
-def test_a_failed_run_ends_the_sweep_with_its_log_after_the_summary_of_the_rest(tmp_path):
-    """g00's pre-training meets an orphaned metrics.h5 and fails, its transfer is blocked; g01 completes.
-    The sweep prints g01's pair, skips the association lines (a blocked run has no record to check)
-    and ends in one line naming the failed run and its log, exit 1."""
-    from click.testing import CliRunner
-
-    from rltx.cli import main
-    out = tmp_path / "out"
-    damaged = out / "simple_cnn" / "g00" / "s3-pretrain"
-    damaged.mkdir(parents=True)
-    (damaged / "metrics.h5").write_bytes(b"left by another run")
-    result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1"])
-    assert result.exit_code == 1, result.output
-    assert "2 completed, 0 skipped, 1 failed, 1 blocked" in result.output and "simple_cnn/g01 " in result.output
-    assert "sampled values and transfer" not in result.output
-    assert result.output.strip().splitlines()[-1] == (f"Error: 1 run failed (first: simple_cnn/g00/s3-pretrain, log "
-                                                      f"{out / 'logs' / 'simple_cnn__g00__s3-pretrain.log'}); fix the "
-                                                      "cause and rerun the same command to finish the sweep")
-
-
 def test_reproduce_seeds_set_a_sweep_recipes_seeds_per_group(tmp_path, monkeypatch):
     """`rltx reproduce SWEEP --seeds 3` plans three consecutive seeds in every group (the sweep: section's
     count, which the pipeline reads; the recipe has 1); the planned runs are captured instead of trained."""
@@ -298,9 +278,12 @@ def test_a_plan_written_before_plans_kept_their_design_says_to_rerun_it_before_i
 def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associations(tmp_path):
     """`rltx reproduce SWEEP` end to end (3 tiny groups, 1 seed): the verdict has the fit line, the
     panel's scatter lines and its association line, and associations.h5 holds the values that vary;
-    then `rltx sweep` over the same folder, grown to 4 groups."""
+    then `rltx sweep` over the same folder, grown to 4 groups, then to 5 with a run that fails."""
+    from click.testing import CliRunner
+
     from rltx import store
     from rltx.analysis.results import read_result
+    from rltx.cli import main
     recipe = yaml.safe_load(sweep_file(tmp_path, {**SECTION, "groups": 3}).read_text())
     recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
@@ -327,6 +310,19 @@ def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associa
     swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs", "--groups", "4").output
     assert f"over 3 of 4 pairs (1 flagged run left out: rltx runs {tmp_path / 'out' / 'runs'}):" in swept
     assert "simple_cnn groups: over 3 groups, the AUC difference" in swept
+
+    # a fifth group whose pre-training meets an orphaned metrics.h5 fails, its transfer is blocked: the
+    # sweep prints the other groups' pairs, skips the association lines (a blocked run has no record to
+    # check) and ends in one line naming the failed run and its log, exit 1
+    runs = tmp_path / "out" / "runs"
+    (runs / "simple_cnn" / "g04" / "s3-pretrain").mkdir(parents=True)
+    (runs / "simple_cnn" / "g04" / "s3-pretrain" / "metrics.h5").write_bytes(b"left by another run")
+    failed = CliRunner().invoke(main, ["sweep", str(tmp_path / "sweep.yaml"), "--out", str(runs), "--groups", "5"])
+    assert failed.exit_code == 1 and "0 completed, 8 skipped, 1 failed, 1 blocked" in failed.output, failed.output
+    assert "simple_cnn/g03 " in failed.output and "sampled values and transfer" not in failed.output
+    assert failed.output.strip().splitlines()[-1] == (
+        f"Error: 1 run failed (first: simple_cnn/g04/s3-pretrain, log {runs / 'logs' / 'simple_cnn__g04__s3-pretrain.log'}"
+        "); fix the cause and rerun the same command to finish the sweep")
 
 
 def test_sweep_groups_and_seeds_options_set_the_sweep_section_and_grow_a_plan(tmp_path):
