@@ -346,8 +346,7 @@ def association_findings(context: Context, arrays: dict, counted: np.ndarray, pl
     from rltx.sweep.panels import ASSOCIATIONS_FILE, associations_result, panel_associations
     panels = panel_associations(plan, arrays, counted)
     context.store(associations_result(panels), ASSOCIATIONS_FILE)
-    return [verdicts.association_finding(f"{panel.panel}, {panel.architecture} groups", panel.tested)
-            for panel in panels]
+    return verdicts.panel_association_findings(panels)
 
 
 def fit_finding(context: Context, plan) -> verdicts.Finding:

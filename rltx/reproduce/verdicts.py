@@ -286,6 +286,11 @@ def association_finding(cell: str, associations) -> Finding:
                              f"{_association_numbers(strongest)})")
 
 
+def panel_association_findings(panels) -> list[Finding]:
+    """One association finding per panel and architecture (rltx.sweep.panels.PanelAssociations)."""
+    return [association_finding(f"{panel.panel}, {panel.architecture} groups", panel.tested) for panel in panels]
+
+
 def _association_phrase(association) -> str:
     if association.categorical:
         return (f"differs by {association.key}, highest with {association.highest} "

@@ -139,7 +139,7 @@ def _report_associations(plan, result) -> None:
     says them), over the pairs whose runs are all unflagged; every tested value in associations.h5."""
     from rltx.analysis.results import write_result
     from rltx.health import is_flagged
-    from rltx.reproduce.verdicts import association_finding
+    from rltx.reproduce.verdicts import panel_association_findings
     from rltx.sweep.panels import ASSOCIATIONS_FILE, associations_result, counted_pairs, panel_associations
     flagged = []
 
@@ -155,6 +155,6 @@ def _report_associations(plan, result) -> None:
     click.echo(f"sampled values and transfer, over {int(counted.sum())} of {len(counted)} pairs"
                + (f" ({len(flagged)} flagged run{'s' if len(flagged) > 1 else ''} left out: rltx runs {plan.out})"
                   if flagged else "") + ":")
-    for panel in panels:
-        click.echo("  " + association_finding(f"{panel.panel}, {panel.architecture} groups", panel.tested).line())
+    for finding in panel_association_findings(panels):
+        click.echo("  " + finding.line())
     click.echo(f"every tested value in {path}")
