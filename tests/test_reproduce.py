@@ -111,7 +111,8 @@ def test_table1_quick_tabulates_constructed_layers(tmp_path):
 
 def test_fig4_gaussian_quick_measures_f_sigma(tmp_path):
     out = tmp_path / "fig4"
-    verdict = reproduce("fig4_gaussian", out)
+    # the pipeline, not the science: 2 seeds of 300 steps (the profile's 4 of 1000 are in the README's table)
+    verdict = reproduce("fig4_gaussian", out, "--seeds", "2", "--set", "total_steps=300")
     sigma, tau = stored(out / "transfer_function.h5", "sigma"), stored(out / "transfer_function.h5", "tau")
     assert sigma.shape == tau.shape and sigma.shape[1] == 30  # one tau per eigenvalue of Sigma_x (E.1: d = 30)
     # sigma_i are the square roots of Sigma_x's eigenvalues: 0.1..3.0 up to sampling error
