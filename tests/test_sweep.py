@@ -3,6 +3,7 @@ commands, and a killed sweep finishing on rerun without redoing completed runs."
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -278,7 +279,8 @@ def test_a_plan_written_before_plans_kept_their_design_says_to_rerun_it_before_i
 def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associations(tmp_path):
     """`rltx reproduce SWEEP` end to end (3 tiny groups, 1 seed): the verdict has the fit line, the
     panel's scatter lines and its association line, and associations.h5 holds the values that vary;
-    then `rltx sweep` over the same folder, grown to 4 groups, then to 5 with a run that fails."""
+    then `rltx sweep` over the same folder, moved elsewhere and grown there to 4 groups, then to 5 with
+    a run that fails."""
     from click.testing import CliRunner
 
     from rltx import store
@@ -302,19 +304,25 @@ def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associa
     swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs").output
     assert "over 3 of 3 pairs:" in swept and f"  {line}\n" in swept and "6 skipped" in swept
     assert read_result(tmp_path / "out" / "runs" / "associations.h5").arrays["key"].tolist() == stored["key"].tolist()
-    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs", "--groups", "4").output
+
+    # the sweep folder moved (as from a cluster's scratch disk) is the same sweep: it grows there by a group,
+    # and the finished runs' pairs are found though their records name the old folder
+    runs = tmp_path / "moved"
+    shutil.move(tmp_path / "out" / "runs", runs)
+    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", runs, "--groups", "4").output
     assert "2 completed, 6 skipped, 0 failed, 0 blocked" in swept and "over 4 of 4 pairs:" in swept
     assert "simple_cnn groups: over 4 groups, the AUC difference" in swept
-    flagged = tmp_path / "out" / "runs" / "simple_cnn" / "g01" / "s3-pretrain"
+    assert all(str(tmp_path / "out") not in argument for run in json.loads((runs / "plan.json").read_text())["runs"]
+               for argument in run["argv"])
+    flagged = runs / "simple_cnn" / "g01" / "s3-pretrain"
     store.write_run_record(flagged, dataclasses.replace(store.read_run_record(flagged), health="diverged: planted"))
-    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "out" / "runs", "--groups", "4").output
-    assert f"over 3 of 4 pairs (1 flagged run left out: rltx runs {tmp_path / 'out' / 'runs'}):" in swept
+    swept = invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", runs, "--groups", "4").output
+    assert f"over 3 of 4 pairs (1 flagged run left out: rltx runs {runs}):" in swept
     assert "simple_cnn groups: over 3 groups, the AUC difference" in swept
 
     # a fifth group whose pre-training meets an orphaned metrics.h5 fails, its transfer is blocked: the
     # sweep prints the other groups' pairs, skips the association lines (a blocked run has no record to
     # check) and ends in one line naming the failed run and its log, exit 1
-    runs = tmp_path / "out" / "runs"
     (runs / "simple_cnn" / "g04" / "s3-pretrain").mkdir(parents=True)
     (runs / "simple_cnn" / "g04" / "s3-pretrain" / "metrics.h5").write_bytes(b"left by another run")
     failed = CliRunner().invoke(main, ["sweep", str(tmp_path / "sweep.yaml"), "--out", str(runs), "--groups", "5"])

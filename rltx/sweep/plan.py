@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shlex
 from pathlib import Path
 
@@ -245,7 +246,8 @@ def write_plan(plan: Plan) -> Path:
     path = out / PLAN_FILE
     text = json.dumps(_as_dict(plan), indent=1)
     planned = json.loads(text)
-    stored = _resolved(json.loads(_plan_text(path))) if path.exists() or path.is_symlink() else None
+    stored = _resolved(_relocated(json.loads(_plan_text(path)), plan.out)) \
+        if path.exists() or path.is_symlink() else None
     if stored is not None and not _extends(planned, stored):
         if "design" not in stored and _run_kinds(planned) == _run_kinds(stored) and \
                 _extends(planned, {**stored, "design": planned["design"]}):
@@ -273,6 +275,29 @@ def _extends(plan: dict, stored: dict) -> bool:
         return True
     return all(plan[key] == stored.get(key) for key in ("out", "design")) and \
         all(group in plan["groups"] for group in stored["groups"]) and all(run in plan["runs"] for run in stored["runs"])
+
+
+def _relocated(plan: dict, out: str) -> dict:
+    """A stored plan as if written at `out`: a sweep folder moved or copied elsewhere (from a cluster's
+    scratch disk, say) keeps its runs, so every path under the folder it was written at (group recipes,
+    run folders, the arguments naming them) is read under `out`. A transfer run's record still names its
+    source and its from-scratch partner at their old paths; `analyze curves` looks for the partner next
+    to it (rltx.analysis.curves)."""
+    old = plan.get("out")
+    if not isinstance(old, str) or old == out:
+        return plan
+
+    def moved(value):
+        if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+            return out + value[len(old):]
+        if isinstance(value, list):
+            return [moved(entry) for entry in value]
+        return value
+
+    def under_out(entry: dict, keys: tuple[str, ...]) -> dict:
+        return {**entry, **{key: moved(entry[key]) for key in keys if key in entry}}
+    return {**plan, "out": out, "groups": [under_out(group, ("recipe",)) for group in plan["groups"]],
+            "runs": [under_out(run, ("argv", "run_dirs")) for run in plan["runs"]]}
 
 
 def _resolved(plan: dict) -> dict:
