@@ -131,6 +131,31 @@ def test_a_transfer_begun_before_fresh_layer_seeds_claims_none_when_resumed(sour
     assert resumed.status == "completed" and "fresh_layers_seed" not in resumed.transfer
 
 
+def test_a_transfer_moved_with_its_source_resumes_there_and_another_source_is_refused(source_run):
+    """Runs moved or copied together (a reproduction's folder from a cluster to a laptop): an interrupted
+    transfer finishes from its source at the new path, since the source checkpoint is the same bytes (the
+    recorded sha256); a source at the new path with other bytes is another run, refused."""
+    import shutil
+    run = source_run / "moving"
+    assert invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", run,
+                  "--quiet").exit_code == 0
+    with h5py.File(run / store.RUN_FILE, "r+") as record:  # interrupted before its last step
+        record.attrs["status"] = "interrupted"
+    for place in ("moved", "altered"):
+        shutil.copytree(source_run / "source", source_run / place / "source")
+        shutil.copytree(run, source_run / place / "run")
+    resumed = invoke("transfer", source_run / "r.yaml", "--from", source_run / "moved" / "source",
+                     "--out", source_run / "moved" / "run", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert store.read_run_record(source_run / "moved" / "run").status == "completed"
+    with h5py.File(store.checkpoint_path(source_run / "altered" / "source", 20), "r+") as checkpoint:
+        checkpoint.attrs["edited"] = 1  # other bytes at the same step
+    other = invoke("transfer", source_run / "r.yaml", "--from", source_run / "altered" / "source",
+                   "--out", source_run / "altered" / "run", "--quiet")
+    assert other.exit_code == 2 and "holds another run (sources: " in other.output, other.output
+    assert store.read_run_record(source_run / "altered" / "run").status == "interrupted"
+
+
 def test_pretrained_conv_without_bias(source_run):
     result = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", source_run / "nb",
                     "--set", "transfer_layers=conv", "--set", "zero_transferred_biases=true", "--quiet")
