@@ -102,6 +102,21 @@ def check_distinct(paths, option: str) -> None:
         raise UsageError(f"{twice} is given twice to {option}; give each run once")
 
 
+def step_taken_from(transfer: Run, source_dir: Path) -> int | None:
+    """The step of `source_dir` that `transfer` started from, or None when it is not one of its sources:
+    a source named by its path, else (runs moved or copied together) one whose checkpoint at a recorded
+    step is the recorded bytes (sha256)."""
+    record, source_dir = transfer.record, Path(source_dir).resolve()
+    sources = [Path(p).resolve() for p in record.sources]
+    if source_dir in sources:
+        return int(record.from_steps[sources.index(source_dir)])
+    for step, digest in zip(record.from_steps, record.source_digests):
+        path = store.checkpoint_path(source_dir, int(step))
+        if path.exists() and store.checkpoint_sha256(source_dir, int(step)) == digest:
+            return int(step)
+    return None
+
+
 def check_source_unchanged(transfer: Run, source_dir: Path, step: int) -> None:
     """The checkpoint a transfer run started from must still be the one it recorded (sha256)."""
     sources = [Path(p).resolve() for p in transfer.record.sources]

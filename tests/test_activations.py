@@ -1,7 +1,9 @@
 """Activation statistics (Sec. 3, A.11, App. F) against hand-computed values and an explicit float64
 numpy forward pass (the oracles); the run-level analyses on tiny runs made with the CLI."""
 import json
+import shutil
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -228,8 +230,19 @@ def test_trajectory_across_the_switch(runs):
     np.testing.assert_array_equal(arrays["activation"][2:], transfer.arrays["0/mean_neuron_fraction"][1:])
 
 
-def test_trajectory_needs_the_transfers_own_source(runs):
+def test_trajectory_needs_the_transfers_own_source(runs, tmp_path):
     with pytest.raises(UsageError, match="was not transferred from"):
         analyze_trajectory(runs / "other", runs / "post", num_examples=8)
+    # moved together, the source is known by its step-10 checkpoint's recorded sha256, not by its path
+    for name in ("pre", "post"):
+        shutil.copytree(runs / name, tmp_path / "moved" / name)
+    moved = analyze_trajectory(tmp_path / "moved" / "pre", tmp_path / "moved" / "post", num_examples=8)
+    original = analyze_trajectory(runs / "pre", runs / "post", num_examples=8)
+    assert int(moved.arrays["switch_step"]) == 10
+    np.testing.assert_array_equal(moved.arrays["activation"], original.arrays["activation"])
+    with h5py.File(store.checkpoint_path(tmp_path / "moved" / "pre", 10), "r+") as checkpoint:
+        checkpoint.attrs["edited"] = 1  # other bytes: no longer the source
+    with pytest.raises(UsageError, match="was not transferred from"):
+        analyze_trajectory(tmp_path / "moved" / "pre", tmp_path / "moved" / "post", num_examples=8)
     with pytest.raises(UsageError, match="not a transfer"):
         analyze_trajectory(runs / "pre", runs / "other", num_examples=8)

@@ -1,6 +1,7 @@
 """Transfer: rescaling (A.4), which weights move (A.9, A.10), covariance sampling (Sec. 2.4),
 fresh downstream data (A.1), and the Figure 5 comparison end to end from the CLI."""
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -135,7 +136,6 @@ def test_a_transfer_moved_with_its_source_resumes_there_and_another_source_is_re
     """Runs moved or copied together (a reproduction's folder from a cluster to a laptop): an interrupted
     transfer finishes from its source at the new path, since the source checkpoint is the same bytes (the
     recorded sha256); a source at the new path with other bytes is another run, refused."""
-    import shutil
     run = source_run / "moving"
     assert invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", run,
                   "--quiet").exit_code == 0

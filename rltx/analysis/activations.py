@@ -76,7 +76,7 @@ import tensorflow as tf
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.models import HEAD
-from rltx.runs import Run, check_source_unchanged, examples, model_at, open_run, select_steps
+from rltx.runs import Run, check_source_unchanged, examples, model_at, open_run, select_steps, step_taken_from
 
 CONV_NEURONS = ("position", "channel")
 WHICH = ("test", "train")
@@ -222,17 +222,17 @@ def analyze_activations(run_paths, *, step: int | None = None, all_steps: bool =
 
 
 def switch_step_of(pretrain: Run, transfer: Run) -> int:
-    """The step of `pretrain` that `transfer` started from (its identity names its sources)."""
+    """The step of `pretrain` that `transfer` started from (`step_taken_from`: by path, or by the checkpoint
+    sha256 its record holds)."""
     identity = transfer.record.identity
     if transfer.kind != "transfer" or "sources" not in identity:
         raise UsageError(f"{transfer.run_dir} is a {transfer.kind} run, not a transfer; pass a run made by "
                          f"`rltx transfer --from {pretrain.run_dir}`")
-    sources = [Path(source).resolve() for source in transfer.record.sources]
-    from_steps = transfer.record.from_steps
-    if pretrain.run_dir not in sources:
+    step = step_taken_from(transfer, pretrain.run_dir)
+    if step is None:
         raise UsageError(f"{transfer.run_dir} was not transferred from {pretrain.run_dir} (its sources: "
-                         f"{', '.join(map(str, sources))}); pass the pre-training run it came from")
-    return int(from_steps[sources.index(pretrain.run_dir)])
+                         f"{', '.join(transfer.record.sources)}); pass the pre-training run it came from")
+    return step
 
 
 def analyze_trajectory(pretrain_run, transfer_run, *, num_examples: int = 5000, which: str = "test",
