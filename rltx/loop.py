@@ -301,20 +301,10 @@ def _start(run_dir: Path, identity: dict, resume: bool):
     for name in identity.keys() - stored.keys():  # added to rltx after the run was made: it ran with the default
         if (default := key_default(name)) is not MISSING:
             stored[name] = default
-    changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v
-               and not (k == "sources" and _moved_sources(stored, identity))]
+    changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
     if changed:
         raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); choose another --out")
     return record
-
-
-def _moved_sources(stored: dict, identity: dict) -> bool:
-    """A transfer's sources at other paths are the same sources when their checkpoints are the same bytes
-    at the same steps (the recorded sha256): the runs were moved or copied together, e.g. a reproduction's
-    folder from a cluster to a laptop. A record without digests (older rltx) cannot show it."""
-    digests = stored.get("source_digests")
-    return bool(digests) and digests not in ("[]", "null") and digests == identity.get("source_digests") \
-        and stored.get("from_step") == identity.get("from_step")
 
 
 def _refuse_orphans(run_dir: Path) -> None:

@@ -168,16 +168,16 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     runs = [("transfer", run_dir)] if source_runs else [("scratch", run_dir)]
     if source_runs and with_baseline:
         runs.append(("scratch", Path(f"{run_dir}-scratch")))
+    checked = {directory: _recorded_links(directory, links) for _, directory in runs}
     for kind, directory in runs:  # every output checked before any of them trains (--with-baseline)
-        _check_sources_unchanged(directory, links)
-        loop.check_directory(directory, {**recipe.to_dict(), **links, "kind": kind}, resume)
+        loop.check_directory(directory, {**recipe.to_dict(), **checked[directory], "kind": kind}, resume)
     summaries = []
     for kind, directory in runs:
         paired = [str(d.resolve()) for k, d in runs if d != directory]
         identity = {**links, "kind": kind}
         fine_tuning = FineTuning(recipe, kind, source_runs, samples, examples, identity, paired)
-        summaries.append(loop.run(directory, {**recipe.to_dict(), **identity}, fine_tuning.prepare, resume=resume,
-                                  reporter=reporter))
+        summaries.append(loop.run(directory, {**recipe.to_dict(), **checked[directory], "kind": kind},
+                                  fine_tuning.prepare, resume=resume, reporter=reporter))
     return summaries
 
 
@@ -197,15 +197,24 @@ def _check_init_beside_sources(recipe: Recipe, input_shape: tuple[int, ...], wit
                      + (", and every layer of the from-scratch pair" if with_baseline else ""))
 
 
-def _check_sources_unchanged(run_dir: Path, links: dict) -> None:
-    """A resumed transfer must start from the very checkpoints it recorded (their sha256)."""
+def _recorded_links(run_dir: Path, links: dict) -> dict:
+    """The source links a rerun into `run_dir` is checked against (`loop.run`'s identity). A resumed transfer
+    must start from the very checkpoints it recorded (their sha256): at the recorded paths with other bytes
+    it is refused; at other paths with the recorded bytes and steps (runs moved or copied together, e.g. a
+    reproduction's folder from a cluster to a laptop) they are the recorded sources. A record without
+    digests (older rltx) cannot show that."""
     if not os.path.exists(run_dir / store.RUN_FILE):  # False also for a path the file system refuses
-        return
+        return links
     identity = store.read_run_record(run_dir).identity
-    if identity.get("sources") == links["sources"] and identity.get("from_step") == links["from_step"] \
-            and identity.get("source_digests", links["source_digests"]) != links["source_digests"]:
+    if identity.get("from_step") != links["from_step"]:
+        return links
+    if identity.get("sources") == links["sources"] and \
+            identity.get("source_digests", links["source_digests"]) != links["source_digests"]:
         raise UsageError(f"a source checkpoint of {run_dir} changed since that transfer began (its sha256 differs "
                          "from the recorded one); restore the original source run or choose another --out")
+    if identity.get("source_digests") == links["source_digests"]:
+        return {**links, "sources": identity.get("sources")}
+    return links
 
 
 @dataclass(frozen=True)
