@@ -42,7 +42,7 @@ from rltx import store
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.models import HEAD
-from rltx.runs import Run, check_same_model, open_run, select_steps
+from rltx.runs import Run, check_same_model, located_source, open_run, select_steps
 
 REFERENCES = ("init", "source")
 
@@ -95,12 +95,12 @@ class _Source:
                                  "first layer (transfer_mode: covariance); use reference='init'")
             return
         self.layers = record.transferred_layers
-        source, step = Path(sources[0]), int(steps[0])
-        if not (source / store.RUN_FILE).exists():
+        source, step = located_source(run), int(steps[0])
+        if source is None:
             if required:
-                raise UsageError(f"the source run {source} of {run.run_dir} is not found; restore it there or use "
-                                 "reference='init'")
-            self.missing = str(source)
+                raise UsageError(f"the source run {sources[0]} of {run.run_dir} is not found (nor next to it); "
+                                 "restore it there or use reference='init'")
+            self.missing = sources[0]
             return
         path = store.checkpoint_path(source, step)
         if path.exists() and digests and store.checkpoint_sha256(source, step) != digests[0]:
