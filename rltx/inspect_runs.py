@@ -85,9 +85,14 @@ def _summary_row(run_dir: Path, record: store.RunRecord, metrics: list[dict], st
             "reason": record.error, "health": record.health}
 
 
-def _sources(record: store.RunRecord) -> list[dict]:
-    return [{"run": run, "step": step, "sha256": digest}
-            for run, step, digest in zip(record.sources, record.from_steps, record.source_digests)]
+def _sources(run_dir: Path, record: store.RunRecord) -> list[dict]:
+    """The recorded sources, each with where it is now (`store.located_source`: moved runs are found
+    next to the transfer by their checkpoint's sha256; None when it is nowhere)."""
+    sources = []
+    for i, (run, step, digest) in enumerate(zip(record.sources, record.from_steps, record.source_digests)):
+        now = store.located_source(run_dir, record, i)
+        sources.append({"run": run, "step": step, "sha256": digest, "now": None if now is None else str(now)})
+    return sources
 
 
 def _samples(samples: dict[str, np.ndarray]) -> dict:
@@ -114,12 +119,13 @@ def resume_command(run_dir: Path, record: store.RunRecord) -> str:
     run_dir = Path(run_dir)
     if record.kind == "pretrain":
         return f"rltx pretrain {shlex.quote(str(run_dir / store.RUN_FILE))}"
-    sources = _sources(record)
+    sources = _sources(run_dir, record)
     paired = record.paired_with
     out, baseline = run_dir, ""
     if sources and paired:  # a pair resumes together: its transfer with --with-baseline
-        out, baseline = (Path(paired[0]) if record.kind == "scratch" else run_dir), " --with-baseline"
-    froms = " ".join(f"--from {shlex.quote(s['run'])}" for s in sources) or "--from scratch"
+        partner = store.located_partner(run_dir, paired[0]) or Path(paired[0])
+        out, baseline = (partner if record.kind == "scratch" else run_dir), " --with-baseline"
+    froms = " ".join(f"--from {shlex.quote(s['now'] or s['run'])}" for s in sources) or "--from scratch"
     steps = {s["step"] for s in sources}
     from_step = f" --from-step {steps.pop()}" if len(steps) == 1 else ""
     return (f"rltx transfer {shlex.quote(str(out / store.RUN_FILE))} {froms}{from_step}{baseline} "
@@ -136,7 +142,7 @@ def details(run_dir: Path) -> dict:
         raise UsageError(f"{run_dir} is a file, not a run; give a run directory (or RUN/run.h5)")
     record, metrics, state_step, status = _read(run_dir)  # `runs` lists a damaged run; `show` names the file
     return {**_summary_row(run_dir, record, metrics, state_step, status), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
-            "sources": _sources(record), "samples": _samples(record.samples),
+            "sources": _sources(run_dir, record), "samples": _samples(record.samples),
             "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
             "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),
             "environment": record.environment, "resume_command": resume_command(run_dir, record)}
@@ -188,6 +194,13 @@ def _number(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _whereabouts(source: dict) -> str:
+    """A source no longer at its recorded path: where it is now, or that it is missing."""
+    if source["now"] is None:
+        return "  (not found)"
+    return "" if Path(source["now"]) == Path(source["run"]) else f"  (moved: now {source['now']})"
+
+
 def details_text(info: dict) -> str:
     """`rltx show` as text: one section per part of the run."""
     status = info["status"] + (f" ({info['reason']})" if info["reason"] else "")
@@ -199,7 +212,7 @@ def details_text(info: dict) -> str:
              f"checkpoints: {', '.join(map(str, info['checkpoints'])) or 'none yet'}"]
     if info["sources"]:
         lines.append("sources:")
-        lines += [f"  {s['run']} at step {s['step']}  sha256 {s['sha256']}" for s in info["sources"]]
+        lines += [f"  {s['run']} at step {s['step']}  sha256 {s['sha256']}{_whereabouts(s)}" for s in info["sources"]]
     if info["transfer"]:
         lines.append("transfer:")
         lines += [f"  {key}: {_number(value)}" for key, value in info["transfer"].items()]

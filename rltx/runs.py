@@ -117,22 +117,6 @@ def step_taken_from(transfer: Run, source_dir: Path) -> int | None:
     return None
 
 
-def located_source(transfer: Run, index: int = 0) -> Path | None:
-    """Where source `index` of `transfer` is now: at its recorded path, else (runs moved together, as a
-    sweep's or a reproduction's folder) the run of the same name next to the transfer, when its
-    checkpoint at the recorded step is the recorded bytes (sha256); None when neither is there."""
-    record = transfer.record
-    recorded = Path(record.sources[index])
-    if (recorded / store.RUN_FILE).exists():
-        return recorded
-    beside, step = transfer.run_dir.parent / recorded.name, record.from_steps[index]
-    path = store.checkpoint_path(beside, step)
-    if index < len(record.source_digests) and path.exists() \
-            and store.checkpoint_sha256(beside, step) == record.source_digests[index]:
-        return beside
-    return None
-
-
 def check_source_unchanged(transfer: Run, source_dir: Path, step: int) -> None:
     """The checkpoint a transfer run started from must still be the one it recorded (sha256)."""
     sources = [Path(p).resolve() for p in transfer.record.sources]

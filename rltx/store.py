@@ -488,6 +488,27 @@ def checkpoint_sha256(run_dir: Path, step: int) -> str:
     return hashlib.sha256(checkpoint_path(Path(run_dir), step).read_bytes()).hexdigest()
 
 
+def located_source(run_dir: Path, record: RunRecord, index: int = 0) -> Path | None:
+    """Where source `index` of the transfer in `run_dir` is now: next to it under the recorded name when
+    that run's checkpoint at the recorded step has the recorded sha256 (runs moved or copied together,
+    as a sweep's folder), else at the recorded path; None when neither holds a run."""
+    recorded, step, digests = Path(record.sources[index]), record.from_steps[index], record.source_digests
+    beside = Path(run_dir).resolve().parent / recorded.name
+    if beside != recorded.resolve() and index < len(digests) and checkpoint_path(beside, step).exists() \
+            and checkpoint_sha256(beside, step) == digests[index]:
+        return beside
+    return recorded if (recorded / RUN_FILE).exists() else None
+
+
+def located_partner(run_dir: Path, recorded: str) -> Path | None:
+    """The run paired with the one in `run_dir` (`paired_with`): next to it under the recorded name (a
+    pair moved or copied together), else at the recorded path; None when neither holds a run."""
+    for candidate in (Path(run_dir).resolve().parent / Path(recorded).name, Path(recorded)):
+        if (candidate / RUN_FILE).exists():
+            return candidate
+    return None
+
+
 def write_checkpoint(run_dir: Path, step: int, weights: dict[str, np.ndarray]) -> None:
     """Kept weights at `step`, keyed by variable path ('conv_0/kernel')."""
     (run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)

@@ -88,7 +88,8 @@ def test_show_gives_the_reason_sources_with_sha256_and_a_resume_command_that_wor
     shown = json.loads(invoke_ok("show", runs / "tr", "--json").output)
     checkpoint = store.checkpoint_path(runs / "done", 40)
     assert shown["sources"] == [{"run": str((runs / "done").resolve()), "step": 40,
-                                 "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()}]
+                                 "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+                                 "now": str((runs / "done").resolve())}]
     assert shown["samples"]["downstream_labels"] == {"count": TINY["num_examples_downstream"], "classes": 3}
     assert yaml.safe_load(shown["recipe_yaml"])["total_steps_downstream"] == 10
     text = invoke_ok("show", runs / "broken").output
@@ -160,7 +161,7 @@ def test_run_times_are_iso_8601_and_old_float_times_still_read(tmp_path):
     assert store.read_run_record(tmp_path).created == 1796187429.25
 
 
-def test_the_resume_command_of_a_paired_transfer_resumes_its_baseline_too():
+def test_the_resume_command_of_a_paired_transfer_resumes_its_baseline_too(tmp_path):
     from rltx.inspect_runs import resume_command
     identity = {"sources": json.dumps(["/r/source"]), "from_step": json.dumps([40]),
                 "source_digests": json.dumps(["0" * 64])}
@@ -171,3 +172,9 @@ def test_the_resume_command_of_a_paired_transfer_resumes_its_baseline_too():
     expected = "rltx transfer /r/t/run.h5 --from /r/source --from-step 40 --with-baseline --out /r/t"
     assert resume_command(Path("/r/t"), transfer) == expected
     assert resume_command(Path("/r/t-scratch"), scratch) == expected
+    # the pair moved together (its records still name /r): the scratch run resumes its transfer where it is now
+    for name, record in (("t", transfer), ("t-scratch", scratch)):
+        (tmp_path / name).mkdir()
+        store.write_run_record(tmp_path / name, record)
+    moved = f"rltx transfer {tmp_path}/t/run.h5 --from /r/source --from-step 40 --with-baseline --out {tmp_path}/t"
+    assert resume_command(tmp_path / "t-scratch", scratch) == moved

@@ -1,6 +1,7 @@
 """Transfer: rescaling (A.4), which weights move (A.9, A.10), covariance sampling (Sec. 2.4),
 fresh downstream data (A.1), and the Figure 5 comparison end to end from the CLI."""
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -144,8 +145,14 @@ def test_a_transfer_moved_with_its_source_resumes_there_and_another_source_is_re
     for place in ("moved", "altered"):
         shutil.copytree(source_run / "source", source_run / place / "source")
         shutil.copytree(run, source_run / place / "run")
-    resumed = invoke("transfer", source_run / "r.yaml", "--from", source_run / "moved" / "source",
-                     "--out", source_run / "moved" / "run", "--quiet")
+    shown = json.loads(invoke("show", source_run / "moved" / "run", "--json").output)
+    moved_source = str((source_run / "moved" / "source").resolve())
+    assert shown["sources"][0]["run"] == str((source_run / "source").resolve())  # as recorded
+    assert shown["sources"][0]["now"] == moved_source  # found beside the run by its sha256
+    assert "(moved: now " in invoke("show", source_run / "moved" / "run").output
+    command = shlex.split(shown["resume_command"])  # the command `rltx show` prints names the copy
+    assert command[command.index("--from") + 1] == moved_source
+    resumed = invoke(*command[1:], "--quiet")
     assert resumed.exit_code == 0, resumed.output
     assert store.read_run_record(source_run / "moved" / "run").status == "completed"
     with h5py.File(store.checkpoint_path(source_run / "altered" / "source", 20), "r+") as checkpoint:

@@ -182,25 +182,19 @@ def _scratch_on_same_data(curve: _Curve, by_path: dict[str, _Curve]) -> _Curve |
 
 
 def _partner(curve: _Curve, by_path: dict[str, _Curve]) -> _Curve | None:
-    """The scratch run paired with a transfer run: the one it names, among the inputs, else on disk
-    (at the stored path, or next to the transfer run under the same name when the runs were moved
-    together); without one, the scratch run among the inputs trained on the same data."""
+    """The scratch run paired with a transfer run: the one it names (`store.located_partner`: next to it
+    when the pair was moved or copied together, else at the stored path), taken from the inputs when
+    given there; without one, the scratch run among the inputs trained on the same data."""
     paired = curve.record.paired_with
     if not paired:
         return _scratch_on_same_data(curve, by_path)
-    stored = Path(paired[0])
-    for candidate in (stored, curve.run.run_dir.parent / stored.name):
-        key = str(candidate.resolve())
-        if key in by_path:
-            partner = by_path[key]
-        elif (candidate / store.RUN_FILE).exists():
-            partner = _load_curve(candidate)
-        else:
-            continue
-        check_same_model([curve.run, partner.run], "a pre-trained / from-scratch pair")
-        return partner
-    raise UsageError(f"the scratch run {stored} paired with {curve.run.run_dir} is not found (nor next to it); "
-                     "restore it or pass its directory among the runs")
+    found = store.located_partner(curve.run.run_dir, paired[0])
+    if found is None:
+        raise UsageError(f"the scratch run {paired[0]} paired with {curve.run.run_dir} is not found (nor next to "
+                         "it); restore it or pass its directory among the runs")
+    partner = by_path.get(str(found.resolve())) or _load_curve(found)
+    check_same_model([curve.run, partner.run], "a pre-trained / from-scratch pair")
+    return partner
 
 
 def analyze_curves(run_paths, *, group_by="auto") -> Result:

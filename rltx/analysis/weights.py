@@ -42,7 +42,7 @@ from rltx import store
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.models import HEAD
-from rltx.runs import Run, check_same_model, located_source, open_run, select_steps
+from rltx.runs import Run, check_same_model, open_run, select_steps
 
 REFERENCES = ("init", "source")
 
@@ -95,7 +95,7 @@ class _Source:
                                  "first layer (transfer_mode: covariance); use reference='init'")
             return
         self.layers = record.transferred_layers
-        source, step = located_source(run), int(steps[0])
+        source, step = store.located_source(run.run_dir, record), int(steps[0])
         if source is None:
             if required:
                 raise UsageError(f"the source run {sources[0]} of {run.run_dir} is not found (nor next to it); "
