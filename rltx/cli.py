@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from rltx import native_stderr
-from rltx.cli_options import PROFILE_OPTION, SET_OPTION, comma_list
+from rltx.cli_options import PROFILE_OPTION, RECIPE_ARGUMENT, SET_OPTION, comma_list
 from rltx.cluster import check_environment
 from rltx.config import describe_keys
 from rltx.errors import UsageError, shorten
@@ -156,17 +156,6 @@ def run() -> None:
     main(obj=PROGRAM)
 
 
-def _recipe_path(_context, _parameter, value: str) -> Path:
-    """A recipe file or run.h5 by path, or an installed recipe by name (quickstart, fig5, ...)."""
-    path = Path(value)
-    if path.exists() or path.suffix in (".yaml", ".yml", ".h5"):
-        return path
-    from rltx.reproduce import find_recipe
-    return find_recipe(value)
-
-
-RECIPE_ARGUMENT = click.argument("recipe", callback=_recipe_path, metavar="RECIPE",
-                                 type=click.Path(dir_okay=False))
 INIT_OPTION = click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
                            help="Initial weights from `rltx construct-init` (sets the recipe key init_file).")
 
@@ -212,6 +201,11 @@ def _train_and_report(label: str, quiet: bool, train) -> list:
     return summaries
 
 
+def _default_out(recipe: Path, name: str) -> Path:
+    """Where a run goes without --out: a given run.h5's own directory (the run resumes), else runs/NAME."""
+    return recipe.parent if recipe.suffix == ".h5" else Path("runs") / name
+
+
 @main.command(epilog=_keys_help(), short_help="Pre-train a model on (random) labels (A.1-A.3).")
 @RECIPE_ARGUMENT
 @run_options
@@ -223,7 +217,7 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
     """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file, a recipe name
     (`rltx recipe list`) or a run.h5."""
     config = load_recipe(recipe, overrides + _init_override(init), profile)
-    out = out or (recipe.parent if recipe.suffix == ".h5" else Path("runs") / recipe.stem)
+    out = out or _default_out(recipe, recipe.stem)
     check_environment()  # before TensorFlow loads
     from rltx.pretrain import pretrain as run_pretrain
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
@@ -239,7 +233,8 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
               help="Also train the paired from-scratch run into OUT-scratch (same data, seed, fresh layers).")
 @run_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory [default: runs/<recipe name>-transfer, or -scratch].")
+              help="Run directory [default: runs/<recipe name>-transfer, or -scratch, or the directory of a given "
+                   "run.h5].")
 @INIT_OPTION
 def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with_baseline: bool,
              overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool, profile: str | None,
@@ -253,7 +248,7 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
         option = "--from-step picks a source checkpoint" if from_step is not None else \
             "--with-baseline adds the from-scratch run of a transfer"
         raise UsageError(f"{option}; a run from scratch has no source: drop it, or give --from RUN")
-    out = out or Path("runs") / f"{recipe.stem}-{'scratch' if scratch else 'transfer'}"
+    out = out or _default_out(recipe, f"{recipe.stem}-{'scratch' if scratch else 'transfer'}")
     check_environment()  # before TensorFlow loads
     from rltx.transfer import transfer as run_transfer
     paths = [] if scratch else [Path(s) for s in sources]

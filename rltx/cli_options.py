@@ -1,8 +1,9 @@
-"""The options that several commands share, declared once: `--set KEY=VALUE`, `--profile`, a
-finite number range, and comma-separated lists of numbers."""
+"""The options that several commands share, declared once: the RECIPE argument, `--set KEY=VALUE`,
+`--profile`, a finite number range, and comma-separated lists of numbers."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 
@@ -12,6 +13,19 @@ SET_OPTION = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override a recipe key (value read as YAML); repeatable.")
 PROFILE_OPTION = click.option("--profile", metavar="NAME",
                               help="Apply the recipe's profile NAME (e.g. quick: scaled down for a CPU) before --set.")
+
+
+def _recipe_path(_context, _parameter, value: str) -> Path:
+    """A recipe file or run.h5 by path, or an installed recipe by name (quickstart, fig5, ...)."""
+    path = Path(value)
+    if path.exists() or path.suffix in (".yaml", ".yml", ".h5"):
+        return path
+    from rltx.reproduce import find_recipe  # the recipe folders; kept out of `rltx --help`
+    return find_recipe(value)
+
+
+RECIPE_ARGUMENT = click.argument("recipe", callback=_recipe_path, metavar="RECIPE",
+                                 type=click.Path(dir_okay=False))
 
 
 class FiniteRange(click.FloatRange):

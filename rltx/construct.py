@@ -31,7 +31,7 @@ from rltx.health import is_flagged
 from rltx.loop import weights_of
 from rltx.models import conv_layers, init_scale_mismatch
 from rltx.progress import Reporter
-from rltx.runs import check_distinct, check_same_model, kernel_filters, open_run
+from rltx.runs import check_distinct, check_distinct_checkpoints, check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
 from rltx.transfer import rescaled_samples, rescaling_norm
@@ -159,6 +159,9 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
             reporter.message(f"warning: run {run.run_dir} {mismatch}")
         if is_flagged(run.record.health):
             reporter.message(f"warning: run {run.run_dir} is {run.record.health}; its filters are used as they are")
+    if len(opened) > 1:
+        check_distinct_checkpoints([(run.run_dir, store.checkpoint_sha256(run.run_dir, run.steps[-1]))
+                                    for run in opened], "--covariance-from")
     filters = [kernel_filters(run, run.steps[-1], layer) for run in opened]
     sigma_w = filter_covariance(filters)
     target = model.get_layer(layer)

@@ -361,11 +361,11 @@ def _remove_leftovers(run_dir: Path, created: bool, had_lock: bool) -> None:
 
 def _completed_summary(run_dir: Path, reporter: Reporter) -> RunSummary:
     """A rerun of a completed run does nothing and reports its final metrics."""
-    reporter.message(f"{run_dir} is already completed; nothing to do")
     metrics = store.read_metrics(run_dir)
     if not metrics:
         raise UsageError(f"{run_dir} is marked completed but has no {store.METRICS_FILE}: the run is damaged; "
                          "restore that file or train it again into another --out")
+    reporter.message(f"{run_dir} is already completed; nothing to do")
     return RunSummary(run_dir, "completed", metrics[-1]["step"], metrics[-1])
 
 

@@ -102,6 +102,17 @@ def check_distinct(paths, option: str) -> None:
         raise UsageError(f"{twice} is given twice to {option}; give each run once")
 
 
+def check_distinct_checkpoints(runs_and_digests, option: str) -> None:
+    """Each source once by content too: a copy of a run (the same checkpoint bytes, sha256) would also
+    count twice in a pooled Sigma_w."""
+    seen = {}
+    for run_dir, digest in runs_and_digests:
+        if digest in seen:
+            raise UsageError(f"{run_dir} holds the same checkpoint as {seen[digest]} (equal sha256: a copy); give "
+                             f"each run once to {option}")
+        seen[digest] = run_dir
+
+
 def step_taken_from(transfer: Run, source_dir: Path) -> int | None:
     """The step of `source_dir` that `transfer` started from, or None when it is not one of its sources:
     a source named by its path, else (runs moved or copied together) one whose checkpoint at a recorded

@@ -147,6 +147,14 @@ def make_directory(directory: Path) -> None:
         raise write_failure(directory, error) from None
 
 
+def remove_empty_folders(top: Path) -> None:
+    """Remove `top` and every folder under it that holds nothing, deepest first (what a refused command
+    made before it was refused); a folder holding a file stays, and no file is touched."""
+    for directory, _, _ in os.walk(top, topdown=False):
+        with contextlib.suppress(OSError):
+            Path(directory).rmdir()
+
+
 def check_output(path: Path, is_same_kind, what: str) -> None:
     """Refuse an output file inside a run directory (or its checkpoints/), or in place of an existing
     file that is not `what` (`is_same_kind(path)` says whether it is): replacing a result of the same
@@ -226,8 +234,12 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def open_h5(path: Path, missing_fix: str = "check the run directory") -> h5py.File:
-    """Open a stored file for reading, with a fixable error for missing or damaged files."""
+def open_h5(path: Path, missing_fix: str = "check the run directory", expected: str = "a run written by rltx") \
+        -> h5py.File:
+    """Open a stored file for reading, with a fixable error for missing, damaged or misplaced files
+    (`expected` says what belongs there)."""
+    if Path(path).is_dir():
+        raise UsageError(f"{path} is a folder, not a file; give {expected}")
     try:
         return h5py.File(path, "r")
     except FileNotFoundError:
@@ -236,7 +248,7 @@ def open_h5(path: Path, missing_fix: str = "check the run directory") -> h5py.Fi
         raise UsageError(f"{path}: permission denied; give this user read access (chmod / chown)") from None
     except OSError:
         raise UsageError(f"{path} is not a readable HDF5 file (truncated or another format); "
-                         "point to a run written by rltx") from None
+                         f"give {expected}") from None
 
 
 def string_array(values) -> np.ndarray:
@@ -656,7 +668,8 @@ def write_init(path: Path, recipe_yaml: str, weights: dict[str, np.ndarray], rec
 
 
 def read_init_weights(path: Path) -> dict[str, np.ndarray]:
-    with open_h5(Path(path), "check the path, or build an init file with `rltx construct-init RECIPE -o FILE`") as handle:
+    with open_h5(Path(path), "check the path, or build an init file with `rltx construct-init RECIPE -o FILE`",
+                 "an init file written by `rltx construct-init`") as handle:
         if not (isinstance(handle.get("weights"), h5py.Group) and "construction" in handle):
             raise UsageError(f"{path} is not an init file of `rltx construct-init`; build one with it")
         return read_arrays(handle["weights"])

@@ -29,7 +29,7 @@ from rltx.health import is_flagged
 from rltx.loop import RunSummary, assign_weights, weights_of
 from rltx.models import ARCHITECTURES, conv_layers, init_scale_mismatch, transferable_layers
 from rltx.progress import Reporter
-from rltx.runs import Checkpoint, check_distinct, open_checkpoint
+from rltx.runs import Checkpoint, check_distinct, check_distinct_checkpoints, open_checkpoint
 from rltx.tasks import build_recipe_model, downstream_samples, load_examples, open_recipe_source
 
 
@@ -140,6 +140,7 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     run_dir, reporter = Path(run_dir), reporter or Reporter()
     check_distinct(sources, "--from")
     source_runs = [open_checkpoint(path, from_step) for path in sources]
+    check_distinct_checkpoints([(s.run_dir, s.digest) for s in source_runs], "--from")
     check_compatible(recipe, source_runs)
     for source in source_runs:
         mismatch = init_scale_mismatch(source.rltx_version, source.recipe.init_scale, recipe.init_scale)

@@ -265,9 +265,9 @@ def test_distance_between_two_runs(runs):
 
 
 def test_fixable_errors(runs, tmp_path):
-    with pytest.raises(UsageError, match="reference='source' needs a transfer run.*pretrain"):
+    with pytest.raises(UsageError, match="--reference source needs a transfer run.*pretrain"):
         analyze_weights([runs / "pre0"], reference="source")
-    with pytest.raises(UsageError, match="reference='source' needs a transfer run.*scratch"):
+    with pytest.raises(UsageError, match="--reference source needs a transfer run.*scratch"):
         analyze_weights([runs / "sweep" / "t0-scratch"], reference="source")
     with pytest.raises(UsageError, match="layers differ between"):  # 4 upstream classes vs 3 downstream
         analyze_weights([runs / "sweep" / "t0"], other=runs / "pre0")

@@ -827,3 +827,45 @@ def test_sources_given_twice_unfinished_or_flagged_are_refused_or_named(work):
     built = invoke_ok("construct-init", work / "tiny.yaml", "--covariance-from", flagged, "--layers", "1",
                       "-o", work / "from_flagged.h5")
     assert f"warning: run {flagged} is diverged: loss 9.1" in built.output
+
+
+def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behind(work):
+    """Found by a reviewer trying rltx as a new user: each gave a line that named another problem or a
+    wrong fix (two lines for a damaged completed run), a copy of a run was pooled twice, a transfer of no
+    layer ran as a transfer, a refused reproduction left empty folders, and `rltx sweep` took no recipe name."""
+    no_metrics = copy_of(work, "no_metrics")
+    (no_metrics / store.METRICS_FILE).unlink()
+    copy_of(work, "base_copy")
+    invoke_ok("transfer", work / "tiny.yaml", "--from", work / "base", "--out", work / "slip_tr", "--quiet")
+    results = run_cases(work, {
+        "completed, no metrics": (("pretrain", "tiny.yaml", "--out", "no_metrics"), None),
+        "result is a folder": (("plot", "auc-scatter", "base", "-o", "scatter.png"), None),
+        "table suffix": (("plot", "table", "base", "-o", "table.txt"), None),
+        "roles swapped": (("analyze", "activation-trajectory", "slip_tr", "base"), None),
+        "reference source": (("analyze", "weights", "base", "--reference", "source"), None),
+        "init is a recipe": (("pretrain", "tiny.yaml", "--init", "tiny.yaml", "--out", "init_yaml"), None),
+        "unknown dataset": (("pretrain", "tiny.yaml", "--set", "dataset=cifar11", "--out", "cifar11"), None),
+        "copy pooled": (("construct-init", "tiny.yaml", "--covariance-from", "base", "--covariance-from", "base_copy",
+                         "--layers", "1", "-o", "copies.h5"), None),
+        "no layer": (("transfer", "tiny.yaml", "--from", "base", "--set", "transfer_layers=0", "--out", "none"), None),
+        "no layer list": (("transfer", "tiny.yaml", "--from", "base", "--set", "transfer_layers=[]",
+                           "--out", "none"), None),
+        "reproduce refused": (("reproduce", "fig5", "--quick", "--set", "num_classes_downstream=20",
+                               "--out", "refused_reproduction"), None),
+        "sweep by name": (("sweep", "cifar10_a", "--quick", "--plan-only", "--out", "named_sweep"), None),
+    })
+    refused(results["completed, no metrics"], 2, "marked completed but has no metrics.h5")  # and no "nothing to do"
+    refused(results["result is a folder"], 2, "base is a folder, not a file; give an analysis result")
+    refused(results["table suffix"], 2, "must end in .md, .tex, .png, .pdf, .svg")
+    refused(results["roles swapped"], 2, "slip_tr is a transfer run; give the pre-training run first")
+    refused(results["reference source"], 2, "--reference source needs a transfer run", "use --reference init")
+    refused(results["init is a recipe"], 2, "give an init file written by `rltx construct-init`")
+    refused(results["unknown dataset"], 2, "use gaussian, dead_leaves, photos, npz, image_folder")
+    refused(results["copy pooled"], 2, "base_copy holds the same checkpoint as", "give each run once")
+    for name in ("no layer", "no layer list"):
+        refused(results[name], 2, "transfers no layer", "--from scratch")
+    refused(results["reproduce refused"], 2, "num_classes_downstream")
+    assert results["sweep by name"].returncode == 0, results["sweep by name"].stderr  # its summary is on stderr
+    assert (work / "named_sweep" / "plan.json").is_file()
+    assert not any((work / name).exists() for name in ("copies.h5", "none", "refused_reproduction", "init_yaml",
+                                                       "cifar11"))

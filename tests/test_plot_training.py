@@ -141,6 +141,13 @@ def test_tables_as_markdown_latex_and_image(files, tmp_path):
     assert [r[0] for r in rows] == text(stored(curves, "groups/label"))
     assert rows[0][2] == (f"{stored(curves, 'groups/train_auc_mean')[0]:.3f} ± "
                           f"{stored(curves, 'groups/train_auc_std')[0]:.3f}")
+    single = tmp_path / "single.h5"  # a group of one run: its AUC alone, no "± nan"
+    shutil.copy(curves, single)
+    with h5py.File(single, "r+") as handle:
+        handle["groups/train_auc_std"][0] = np.nan
+    assert table_rows(single, digits=3)[1][0][2] == f"{stored(curves, 'groups/train_auc_mean')[0]:.3f}"
+    refused = invoke_plot("table", curves, "-o", tmp_path / "t.txt")
+    assert refused.exit_code == 2 and "must end in .md, .tex, .png, .pdf, .svg" in refused.output
     for suffix in ("png", "pdf"):
         result = invoke_plot("table", curves, "-o", tmp_path / f"t.{suffix}")
         assert result.exit_code == 0, result.output

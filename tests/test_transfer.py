@@ -133,6 +133,15 @@ def test_a_transfer_begun_before_fresh_layer_seeds_claims_none_when_resumed(sour
     assert resumed.status == "completed" and "fresh_layers_seed" not in resumed.transfer
 
 
+def test_a_transfer_given_by_its_run_h5_without_out_is_that_run(source_run, first_transfer, monkeypatch):
+    """`rltx transfer RUN/run.h5` continues RUN, as `rltx pretrain RUN/run.h5` does; it once trained a new run
+    into runs/run-transfer beside the working directory."""
+    monkeypatch.chdir(source_run)
+    result = invoke("transfer", first_transfer / store.RUN_FILE, "--from", source_run / "source", "--with-baseline")
+    assert result.exit_code == 0 and result.output.count("already completed") == 2, result.output
+    assert not (source_run / "runs").exists()
+
+
 def test_a_transfer_moved_with_its_source_resumes_there_and_another_source_is_refused(source_run):
     """Runs moved or copied together (a reproduction's folder from a cluster to a laptop): an interrupted
     transfer finishes from its source at the new path, since the source checkpoint is the same bytes (the

@@ -225,6 +225,9 @@ def switch_step_of(pretrain: Run, transfer: Run) -> int:
     """The step of `pretrain` that `transfer` started from (`step_taken_from`: by path, or by the checkpoint
     sha256 its record holds)."""
     identity = transfer.record.identity
+    if pretrain.kind != "pretrain":
+        raise UsageError(f"{pretrain.run_dir} is a {pretrain.kind} run; give the pre-training run first "
+                         "(PRETRAIN_RUN TRANSFER_RUN)")
     if transfer.kind != "transfer" or "sources" not in identity:
         raise UsageError(f"{transfer.run_dir} is a {transfer.kind} run, not a transfer; pass a run made by "
                          f"`rltx transfer --from {pretrain.run_dir}`")

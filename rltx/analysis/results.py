@@ -36,11 +36,15 @@ def write_result(result: Result, path: Path) -> None:
         store.write_arrays(handle, result.arrays)
 
 
+RESULT_FILE = "an analysis result (`rltx analyze KIND RUNS -o FILE.h5`; a reproduction's folder holds its own)"
+
+
 def read_result(path: Path) -> Result:
     if store.result_kind(Path(path)) is None:
-        store.open_h5(Path(path)).close()  # a missing or non-HDF5 file has its own message
+        # a folder, a missing or a non-HDF5 file has its own message
+        store.open_h5(Path(path), "check the path", RESULT_FILE).close()
         raise UsageError(f"{path} is not an rltx analysis result; produce one with `rltx analyze ... -o`")
-    with store.open_h5(Path(path)) as handle:
+    with store.open_h5(Path(path), "check the path", RESULT_FILE) as handle:
         return Result(str(handle.attrs["kind"]), json.loads(handle.attrs["inputs"]), store.read_arrays(handle))
 
 

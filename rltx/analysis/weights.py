@@ -91,22 +91,22 @@ class _Source:
         sources, steps, digests = record.sources, record.from_steps, record.source_digests
         if record.transfer.get("mode") == "covariance" or len(sources) != 1:
             if required:
-                raise UsageError(f"reference='source' needs a transfer that copied weights; {run.run_dir} sampled its "
-                                 "first layer (transfer_mode: covariance); use reference='init'")
+                raise UsageError(f"--reference source needs a transfer that copied weights; {run.run_dir} sampled its "
+                                 "first layer (transfer_mode: covariance); use --reference init")
             return
         self.layers = record.transferred_layers
         source, step = store.located_source(run.run_dir, record), int(steps[0])
         if source is None:
             if required:
                 raise UsageError(f"the source run {sources[0]} of {run.run_dir} is not found (nor next to it); "
-                                 "restore it there or use reference='init'")
+                                 "restore it there or use --reference init")
             self.missing = sources[0]
             return
         path = store.checkpoint_path(source, step)
         if path.exists() and digests and store.checkpoint_sha256(source, step) != digests[0]:
             if required:
                 raise UsageError(f"the checkpoint {path} is not the one {run.run_dir} started from (its sha256 "
-                                 "differs); restore the original source run or use reference='init'")
+                                 "differs); restore the original source run or use --reference init")
             self.missing = f"{path} (changed since the transfer)"
             return
         self.weights, self.initial = store.read_checkpoint(source, step), store.read_checkpoint(source, 0)
@@ -168,8 +168,8 @@ def _open_runs(run_paths, reference: str, other) -> tuple[list[Run], Run | None]
 def _initial_weights(run: Run, reference: str) -> dict[str, np.ndarray]:
     """The run's step-0 checkpoint, after checking the run can be measured against `reference`."""
     if reference == "source" and run.kind != "transfer":
-        raise UsageError(f"reference='source' needs a transfer run; {run.run_dir} is a {run.kind} run with no "
-                         "source weights; use reference='init'")
+        raise UsageError(f"--reference source needs a transfer run; {run.run_dir} is a {run.kind} run with no "
+                         "source weights; use --reference init")
     if 0 not in run.steps:
         raise UsageError(f"{run.run_dir} has no step-0 checkpoint (its initial weights); rerun it with rltx, "
                          "which always keeps step 0")

@@ -222,8 +222,8 @@ def _builder(dataset: str, data_dir: str | None):
             return tfds.builder(dataset, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UsageError(f"unknown dataset {shorten(dataset)} ({first[:150]}); use gaussian, npz, image_folder or a "
-                         "tensorflow-datasets name such as cifar10, cifar100, imagenet2012") from None
+        raise UsageError(f"unknown dataset {shorten(dataset)} ({first[:150]}); use gaussian, dead_leaves, photos, npz, "
+                         "image_folder or a tensorflow-datasets name such as cifar10, cifar100, imagenet2012") from None
 
 
 def _image_label_keys(builder, dataset: str) -> tuple[str, str]:

@@ -110,9 +110,11 @@ def auc_scatter(inputs, metric, dots, downstream_labels, output, title, style):
 def table(inputs, output, digits, title, style):
     """Table 1-7 style table from a `construct-init --table` result (table.h5) or an
     `analyze curves` result, as Markdown, LaTeX or an image (chosen by the -o suffix)."""
-    from rltx.plotting.figure import style_context
+    from rltx.plotting.figure import FORMATS, style_context
     from rltx.plotting.training import TEXT_FORMATS, draw_table, format_table, table_rows, write_text
     suffix = output.suffix.lower()
+    if suffix not in TEXT_FORMATS + FORMATS:
+        raise UsageError(f"output {output} must end in {', '.join(TEXT_FORMATS + FORMATS)}")
     if suffix in TEXT_FORMATS:
         if len(inputs) != 1:
             raise UsageError(f"a table is made from one result file, got {len(inputs)}")

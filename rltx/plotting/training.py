@@ -262,6 +262,9 @@ def table_rows(path, *, digits: int = 2) -> tuple[list[str], list[list[str]]]:
     def number(value) -> str:
         return "nan" if not np.isfinite(value) else f"{value:.{digits}f}"
 
+    def mean_spread(mean, std) -> str:  # a group of one run has no spread: its value alone, not "± nan"
+        return number(mean) if not np.isfinite(std) else f"{number(mean)} ± {number(std)}"
+
     arrays = result.arrays
     if result.kind == "construct-table":
         require(arrays, ("accuracy", "iterations", "layer_sets"), path, TABLE_PRODUCER)
@@ -279,7 +282,7 @@ def table_rows(path, *, digits: int = 2) -> tuple[list[str], list[list[str]]]:
         header = ["group", "runs", "train AUC", "test AUC", "final train", "final test"]
         rows = []
         for g, label in enumerate(arrays["groups/label"]):
-            auc = [f"{number(arrays[f'groups/{m}_mean'][g])} ± {number(arrays[f'groups/{m}_std'][g])}"
+            auc = [mean_spread(arrays[f"groups/{m}_mean"][g], arrays[f"groups/{m}_std"][g])
                    for m in ("train_auc", "test_auc")]
             rows.append([store.text(label), str(int(arrays["groups/count"][g])), *auc,
                          number(arrays["groups/final_train_accuracy_mean"][g]),

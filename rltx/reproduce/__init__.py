@@ -138,14 +138,20 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     if (out / store.RUN_FILE).is_file():
         raise UsageError(f"{out} is a run directory; give --out a folder of its own for the reproduction's runs")
     store.check_outside_runs(out / "runs", "--out")  # checked before any run trains
+    made = not out.exists()
     store.make_directory(out)
     echo(f"{path.stem}: {recipe.description}")
     context = pipelines.Context(recipe, spec, out, reporter, echo)
-    with style_context("paper"):  # as `rltx plot` draws: legends and texts in the style's sizes
-        if spec.pipeline == "sweep":
-            outcome = pipelines.sweep_pipeline(context, recipe_file, workers)
-        else:
-            outcome = pipelines.PIPELINES[spec.pipeline](context)
+    try:
+        with style_context("paper"):  # as `rltx plot` draws: legends and texts in the style's sizes
+            if spec.pipeline == "sweep":
+                outcome = pipelines.sweep_pipeline(context, recipe_file, workers)
+            else:
+                outcome = pipelines.PIPELINES[spec.pipeline](context)
+    except UsageError:
+        if made:  # refused before anything was written (a variant's class count, the data's size): no trace
+            store.remove_empty_folders(out)
+        raise
     report = Report(path.stem, out, spec.paper, recipe.description, describe_data(recipe, recipe_file.fallback),
                     tuple(outcome.seeds), tuple(outcome.figures), tuple(outcome.findings), tuple(context.excluded),
                     command)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from rltx import store
-from rltx.cli_options import PROFILE_OPTION, SET_OPTION, FiniteRange
+from rltx.cli_options import PROFILE_OPTION, RECIPE_ARGUMENT, SET_OPTION, FiniteRange
 from rltx.cluster import check_environment
 from rltx.recipe_file import parse_overrides, read_recipe_file
 from rltx.errors import UsageError
@@ -18,7 +18,7 @@ EXECUTORS = ("local", "ray")
 
 
 @click.command()
-@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@RECIPE_ARGUMENT
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Sweep directory: plan.json, group recipes, runs, logs/, curves.h5 [default: runs/<recipe name>].")
 @PROFILE_OPTION
