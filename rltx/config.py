@@ -349,9 +349,6 @@ def _check_together(recipe: Recipe) -> None:
     if not (layers in ("all", "conv") or isinstance(layers, int)
             or (isinstance(layers, list) and all(isinstance(name, str) for name in layers))):
         raise UsageError(f"transfer_layers is {shorten(layers)}; use all, conv, a number of layers, or a list of layer names")
-    if layers == 0 or layers == []:  # a transfer that takes nothing is a from-scratch run under another name
-        raise UsageError(f"transfer_layers {shorten(layers)} transfers no layer; use 1 or more, all or conv "
-                         "(a run from scratch is `rltx transfer --from scratch`)")
     tau = recipe.construct_tau
     if isinstance(tau, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in tau):
         raise UsageError("construct_tau as a list must hold non-negative numbers, e.g. [1, 2, 4]")

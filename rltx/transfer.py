@@ -139,6 +139,11 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
     initialisation of the layers that are not transferred)."""
     run_dir, reporter = Path(run_dir), reporter or Reporter()
     check_distinct(sources, "--from")
+    if sources and recipe.transfer_mode != "covariance" and recipe.transfer_layers in (0, []):
+        # a transfer that takes nothing is a from-scratch run under another name (refused here, not in the
+        # recipe's validation, so that runs stored with it still open)
+        raise UsageError(f"transfer_layers {recipe.transfer_layers} transfers no layer; use 1 or more, all or "
+                         "conv (a run from scratch is `rltx transfer --from scratch`)")
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_distinct_checkpoints([(s.run_dir, s.digest) for s in source_runs], "--from")
     check_compatible(recipe, source_runs)

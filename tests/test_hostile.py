@@ -869,3 +869,8 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
     assert (work / "named_sweep" / "plan.json").is_file()
     assert not any((work / name).exists() for name in ("copies.h5", "none", "refused_reproduction", "init_yaml",
                                                        "cifar11"))
+    older = copy_of(work, "transferred_nothing", "slip_tr")  # stored by an rltx that took transfer_layers 0
+    record = store.read_run_record(older)
+    record.config_yaml = yaml.safe_dump({**record.config, "transfer_layers": 0})
+    store.write_run_record(older, record)
+    invoke_ok("analyze", "curves", older)  # still opens: the refusal is the transfer command's, not the recipe's

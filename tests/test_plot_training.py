@@ -93,6 +93,19 @@ def test_long_group_labels_go_below_the_axes_and_leave_them_their_size(paired_ru
         figure.savefig(tmp_path / "long.png")
     height = figure.axes[0].get_position().height * figure.get_figheight()
     assert height > 0.8  # inches of axes left in the 2.5-inch paper figure
+    # labels of every key of a mixed folder are wrapped to the figure's width, which the saved image keeps, in
+    # at most 3 lines; the figure grows by their lines, the axes keep their height
+    huge = [", ".join(f"key_{i}=value_{i}" for i in range(count)) for count in (7, 40)]  # 110, 700 characters
+    figure = draw_curves([sweep], labels=huge)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figure.savefig(tmp_path / "huge.png")
+    whole, cut = [t.get_text() for t in figure.legends[0].get_texts()][:2]
+    assert "\n" in whole and whole.replace("\n", " ") == huge[0]
+    assert cut.count("\n") == 2 and cut.endswith(" ...") and huge[1].startswith(cut.replace("\n", " ")[:-4])
+    assert figure.axes[0].get_position().height * figure.get_figheight() > 0.8
+    pixels = matplotlib.image.imread(tmp_path / "huge.png").shape
+    assert pixels[1] < 1.2 * 3.3 * 300  # at most a little wider than the 3.3-inch figure at 300 dpi
 
 
 def test_auc_scatter_is_pretrained_on_x_scratch_on_y(files, tmp_path):

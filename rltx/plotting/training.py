@@ -106,6 +106,21 @@ def group_curve(runs, x: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 LEGEND_INSIDE_MAX, LEGEND_INSIDE_CHARACTERS = 6, 24  # a legend larger than this goes below the axes
+LEGEND_LINES = 3  # lines of one label below the axes
+
+
+def _legend_below(figure, handles, names: list[str], points: float) -> None:
+    """Long or many group labels would cover the curves, or squeeze the axes to nothing: they go below
+    the axes, each wrapped to the figure's width in at most LEGEND_LINES lines, and the figure grows by
+    the legend's lines (labels listing every differing key of a mixed folder once made a figure 30 times
+    wider than its axes; `--labels` names such groups)."""
+    import textwrap
+    width, height = figure.get_size_inches()
+    columns = max(24, int((width * 72 - 3 * points) / (0.55 * points)))  # characters beside a legend handle
+    wrapped = [textwrap.fill(name, columns, max_lines=LEGEND_LINES, placeholder=" ...") for name in names]
+    lines = sum(name.count("\n") + 1 for name in wrapped)
+    figure.set_size_inches(width, height + lines * 1.6 * points / 72)
+    figure.legend(handles, wrapped, loc="outside lower center", frameon=False, fontsize=points)
 
 
 def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accuracy="both", labels=None):
@@ -152,8 +167,7 @@ def draw_curves(inputs, *, style="paper", x="step", band="std", zoom=None, accur
         handles += [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle=":")]
         names += ["train", "test"]
     if len(names) > LEGEND_INSIDE_MAX or max(map(len, names), default=0) > LEGEND_INSIDE_CHARACTERS:
-        # long or many group labels would cover the curves (or squeeze the axes to nothing): below them
-        figure.legend(handles, names, loc="outside lower center", frameon=False)
+        _legend_below(figure, handles, names, STYLES[style]["legend.fontsize"])
     else:
         ax.legend(handles, names, loc="best", frameon=False)
     figure.rltx_groups = groups
