@@ -303,7 +303,11 @@ def _start(run_dir: Path, identity: dict, resume: bool):
             stored[name] = default
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
     if changed:
-        raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); choose another --out")
+        fix = "choose another --out"
+        if record.kind == "scratch" and record.paired_with:  # a pair resumes together, from its transfer
+            fix = (f"it is the from-scratch pair of {record.paired_with[0]}: resume the pair with the command "
+                   f"`rltx show {run_dir}` prints, or {fix}")
+        raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); {fix}")
     return record
 
 

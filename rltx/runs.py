@@ -43,6 +43,11 @@ class Run:
         return self.recipe.num_classes_upstream if self.kind == "pretrain" else self.recipe.num_classes_downstream
 
     @property
+    def final_step(self) -> int:
+        """The step a completed run ends at, whose checkpoint it always stores."""
+        return self.recipe.steps if self.kind == "pretrain" else self.recipe.steps_downstream
+
+    @property
     def train_indices(self) -> np.ndarray:
         """The examples this run was trained on (upstream for pre-training, downstream for transfer)."""
         return self.samples["upstream_indices" if self.kind == "pretrain" else "downstream_indices"]
@@ -83,7 +88,7 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
         if run.record.status != "completed":
             raise UsageError(f"source {path} is {store.live_status(run.run_dir, run.record.status)}, not completed; finish it or pass "
                              f"--from-step with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
-        final = run.recipe.steps if run.kind == "pretrain" else run.recipe.steps_downstream
+        final = run.final_step
         if final not in run.steps:
             raise UsageError(f"source {path} is marked completed but its final checkpoint (step {final}) is missing: "
                              f"the run is damaged; restore {store.checkpoint_path(run.run_dir, final).name} or pass "
@@ -175,6 +180,10 @@ def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:
     if step is None:
         if not run.steps:
             raise UsageError(f"{run.run_dir} has no checkpoint yet; wait for its first one")
+        if run.record.status == "completed" and run.final_step not in run.steps:  # never silently an earlier one
+            raise UsageError(f"{run.run_dir} is marked completed but its final checkpoint (step {run.final_step}) is "
+                             f"missing: the run is damaged; restore {store.checkpoint_path(run.run_dir, run.final_step).name} "
+                             f"or pass --step with one of its stored steps: {', '.join(map(str, run.steps))}")
         return [run.steps[-1]]
     if step not in run.steps:
         raise UsageError(f"{run.run_dir} has no checkpoint at step {step}; stored steps: "

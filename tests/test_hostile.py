@@ -836,6 +836,9 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
     no_metrics = copy_of(work, "no_metrics")
     (no_metrics / store.METRICS_FILE).unlink()
     copy_of(work, "base_copy")
+    no_final = copy_of(work, "no_final")
+    final = store.checkpoint_steps_stored(no_final)[-1]
+    store.checkpoint_path(no_final, final).unlink()
     invoke_ok("transfer", work / "tiny.yaml", "--from", work / "base", "--out", work / "slip_tr", "--quiet")
     results = run_cases(work, {
         "completed, no metrics": (("pretrain", "tiny.yaml", "--out", "no_metrics"), None),
@@ -853,6 +856,8 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
         "reproduce refused": (("reproduce", "fig5", "--quick", "--set", "num_classes_downstream=20",
                                "--out", "refused_reproduction"), None),
         "sweep by name": (("sweep", "cifar10_a", "--quick", "--plan-only", "--out", "named_sweep"), None),
+        "export, no final": (("export", "no_final", "-o", "no_final.keras"), None),
+        "weights, no final": (("analyze", "weights", "no_final"), None),
     })
     refused(results["completed, no metrics"], 2, "marked completed but has no metrics.h5")  # and no "nothing to do"
     refused(results["result is a folder"], 2, "base is a folder, not a file; give an analysis result")
@@ -865,10 +870,12 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
     for name in ("no layer", "no layer list"):
         refused(results[name], 2, "transfers no layer", "--from scratch")
     refused(results["reproduce refused"], 2, "num_classes_downstream")
+    for name in ("export, no final", "weights, no final"):  # as transfer refuses it: never silently an earlier step
+        refused(results[name], 2, f"final checkpoint (step {final}) is missing", "pass --step")
     assert results["sweep by name"].returncode == 0, results["sweep by name"].stderr  # its summary is on stderr
     assert (work / "named_sweep" / "plan.json").is_file()
     assert not any((work / name).exists() for name in ("copies.h5", "none", "refused_reproduction", "init_yaml",
-                                                       "cifar11"))
+                                                       "cifar11", "no_final.keras"))
     older = copy_of(work, "transferred_nothing", "slip_tr")  # stored by an rltx that took transfer_layers 0
     record = store.read_run_record(older)
     record.config_yaml = yaml.safe_dump({**record.config, "transfer_layers": 0})

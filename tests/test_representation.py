@@ -215,7 +215,7 @@ def test_labels_from_a_run_with_other_examples_is_refused(runs):
     result = CliRunner().invoke(main, ["analyze", "representation-alignment", str(runs / "a"), "--labels-from",
                                        str(runs / "other")])
     assert result.exit_code == 2
-    assert "same train example indices" in result.output
+    assert "same train example indices: use --examples test" in result.output
 
 
 def test_held_out_examples_options_and_bad_input(runs, tmp_path):

@@ -139,6 +139,11 @@ def test_a_transfer_given_by_its_run_h5_without_out_is_that_run(source_run, firs
     monkeypatch.chdir(source_run)
     result = invoke("transfer", first_transfer / store.RUN_FILE, "--from", source_run / "source", "--with-baseline")
     assert result.exit_code == 0 and result.output.count("already completed") == 2, result.output
+    scratch = source_run / "first-scratch"  # a pair's baseline alone is another run: the message names the pair's way
+    alone = invoke("transfer", scratch / store.RUN_FILE, "--from", "scratch")
+    assert alone.exit_code == 2 and f"it is the from-scratch pair of {first_transfer.resolve()}" in alone.output
+    shown = shlex.split(json.loads(invoke("show", scratch, "--json").output)["resume_command"])
+    assert invoke(*shown[1:]).output.count("already completed") == 2
     assert not (source_run / "runs").exists()
 
 

@@ -169,7 +169,8 @@ def _labels_from(run: Run, other_path, which: str, num_examples: int, indices: n
     if not np.array_equal(np.sort(other_indices), np.sort(indices)):
         raise UsageError(f"the {which} examples of {other.run_dir} ({len(other_indices)}) are not those of "
                          f"{run.run_dir} ({len(indices)}); --labels-from needs a run with the same {which} "
-                         "example indices (e.g. --examples test, or a run with the same seed)")
+                         "example indices: use --examples test (a transfer's training examples are never its "
+                         "source's, A.1), or a run of the same seed and kind")
     order = np.argsort(other_indices)[np.argsort(np.argsort(indices))]  # other's labels in our order
     return other_labels[order], other.num_classes, str(other.run_dir)
 
