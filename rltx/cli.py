@@ -201,23 +201,30 @@ def _train_and_report(label: str, quiet: bool, train) -> list:
     return summaries
 
 
-def _default_out(recipe: Path, name: str) -> Path:
-    """Where a run goes without --out: a given run.h5's own directory (the run resumes), else runs/NAME."""
-    return recipe.parent if recipe.suffix == ".h5" else Path("runs") / name
+def _default_out(recipe: Path, suffix: str, kinds: tuple[str, ...]) -> Path:
+    """Where a run goes without --out: the directory of a given run.h5 of a run of `kinds` (the run resumes),
+    else runs/<recipe name><suffix>, a run.h5 naming it by its directory."""
+    if recipe.suffix != ".h5":
+        return Path("runs") / f"{recipe.stem}{suffix}"
+    from rltx.store import read_run_record
+    if read_run_record(recipe.parent).kind in kinds:
+        return recipe.parent
+    return Path("runs") / f"{recipe.parent.name}{suffix}"
 
 
 @main.command(epilog=_keys_help(), short_help="Pre-train a model on (random) labels (A.1-A.3).")
 @RECIPE_ARGUMENT
 @run_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory [default: runs/<recipe name>, or the directory of a given run.h5].")
+              help="Run directory [default: runs/<recipe name>; the directory of a given run.h5 of a pre-training "
+                   "run].")
 @INIT_OPTION
 def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool,
              profile: str | None, init: Path | None):
     """Pre-train a model on (random) labels as in Appendix A.1-A.3; RECIPE is a YAML file, a recipe name
     (`rltx recipe list`) or a run.h5."""
     config = load_recipe(recipe, overrides + _init_override(init), profile)
-    out = out or _default_out(recipe, recipe.stem)
+    out = out or _default_out(recipe, "", ("pretrain",))
     check_environment()  # before TensorFlow loads
     from rltx.pretrain import pretrain as run_pretrain
     _train_and_report("pretrain", quiet, lambda reporter: [run_pretrain(config, out, resume=resume, reporter=reporter)])
@@ -233,8 +240,8 @@ def pretrain(recipe: Path, overrides: tuple[str, ...], out: Path | None, resume:
               help="Also train the paired from-scratch run into OUT-scratch (same data, seed, fresh layers).")
 @run_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory [default: runs/<recipe name>-transfer, or -scratch, or the directory of a given "
-                   "run.h5].")
+              help="Run directory [default: runs/<recipe name>-transfer, or -scratch; the directory of a given "
+                   "run.h5 of a transfer or scratch run].")
 @INIT_OPTION
 def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with_baseline: bool,
              overrides: tuple[str, ...], out: Path | None, resume: bool, quiet: bool, profile: str | None,
@@ -248,7 +255,7 @@ def transfer(recipe: Path, sources: tuple[str, ...], from_step: int | None, with
         option = "--from-step picks a source checkpoint" if from_step is not None else \
             "--with-baseline adds the from-scratch run of a transfer"
         raise UsageError(f"{option}; a run from scratch has no source: drop it, or give --from RUN")
-    out = out or _default_out(recipe, f"{recipe.stem}-{'scratch' if scratch else 'transfer'}")
+    out = out or _default_out(recipe, "-scratch" if scratch else "-transfer", ("transfer", "scratch"))
     check_environment()  # before TensorFlow loads
     from rltx.transfer import transfer as run_transfer
     paths = [] if scratch else [Path(s) for s in sources]

@@ -145,6 +145,10 @@ def test_a_transfer_given_by_its_run_h5_without_out_is_that_run(source_run, firs
     shown = shlex.split(json.loads(invoke("show", scratch, "--json").output)["resume_command"])
     assert invoke(*shown[1:]).output.count("already completed") == 2
     assert not (source_run / "runs").exists()
+    # a pre-training run's run.h5 as the recipe of a transfer: a new run, named by that run's directory
+    made = invoke("transfer", source_run / "source" / store.RUN_FILE, "--from", source_run / "source", "--quiet")
+    assert made.exit_code == 0, made.output
+    assert store.read_run_record(source_run / "runs" / "source-transfer").kind == "transfer"
 
 
 def test_a_transfer_moved_with_its_source_resumes_there_and_another_source_is_refused(source_run):
