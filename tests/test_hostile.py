@@ -833,22 +833,23 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
     """Found by a reviewer trying rltx as a new user: each gave a line that named another problem or a
     wrong fix (two lines for a damaged completed run), a copy of a run was pooled twice, a transfer of no
     layer ran as a transfer, a refused reproduction left empty folders, and `rltx sweep` took no recipe name."""
-    no_metrics = copy_of(work, "no_metrics")
+    no_metrics = copy_of(work, "slip_no_metrics")
     (no_metrics / store.METRICS_FILE).unlink()
-    copy_of(work, "base_copy")
-    no_final = copy_of(work, "no_final")
+    copy_of(work, "slip_base_copy")
+    no_final = copy_of(work, "slip_no_final")
     final = store.checkpoint_steps_stored(no_final)[-1]
     store.checkpoint_path(no_final, final).unlink()
     invoke_ok("transfer", work / "tiny.yaml", "--from", work / "base", "--out", work / "slip_tr", "--quiet")
     results = run_cases(work, {
-        "completed, no metrics": (("pretrain", "tiny.yaml", "--out", "no_metrics"), None),
+        "completed, no metrics": (("pretrain", "tiny.yaml", "--out", "slip_no_metrics"), None),
         "result is a folder": (("plot", "auc-scatter", "base", "-o", "scatter.png"), None),
         "table suffix": (("plot", "table", "base", "-o", "table.txt"), None),
         "roles swapped": (("analyze", "activation-trajectory", "slip_tr", "base"), None),
         "reference source": (("analyze", "weights", "base", "--reference", "source"), None),
         "init is a recipe": (("pretrain", "tiny.yaml", "--init", "tiny.yaml", "--out", "init_yaml"), None),
         "unknown dataset": (("pretrain", "tiny.yaml", "--set", "dataset=cifar11", "--out", "cifar11"), None),
-        "copy pooled": (("construct-init", "tiny.yaml", "--covariance-from", "base", "--covariance-from", "base_copy",
+        "copy pooled": (("construct-init", "tiny.yaml", "--covariance-from", "base", "--covariance-from",
+                         "slip_base_copy",
                          "--layers", "1", "-o", "copies.h5"), None),
         "no layer": (("transfer", "tiny.yaml", "--from", "base", "--set", "transfer_layers=0", "--out", "none"), None),
         "no layer list": (("transfer", "tiny.yaml", "--from", "base", "--set", "transfer_layers=[]",
@@ -856,8 +857,8 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
         "reproduce refused": (("reproduce", "fig5", "--quick", "--set", "num_classes_downstream=20",
                                "--out", "refused_reproduction"), None),
         "sweep by name": (("sweep", "cifar10_a", "--quick", "--plan-only", "--out", "named_sweep"), None),
-        "export, no final": (("export", "no_final", "-o", "no_final.keras"), None),
-        "weights, no final": (("analyze", "weights", "no_final"), None),
+        "export, no final": (("export", "slip_no_final", "-o", "slip_no_final.keras"), None),
+        "weights, no final": (("analyze", "weights", "slip_no_final"), None),
     })
     refused(results["completed, no metrics"], 2, "marked completed but has no metrics.h5")  # and no "nothing to do"
     refused(results["result is a folder"], 2, "base is a folder, not a file; give an analysis result")
@@ -875,7 +876,7 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
     assert results["sweep by name"].returncode == 0, results["sweep by name"].stderr  # its summary is on stderr
     assert (work / "named_sweep" / "plan.json").is_file()
     assert not any((work / name).exists() for name in ("copies.h5", "none", "refused_reproduction", "init_yaml",
-                                                       "cifar11", "no_final.keras"))
+                                                       "cifar11", "slip_no_final.keras"))
     older = copy_of(work, "transferred_nothing", "slip_tr")  # stored by an rltx that took transfer_layers 0
     record = store.read_run_record(older)
     record.config_yaml = yaml.safe_dump({**record.config, "transfer_layers": 0})
