@@ -114,12 +114,13 @@ def _transfer_details(transfer: dict) -> dict:
     return {key: (f"matrix {np.shape(value)}" if key == "sigma_w" else value) for key, value in transfer.items()}
 
 
-def resume_command(run_dir: Path, record: store.RunRecord) -> str:
-    """The command that continues the run (for a completed run it reports it and does nothing)."""
+def resume_command(run_dir: Path, record: store.RunRecord, sources: list[dict] | None = None) -> str:
+    """The command that continues the run (for a completed run it reports it and does nothing); `sources`:
+    `_sources` of the run when the caller has them (each is looked for, and a moved one hashed, once)."""
     run_dir = Path(run_dir)
     if record.kind == "pretrain":
         return f"rltx pretrain {shlex.quote(str(run_dir / store.RUN_FILE))}"
-    sources = _sources(run_dir, record)
+    sources = _sources(run_dir, record) if sources is None else sources
     paired = record.paired_with
     out, baseline = run_dir, ""
     if sources and paired:  # a pair resumes together: its transfer with --with-baseline
@@ -141,11 +142,12 @@ def details(run_dir: Path) -> dict:
     elif run_dir.is_file():
         raise UsageError(f"{run_dir} is a file, not a run; give a run directory (or RUN/run.h5)")
     record, metrics, state_step, status = _read(run_dir)  # `runs` lists a damaged run; `show` names the file
+    sources = _sources(run_dir, record)
     return {**_summary_row(run_dir, record, metrics, state_step, status), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
-            "sources": _sources(run_dir, record), "samples": _samples(record.samples),
+            "sources": sources, "samples": _samples(record.samples),
             "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
             "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),
-            "environment": record.environment, "resume_command": resume_command(run_dir, record)}
+            "environment": record.environment, "resume_command": resume_command(run_dir, record, sources)}
 
 
 # --- text ---------------------------------------------------------------------------------

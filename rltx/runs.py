@@ -88,16 +88,21 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
         if run.record.status != "completed":
             raise UsageError(f"source {path} is {store.live_status(run.run_dir, run.record.status)}, not completed; finish it or pass "
                              f"--from-step with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
-        final = run.final_step
-        if final not in run.steps:
-            raise UsageError(f"source {path} is marked completed but its final checkpoint (step {final}) is missing: "
-                             f"the run is damaged; restore {store.checkpoint_path(run.run_dir, final).name} or pass "
-                             f"--from-step with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
-        step = final
+        check_final_checkpoint(run, f"source {path}", "--from-step")
+        step = run.final_step
     weights = store.read_checkpoint(run.run_dir, step)
     digest = store.checkpoint_sha256(run.run_dir, step)
     return Checkpoint(run.run_dir, run.recipe, step, weights, store.read_checkpoint(run.run_dir, 0),
                       run.samples["upstream_indices"], digest, run.rltx_version, run.record.health)
+
+
+def check_final_checkpoint(run: Run, name: str, option: str) -> None:
+    """A completed run always stores its final checkpoint; without it the run is damaged, and an earlier
+    step is used only when asked for by `option`, never silently."""
+    if run.final_step not in run.steps:
+        raise UsageError(f"{name} is marked completed but its final checkpoint (step {run.final_step}) is missing: "
+                         f"the run is damaged; restore {store.checkpoint_path(run.run_dir, run.final_step).name} or "
+                         f"pass {option} with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
 
 
 def check_distinct(paths, option: str) -> None:
@@ -180,10 +185,8 @@ def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:
     if step is None:
         if not run.steps:
             raise UsageError(f"{run.run_dir} has no checkpoint yet; wait for its first one")
-        if run.record.status == "completed" and run.final_step not in run.steps:  # never silently an earlier one
-            raise UsageError(f"{run.run_dir} is marked completed but its final checkpoint (step {run.final_step}) is "
-                             f"missing: the run is damaged; restore {store.checkpoint_path(run.run_dir, run.final_step).name} "
-                             f"or pass --step with one of its stored steps: {', '.join(map(str, run.steps))}")
+        if run.record.status == "completed":
+            check_final_checkpoint(run, str(run.run_dir), "--step")
         return [run.steps[-1]]
     if step not in run.steps:
         raise UsageError(f"{run.run_dir} has no checkpoint at step {step}; stored steps: "

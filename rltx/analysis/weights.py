@@ -102,8 +102,8 @@ class _Source:
                                  "restore it there or use --reference init")
             self.missing = sources[0]
             return
-        path = store.checkpoint_path(source, step)
-        if path.exists() and digests and store.checkpoint_sha256(source, step) != digests[0]:
+        path = store.checkpoint_path(source, step)  # a source found beside the run already had the recorded sha256
+        if source == Path(sources[0]) and path.exists() and digests and store.checkpoint_sha256(source, step) != digests[0]:
             if required:
                 raise UsageError(f"the checkpoint {path} is not the one {run.run_dir} started from (its sha256 "
                                  "differs); restore the original source run or use --reference init")
