@@ -37,6 +37,8 @@ def judge(metrics: list[dict], num_classes: int, num_examples: int) -> str:
     if not metrics or metrics[-1]["step"] == 0:  # an untrained model may well sit at ln C
         return OK
     first, last = metrics[0], metrics[-1]
+    if not np.isfinite(last["train_loss"]):  # a NaN compares false with everything: not "ok"
+        return f"diverged: loss {last['train_loss']} at step {last['step']}"
     if first["step"] == 0 and last["train_loss"] > DIVERGENCE_FACTOR * first["train_loss"]:
         ratio = last["train_loss"] / first["train_loss"]
         return (f"diverged: loss {last['train_loss']:.3g} at step {last['step']}, {ratio:.1f}x its initial "

@@ -544,6 +544,9 @@ class _Run:
             loss, hits, count, *per_class = self.steps.evaluate(whole).numpy()
             row[f"{name}_accuracy"], row[f"{name}_loss"] = float(hits / count), float(loss / count)
             row[f"{name}_majority_fraction"] = float(max(per_class) / count)  # 1: a constant predictor
+        if not np.isfinite(row["train_loss"]):  # the last update of a chunk made the weights NaN: stop before saving them
+            raise Diverged(f"the whole-training-set loss became {row['train_loss']} at step {step}; "
+                           f"{_last_finite(previous)}", f"diverged: loss {row['train_loss']} at step {step}")
         row.update({f"weight_norm/{k}": v for k, v in layer_norms(self.model).items()})
         row.update(wall_time=wall_time, images_per_second=images_per_second)
         self._save(step, previous + [row], state=self._state_due(step))

@@ -37,6 +37,16 @@ def test_divergence_is_three_times_the_initial_loss():
     assert health.is_flagged(flagged)
 
 
+def test_a_loss_that_is_not_a_number_is_diverged_not_ok():
+    """NaN compares false with everything, so "more than 3x the initial loss" alone passed it as ok (a run
+    whose last update made its weights NaN was recorded `completed`, health ok)."""
+    for loss in (np.nan, np.inf):
+        flagged = health.judge(rows((0, 2.0, 0.25), (4, loss, 0.1)), 4, 1000)
+        assert flagged == f"diverged: loss {loss} at step 4" and health.is_flagged(flagged)
+        assert health.change_line("r", "diverged: loss 42.5 at step 1, 12.5x its initial 3.41", flagged,
+                                  {"step": 4, "train_loss": loss}) is None  # never "no longer diverged: loss nan"
+
+
 def test_collapse_is_chance_accuracy_at_the_loss_of_a_constant_predictor():
     # chance band for C = 4, n = 1000: 0.25 + 3 sqrt(0.25 * 0.75 / 1000) = 0.291
     collapsed = rows((0, 2.3, 0.25), (5, 9.0, 0.26), (10, LN4 * 1.005, 0.27), (20, LN4, 0.29))

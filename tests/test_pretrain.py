@@ -108,6 +108,20 @@ def test_divergence_marks_the_run_failed(tiny_recipe, tmp_path):
     assert record.status == "failed" and "Diverged" in record.error
 
 
+def test_a_loss_that_becomes_nan_at_the_last_step_fails_the_run(tiny_recipe, tmp_path):
+    """The mini-batch loss of the last update is still finite; the update makes the weights NaN, which only the
+    whole-set loss of the last eval point shows. The run used to end `completed`, health ok. Now it fails as a
+    blow-up mid-run does, the NaN weights are never saved, and a rerun fails again instead of completing."""
+    exploding = make_recipe({**tiny_recipe.to_dict(), "learning_rate": 1e20, "total_steps": 1})
+    for _ in range(2):
+        with pytest.raises(Diverged, match=r"whole-training-set loss became nan at step 1; last finite eval point: "
+                                           r"step 0"):
+            pretrain(exploding, tmp_path)
+        record = store.read_run_record(tmp_path)
+        assert (record.status, record.health) == ("failed", "diverged: loss nan at step 1")
+        assert [row["step"] for row in store.read_metrics(tmp_path)] == [0]
+
+
 @pytest.fixture
 def long_yaml(tmp_path):
     path = tmp_path / "long.yaml"
