@@ -165,9 +165,12 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     filters = [kernel_filters(run, run.steps[-1], layer) for run in opened]
     sigma_w = filter_covariance(filters)
     target = model.get_layer(layer)
-    if sigma_w.shape[0] != int(np.prod(target.kernel.shape[:-1])):
-        raise UsageError(f"the runs' {layer} filters have dimension {sigma_w.shape[0]}; this recipe's have "
-                         f"{int(np.prod(target.kernel.shape[:-1]))}; use runs of the same architecture")
+    # The sampled layer takes the norm of the source's initial layer, which matches only a layer of its shape.
+    wanted = (int(np.prod(target.kernel.shape[:-1])), int(target.kernel.shape[-1]))
+    if filters[0].shape != wanted:
+        raise UsageError(f"the runs' {layer} has {filters[0].shape[1]} filters of dimension {filters[0].shape[0]}; "
+                         f"this recipe's has {wanted[1]} of dimension {wanted[0]}; use runs whose {layer} has the "
+                         "recipe's shape")
     sampled, factor = rescaled_samples(sigma_w, tuple(target.kernel.shape), store.read_checkpoint(opened[0].run_dir, 0),
                                        layer, norm, generator)
     target.kernel.assign(sampled.astype(np.float32))

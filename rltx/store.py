@@ -420,8 +420,10 @@ def read_config_yaml(path: Path) -> str:
     return read_run_record(Path(path).parent).config_yaml
 
 
-def read_status(run_dir: Path) -> str:
-    """running / completed / failed / interrupted ('running' in the file but nobody holds the lock)."""
+def read_status(run_dir: Path | str) -> str:
+    """running / completed / failed / interrupted ('running' in the file but nobody holds the lock); the
+    README's public call, so a path given as text is taken too."""
+    run_dir = Path(run_dir)
     return live_status(run_dir, read_run_record(run_dir).status)
 
 

@@ -147,13 +147,18 @@ def test_transfer_from_a_damaged_source_and_mismatched_runs_are_refused(work):
         "barrier": (("analyze", "barrier", "base", "other"), None),
         "covariance-from": (("construct-init", "tiny.yaml", "--layers", "1", "--covariance-from", "base",
                              "--covariance-from", "other", "-o", "i.h5"), None),
+        # one source of another filter count: its initial norm is not this recipe's layer's (it was used as such)
+        "covariance-from a narrower layer": (("construct-init", "tiny.yaml", "--layers", "1", "--covariance-from",
+                                              "other", "-o", "narrow.h5"), None),
     }
     results = run_cases(work, cases)
     refused(results["damaged"], 2, "final checkpoint (step 40) is missing", "--from-step")
     assert not (work / "t_damaged").exists()
     for name in ("misalignment", "barrier", "covariance-from"):
         refused(results[name], 2, "one architecture", "num_filters")
-    assert not (work / "i.h5").exists()
+    refused(results["covariance-from a narrower layer"], 2, "the runs' conv_0 has 4 filters of dimension 27; this "
+            f"recipe's has {RECIPE['num_filters']} of dimension 27; use runs whose conv_0 has the recipe's shape")
+    assert not (work / "i.h5").exists() and not (work / "narrow.h5").exists()
 
 
 def test_a_changed_source_checkpoint_is_refused_where_its_sha256_was_recorded(work):

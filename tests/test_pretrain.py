@@ -159,7 +159,7 @@ def test_sigkill_at_several_moments_resumes_to_the_same_result(long_yaml, tmp_pa
         process.wait()
         for path in killed.rglob("*.h5"):  # everything left behind opens
             h5py.File(path, "r").close()
-        assert store.read_status(killed) == "interrupted"
+        assert store.read_status(killed) == "interrupted" == store.read_status(str(killed))  # the README's call
     result = cli("pretrain", long_yaml, "--out", killed, "--quiet")
     assert result.returncode == 0, result.stderr
     step, weights, metrics = final_state(killed)

@@ -241,6 +241,30 @@ def test_reproduce_groups_add_groups_that_keep_the_recipes_draws(tmp_path, monke
     assert len({values["learning_rate"] for values in more.values()}) == 4  # each group its own draw
 
 
+def test_reproduce_set_wins_over_the_values_a_sweep_draws_as_rltx_sweep_set_does(tmp_path, monkeypatch):
+    """`rltx reproduce SWEEP --set learning_rate=0.05` trains every group at 0.05, as `rltx sweep --set` does
+    (the pipeline used to drop the overrides, so each group kept its drawn rate while the verdict's command
+    line listed the --set): the two plans' group recipes are the same."""
+    from rltx import sweep
+    from rltx.reproduce import reproduce
+    recipe = yaml.safe_load(sweep_file(tmp_path).read_text())
+    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
+    recipe["sweep"]["sample"] = {"learning_rate": {"log_uniform": [0.01, 0.1]}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
+    planned = []
+
+    def capture(plan, workers, echo):
+        planned.append([yaml.safe_load(group["yaml"]) for group in plan.groups])
+        raise KeyboardInterrupt  # stop before anything trains
+    monkeypatch.setattr(sweep, "run_local", capture)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(str(tmp_path / "sweep.yaml"), out=tmp_path / "out", overrides=("learning_rate=0.05",),
+                  reporter=lambda label: None, echo=lambda line: None)
+    invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "swept", "--plan-only", "--set", "learning_rate=0.05")
+    swept = [yaml.safe_load(group["yaml"]) for group in json.loads((tmp_path / "swept" / "plan.json").read_text())["groups"]]
+    assert [group["learning_rate"] for group in planned[0]] == [0.05, 0.05] and planned[0] == swept
+
+
 def test_a_plan_written_before_plans_kept_their_design_reruns_and_gains_it(tmp_path):
     invoke_ok("sweep", sweep_file(tmp_path), "--out", tmp_path / "out", "--plan-only")
     plan = json.loads((tmp_path / "out" / "plan.json").read_text())

@@ -145,7 +145,7 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
     try:
         with style_context("paper"):  # as `rltx plot` draws: legends and texts in the style's sizes
             if spec.pipeline == "sweep":
-                outcome = pipelines.sweep_pipeline(context, recipe_file, workers)
+                outcome = pipelines.sweep_pipeline(context, recipe_file, workers, overrides)
             else:
                 outcome = pipelines.PIPELINES[spec.pipeline](context)
     except UsageError:

@@ -293,11 +293,12 @@ def activations_pipeline(context: Context) -> Outcome:
 
 # --- sweep: Fig. 12-15 (App. B) -------------------------------------------------------------------
 
-def sweep_pipeline(context: Context, recipe_file, workers: int) -> Outcome:
+def sweep_pipeline(context: Context, recipe_file, workers: int, overrides: tuple[str, ...]) -> Outcome:
+    """App. B's sweep of `recipe_file`; `overrides` (--set) win over the values each group draws, as in `rltx sweep`."""
     from rltx.plotting.training import draw_auc_scatter
     from rltx.sweep import expand, run_local, summarize, write_plan
     from rltx.sweep.panels import counted_pairs
-    plan = expand(recipe_file, context.out / "runs")
+    plan = expand(recipe_file, context.out / "runs", overrides)
     write_plan(plan)
     outcomes = run_local(plan, workers=workers, echo=context.echo)
     failed = [o.name for o in outcomes if o.status in ("failed", "blocked")]
