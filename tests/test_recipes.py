@@ -269,3 +269,17 @@ def test_every_pipeline_a_recipe_may_name_has_its_function():
     """spec.PIPELINES (what a recipe may name) against what `rltx reproduce` dispatches to."""
     from rltx.reproduce import pipelines, spec
     assert set(spec.PIPELINES) == {*pipelines.PIPELINES, "sweep"} and all(map(callable, pipelines.PIPELINES.values()))
+
+
+def test_fig5_random_labels_profile_is_the_six_curves_fine_tuned_on_random_labels():
+    """`fig5 --profile quick_random_labels` (Fig. 5 MIDDLE / RIGHT) must run exactly what `--profile
+    quick_all_curves --set labels_downstream=random` runs, which its measured verdicts were taken with: the same
+    keys, seeds and comparisons; only the claim it states is the right panel's."""
+    recipe_file = read_recipe_file(RECIPES / "fig5.yaml")
+    named = recipe_file.profile("quick_random_labels")
+    by_hand = recipe_file.profile("quick_all_curves", {"labels_downstream": "random"})
+    assert {k: v for k, v in named.keys.items() if k != "description"} == \
+           {k: v for k, v in by_hand.keys.items() if k != "description"}
+    assert {k: v for k, v in named.reproduce.items() if k != "paper"} == \
+           {k: v for k, v in by_hand.reproduce.items() if k != "paper"}
+    assert named.keys["labels_downstream"] == "random" and "MIDDLE / RIGHT" in named.reproduce["paper"]
