@@ -263,6 +263,11 @@ def test_reproduce_set_wins_over_the_values_a_sweep_draws_as_rltx_sweep_set_does
     invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "swept", "--plan-only", "--set", "learning_rate=0.05")
     swept = [yaml.safe_load(group["yaml"]) for group in json.loads((tmp_path / "swept" / "plan.json").read_text())["groups"]]
     assert [group["learning_rate"] for group in planned[0]] == [0.05, 0.05] and planned[0] == swept
+    # plan.json keeps each group's draw; the associations rank the value its runs trained with
+    from rltx.sweep.plan import trained_values
+    stored = json.loads((tmp_path / "swept" / "plan.json").read_text())["groups"]
+    assert all(group["values"]["learning_rate"] != 0.05 for group in stored)
+    assert [trained_values(group)["learning_rate"] for group in stored] == [0.05, 0.05]
 
 
 def test_a_plan_written_before_plans_kept_their_design_reruns_and_gains_it(tmp_path):
@@ -400,3 +405,31 @@ def test_a_plan_from_an_rltx_without_a_newer_key_is_the_same_plan(tmp_path):
     path.write_text(json.dumps(plan))
     result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"), "--plan-only"])
     assert result.exit_code == 2 and "holds another plan" in result.output
+
+
+def test_a_sweep_run_that_diverges_is_excluded_and_the_reproduction_reaches_its_verdict(tmp_path):
+    """Two of three groups draw a learning rate of 1e12 and diverge (a NaN loss: the run fails, health diverged).
+    A rerun would diverge again bit for bit, so `rltx reproduce` must not stop on them, as it did: the verdict
+    lists them as excluded and is drawn from the group that trained. `--set architecture` (and the other keys a
+    sweep: section sets per run) is refused in one line: the groups would have trained another model under
+    their listed one."""
+    from click.testing import CliRunner
+
+    from rltx.cli import main
+    section = {**SECTION, "groups": 3, "sample": {"learning_rate": {"uniform": [0.05, 1.0e12]},
+                                                  "num_classes_upstream": {"uniform": [2, 4]}}}
+    recipe = yaml.safe_load(sweep_file(tmp_path, section).read_text())
+    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
+    invoke_ok("reproduce", tmp_path / "sweep.yaml", "--out", tmp_path / "out", "--quiet")
+    verdict = (tmp_path / "out" / "verdict.txt").read_text()
+    excluded = verdict.split("excluded (diverged or collapsed, not counted as evidence):")[1]
+    for group in ("g00", "g01"):
+        assert f"simple_cnn/{group}/s3-pretrain: diverged: loss " in excluded
+    assert "simple_cnn/g02" not in excluded and "(below x = y) in 0 of 1 groups" in verdict  # g02 alone counted
+    for key, section_key in (("architecture", "architectures"), ("labels_downstream", "labels_downstream")):
+        result = CliRunner().invoke(main, ["reproduce", str(tmp_path / "sweep.yaml"), "--out", str(tmp_path / "o2"),
+                                           "--set", f"{key}=mlp" if key == "architecture" else f"{key}=random"])
+        assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == (
+            f"Error: --set {key} cannot change a sweep: its sweep: section sets {key} for every group or run "
+            f"({section_key}); edit that section in a copy of the recipe instead")

@@ -15,7 +15,7 @@ from rltx import store
 from rltx.analysis.alignment import isotropic_sampling_spread, shape_change
 from rltx.analysis.results import Result, write_result
 from rltx.config import Recipe, make_recipe
-from rltx.health import is_flagged
+from rltx.health import health_kind, is_flagged
 from rltx.reproduce import verdicts
 from rltx.reproduce.spec import ReproduceSpec, Variant
 
@@ -301,11 +301,12 @@ def sweep_pipeline(context: Context, recipe_file, workers: int, overrides: tuple
     plan = expand(recipe_file, context.out / "runs", overrides)
     write_plan(plan)
     outcomes = run_local(plan, workers=workers, echo=context.echo)
-    failed = [o.name for o in outcomes if o.status in ("failed", "blocked")]
+    failed = [o.name for o in outcomes if o.status == "failed" and not _diverged(context, plan, o.name)]
     result = summarize(plan)
-    if result is None or failed:
+    if result is None or failed:  # a run that diverged is excluded like any flagged run; the runs behind it wait on it
         from rltx.errors import UsageError
-        raise UsageError(f"{len(failed)} sweep runs failed or were blocked (logs in {plan.out}/logs); "
+        stuck = failed + [o.name for o in outcomes if o.status == "blocked"]
+        raise UsageError(f"{len(stuck)} sweep runs failed or were blocked (logs in {plan.out}/logs); "
                          "fix the cause and rerun the same command")
     path = context.store(result, "curves.h5")
     labels = {store.text(x) for x in result.arrays["pairs/labels_downstream"]}
@@ -348,6 +349,18 @@ def association_findings(context: Context, arrays: dict, counted: np.ndarray, pl
     panels = panel_associations(plan, arrays, counted)
     context.store(associations_result(panels), ASSOCIATIONS_FILE)
     return verdicts.panel_association_findings(panels)
+
+
+def _diverged(context: Context, plan, name: str) -> bool:
+    """Whether planned run `name` failed by diverging (rltx.health), which a rerun repeats bit for bit: such a
+    run is listed as excluded and the sweep's verdict goes on without it and the transfers planned from it."""
+    run = next(run for run in plan.runs if run.name == name)
+    records = {Path(d): store.read_run_record(Path(d)) for d in run.run_dirs if (Path(d) / store.RUN_FILE).is_file()}
+    diverged = [d for d, record in records.items()
+                if record.status == "failed" and health_kind(record.health) == "diverged"]
+    for run_dir in diverged:
+        context.counts(run_dir)  # listed in the verdict as excluded
+    return bool(diverged)
 
 
 def fit_finding(context: Context, plan) -> verdicts.Finding:

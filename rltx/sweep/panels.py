@@ -13,7 +13,7 @@ import numpy as np
 from rltx import store
 from rltx.analysis.associations import Association, rank_associations
 from rltx.analysis.results import Result
-from rltx.sweep.plan import Plan
+from rltx.sweep.plan import Plan, trained_values
 
 ASSOCIATIONS_FILE = "associations.h5"
 
@@ -28,10 +28,12 @@ class PanelAssociations:
 def counted_pairs(plan: Plan, transfer_runs, counts: Callable[[Path], bool]) -> np.ndarray:
     """Which pairs (by their transfer run, curves.h5's pairs/transfer_run) may be counted: the
     transfer run, its scratch pair and the pre-training run it came from all pass `counts` (a health
-    check, rltx.health); every run is asked, so a caller can list each flagged one."""
+    check, rltx.health); every run of a pair is asked, so a caller can list each flagged one. Planned
+    transfers without a pair (blocked behind a pre-training run that diverged) have no runs to ask."""
     sources = {run.name: run.run_dirs[0] for run in plan.runs if run.stage == "pretrain"}
+    paired = {str(Path(store.text(t)).resolve()) for t in transfer_runs}
     counted = set()
-    for run in (r for r in plan.runs if r.stage == "transfer"):
+    for run in (r for r in plan.runs if r.stage == "transfer" and str(Path(r.run_dirs[0]).resolve()) in paired):
         health = [counts(Path(d)) for d in (*run.run_dirs, *(sources[name] for name in run.after))]
         if all(health):
             counted.add(str(Path(run.run_dirs[0]).resolve()))
@@ -63,8 +65,9 @@ def panel_associations(plan: Plan, arrays: dict, counted: np.ndarray) -> list[Pa
         for architecture in sorted({by_name[group]["architecture"] for group in plan_groups[cell]}):
             groups = sorted(g for g in set(plan_groups[cell]) if by_name[g]["architecture"] == architecture)
             means = [differences[cell][plan_groups[cell] == group].mean() for group in groups]
-            keys = sorted({key for group in groups for key in by_name[group]["values"]})
-            tested = rank_associations(means, {key: [by_name[g]["values"].get(key) for g in groups] for key in keys})
+            values = {group: trained_values(by_name[group]) for group in groups}
+            keys = sorted({key for group in groups for key in values[group]})
+            tested = rank_associations(means, {key: [values[g].get(key) for g in groups] for key in keys})
             panels.append(PanelAssociations(name, architecture, tested))
     return panels
 

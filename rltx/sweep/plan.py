@@ -152,6 +152,18 @@ class Plan:
         return [d for run in self.runs if run.stage == "transfer" for d in run.run_dirs]
 
 
+# Recipe keys a sweep sets per group or run from its sweep: section, which a --set could only mislabel.
+SET_PER_RUN = {"architecture": "architectures", "transfer_layers": "transfer_layers",
+               "labels_downstream": "labels_downstream"}
+
+
+def trained_values(group: dict) -> dict:
+    """A planned group's sampled keys as its recipe trained them: a --set wins over the draw, which
+    plan.json's `values` keep (so that the plan stays the one its runs were made by)."""
+    recipe = yaml.safe_load(group["yaml"])
+    return {key: recipe.get(key, value) for key, value in group["values"].items()}
+
+
 def group_values(spec: SweepSpec, architecture: str, group: int) -> dict:
     """The sampled (and per-architecture fixed) recipe keys of one group."""
     generator = hyperrule.group_generator(spec.seed, ARCHITECTURE_NAMES.index(architecture), group)
@@ -164,6 +176,9 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
     spec = SweepSpec.from_section(recipe_file.sweep, str(recipe_file.path))
     out = Path(out).resolve()
     fixed = parse_overrides(overrides)  # paths resolved against the working directory, as pretrain does
+    for key in sorted(set(fixed) & set(SET_PER_RUN)):
+        raise UsageError(f"--set {key} cannot change a sweep: its sweep: section sets {key} for every group or run "
+                         f"({SET_PER_RUN[key]}); edit that section in a copy of the recipe instead")
     groups, runs, layer_counts = [], [], {}
     for architecture in spec.architectures:
         for index in range(spec.groups):
