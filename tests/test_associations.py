@@ -5,6 +5,7 @@ under increasing transforms, the categories' permutation test against the exact 
 and against every assignment enumerated, and a planted relation carried through the sweep verdict."""
 import numpy as np
 import pytest
+import yaml
 from scipy import stats
 
 from rltx.analysis.associations import FAMILY_LEVEL, holm_adjusted, kruskal_test, rank_associations
@@ -158,9 +159,9 @@ def test_a_planted_relation_reaches_the_sweep_verdict_and_associations_file(tmp_
     from rltx.reproduce.pipelines import Context, association_findings
     from rltx.sweep.plan import Plan, PlannedRun
     units, rates = [64, 1024, 128, 512, 256, 96], [0.01, 0.03, 0.02, 0.01, 0.03, 0.02]
-    groups = tuple({"name": f"simple_cnn/g{g:02d}", "architecture": "simple_cnn",
-                    "values": {"num_units": u, "learning_rate": r, "init": ("he", "orthogonal")[g % 2]}}
-                   for g, (u, r) in enumerate(zip(units, rates)))
+    drawn = [{"num_units": u, "learning_rate": r, "init": ("he", "orthogonal")[g % 2]} for g, (u, r) in enumerate(zip(units, rates))]
+    groups = tuple({"name": f"simple_cnn/g{g:02d}", "architecture": "simple_cnn", "values": values,
+                    "yaml": yaml.safe_dump(values)} for g, values in enumerate(drawn))  # trained as drawn
     runs, pairs = [], []
     for g, u in enumerate(units):
         for seed in (0, 1):
