@@ -32,6 +32,26 @@ def sweep_file(tmp_path, section=SECTION, **keys):
     return path
 
 
+def reproduce_sweep_file(tmp_path, section=SECTION, **keys):
+    """sweep_file with a reproduce: section, so that `rltx reproduce` runs it (App. B's sweep pipeline)."""
+    return sweep_file(tmp_path, section, **keys, reproduce={"pipeline": "sweep", "paper": "App. B"})
+
+
+def planned_by_reproduce(monkeypatch, recipe, out, **options):
+    """The plan `rltx reproduce` makes of the sweep recipe `recipe`, captured before anything trains."""
+    from rltx import sweep
+    from rltx.reproduce import reproduce
+    planned = []
+
+    def capture(plan, workers, echo):
+        planned.append(plan)
+        raise KeyboardInterrupt  # stop before anything trains
+    monkeypatch.setattr(sweep, "run_local", capture)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(str(recipe), out=out, reporter=lambda label: None, echo=lambda line: None, **options)
+    return planned[0]
+
+
 def test_log_uniform_is_uniform_in_the_log_and_uniform_choice_is_uniform():
     """App. B's 'random log_uniform(a, b)' against its definition: log(value) ~ U(log a, log b)
     (Kolmogorov-Smirnov), and 'random uniform([...])' hits every value equally (chi-square)."""
@@ -196,23 +216,11 @@ def test_killed_sweep_finishes_on_rerun_without_redoing_completed_runs(tmp_path)
 def test_reproduce_seeds_set_a_sweep_recipes_seeds_per_group(tmp_path, monkeypatch):
     """`rltx reproduce SWEEP --seeds 3` plans three consecutive seeds in every group (the sweep: section's
     count, which the pipeline reads; the recipe has 1); the planned runs are captured instead of trained."""
-    from rltx import sweep
-    from rltx.reproduce import reproduce
-    recipe = yaml.safe_load(sweep_file(tmp_path).read_text())
-    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
-    planned = {}
-
-    def capture(plan, workers, echo):
-        planned["runs"] = [run.name for run in plan.runs if run.stage == "pretrain"]
-        raise KeyboardInterrupt  # stop before anything trains
-    monkeypatch.setattr(sweep, "run_local", capture)
-    with pytest.raises(KeyboardInterrupt):
-        reproduce(str(tmp_path / "sweep.yaml"), out=tmp_path / "out", seeds=3, reporter=lambda label: None,
-                  echo=lambda line: None)
-    per_group = [sorted(int(name.split("/s")[1].split("-")[0]) for name in planned["runs"] if f"/g0{g}/" in name)
+    plan = planned_by_reproduce(monkeypatch, reproduce_sweep_file(tmp_path), tmp_path / "out", seeds=3)
+    runs = [run.name for run in plan.runs if run.stage == "pretrain"]
+    per_group = [sorted(int(name.split("/s")[1].split("-")[0]) for name in runs if f"/g0{g}/" in name)
                  for g in range(2)]
-    assert [len(seeds) for seeds in per_group] == [3, 3] and len(planned["runs"]) == 6
+    assert [len(seeds) for seeds in per_group] == [3, 3] and len(runs) == 6
     assert all(seeds == list(range(seeds[0], seeds[0] + 3)) for seeds in per_group)  # seed, seed + 1, seed + 2
 
 
@@ -220,23 +228,10 @@ def test_reproduce_groups_add_groups_that_keep_the_recipes_draws(tmp_path, monke
     """`rltx reproduce SWEEP --groups 4` plans four groups where the recipe has two; the first two keep
     the values they are drawn with by default (each group's draw depends on its index only), so more
     groups add to a finished sweep instead of replacing it."""
-    from rltx import sweep
-    from rltx.reproduce import reproduce
-    recipe = yaml.safe_load(sweep_file(tmp_path).read_text())
-    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
-    recipe["sweep"]["sample"] = {"learning_rate": {"log_uniform": [0.01, 0.1]}}
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
-    planned = []
-
-    def capture(plan, workers, echo):
-        planned.append({group["name"]: group["values"] for group in plan.groups})
-        raise KeyboardInterrupt  # stop before anything trains
-    monkeypatch.setattr(sweep, "run_local", capture)
-    for groups, out in ((None, "default"), (4, "more")):
-        with pytest.raises(KeyboardInterrupt):
-            reproduce(str(tmp_path / "sweep.yaml"), out=tmp_path / out, groups=groups, reporter=lambda label: None,
-                      echo=lambda line: None)
-    default, more = planned
+    recipe = reproduce_sweep_file(tmp_path, {**SECTION, "sample": {"learning_rate": {"log_uniform": [0.01, 0.1]}}})
+    default, more = ({group["name"]: group["values"] for group in
+                      planned_by_reproduce(monkeypatch, recipe, tmp_path / out, groups=groups).groups}
+                     for groups, out in ((None, "default"), (4, "more")))
     assert len(default) == 2 and len(more) == 4 and {name: more[name] for name in default} == default
     assert len({values["learning_rate"] for values in more.values()}) == 4  # each group its own draw
 
@@ -245,24 +240,12 @@ def test_reproduce_set_wins_over_the_values_a_sweep_draws_as_rltx_sweep_set_does
     """`rltx reproduce SWEEP --set learning_rate=0.05` trains every group at 0.05, as `rltx sweep --set` does
     (the pipeline used to drop the overrides, so each group kept its drawn rate while the verdict's command
     line listed the --set): the two plans' group recipes are the same."""
-    from rltx import sweep
-    from rltx.reproduce import reproduce
-    recipe = yaml.safe_load(sweep_file(tmp_path).read_text())
-    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
-    recipe["sweep"]["sample"] = {"learning_rate": {"log_uniform": [0.01, 0.1]}}
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
-    planned = []
-
-    def capture(plan, workers, echo):
-        planned.append([yaml.safe_load(group["yaml"]) for group in plan.groups])
-        raise KeyboardInterrupt  # stop before anything trains
-    monkeypatch.setattr(sweep, "run_local", capture)
-    with pytest.raises(KeyboardInterrupt):
-        reproduce(str(tmp_path / "sweep.yaml"), out=tmp_path / "out", overrides=("learning_rate=0.05",),
-                  reporter=lambda label: None, echo=lambda line: None)
-    invoke_ok("sweep", tmp_path / "sweep.yaml", "--out", tmp_path / "swept", "--plan-only", "--set", "learning_rate=0.05")
+    recipe = reproduce_sweep_file(tmp_path, {**SECTION, "sample": {"learning_rate": {"log_uniform": [0.01, 0.1]}}})
+    plan = planned_by_reproduce(monkeypatch, recipe, tmp_path / "out", overrides=("learning_rate=0.05",))
+    planned = [yaml.safe_load(group["yaml"]) for group in plan.groups]
+    invoke_ok("sweep", recipe, "--out", tmp_path / "swept", "--plan-only", "--set", "learning_rate=0.05")
     swept = [yaml.safe_load(group["yaml"]) for group in json.loads((tmp_path / "swept" / "plan.json").read_text())["groups"]]
-    assert [group["learning_rate"] for group in planned[0]] == [0.05, 0.05] and planned[0] == swept
+    assert [group["learning_rate"] for group in planned] == [0.05, 0.05] and planned == swept
     # plan.json keeps each group's draw; the associations rank the value its runs trained with
     from rltx.sweep.plan import trained_values
     stored = json.loads((tmp_path / "swept" / "plan.json").read_text())["groups"]
@@ -315,9 +298,7 @@ def test_reproduce_runs_a_sweep_to_its_verdict_with_the_panels_and_their_associa
     from rltx import store
     from rltx.analysis.results import read_result
     from rltx.cli import main
-    recipe = yaml.safe_load(sweep_file(tmp_path, {**SECTION, "groups": 3}).read_text())
-    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
+    reproduce_sweep_file(tmp_path, {**SECTION, "groups": 3})
     invoke_ok("reproduce", tmp_path / "sweep.yaml", "--out", tmp_path / "out", "--quiet")
     verdict = (tmp_path / "out" / "verdict.txt").read_text()
     panel = "real labels downstream, all layers transferred: "
@@ -418,9 +399,7 @@ def test_a_sweep_run_that_diverges_is_excluded_and_the_reproduction_reaches_its_
     from rltx.cli import main
     section = {**SECTION, "groups": 3, "sample": {"learning_rate": {"uniform": [0.05, 1.0e12]},
                                                   "num_classes_upstream": {"uniform": [2, 4]}}}
-    recipe = yaml.safe_load(sweep_file(tmp_path, section).read_text())
-    recipe["reproduce"] = {"pipeline": "sweep", "paper": "App. B"}
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(recipe))
+    reproduce_sweep_file(tmp_path, section)
     invoke_ok("reproduce", tmp_path / "sweep.yaml", "--out", tmp_path / "out", "--quiet")
     verdict = (tmp_path / "out" / "verdict.txt").read_text()
     excluded = verdict.split("excluded (diverged or collapsed, not counted as evidence):")[1]

@@ -31,13 +31,16 @@ def counted_pairs(plan: Plan, transfer_runs, counts: Callable[[Path], bool]) -> 
     check, rltx.health); every run of a pair is asked, so a caller can list each flagged one. Planned
     transfers without a pair (blocked behind a pre-training run that diverged) have no runs to ask."""
     sources = {run.name: run.run_dirs[0] for run in plan.runs if run.stage == "pretrain"}
-    paired = {str(Path(store.text(t)).resolve()) for t in transfer_runs}
-    counted = set()
-    for run in (r for r in plan.runs if r.stage == "transfer" and str(Path(r.run_dirs[0]).resolve()) in paired):
-        health = [counts(Path(d)) for d in (*run.run_dirs, *(sources[name] for name in run.after))]
+    paired = [str(Path(store.text(t)).resolve()) for t in transfer_runs]
+    present, counted = set(paired), set()
+    for run in (r for r in plan.runs if r.stage == "transfer"):
+        transfer = str(Path(run.run_dirs[0]).resolve())
+        if transfer not in present:
+            continue
+        health = [counts(Path(d)) for d in (*run.run_dirs, *(sources[name] for name in run.after))]  # ask every run
         if all(health):
-            counted.add(str(Path(run.run_dirs[0]).resolve()))
-    return np.array([str(Path(store.text(t)).resolve()) in counted for t in transfer_runs], dtype=bool)
+            counted.add(transfer)
+    return np.array([transfer in counted for transfer in paired], dtype=bool)
 
 
 def sweep_panels(arrays: dict, counted: np.ndarray):

@@ -176,7 +176,9 @@ def expand(recipe_file: RecipeFile, out: Path, overrides: tuple[str, ...] = (), 
     spec = SweepSpec.from_section(recipe_file.sweep, str(recipe_file.path))
     out = Path(out).resolve()
     fixed = parse_overrides(overrides)  # paths resolved against the working directory, as pretrain does
-    for key in sorted(set(fixed) & set(SET_PER_RUN)):
+    clash = sorted(set(fixed) & set(SET_PER_RUN))
+    if clash:
+        key = clash[0]
         raise UsageError(f"--set {key} cannot change a sweep: its sweep: section sets {key} for every group or run "
                          f"({SET_PER_RUN[key]}); edit that section in a copy of the recipe instead")
     groups, runs, layer_counts = [], [], {}
