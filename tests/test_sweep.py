@@ -393,10 +393,7 @@ def test_a_sweep_run_that_diverges_is_excluded_and_the_reproduction_reaches_its_
     A rerun would diverge again bit for bit, so `rltx reproduce` must not stop on them, as it did: the verdict
     lists them as excluded and is drawn from the group that trained. `--set architecture` (and the other keys a
     sweep: section sets per run) is refused in one line: the groups would have trained another model under
-    their listed one."""
-    from click.testing import CliRunner
-
-    from rltx.cli import main
+    their listed one: as a user meets it, `rltx` in a subprocess, stderr that one line, nothing written."""
     section = {**SECTION, "groups": 3, "sample": {"learning_rate": {"uniform": [0.05, 1.0e12]},
                                                   "num_classes_upstream": {"uniform": [2, 4]}}}
     reproduce_sweep_file(tmp_path, section)
@@ -406,9 +403,12 @@ def test_a_sweep_run_that_diverges_is_excluded_and_the_reproduction_reaches_its_
     for group in ("g00", "g01"):
         assert f"simple_cnn/{group}/s3-pretrain: diverged: loss " in excluded
     assert "simple_cnn/g02" not in excluded and "(below x = y) in 0 of 1 groups" in verdict  # g02 alone counted
-    for key, section_key in (("architecture", "architectures"), ("labels_downstream", "labels_downstream")):
-        result = CliRunner().invoke(main, ["reproduce", str(tmp_path / "sweep.yaml"), "--out", str(tmp_path / "o2"),
-                                           "--set", f"{key}=mlp" if key == "architecture" else f"{key}=random"])
-        assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == (
+    for key, value, section_key in (("architecture", "mlp", "architectures"),
+                                    ("labels_downstream", "random", "labels_downstream")):
+        result = subprocess.run([sys.executable, "-m", "rltx", "reproduce", str(tmp_path / "sweep.yaml"), "--out",
+                                 str(tmp_path / "o2"), "--set", f"{key}={value}"], capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 2 and result.stderr.splitlines() == [
             f"Error: --set {key} cannot change a sweep: its sweep: section sets {key} for every group or run "
-            f"({section_key}); edit that section in a copy of the recipe instead")
+            f"({section_key}); edit that section in a copy of the recipe instead"], result.stderr
+        assert not (tmp_path / "o2").exists()  # the folder the refused reproduction made is removed
