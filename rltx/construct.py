@@ -34,7 +34,7 @@ from rltx.progress import Reporter
 from rltx.runs import check_distinct, check_distinct_checkpoints, check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
-from rltx.transfer import rescaled_samples, rescaling_norm
+from rltx.transfer import check_rotation_sources, covariance_filters, rescaled_to_initial, rescaling_norm
 
 _RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
 
@@ -135,14 +135,17 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
                        {"rescale_factor": factor, "patches": moments.count})
 
 
-def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator, norm: str,
+def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator, norm: str, draw: str,
                         init_scale: float, reporter: Reporter) -> LayerRecord:
-    """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs, then
+    """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs (or, with `draw`
+    rotation, the one run's centred filters rotated: `transfer.covariance_filters`), then
     rescaled to the `norm` the first run's layer had at initialisation, as `transfer_mode: covariance`
     does (Sec. 2.4: "we always re-scale the weights after pre-training"; A.9). A run whose init_scale
     reading differs from this rltx's (models.init_scale_mismatch) is named through `reporter`: the sampled
     layer gets its norm, the fresh layers this recipe's `init_scale`."""
     check_distinct(runs, "--covariance-from")
+    if draw == "rotation":
+        check_rotation_sources(len(runs), "--covariance-from")
     opened = [open_run(path) for path in runs]
     check_same_model(opened, "--covariance-from runs")
     for run in opened:
@@ -171,12 +174,13 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
         raise UsageError(f"the runs' {layer} has {filters[0].shape[1]} filters of dimension {filters[0].shape[0]}; "
                          f"this recipe's has {wanted[1]} of dimension {wanted[0]}; use runs whose {layer} has the "
                          "recipe's shape")
-    sampled, factor = rescaled_samples(sigma_w, tuple(target.kernel.shape), store.read_checkpoint(opened[0].run_dir, 0),
-                                       layer, norm, generator)
+    drawn, _ = covariance_filters(filters, tuple(target.kernel.shape), draw, generator)
+    sampled, factor = rescaled_to_initial(drawn, store.read_checkpoint(opened[0].run_dir, 0), layer, norm)
     target.kernel.assign(sampled.astype(np.float32))
     if target.bias is not None:
         target.bias.assign(np.zeros(target.bias.shape, np.float32))
-    return LayerRecord("learned_covariance", {"sigma_w": sigma_w},
+    method = "learned_covariance" if draw == "gaussian" else "learned_covariance_rotation"
+    return LayerRecord(method, {"sigma_w": sigma_w},
                        {"source_filters": sum(f.shape[1] for f in filters), "rescale_factor": factor})
 
 
@@ -224,7 +228,7 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
         name, spec = convs[number - 1], specs[number - 1] if isinstance(specs, list) else specs
         if number == 1 and covariance_runs:
             records[name] = learned_first_layer(model, name, list(covariance_runs), generator, rescaling_norm(recipe),
-                                                recipe.init_scale, reporter or Reporter())
+                                                recipe.covariance_draw, recipe.init_scale, reporter or Reporter())
         else:
             records[name] = construct_layer(model, name, inputs, recipe, spec, generator)
     return weights_of(model.weights), records, indices

@@ -8,7 +8,8 @@ one or more pre-trained runs, then the downstream task is trained with the share
 - `covariance` mode (A.9, Sec. 2.4): the first layer's filters are drawn from N(0, Sigma_w) (A.9:
   "mean 0 and the covariance obtained from training"), Sigma_w the covariance of the first-layer
   filters of the sources (rltx.filter_covariance), pooled over all of them; its bias is zero and
-  every other layer is fresh.
+  every other layer is fresh. `covariance_draw: rotation` instead mixes one source's centred filters by a
+  random rotation: Sigma_w exactly, without a sample's noise (a diagnostic of Sec. 2.4's recovery).
 - `scratch`: the same downstream task from a fresh initialisation (no source weights).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from rltx import hyperrule, loop, store
 from rltx.config import Recipe
 from rltx.data import input_range_warnings
+from rltx.data.gaussian import random_orthogonal
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance, sample_filters
 from rltx.health import is_flagged
@@ -87,23 +89,51 @@ def transferred_weights(fresh: dict[str, np.ndarray], source: Checkpoint, layers
     return weights, factors
 
 
-def rescaled_samples(sigma_w: np.ndarray, shape: tuple[int, ...], initial: dict[str, np.ndarray], layer: str,
-                     norm: str, generator: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Filters drawn from N(0, Sigma_w) (A.9), times the factor that gives them the `norm` the source's
-    `layer` had at initialisation (`initial`: its step-0 weights; A.4, Sec. 2.4), and that factor."""
-    sampled = sample_filters(sigma_w, shape, generator)
-    factor = hyperrule.rescale_factor([initial[name] for name in _variables_of(initial, layer)], [sampled], norm)
-    return sampled * factor, factor
+def covariance_filters(kernels: list[np.ndarray], shape: tuple[int, ...], draw: str,
+                       generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """First-layer filters whose second moment is the sources' Sigma_w, and Sigma_w (`covariance_draw`).
+
+    `gaussian` (A.9): drawn from N(0, Sigma_w), "mean 0 and the covariance obtained from training".
+    `rotation`: W_c Q, the one source's centred filters W_c mixed by a Haar-random orthogonal f x f matrix Q.
+    Their second moment (W_c Q)(W_c Q)^T / f is Sigma_w exactly, where a Gaussian sample's is Sigma_w plus a
+    Wishart error; and no source filter survives whole. So a transfer from the source's filters, from
+    `rotation` and from `gaussian` split Sec. 2.4's recovery gap into what the individual filters carry beyond
+    their second moment and what a finite sample's noise costs."""
+    sigma_w = filter_covariance(kernels)
+    if draw == "gaussian":
+        return sample_filters(sigma_w, shape, generator), sigma_w
+    check_rotation_sources(len(kernels), "the covariance")
+    filters = kernels[0].reshape(-1, kernels[0].shape[-1]).astype(np.float64)
+    if filters.shape != (int(np.prod(shape[:-1])), shape[-1]):
+        raise UsageError(f"covariance_draw rotation keeps the source's {filters.shape[1]} filters of dimension "
+                         f"{filters.shape[0]}, but this layer has the shape {shape}; use a source of the same model")
+    centred = filters - filters.mean(axis=1, keepdims=True)
+    return (centred @ random_orthogonal(shape[-1], generator)).reshape(shape), sigma_w
 
 
-def covariance_weights(fresh: dict[str, np.ndarray], sources: list[Checkpoint], first_layer: str, norm: str,
-                       seed: int) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray]:
-    """A.9 'covariance': first-layer filters sampled from the sources' Sigma_w, bias zero, rescaled
-    like a transferred layer; all other layers fresh."""
+def rescaled_to_initial(filters: np.ndarray, initial: dict[str, np.ndarray], layer: str,
+                        norm: str) -> tuple[np.ndarray, float]:
+    """`filters` times the factor that gives them the `norm` the source's `layer` had at initialisation
+    (`initial`: its step-0 weights; A.4, Sec. 2.4), and that factor."""
+    factor = hyperrule.rescale_factor([initial[name] for name in _variables_of(initial, layer)], [filters], norm)
+    return filters * factor, factor
+
+
+def check_rotation_sources(count: int, option: str) -> None:
+    """`covariance_draw: rotation` mixes the filters of one source run (`covariance_filters`)."""
+    if count != 1:
+        raise UsageError(f"covariance_draw rotation mixes the filters of one source run, but {option} gives {count}; "
+                         f"give one, or use covariance_draw gaussian to pool them")
+
+
+def covariance_weights(fresh: dict[str, np.ndarray], sources: list[Checkpoint], first_layer: str, recipe: Recipe,
+                       ) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray]:
+    """A.9 'covariance': first-layer filters with the sources' Sigma_w (`covariance_filters`), bias zero,
+    rescaled like a transferred layer; all other layers fresh."""
     kernel, bias = f"{first_layer}/kernel", f"{first_layer}/bias"
-    sigma_w = filter_covariance([source.weights[kernel] for source in sources])
-    sampled, factor = rescaled_samples(sigma_w, fresh[kernel].shape, sources[0].initial, first_layer, norm,
-                                       hyperrule.rng(seed, hyperrule.STREAM_COVARIANCE))
+    drawn, sigma_w = covariance_filters([source.weights[kernel] for source in sources], fresh[kernel].shape,
+                                        recipe.covariance_draw, hyperrule.rng(recipe.seed, hyperrule.STREAM_COVARIANCE))
+    sampled, factor = rescaled_to_initial(drawn, sources[0].initial, first_layer, rescaling_norm(recipe))
     weights = dict(fresh)
     weights[kernel] = sampled.astype(fresh[kernel].dtype)
     if bias in weights:
@@ -117,8 +147,8 @@ def initial_weights(model: keras.Model, recipe: Recipe, sources: list[Checkpoint
     details = {"mode": recipe.transfer_mode, "rescaling": norm}
     if recipe.transfer_mode == "covariance":
         first = transferable_layers(model)[0]
-        weights, factors, sigma_w = covariance_weights(fresh, sources, first, norm, recipe.seed)
-        details.update(layers=store.listed([first]), sigma_w=sigma_w,
+        weights, factors, sigma_w = covariance_weights(fresh, sources, first, recipe)
+        details.update(layers=store.listed([first]), sigma_w=sigma_w, covariance_draw=recipe.covariance_draw,
                        sigma_w_filters=sum(s.weights[f"{first}/kernel"].shape[-1] for s in sources))
     else:
         if len(sources) > 1:
@@ -144,6 +174,12 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
         # recipe's validation, so that runs stored with it still open)
         raise UsageError(f"transfer_layers {recipe.transfer_layers} transfers no layer; use 1 or more, all or "
                          "conv (a run from scratch is `rltx transfer --from scratch`)")
+    if sources and recipe.covariance_draw == "rotation":
+        if recipe.transfer_mode != "covariance":
+            raise UsageError("covariance_draw rotation draws the first layer of transfer_mode covariance, but this "
+                             f"transfer copies weights (transfer_mode {recipe.transfer_mode}); drop covariance_draw "
+                             "or set transfer_mode covariance")
+        check_rotation_sources(len(sources), "--from")
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_distinct_checkpoints([(s.run_dir, s.digest) for s in source_runs], "--from")
     check_compatible(recipe, source_runs)

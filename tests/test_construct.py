@@ -190,6 +190,16 @@ def test_measured_tau_curve_and_learned_covariance(tmp_path):
     initial = store.read_checkpoint(tmp_path / "run", 0)
     start = np.sqrt(np.sum(initial["conv_0/kernel"].astype(np.float64) ** 2) + np.sum(initial["conv_0/bias"] ** 2.0))
     assert np.linalg.norm(learned) == pytest.approx(start, rel=1e-5)
+    # covariance_draw rotation: the run's centred filters rotated, so the second moment is Sigma_w exactly
+    result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--covariance-from", tmp_path / "run",
+                    "--set", "covariance_draw=rotation", "-o", tmp_path / "rotated.h5")
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "rotated.h5") as handle:
+        assert handle["construction/conv_0"].attrs["method"] == "learned_covariance_rotation"
+        factor = handle["construction/conv_0"].attrs["rescale_factor"]
+        rotated = handle["weights/conv_0/kernel"][()].astype(np.float64).reshape(27, 27)
+    np.testing.assert_allclose(rotated @ rotated.T / 27, np.cov(kernel, bias=True) * factor ** 2, rtol=1e-5, atol=1e-9)
+    assert np.linalg.norm(rotated) == pytest.approx(start, rel=1e-5)
 
 
 def test_constructed_filters_do_not_depend_on_the_eigensolvers_signs(monkeypatch):
