@@ -112,7 +112,8 @@ def test_another_plan_in_the_same_directory_is_refused(tmp_path):
     before = (tmp_path / "out" / "plan.json").read_text()
     result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"),
                                        "--plan-only", "--set", "learning_rate=0.01"])
-    assert result.exit_code == 2 and "holds another plan" in result.output
+    assert result.exit_code == 2 and "holds another plan (group simple_cnn/g00's recipe had learning_rate" in result.output
+    assert "now 0.01)" in result.output
     assert (tmp_path / "out" / "plan.json").read_text() == before
 
 
@@ -147,7 +148,7 @@ def test_a_plan_with_more_groups_and_seeds_extends_the_stored_one_and_a_smaller_
     assert len(large.groups) == 2 * len(small.groups) and set(small.groups[0]) == set(large.groups[0])
     assert all(group in large.groups for group in small.groups) and set(small.runs) < set(large.runs)
     result = CliRunner().invoke(main, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"), "--plan-only"])
-    assert result.exit_code == 2 and "fewer groups or seeds" in result.output
+    assert result.exit_code == 2 and "(its group" in result.output and "is not in this plan: fewer groups)" in result.output
     assert read_plan(tmp_path / "out" / "plan.json") == large
 
 
@@ -166,7 +167,8 @@ def test_more_groups_of_another_design_are_refused_even_where_the_old_groups_dra
     before = (tmp_path / "out" / "plan.json").read_text()
     grown = sweep_file(tmp_path, {**section, "groups": 4, **change})
     result = CliRunner().invoke(main, ["sweep", str(grown), "--out", str(tmp_path / "out"), "--plan-only"])
-    assert result.exit_code == 2 and "holds another plan" in result.output
+    assert result.exit_code == 2 and "holds another plan (sweep: " in result.output
+    assert ("labels_downstream was" if "labels_downstream" in change else "sample was") in result.output
     assert (tmp_path / "out" / "plan.json").read_text() == before
 
 

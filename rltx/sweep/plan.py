@@ -33,7 +33,7 @@ import yaml
 
 from rltx import hyperrule
 from rltx.config import ARCHITECTURE_NAMES, SEED_MAX, check_section, make_recipe
-from rltx.errors import UsageError
+from rltx.errors import UsageError, shorten
 from rltx.recipe_file import RecipeFile, parse_overrides
 
 PLAN_FILE = "plan.json"
@@ -270,9 +270,8 @@ def write_plan(plan: Plan) -> Path:
                 _extends(planned, {**stored, "design": planned["design"]}):
             raise UsageError(f"{path} was written before plans kept their design, so it cannot grow in one step: "
                              "rerun it with its own groups and seeds first (that adds the design), then with more")
-        raise UsageError(f"{path} holds another plan (other recipe, profile or --set, or fewer groups or seeds); use "
-                         "another --out (or the recipe, profile and --set that made this sweep, with as many groups "
-                         "and seeds or more)")
+        raise UsageError(f"{path} holds another plan ({_difference(planned, stored)}); use another --out (or the "
+                         "recipe, profile and --set that made this sweep, with as many groups and seeds or more)")
     for group in plan.groups:
         recipe = Path(group["recipe"])
         store.make_directory(recipe.parent)
@@ -292,6 +291,44 @@ def _extends(plan: dict, stored: dict) -> bool:
         return True
     return all(plan[key] == stored.get(key) for key in ("out", "design")) and \
         all(group in plan["groups"] for group in stored["groups"]) and all(run in plan["runs"] for run in stored["runs"])
+
+
+def _difference(plan: dict, stored: dict) -> str:
+    """The first thing that keeps `plan` from being or growing `stored`, in words for the refusal: a changed
+    sweep: section, a stored group left out or with another recipe, or a stored run left out or changed."""
+    design, stored_design = plan.get("design") or {}, stored.get("design")
+    if isinstance(stored_design, dict) and design != stored_design:
+        key = _first_changed(stored_design, design)
+        return f"sweep: {key} was {shorten(stored_design.get(key))}, now {shorten(design.get(key))}"
+    groups = {group.get("name"): group for group in plan["groups"]}
+    for group in stored["groups"]:
+        name, now = group.get("name"), groups.get(group.get("name"))
+        if now is None:
+            return f"its group {name} is not in this plan: fewer groups"
+        if now != group:
+            before, after = _recipe_keys(group.get("yaml")), _recipe_keys(now.get("yaml"))
+            key = _first_changed(before, after)
+            return f"group {name}'s recipe had {key} {shorten(before.get(key))}, now {shorten(after.get(key))}" \
+                if key else f"group {name} differs"
+    runs = {run.get("name"): run for run in plan["runs"]}
+    for run in stored["runs"]:
+        if run.get("name") not in runs:
+            return f"its run {run.get('name')} is not in this plan: fewer seeds or other runs"
+        if runs[run.get("name")] != run:
+            return f"its run {run.get('name')} is planned with other arguments"
+    return "another recipe, profile or --set"
+
+
+def _first_changed(before: dict, after: dict) -> str | None:
+    return next((key for key in sorted(set(before) | set(after), key=str) if before.get(key) != after.get(key)), None)
+
+
+def _recipe_keys(text) -> dict:
+    try:
+        keys = yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        keys = None
+    return keys if isinstance(keys, dict) else {}
 
 
 def _relocated(plan: dict, out: str) -> dict:
