@@ -146,6 +146,9 @@ def _class_mismatch(dataset: str, real: int, asked: int, stage: str) -> str:
         extra = f", or give gaussian data classes with gaussian_num_classes={asked}" if dataset == "gaussian" else ""
         return (f"{dataset} has no real labels here (0 classes) but labels_{stage} is real; set "
                 f"labels_{stage}=random{extra}")
+    if real == 1:  # num_classes_* must be >= 2: "set it to 1" would be refused next
+        return (f"{dataset} has 1 real class, and a task needs 2 or more; give the data more classes, or set "
+                f"labels_{stage}=random")
     return (f"{dataset} has {real} real classes but num_classes_{stage} is {asked}; set num_classes_{stage}={real} "
             f"(or labels_{stage}=random)")
 

@@ -907,3 +907,25 @@ def test_a_rotation_draw_that_cannot_be_made_is_refused_before_anything_is_writt
             "use covariance_draw gaussian")
     refused(results["two runs"], 2, "mixes the filters of one source run, but --covariance-from gives 2")
     assert not any((work / name).exists() for name in ("t_rot_w", "t_rot_2", "rot.h5"))
+
+
+def test_an_image_folder_of_one_split_or_one_class_is_named_not_read_as_a_class(work):
+    """An image folder with train/ but no test/ was read as one class named "train", and one class of real
+    labels got the fix "set num_classes_upstream=1", which the recipe then refused: both are one line now."""
+    from PIL import Image
+    pixels = np.random.default_rng(0).integers(0, 255, size=(8, 8, 3), dtype=np.uint8)
+    for folder in ("imgs_train_only/train/a", "imgs_train_only/train/b", "imgs_one_class/a"):
+        (work / folder).mkdir(parents=True)
+        for index in range(5):
+            Image.fromarray(pixels).save(work / folder / f"{index}.png")
+    folder_keys = ("--set", "dataset=image_folder", "--set", "image_size=8", "--set", "num_examples_upstream=3",
+                   "--set", "num_examples_downstream=1", "--set", "num_examples_test=1", "--set", "batch_size=3", "--set", "labels_upstream=real")
+    results = run_cases(work, {
+        "train only": (("pretrain", "tiny.yaml", *folder_keys, "--set", "data_path=imgs_train_only",
+                        "--set", "num_classes_upstream=2", "--out", "folder_train_only"), None),
+        "one class": (("pretrain", "tiny.yaml", *folder_keys, "--set", "data_path=imgs_one_class",
+                       "--set", "num_classes_upstream=2", "--out", "folder_one_class"), None),
+    })
+    refused(results["train only"], 2, "has a train/ sub-folder but no test/", "add test/CLASS/... beside it")
+    refused(results["one class"], 2, "has 1 real class, and a task needs 2 or more", "labels_upstream=random")
+    assert not (work / "folder_train_only").exists() and not (work / "folder_one_class").exists()

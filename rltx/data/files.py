@@ -238,6 +238,11 @@ def open_image_folder(path: str | None, image_size: int | None) -> ImageFolderSo
     if not image_size:
         raise UsageError("dataset image_folder needs image_size; set it to the side in pixels, e.g. 32 or 224")
     split_layout = (root / "train").is_dir() and (root / "test").is_dir()
+    lone = [name for name in ("train", "test") if (root / name).is_dir() and not split_layout]
+    if lone:  # else the lone folder would be read as one class named after it
+        other = "test" if lone[0] == "train" else "train"
+        raise UsageError(f"image folder {path} has a {lone[0]}/ sub-folder but no {other}/; add {other}/CLASS/... beside "
+                         f"it, or put the class sub-folders directly in {path}")
     train_root = root / "train" if split_layout else root
     class_names = [p.name for p in _class_dirs(train_root)]
     train_files, train_labels = _list_split(train_root, class_names)
