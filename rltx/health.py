@@ -54,6 +54,16 @@ def judge(metrics: list[dict], num_classes: int, num_examples: int) -> str:
     return OK
 
 
+def on_reading(health: str, last_loss: float | None, last_step: int | None) -> str:
+    """The health the stored record of a completed run reports. One whose last whole-set loss is NaN or infinite was
+    written by an rltx that neither stopped nor flagged such a run (before 2026-12-07, when the last update
+    made the weights NaN; `judge` compared NaN > 3x, which is false): it diverged, whatever its record says,
+    so no verdict may count it."""
+    if is_flagged(health) or last_loss is None or np.isfinite(last_loss):
+        return health
+    return f"diverged: loss {last_loss} at step {last_step} (judged on reading; its record said {health})"
+
+
 def change_line(run: str, before: str, after: str, last: dict) -> str | None:
     """The line a training run prints when its judgement goes from `before` to `after` at metric row
     `last`: a warning when it becomes diverged or collapsed (or turns from one into the other), a note

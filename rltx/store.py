@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from rltx.errors import UsageError
+from rltx.health import on_reading
 
 FORMAT_VERSION = 1
 RUN_FILE, METRICS_FILE, STATE_FILE, LOCK_FILE, CHECKPOINT_DIR = (
@@ -391,6 +392,8 @@ def read_run_record(run_dir: Path) -> RunRecord:
             identity=_plain(handle["identity"].attrs),
             transfer={**_plain(handle["transfer"].attrs), **read_arrays(handle["transfer"])},
             health=str(handle.attrs.get("health", "unchecked")))
+    if record.status == "completed":
+        record.health = on_reading(record.health, *_last_loss(run_dir))
     try:
         keys = yaml.safe_load(record.config_yaml)
     except yaml.YAMLError:
@@ -447,6 +450,16 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
         for name in rows[0] if rows else ():
             values = np.asarray([row[name] for row in rows])
             handle.create_dataset(name, data=values, maxshape=(None,), chunks=True)
+
+
+def _last_loss(run_dir: Path) -> tuple[float | None, int | None]:
+    """The whole-set train loss and step of a run's last metrics row, or (None, None) without one (a missing
+    or damaged metrics file is named by the commands that read the metrics)."""
+    try:
+        with h5py.File(run_dir / METRICS_FILE, "r") as handle:
+            return float(handle["train_loss"][-1]), int(handle["step"][-1])
+    except (OSError, KeyError, IndexError, ValueError, TypeError):
+        return None, None
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -164,3 +164,26 @@ def test_a_run_that_recovers_from_an_early_blow_up_says_so_and_ends_ok(tmp_path)
     assert re.fullmatch(r"warning: run diverged: loss \S+ at step 1, \S+x its initial 3\.41", lines[0]), lines
     assert re.fullmatch(r"note: run no longer diverged: loss \S+ at step \d+", lines[-1]), lines
     assert store.read_run_record(tmp_path / "run").health == "ok"
+
+
+def test_a_stored_run_that_ended_nan_under_an_older_rltx_reads_diverged_and_is_left_out(tmp_path):
+    """Before 2026-12-07 a run whose last update made its weights NaN was recorded `completed`, health ok, with
+    a NaN last loss in metrics.h5. Such a record reads diverged (the status stays completed), so `rltx runs`
+    shows it and no verdict counts it; a finite run, or a flagged one, reads as stored."""
+    import h5py
+
+    from rltx.reproduce.pipelines import Context
+    pretrain(make_recipe({**TINY, "total_steps": 4, "num_eval_points": 2}), tmp_path / "older", reporter=Reporter())
+    assert store.read_run_record(tmp_path / "older").health == "ok"
+    with h5py.File(tmp_path / "older" / store.METRICS_FILE, "r+") as metrics:
+        metrics["train_loss"][-1] = np.nan
+    record = store.read_run_record(tmp_path / "older")
+    assert record.status == "completed"
+    assert record.health == "diverged: loss nan at step 4 (judged on reading; its record said ok)"
+    assert health.on_reading("collapsed: constant outputs from step 2", np.nan, 4).startswith("collapsed")
+    assert health.on_reading("unchecked", 2.1, 4) == "unchecked"
+    listed = subprocess.run([sys.executable, "-m", "rltx", "runs", str(tmp_path)], capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0 and "completed, diverged" in listed.stdout, listed.stdout + listed.stderr
+    context = Context(None, None, tmp_path, None, print)
+    assert not context.counts(tmp_path / "older") and context.excluded == [f"{tmp_path / 'older'}: {record.health}"]
