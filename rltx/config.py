@@ -162,7 +162,7 @@ class Recipe:
     total_steps_downstream: Optional[int] = key(None, help="fine-tuning length in steps (null: as upstream, A.4)", unit="steps", minimum=1)
     transfer_layers: Union[str, int, list] = key("all", help="layers taken from the source: all, conv (A.9 'pretrained conv'), the first k, or a list of names", minimum=0)
     transfer_mode: str = key("weights", help="weights: copy the source layers; covariance: sample first-layer filters from N(0, Sigma_w) of the sources (A.9)", choices=("weights", "covariance"))
-    covariance_draw: str = key("gaussian", help="transfer_mode covariance and construct-init --covariance-from: first-layer filters drawn from N(0, Sigma_w) (gaussian, A.9), or one source's centred filters mixed by a Haar-random rotation, second moment exactly Sigma_w without a sample's noise (rotation; a diagnostic of Sec. 2.4's recovery)", choices=("gaussian", "rotation"))
+    covariance_draw: str = key("gaussian", help="transfer_mode covariance and construct-init --covariance-from: first-layer filters drawn from N(0, Sigma_w) (gaussian, A.9); or, as diagnostics of Sec. 2.4's recovery, one source's filters less their mean filter (centred), or those mixed by a Haar-random rotation, second moment exactly Sigma_w without a sample's noise (rotation)", choices=("gaussian", "centred", "rotation"))
     rescaling: str = key("default", help="match each transferred layer's norm at the source's initialisation: l2, l1, none, or default (A.4: l2, none for ResNets)", choices=("default", "l2", "l1", "none"))
     zero_transferred_biases: bool = key(False, help="reset the biases of transferred layers to zero (A.9 'no bias')")
     # --- initialisation from the data (Sec. 2.5, E.3; used by `rltx construct-init`) -----------------

@@ -138,14 +138,14 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
 def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], generator, norm: str, draw: str,
                         init_scale: float, reporter: Reporter) -> LayerRecord:
     """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs (or, with `draw`
-    rotation, the one run's centred filters rotated: `transfer.covariance_filters`), then
+    centred or rotation, the one run's centred filters, as they are or rotated: `transfer.covariance_filters`), then
     rescaled to the `norm` the first run's layer had at initialisation, as `transfer_mode: covariance`
     does (Sec. 2.4: "we always re-scale the weights after pre-training"; A.9). A run whose init_scale
     reading differs from this rltx's (models.init_scale_mismatch) is named through `reporter`: the sampled
     layer gets its norm, the fresh layers this recipe's `init_scale`."""
     check_distinct(runs, "--covariance-from")
-    if draw == "rotation":
-        check_rotation_sources(len(runs), "--covariance-from")
+    if draw != "gaussian":
+        check_rotation_sources(len(runs), "--covariance-from", draw)
     opened = [open_run(path) for path in runs]
     check_same_model(opened, "--covariance-from runs")
     for run in opened:
@@ -179,7 +179,7 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     target.kernel.assign(sampled.astype(np.float32))
     if target.bias is not None:
         target.bias.assign(np.zeros(target.bias.shape, np.float32))
-    method = "learned_covariance" if draw == "gaussian" else "learned_covariance_rotation"
+    method = "learned_covariance" if draw == "gaussian" else f"learned_covariance_{draw}"
     return LayerRecord(method, {"sigma_w": sigma_w},
                        {"source_filters": sum(f.shape[1] for f in filters), "rescale_factor": factor})
 

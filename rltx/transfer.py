@@ -8,8 +8,9 @@ one or more pre-trained runs, then the downstream task is trained with the share
 - `covariance` mode (A.9, Sec. 2.4): the first layer's filters are drawn from N(0, Sigma_w) (A.9:
   "mean 0 and the covariance obtained from training"), Sigma_w the covariance of the first-layer
   filters of the sources (rltx.filter_covariance), pooled over all of them; its bias is zero and
-  every other layer is fresh. `covariance_draw: rotation` instead mixes one source's centred filters by a
-  random rotation: Sigma_w exactly, without a sample's noise (a diagnostic of Sec. 2.4's recovery).
+  every other layer is fresh. `covariance_draw: centred` instead takes one source's filters less their mean
+  filter, and `rotation` those filters mixed by a random rotation: Sigma_w exactly, without a sample's noise
+  (diagnostics of Sec. 2.4's recovery).
 - `scratch`: the same downstream task from a fresh initialisation (no source weights).
 """
 from __future__ import annotations
@@ -94,20 +95,24 @@ def covariance_filters(kernels: list[np.ndarray], shape: tuple[int, ...], draw: 
     """First-layer filters whose second moment is the sources' Sigma_w, and Sigma_w (`covariance_draw`).
 
     `gaussian` (A.9): drawn from N(0, Sigma_w), "mean 0 and the covariance obtained from training".
-    `rotation`: W_c Q, the one source's centred filters W_c mixed by a Haar-random orthogonal f x f matrix Q.
-    Their second moment (W_c Q)(W_c Q)^T / f is Sigma_w exactly, where a Gaussian sample's is Sigma_w plus a
-    Wishart error; and no source filter survives whole. So a transfer from the source's filters, from
-    `rotation` and from `gaussian` split Sec. 2.4's recovery gap into what the individual filters carry beyond
-    their second moment and what a finite sample's noise costs."""
+    `centred`: W_c, the one source's filters less their mean filter, each kept whole: "pretrained conv, no
+    bias" without the mean filter (A.9's covariance has mean 0).
+    `rotation`: W_c Q, those filters mixed by a Haar-random orthogonal f x f matrix Q. Their second moment
+    (W_c Q)(W_c Q)^T / f is Sigma_w exactly, where a Gaussian sample's is Sigma_w plus a Wishart error, and no
+    source filter survives whole. So transfers from the source's filters, `centred`, `rotation` and `gaussian`
+    split Sec. 2.4's recovery gap into what the mean filter, the individual filters beyond their second moment
+    and a finite sample's noise each carry."""
     sigma_w = filter_covariance(kernels)
     if draw == "gaussian":
         return sample_filters(sigma_w, shape, generator), sigma_w
-    check_rotation_sources(len(kernels), "the covariance")
+    check_rotation_sources(len(kernels), "the covariance", draw)
     filters = kernels[0].reshape(-1, kernels[0].shape[-1]).astype(np.float64)
     if filters.shape != (int(np.prod(shape[:-1])), shape[-1]):
-        raise UsageError(f"covariance_draw rotation keeps the source's {filters.shape[1]} filters of dimension "
+        raise UsageError(f"covariance_draw {draw} keeps the source's {filters.shape[1]} filters of dimension "
                          f"{filters.shape[0]}, but this layer has the shape {shape}; use a source of the same model")
     centred = filters - filters.mean(axis=1, keepdims=True)
+    if draw == "centred":
+        return centred.reshape(shape), sigma_w
     return (centred @ random_orthogonal(shape[-1], generator)).reshape(shape), sigma_w
 
 
@@ -119,10 +124,10 @@ def rescaled_to_initial(filters: np.ndarray, initial: dict[str, np.ndarray], lay
     return filters * factor, factor
 
 
-def check_rotation_sources(count: int, option: str) -> None:
-    """`covariance_draw: rotation` mixes the filters of one source run (`covariance_filters`)."""
+def check_rotation_sources(count: int, option: str, draw: str) -> None:
+    """`covariance_draw: centred` or `rotation` takes the filters of one source run (`covariance_filters`)."""
     if count != 1:
-        raise UsageError(f"covariance_draw rotation mixes the filters of one source run, but {option} gives {count}; "
+        raise UsageError(f"covariance_draw {draw} takes the filters of one source run, but {option} gives {count}; "
                          f"give one, or use covariance_draw gaussian to pool them")
 
 
@@ -174,12 +179,12 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
         # recipe's validation, so that runs stored with it still open)
         raise UsageError(f"transfer_layers {recipe.transfer_layers} transfers no layer; use 1 or more, all or "
                          "conv (a run from scratch is `rltx transfer --from scratch`)")
-    if sources and recipe.covariance_draw == "rotation":
+    if sources and recipe.covariance_draw != "gaussian":
         if recipe.transfer_mode != "covariance":
-            raise UsageError("covariance_draw rotation draws the first layer of transfer_mode covariance, but this "
-                             f"transfer copies weights (transfer_mode {recipe.transfer_mode}); drop covariance_draw "
-                             "or set transfer_mode covariance")
-        check_rotation_sources(len(sources), "--from")
+            raise UsageError(f"covariance_draw {recipe.covariance_draw} draws the first layer of transfer_mode "
+                             f"covariance, but this transfer copies weights (transfer_mode {recipe.transfer_mode}); "
+                             "drop covariance_draw or set transfer_mode covariance")
+        check_rotation_sources(len(sources), "--from", recipe.covariance_draw)
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_distinct_checkpoints([(s.run_dir, s.digest) for s in source_runs], "--from")
     check_compatible(recipe, source_runs)

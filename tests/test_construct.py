@@ -200,6 +200,15 @@ def test_measured_tau_curve_and_learned_covariance(tmp_path):
         rotated = handle["weights/conv_0/kernel"][()].astype(np.float64).reshape(27, 27)
     np.testing.assert_allclose(rotated @ rotated.T / 27, np.cov(kernel, bias=True) * factor ** 2, rtol=1e-5, atol=1e-9)
     assert np.linalg.norm(rotated) == pytest.approx(start, rel=1e-5)
+    # covariance_draw centred: the run's filters less their mean filter, rescaled
+    result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--covariance-from", tmp_path / "run",
+                    "--set", "covariance_draw=centred", "-o", tmp_path / "centred.h5")
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "centred.h5") as handle:
+        assert handle["construction/conv_0"].attrs["method"] == "learned_covariance_centred"
+        factor = handle["construction/conv_0"].attrs["rescale_factor"]
+        centred = handle["weights/conv_0/kernel"][()].astype(np.float64).reshape(27, 27)
+    np.testing.assert_allclose(centred, (kernel - kernel.mean(axis=1, keepdims=True)) * factor, rtol=1e-5, atol=1e-7)
 
 
 def test_constructed_filters_do_not_depend_on_the_eigensolvers_signs(monkeypatch):

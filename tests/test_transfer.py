@@ -303,10 +303,14 @@ def test_a_rotation_draw_has_the_sources_second_moment_exactly_where_a_gaussian_
     small_sigma = np.cov(small.reshape(4, 6), bias=True)
     # measured: 0.015 of the largest variance with this seed; with Q the identity, 0.88
     assert np.abs(outer - small_sigma).max() < 0.1 * np.diag(small_sigma).max()
-    with pytest.raises(UsageError, match="mixes the filters of one source run"):
-        covariance_filters([kernel, kernel], (3, 3, 3, 16), "rotation", rng)
-    with pytest.raises(UsageError, match="keeps the source's 16 filters of dimension 27"):
-        covariance_filters([kernel], (3, 3, 3, 8), "rotation", rng)
+    # centred: the source's filters less their mean filter (numpy's mean the oracle), each kept whole
+    kept, _ = covariance_filters([kernel], (3, 3, 3, 16), "centred", rng)
+    np.testing.assert_allclose(kept.reshape(27, 16), source - source.mean(axis=1, keepdims=True), rtol=1e-12)
+    for draw in ("centred", "rotation"):
+        with pytest.raises(UsageError, match=f"covariance_draw {draw} takes the filters of one source run"):
+            covariance_filters([kernel, kernel], (3, 3, 3, 16), draw, rng)
+        with pytest.raises(UsageError, match="keeps the source's 16 filters of dimension 27"):
+            covariance_filters([kernel], (3, 3, 3, 8), draw, rng)
 
 
 def test_a_rotation_transfer_starts_from_the_sources_sigma_w_at_its_initial_norm(source_run):
