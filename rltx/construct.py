@@ -34,7 +34,7 @@ from rltx.progress import Reporter
 from rltx.runs import check_distinct, check_distinct_checkpoints, check_same_model, kernel_filters, open_run
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
-from rltx.transfer import check_rotation_sources, covariance_filters, rescaled_to_initial, rescaling_norm
+from rltx.transfer import check_single_source, covariance_filters, rescaled_to_initial, rescaling_norm
 
 _RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
 
@@ -145,7 +145,7 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     layer gets its norm, the fresh layers this recipe's `init_scale`."""
     check_distinct(runs, "--covariance-from")
     if draw != "gaussian":
-        check_rotation_sources(len(runs), "--covariance-from", draw)
+        check_single_source(len(runs), "--covariance-from", draw)
     opened = [open_run(path) for path in runs]
     check_same_model(opened, "--covariance-from runs")
     for run in opened:

@@ -105,7 +105,7 @@ def covariance_filters(kernels: list[np.ndarray], shape: tuple[int, ...], draw: 
     sigma_w = filter_covariance(kernels)
     if draw == "gaussian":
         return sample_filters(sigma_w, shape, generator), sigma_w
-    check_rotation_sources(len(kernels), "the covariance", draw)
+    check_single_source(len(kernels), "the covariance", draw)
     filters = kernels[0].reshape(-1, kernels[0].shape[-1]).astype(np.float64)
     if filters.shape != (int(np.prod(shape[:-1])), shape[-1]):
         raise UsageError(f"covariance_draw {draw} keeps the source's {filters.shape[1]} filters of dimension "
@@ -124,7 +124,7 @@ def rescaled_to_initial(filters: np.ndarray, initial: dict[str, np.ndarray], lay
     return filters * factor, factor
 
 
-def check_rotation_sources(count: int, option: str, draw: str) -> None:
+def check_single_source(count: int, option: str, draw: str) -> None:
     """`covariance_draw: centred` or `rotation` takes the filters of one source run (`covariance_filters`)."""
     if count != 1:
         raise UsageError(f"covariance_draw {draw} takes the filters of one source run, but {option} gives {count}; "
@@ -184,7 +184,7 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
             raise UsageError(f"covariance_draw {recipe.covariance_draw} draws the first layer of transfer_mode "
                              f"covariance, but this transfer copies weights (transfer_mode {recipe.transfer_mode}); "
                              "drop covariance_draw or set transfer_mode covariance")
-        check_rotation_sources(len(sources), "--from", recipe.covariance_draw)
+        check_single_source(len(sources), "--from", recipe.covariance_draw)
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_distinct_checkpoints([(s.run_dir, s.digest) for s in source_runs], "--from")
     check_compatible(recipe, source_runs)
