@@ -20,6 +20,7 @@ from rltx.recipe_yaml import parse_yaml
 
 ARCHITECTURE_NAMES = ("simple_cnn", "vgg16", "resnet18", "mlp", "wrn28")
 INT64_MAX = 2 ** 63 - 1  # steps, counts and sizes are stored and computed as int64
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: config stays free of numpy
 SEED_MAX = 2 ** 32 - 1  # seeds are 32-bit for numpy's and TensorFlow's generators
 MAX_POINTS = 10 ** 6  # metric points and kept checkpoints: arrays and files of this many steps
 NATURAL_SIZE = 32  # dead_leaves, photos: the side of their images when image_size is 0
@@ -313,7 +314,7 @@ _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "tru
 
 def _check_range(name: str, value, meta, within: str = "") -> None:
     """Every number of `value` (of a list too, at any depth) is finite, fits in int64 if an
-    integer, and lies within the key's minimum and maximum."""
+    integer and in float32 if a float, and lies within the key's minimum and maximum."""
     if isinstance(value, list):
         for item in value:
             _check_range(name, item, meta, " holds a number that")
@@ -326,6 +327,8 @@ def _check_range(name: str, value, meta, within: str = "") -> None:
         raise UsageError(f"{where}; it must fit in 64 bits (at most {INT64_MAX})")
     if not math.isfinite(value):
         raise UsageError(f"{where}; give a finite number")
+    if isinstance(value, float) and abs(value) > FLOAT32_MAX:  # the models, data and metrics compute in float32
+        raise UsageError(f"{where}; it must fit in float32 (magnitude at most {FLOAT32_MAX:.7g})")
     low, high = meta["minimum"], meta["maximum"]
     if low is not None and (value < low or (meta["exclusive_minimum"] and value == low)):
         relation = ">" if meta["exclusive_minimum"] else ">="

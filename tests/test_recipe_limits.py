@@ -140,7 +140,10 @@ def test_every_number_is_finite_and_in_range_or_refused(changes):
     ("gaussian_seed=4294967296", "gaussian_seed is 4294967296"),
     ("natural_seed=4294967296", "natural_seed is 4294967296"),
     ("total_steps=9223372036854775808", "total_steps is 9223372036854775808; it must fit in 64 bits"),
-    ("epochs_downstream=1.0e+300", "comes to more than 2^63 steps"),
+    ("epochs_downstream=1.0e+30", "comes to more than 2^63 steps"),
+    ("learning_rate=1.0e+39", "learning_rate is 1e+39; it must fit in float32"),  # a traceback in the event writer
+    ("gaussian_class_separation=-1.0e+39", "gaussian_class_separation is -1e+39; it must fit in float32"),
+    ("construct_tau=[1, 1.0e+39]", "construct_tau holds a number that is 1e+39; it must fit in float32"),
     ("checkpoint_steps=[10, -1]", "checkpoint_steps holds a number that is -1"),
     ("num_eval_points=10000000000", "must be <= 1000000"),
     ("hidden_units=[0]", "hidden_units holds a number that is 0; it must be >= 1"),
