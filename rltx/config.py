@@ -205,10 +205,13 @@ class Recipe:
         return total_steps_for_epochs(epochs, self.num_examples_downstream, self.batch_size)
 
     def check_downstream(self) -> None:
-        """A.1 step 2: fine-tuning needs a downstream set, disjoint from the upstream one."""
+        """A.1 step 2: fine-tuning needs a downstream set, disjoint from the upstream one, of at least a batch."""
         if self.num_examples_downstream < 1:
             raise UsageError("num_examples_downstream is 0: fine-tuning needs a downstream set; set "
                              "num_examples_downstream=N (N >= 1) in the recipe or with --set")
+        if self.batch_size > self.num_examples_downstream:  # as pre-training refuses it for its upstream set
+            raise UsageError(f"batch_size {self.batch_size} is larger than num_examples_downstream "
+                             f"{self.num_examples_downstream}; lower batch_size or sample more downstream examples")
 
     @property
     def data(self) -> DataSpec:

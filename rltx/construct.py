@@ -31,7 +31,8 @@ from rltx.health import is_flagged
 from rltx.loop import weights_of
 from rltx.models import conv_layers, init_scale_mismatch
 from rltx.progress import Reporter
-from rltx.runs import check_distinct, check_distinct_checkpoints, check_same_model, kernel_filters, open_run
+from rltx.runs import (check_distinct, check_distinct_checkpoints, check_final_checkpoint, check_same_model,
+                       kernel_filters, open_run)
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
 from rltx.transfer import check_single_source, covariance_filters, rescaled_to_initial, rescaling_norm
@@ -157,6 +158,7 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
                              "not the trained Sigma_w; finish it or give completed runs to --covariance-from")
         if not run.steps:
             raise UsageError(f"{run.run_dir} has no checkpoint; give trained runs to --covariance-from")
+        check_final_checkpoint(run, str(run.run_dir), None)  # Sigma_w is the trained filters', never an earlier step's
         mismatch = init_scale_mismatch(run.rltx_version, run.recipe.init_scale, init_scale)
         if mismatch:
             reporter.message(f"warning: run {run.run_dir} {mismatch}")
@@ -211,6 +213,9 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     how each was built, and the training examples used (the recipe's upstream sample, A.1);
     warnings about `covariance_runs` go to `reporter`."""
     source = open_recipe_source(recipe)
+    if recipe.num_examples_upstream > source.num_train:
+        raise UsageError(f"num_examples_upstream {recipe.num_examples_upstream} exceeds the {source.num_train} examples "
+                         f"of the training split; lower it (at most {source.num_train})")
     indices = hyperrule.sample_upstream(source.num_train, recipe.num_examples_upstream, recipe.seed)
     if recipe.construct_num_examples:
         indices = indices[:recipe.construct_num_examples]

@@ -96,13 +96,14 @@ def open_checkpoint(path: str | Path, step: int | None = None) -> Checkpoint:
                       run.samples["upstream_indices"], digest, run.rltx_version, run.record.health)
 
 
-def check_final_checkpoint(run: Run, name: str, option: str) -> None:
+def check_final_checkpoint(run: Run, name: str, option: str | None) -> None:
     """A completed run always stores its final checkpoint; without it the run is damaged, and an earlier
-    step is used only when asked for by `option`, never silently."""
+    step is used only when asked for by `option` (None: the command takes the final step only), never silently."""
     if run.final_step not in run.steps:
+        fix = (f" or pass {option} with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}"
+               if option else "")
         raise UsageError(f"{name} is marked completed but its final checkpoint (step {run.final_step}) is missing: "
-                         f"the run is damaged; restore {store.checkpoint_path(run.run_dir, run.final_step).name} or "
-                         f"pass {option} with one of its stored steps: {', '.join(map(str, run.steps)) or 'none'}")
+                         f"the run is damaged; restore {store.checkpoint_path(run.run_dir, run.final_step).name}{fix}")
 
 
 def check_distinct(paths, option: str) -> None:

@@ -311,7 +311,8 @@ def test_read_only_storage(work):
 
 def test_option_values_out_of_range_and_choices_that_contradict_are_refused_before_any_work(work):
     """Values that once reached a traceback, were read wrongly (a negative count dropped examples from
-    the end) or were ignored (--step with --center init): one line each, nothing written."""
+    the end), were ignored (--step with --center init) or trained anyway (a batch larger than the downstream set,
+    an earlier checkpoint of a damaged --covariance-from run): one line each, nothing written."""
     cases = {
         "no downstream set": (("transfer", "tiny.yaml", "--from", "base", "--set", "num_examples_downstream=0",
                                "--out", "t_empty", "--quiet"), None),
@@ -322,7 +323,17 @@ def test_option_values_out_of_range_and_choices_that_contradict_are_refused_befo
         "tolerance": (("analyze", "transfer-function", "base", "--tolerance", "-1"), None),
         "negative count": (("analyze", "barrier", "base", "--num-examples", "-2"), None),
         "landscape": (("analyze", "landscape", "base", "--center", "init", "--step", "40"), None),
+        "batch over downstream": (("transfer", "tiny.yaml", "--from", "base", "--set", "batch_size=100",
+                                   "--out", "t_batch", "--quiet"), None),
+        "scratch batch": (("transfer", "tiny.yaml", "--from", "scratch", "--set", "batch_size=100",
+                           "--out", "t_batch_s", "--quiet"), None),
+        "construct over the split": (("construct-init", "tiny.yaml", "--layers", "1", "--set",
+                                      "num_examples_upstream=100000", "-o", "over.h5"), None),
+        "covariance no final": (("construct-init", "tiny.yaml", "--layers", "1", "--covariance-from", "no_final",
+                                 "-o", "no_final.h5"), None),
     }
+    no_final = copy_of(work, "no_final")
+    store.checkpoint_path(no_final, store.checkpoint_steps_stored(no_final)[-1]).unlink()
     results = run_cases(work, cases)
     refused(results["no downstream set"], 2, "num_examples_downstream is 0", "num_examples_downstream=N")
     refused(results["seed draws other data"], 2, "another data (seed=3)", "gaussian_seed")
@@ -332,6 +343,11 @@ def test_option_values_out_of_range_and_choices_that_contradict_are_refused_befo
     refused(results["negative count"], 2, "'--num-examples': -2 is not in the range x>=0")
     refused(results["landscape"], 2, "--center init centres on step 0", "drop one of them")
     assert not (work / "t_empty").exists() and not (work / "t_seed").exists()
+    for name in ("batch over downstream", "scratch batch"):  # pre-training refuses it for its upstream set
+        refused(results[name], 2, "batch_size 100 is larger than num_examples_downstream 64")
+    refused(results["construct over the split"], 2, "num_examples_upstream 100000 exceeds the 512 examples")
+    refused(results["covariance no final"], 2, "final checkpoint (step 40) is missing", "restore step_00000040.h5")
+    assert not any((work / name).exists() for name in ("t_batch", "t_batch_s", "over.h5", "no_final.h5"))
 
 
 def test_barrier_of_one_run_without_a_step_0_checkpoint_runs_from_step_a(work):
