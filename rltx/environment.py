@@ -32,15 +32,18 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def git_commit() -> str:
-    """The commit of the rltx checkout this package runs from ('unknown' for a plain install).
+def git_commit(source: Path | None = None) -> str:
+    """The commit of the rltx checkout this package runs from (or of `source`; 'unknown' for a plain install).
 
-    `-dirty` is appended when the checkout has uncommitted changes."""
-    source = Path(__file__).resolve().parent
+    `-dirty` is appended when the checkout has uncommitted changes. Read only: `--no-optional-locks` keeps
+    `git status` from refreshing the checkout's index, which takes .git/index.lock, and a run killed meanwhile
+    (or limited in file size) left that lock behind, blocking every git command in the user's checkout."""
+    source = source or Path(__file__).resolve().parent
+    git = ["git", "--no-optional-locks", "-C", str(source)]
     try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

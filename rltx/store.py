@@ -105,19 +105,27 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def atomic_h5(path: Path):
-    """Write an HDF5 file so that `path` is always either the old or the complete new file."""
+    """Write an HDF5 file so that `path` is always either the old or the complete new file.
+
+    The file is built in memory (HDF5's core driver) and its image written by Python, so a full disk or a
+    file-size limit is one OSError of that write. Written by HDF5 itself, a failed write surfaced inside
+    HDF5's clean-up of its handles, printed dozens of "Exception ignored" tracebacks and crashed the process
+    (exit 139) before rltx could say anything. The price is the file's size in memory twice, briefly."""
     temporary = _temporary(path)
     remove_dead_temporaries(path.parent)
     try:
-        with h5py.File(temporary, "w") as handle:
+        with h5py.File(str(temporary), "w", driver="core", backing_store=False) as handle:
             yield handle
-        with open(temporary, "rb+") as raw:
+            handle.flush()
+            image = handle.id.get_file_image()
+        with open(temporary, "wb") as raw:
+            raw.write(image)
+            raw.flush()
             os.fsync(raw.fileno())
+        del image
         os.replace(temporary, path)
         _fsync_directory(path.parent)
-    except (OSError, RuntimeError) as error:
-        if isinstance(error, RuntimeError) and "errno" not in str(error):
-            raise  # not an I/O failure (HDF5 reports failed writes at close as RuntimeError with errno)
+    except OSError as error:
         raise write_failure(path, error) from None
     finally:
         try:

@@ -246,3 +246,28 @@ def test_a_batch_order_built_in_segments_trains_the_same_run(tiny_recipe, tmp_pa
     rows = [[{k: v for k, v in row.items() if k not in timing} for row in store.read_metrics(tmp_path / name)]
             for name in ("whole", "segmented")]
     assert rows[0] == rows[1]
+
+
+def test_the_provenance_git_call_never_writes_the_checkouts_index(tmp_path):
+    """`git status` refreshes a stale index, taking .git/index.lock; a run killed then (or limited in file size,
+    as a test of a full disk was) left that lock in the user's checkout. The oracle is plain `git status`,
+    which does rewrite this index, where rltx's call must leave its bytes alone."""
+    import shutil
+    import subprocess
+    import time
+
+    from rltx.environment import git_commit
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=a@b", "-c", "user.name=a"]
+    (tmp_path / "f").write_text("a\n")
+    for args in (["init", "-q"], ["add", "f"], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    time.sleep(1.1)
+    (tmp_path / "f").touch()  # same content, newer mtime: the index's stat data is stale
+    index = tmp_path / ".git" / "index"
+    before = index.read_bytes()
+    assert len(git_commit(tmp_path)) == 40  # the commit, and clean: the content did not change
+    assert index.read_bytes() == before
+    subprocess.run([*git, "status", "--porcelain"], check=True, capture_output=True)
+    assert index.read_bytes() != before  # the positive control

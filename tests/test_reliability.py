@@ -253,3 +253,19 @@ def test_killed_analyze_leaves_no_partial_result(completed, tmp_path, delay):
     if output.exists():
         assert "distance" in h5py.File(output, "r")
     assert invoke("analyze", "weights", completed / "run", "--all-steps", "-o", tmp_path / "again.h5").exit_code == 0
+
+
+@pytest.mark.parametrize("command", [("pretrain", "--out", "new_run", "--quiet"),
+                                     ("construct-init", "--layers", "1", "--set", "num_filters=8", "-o", "new_init.h5")])
+def test_a_file_size_limit_on_the_first_write_is_one_line_and_leaves_nothing(recipe, tmp_path, command):
+    """HDF5 once wrote its files itself: a failed first write (run.h5 of a new run, an init file) surfaced in
+    HDF5's clean-up, printed dozens of "Exception ignored" tracebacks and crashed the process (exit 139), leaving
+    a temporary file and a lock. Now: one line, exit 1, nothing left but what was there."""
+    limit = 8_192  # bytes: below the smallest file either command writes
+    name, *options = command
+    limited = subprocess.run(CLI + [name, str(recipe), *options], capture_output=True, text=True, timeout=300,
+                             cwd=tmp_path, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    lines = limited.stderr.strip().splitlines()
+    assert limited.returncode == 1 and len(lines) == 1, limited.stderr
+    assert lines[0].startswith("Error: cannot write ") and ".h5: File too large" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
