@@ -878,6 +878,8 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
         "reproduce refused": (("reproduce", "fig5", "--quick", "--set", "num_classes_downstream=20",
                                "--out", "refused_reproduction"), None),
         "sweep by name": (("sweep", "cifar10_a", "--quick", "--plan-only", "--out", "named_sweep"), None),
+        "analysis twice": (("analyze", "eigenvectors", "base", "base", "-o", "twice.h5"), None),
+        "analysis copy": (("analyze", "transfer-function", "base", "slip_base_copy", "-o", "copy_tf.h5"), None),
         "export, no final": (("export", "slip_no_final", "-o", "slip_no_final.keras"), None),
         "weights, no final": (("analyze", "weights", "slip_no_final"), None),
     })
@@ -889,6 +891,8 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
     refused(results["init is a recipe"], 2, "give an init file written by `rltx construct-init`")
     refused(results["unknown dataset"], 2, "use gaussian, dead_leaves, photos, npz, image_folder")
     refused(results["copy pooled"], 2, "base_copy holds the same checkpoint as", "give each run once")
+    refused(results["analysis twice"], 2, "base is given twice to the RUN arguments; give each run once")
+    refused(results["analysis copy"], 2, "base_copy holds the same checkpoint as", "give each run once to the RUN")
     for name in ("no layer", "no layer list"):
         refused(results[name], 2, "transfers no layer", "--from scratch")
     refused(results["reproduce refused"], 2, "num_classes_downstream")
@@ -897,7 +901,7 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
     assert results["sweep by name"].returncode == 0, results["sweep by name"].stderr  # its summary is on stderr
     assert (work / "named_sweep" / "plan.json").is_file()
     assert not any((work / name).exists() for name in ("copies.h5", "none", "refused_reproduction", "init_yaml",
-                                                       "cifar11", "slip_no_final.keras"))
+                                                       "cifar11", "slip_no_final.keras", "twice.h5", "copy_tf.h5"))
     older = copy_of(work, "transferred_nothing", "slip_tr")  # stored by an rltx that took transfer_layers 0
     record = store.read_run_record(older)
     record.config_yaml = yaml.safe_dump({**record.config, "transfer_layers": 0})

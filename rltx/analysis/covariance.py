@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from rltx import store
 from rltx.analysis import alignment
 from rltx.analysis.patches import input_moments
 from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance
 from rltx.models import transferable_layers
-from rltx.runs import check_same_model, examples, kernel_filters, model_at, open_run, select_steps
+from rltx.runs import (check_distinct, check_distinct_checkpoints, check_same_model, examples, kernel_filters,
+                       model_at, open_run, select_steps)
 
 
 class Setting:
     """The runs, layer, checkpoints and data sample an alignment analysis uses."""
 
     def __init__(self, paths, layer=None, step=None, all_steps=False, num_examples=0, centered=True):
+        check_distinct(paths, "the RUN arguments")  # a run given twice would count twice in the pooled Sigma_w
         self.runs = [open_run(p) for p in paths]
         check_same_model(self.runs, "runs pooled into one Sigma_w")
         self.steps = select_steps(self.runs[0], step, all_steps)
         for run in self.runs[1:]:
             for s in self.steps:
                 select_steps(run, s, False)
+        if len(self.runs) > 1:  # so would a copy of a run
+            check_distinct_checkpoints([(run.run_dir, store.checkpoint_sha256(run.run_dir, self.steps[-1]))
+                                        for run in self.runs], "the RUN arguments")
         self.inputs = examples(self.runs[0], "train", num_examples)
         layers = transferable_layers(self._model(self.steps[0]))
         self.layer = layer or layers[0]
