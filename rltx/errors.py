@@ -1,11 +1,14 @@
-"""The one exception type for mistakes the user can fix (bad recipe, missing data, busy run), and
-`shorten`, which quotes a user's value in its message.
+"""The one exception type for mistakes the user can fix (bad recipe, missing data, busy run),
+`shorten`, which quotes a user's value in its message, and `check_not_special`, which names an input path that
+no read would return from.
 
 The CLI turns it into a one-line message and exit code 2; library callers catch it like any error.
 """
 from __future__ import annotations
 
+import os
 import reprlib
+import stat
 
 QUOTE_LIMIT = 100  # characters of a user's value quoted in a message
 _REPR = reprlib.Repr()
@@ -32,3 +35,15 @@ def shorten(value, limit: int = QUOTE_LIMIT) -> str:
 def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
     """`text` (e.g. a list of the user's names) cut to about `limit` characters, unquoted."""
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_not_special(path, what: str) -> None:
+    """Refuse an input path that is a FIFO, socket or device: opening a FIFO that no process writes blocks
+    forever (it hung `rltx pretrain`, `--init` and `plot`). A missing or unreadable path, or a folder, is left to
+    the reader, which names it."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UsageError(f"{path} is not a regular file (a pipe, socket or device); give {what}")

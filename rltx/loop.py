@@ -347,7 +347,7 @@ def run_directory(run_dir: Path, identity: dict, resume: bool, writer: bool):
     lock = store.RunLock(run_dir).acquire()
     try:
         yield _start(run_dir, identity, resume)  # again under the lock: another writer may have begun
-    except (UsageError, store.StoreWriteError):
+    except (UsageError, store.StoreWriteError, OSError):  # OSError: e.g. an input path too long, named by the CLI
         if not (run_dir / store.RUN_FILE).exists():
             _remove_leftovers(run_dir, created, had_lock)
         raise

@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from rltx.config import DataSpec, Recipe, make_recipe, parse_override
-from rltx.errors import UsageError, shorten
+from rltx.errors import UsageError, check_not_special, shorten
 from rltx.recipe_yaml import decode, flow_text, parse_yaml
 
 PATH_KEYS = ("data_dir", "manual_dir", "data_path", "init_file")
@@ -75,6 +75,7 @@ def read_recipe_file(path: str | Path) -> RecipeFile:
         from rltx.store import read_config_yaml  # h5py: only for a run.h5, so `rltx --help` stays light
         raw = parse_yaml(read_config_yaml(path), str(path))
     else:
+        check_not_special(path, "a YAML recipe file")
         try:
             data = path.read_bytes()
         except OSError as error:

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import yaml
 
-from rltx.errors import UsageError
+from rltx.errors import UsageError, check_not_special
 from rltx.health import on_reading
 
 FORMAT_VERSION = 1
@@ -220,6 +220,8 @@ def check_folder(path: Path) -> None:
 
 def result_kind(path: Path) -> str | None:
     """The kind of the rltx analysis result in `path` (None for any other file)."""
+    if not Path(path).is_file():  # a folder, or a FIFO, whose opening would block until a writer comes
+        return None
     try:
         with h5py.File(path, "r") as handle:
             if "rltx_version" not in handle.attrs or "inputs" not in handle.attrs:
@@ -249,6 +251,7 @@ def open_h5(path: Path, missing_fix: str = "check the run directory", expected: 
     (`expected` says what belongs there)."""
     if Path(path).is_dir():
         raise UsageError(f"{path} is a folder, not a file; give {expected}")
+    check_not_special(path, expected)
     try:
         return h5py.File(path, "r")
     except FileNotFoundError:
@@ -463,6 +466,8 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
 def _last_loss(run_dir: Path) -> tuple[float | None, int | None]:
     """The whole-set train loss and step of a run's last metrics row, or (None, None) without one (a missing
     or damaged metrics file is named by the commands that read the metrics)."""
+    if not (run_dir / METRICS_FILE).is_file():
+        return None, None
     try:
         with h5py.File(run_dir / METRICS_FILE, "r") as handle:
             return float(handle["train_loss"][-1]), int(handle["step"][-1])
@@ -584,6 +589,7 @@ def read_state(run_dir: Path) -> tuple[int, dict[str, np.ndarray], dict[str, np.
     path = run_dir / STATE_FILE
     if not path.exists():
         return None
+    check_not_special(path, "the resume state rltx wrote, or delete it to restart from step 0")
     try:
         handle = h5py.File(path, "r")
     except OSError:

@@ -951,3 +951,24 @@ def test_an_image_folder_of_one_split_or_one_class_is_named_not_read_as_a_class(
     refused(results["train only"], 2, "has a train/ sub-folder but no test/", "add test/CLASS/... beside it")
     refused(results["one class"], 2, "has 1 real class, and a task needs 2 or more", "labels_upstream=random")
     assert not (work / "folder_train_only").exists() and not (work / "folder_one_class").exists()
+
+
+def test_an_input_that_is_a_fifo_is_named_not_waited_on(work):
+    """Opening a FIFO that no process writes blocks forever: as the recipe, the --init file, an analysis
+    result to plot or an npz data_path it hung the command (a reviewer's walk of the faults table). Each is one
+    line now, and a folder given as data_path is named as a folder, not as missing."""
+    os.mkfifo(work / "input.fifo")
+    results = run_cases(work, {
+        "recipe": (("pretrain", "input.fifo", "--out", "fifo_recipe", "--quiet"), None),
+        "init": (("pretrain", "tiny.yaml", "--init", "input.fifo", "--out", "fifo_init", "--quiet"), None),
+        "result": (("plot", "table", "input.fifo", "-o", "fifo.md"), None),
+        "npz": (("pretrain", "tiny.yaml", "--set", "dataset=npz", "--set", "data_path=input.fifo",
+                 "--out", "fifo_npz", "--quiet"), None),
+        "npz folder": (("pretrain", "tiny.yaml", "--set", "dataset=npz", "--set", "data_path=base",
+                        "--out", "folder_npz", "--quiet"), None),
+    })
+    for name in ("recipe", "init", "result", "npz"):
+        refused(results[name], 2, "input.fifo is not a regular file (a pipe, socket or device); give ")
+    refused(results["npz folder"], 2, "is a folder; set data_path to the .npz file")
+    assert not any((work / name).exists() for name in ("fifo_recipe", "fifo_init", "fifo.md", "fifo_npz",
+                                                       "folder_npz"))

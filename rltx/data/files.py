@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from rltx.data.base import Split, check_indices, empty_split, resize_exact, resize_images, take
-from rltx.errors import UsageError
+from rltx.errors import UsageError, check_not_special
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -102,6 +102,9 @@ def open_npz(path: str | None, image_size: int | None = None) -> ArraySource:
     of another side than a given `image_size` are resized to it on opening, as image folders are."""
     if not path:
         raise UsageError("dataset npz needs data_path; set it to a .npz file holding x and y")
+    check_not_special(path, "an .npz file (data_path)")
+    if os.path.isdir(path):
+        raise UsageError(f"npz file {path} is a folder; set data_path to the .npz file")
     if not os.path.isfile(path):
         raise UsageError(f"npz file {path} does not exist; fix data_path")
     arrays = _npz_arrays(path)
