@@ -221,6 +221,8 @@ def test_checks_come_before_anything_is_written(work):
         "late bad input": (("pretrain", "tiny.yaml", "--init", "i4.h5", "--out", "t_late", "--quiet"), None),
         "under a file": (("pretrain", "tiny.yaml", "--out", "tiny.yaml/run", "--quiet"), None),
         "long name": (("pretrain", "tiny.yaml", "--out", "r" * 300, "--quiet"), None),
+        "long init name": (("pretrain", "tiny.yaml", "--init", "q" * 300 + ".h5", "--out", "t_long_init", "--quiet"),
+                           None),  # found after the lock was taken: the new folder and its lock went unremoved
         "tf_config": (("pretrain", "tiny.yaml", "--out", "t_tf", "--quiet"), {"env": {"TF_CONFIG": "{bad"}}),
         "plan dir": (("sweep", "sweep.yaml", "--out", "plan_dir", "--plan-only"), None),
         "plan latin1": (("sweep", "sweep.yaml", "--out", "plan_latin1", "--plan-only"), None),
@@ -237,6 +239,8 @@ def test_checks_come_before_anything_is_written(work):
     assert not (work / "t_late").exists()
     refused(results["under a file"], 2, "tiny.yaml/run")
     refused(results["long name"], 2, "name")
+    refused(results["long init name"], 2, "a name in this path is too long")
+    assert not (work / "t_long_init").exists()
     refused(results["tf_config"], 2, "TF_CONFIG")
     assert not (work / "t_tf").exists()
     for name in ("plan dir", "plan latin1", "plan json"):
