@@ -303,6 +303,7 @@ def construct_init(recipe: Path, layers: str | None, covariance_runs: tuple[Path
                                if value is None)
         raise UsageError(f"construct-init needs {missing} (or --table DIR instead)")
     numbers = comma_list(layers, "--layers", int, "1,2,3")
+    check_environment()  # before TensorFlow loads (rltx.runs sets up the GPUs it reads)
     if output.exists() or output.is_symlink():
         raise UsageError(f"{output} exists; choose another -o or remove it")
     from rltx.store import check_output
@@ -359,6 +360,7 @@ def show_command(run: Path, as_json: bool):
 def export_command(run: Path, step: int | None, output: Path | None, csv_path: Path | None):
     """Export the run RUN: -o model.keras writes the Keras model with the weights of checkpoint --step,
     loadable with keras.saving.load_model; --csv metrics.csv writes its metrics."""
+    check_environment()  # before TensorFlow loads
     from rltx.export import export
     for line in export(run, step=step, model_path=output, csv_path=csv_path):
         click.echo(line)

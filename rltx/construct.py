@@ -25,6 +25,7 @@ from rltx.analysis.patches import input_moments
 from rltx.config import Recipe
 from rltx.data import to_model_input
 from rltx.data.gaussian import random_orthogonal
+from rltx.distribute import configure_gpus
 from rltx.errors import UsageError, shorten
 from rltx.filter_covariance import filter_covariance
 from rltx.health import is_flagged
@@ -212,6 +213,7 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     """The initial weights with conv layers `layer_numbers` (1-based, as in Table 1) constructed,
     how each was built, and the training examples used (the recipe's upstream sample, A.1);
     warnings about `covariance_runs` go to `reporter`."""
+    configure_gpus()  # before the data's first TensorFlow op initialises the devices
     source = open_recipe_source(recipe)
     if recipe.num_examples_upstream > source.num_train:
         raise UsageError(f"num_examples_upstream {recipe.num_examples_upstream} exceeds the {source.num_train} examples "

@@ -18,7 +18,8 @@ from rltx.errors import UsageError
 
 
 def configure_gpus() -> None:
-    """Before the first strategy: every GPU of this process grows its memory as needed (TF's default
+    """Before the first strategy (and before an analysis, construct-init or export reads data or builds a
+    model): every GPU of this process grows its memory as needed (TF's default
     reserves nearly all of it, and a second process on the GPU then fails out of memory), or, when
     RLTX_GPU_MEMORY_MB is set, is one logical device capped at that many MiB. No GPU: nothing to do.
     Once TF has initialised its devices the settings are fixed and this leaves them as they are."""

@@ -10,6 +10,7 @@ import numpy as np
 from rltx import store
 from rltx.config import Recipe, make_recipe
 from rltx.data import to_model_input
+from rltx.distribute import configure_gpus
 from rltx.errors import UsageError
 from rltx.loop import assign_weights
 from rltx.models import ARCHITECTURES, HEAD
@@ -197,6 +198,7 @@ def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:
 
 def model_at(run: Run, step: int, input_shape: tuple[int, ...]) -> keras.Model:
     """The run's model with the weights of its checkpoint at `step`."""
+    configure_gpus()  # shared GPUs (RLTX_GPU_MEMORY_MB, or memory grown as needed), as training sets them up
     model = build_recipe_model(run.recipe, input_shape, run.num_classes, with_init_file=False)
     assign_weights(model.weights, store.read_checkpoint(run.run_dir, step))
     return model
@@ -216,6 +218,7 @@ def examples(run: Run, which: str, limit: int = 0) -> np.ndarray:
     `limit` > 0 keeps the first `limit` of them (in stored order, which is sorted by index)."""
     if limit < 0:
         raise UsageError(f"num_examples {limit} is negative; pass 0 for all examples or a positive count")
+    configure_gpus()  # before the data's first TensorFlow op initialises the devices
     source = open_recipe_source(run.recipe)
     if which == "train":
         indices, split = run.train_indices, source.train

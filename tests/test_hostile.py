@@ -680,6 +680,10 @@ def test_environment_variables_of_a_wrong_form_are_refused_before_anything_is_wr
     cases["memory"] = (("pretrain", "tiny.yaml", "--out", "env_memory", "--quiet"), {"env": {"RLTX_GPU_MEMORY_MB": "²"}})
     cases["table"] = (("construct-init", "tiny.yaml", "--table", "env_table", "--quiet", "--set",  # checked early too
                        "table_layer_sets=[[], [1]]"), {"env": {"TF_CONFIG": json.dumps(configs["no hosts"])}})
+    bad_memory = {"env": {"RLTX_GPU_MEMORY_MB": "12MB"}}  # the commands that load TensorFlow without training
+    cases["init memory"] = (("construct-init", "tiny.yaml", "--layers", "1", "-o", "env_init.h5"), bad_memory)
+    cases["analyze memory"] = (("analyze", "activations", "base", "--num-examples", "8"), bad_memory)
+    cases["export memory"] = (("export", "base", "-o", "env_export.keras"), bad_memory)
     os.mkfifo(work / "log.fifo")  # no reader: opening it for writing would block the program
     cases["fifo log"] = (("runs", "base"), {"env": {"RLTX_NATIVE_LOG": str(work / "log.fifo")}})
     results = run_cases(work, cases)
@@ -687,6 +691,9 @@ def test_environment_variables_of_a_wrong_form_are_refused_before_anything_is_wr
     for name in [*configs, "table"]:
         refused(results[name], 2, "TF_CONFIG is not valid", "fix it or unset it")
     refused(results["memory"], 2, "RLTX_GPU_MEMORY_MB='²' is not a positive number of MiB")
+    for name in ("init memory", "analyze memory", "export memory"):
+        refused(results[name], 2, "RLTX_GPU_MEMORY_MB='12MB' is not a positive number of MiB")
+    assert not (work / "env_init.h5").exists() and not (work / "env_export.keras").exists()
     assert not any((work / f"env_{i}").exists() for i in range(len(configs))) and not (work / "env_memory").exists()
     assert not (work / "env_table").exists()
 

@@ -80,6 +80,8 @@ def emit(result, output: Path | None, as_json: bool) -> None:
 @click.group()
 def analyze():
     """Analyse stored runs; each KIND stores HDF5 (-o), prints a table, or JSON (--json)."""
+    from rltx.cluster import check_environment
+    check_environment()  # RLTX_GPU_MEMORY_MB caps the GPUs an analysis uses (rltx.runs): checked before anything
 
 
 @analyze.command("misalignment", short_help="Misalignment of Sigma_w with Sigma_x (Fig. 2).")
