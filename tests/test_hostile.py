@@ -471,7 +471,7 @@ def test_resuming_a_run_whose_metrics_were_removed_is_refused(work):
 
 
 def test_constructed_or_loaded_weights_that_are_not_finite_are_refused(work):
-    """construct_tau of zeros (a zero kernel, rescaled by inf to NaN) or of 1e308 (overflow), an init file
+    """construct_tau of zeros (a zero kernel, rescaled by inf to NaN) or of 1e308 (beyond float32), an init file
     holding NaN, and table_iterations without a step: one line each, no file written."""
     invoke_ok("construct-init", work / "tiny.yaml", "--layers", "1", "-o", work / "nan_init.h5")
     with h5py.File(work / "nan_init.h5", "a") as handle:
@@ -487,7 +487,7 @@ def test_constructed_or_loaded_weights_that_are_not_finite_are_refused(work):
         "no table steps": (("construct-init", "tiny.yaml", "--table", "no_steps", "--set", "table_iterations=[]"), None),
     })
     refused(results["zero tau"], 2, "must be finite, non-negative and not all zero")
-    refused(results["huge tau"], 2, "overflow float32")
+    refused(results["huge tau"], 2, "construct_tau holds a number that is 1e+308; it must fit in float32")  # read first
     refused(results["nan init"], 2, "nan_init.h5 holds non-finite values in conv_0/kernel")
     refused(results["no table steps"], 2, "table_iterations must list one or more training steps")
     assert not any((work / name).exists() for name in ("zero.h5", "huge.h5", "no_steps"))
