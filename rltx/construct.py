@@ -27,7 +27,6 @@ from rltx.data import to_model_input
 from rltx.data.gaussian import random_orthogonal
 from rltx.distribute import configure_gpus
 from rltx.errors import UsageError, shorten
-from rltx.filter_covariance import filter_covariance
 from rltx.health import is_flagged
 from rltx.loop import weights_of
 from rltx.models import conv_layers, init_scale_mismatch
@@ -169,7 +168,6 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
         check_distinct_checkpoints([(run.run_dir, store.checkpoint_sha256(run.run_dir, run.steps[-1]))
                                     for run in opened], "--covariance-from")
     filters = [kernel_filters(run, run.steps[-1], layer) for run in opened]
-    sigma_w = filter_covariance(filters)
     target = model.get_layer(layer)
     # The sampled layer takes the norm of the source's initial layer, which matches only a layer of its shape.
     wanted = (int(np.prod(target.kernel.shape[:-1])), int(target.kernel.shape[-1]))
@@ -177,7 +175,7 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
         raise UsageError(f"the runs' {layer} has {filters[0].shape[1]} filters of dimension {filters[0].shape[0]}; "
                          f"this recipe's has {wanted[1]} of dimension {wanted[0]}; use runs whose {layer} has the "
                          "recipe's shape")
-    drawn, _ = covariance_filters(filters, tuple(target.kernel.shape), draw, generator)
+    drawn, sigma_w = covariance_filters(filters, tuple(target.kernel.shape), draw, generator)
     sampled, factor = rescaled_to_initial(drawn, store.read_checkpoint(opened[0].run_dir, 0), layer, norm)
     target.kernel.assign(sampled.astype(np.float32))
     if target.bias is not None:

@@ -190,24 +190,22 @@ def test_measured_tau_curve_and_learned_covariance(tmp_path):
     initial = store.read_checkpoint(tmp_path / "run", 0)
     start = np.sqrt(np.sum(initial["conv_0/kernel"].astype(np.float64) ** 2) + np.sum(initial["conv_0/bias"] ** 2.0))
     assert np.linalg.norm(learned) == pytest.approx(start, rel=1e-5)
+
+    def drawn(draw):
+        """construct-init's first layer with `covariance_draw: draw`, checked to be recorded as that draw."""
+        result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--covariance-from", tmp_path / "run",
+                        "--set", f"covariance_draw={draw}", "-o", tmp_path / f"{draw}.h5")
+        assert result.exit_code == 0, result.output
+        with h5py.File(tmp_path / f"{draw}.h5") as handle:
+            assert handle["construction/conv_0"].attrs["method"] == f"learned_covariance_{draw}"
+            return (handle["construction/conv_0"].attrs["rescale_factor"],
+                    handle["weights/conv_0/kernel"][()].astype(np.float64).reshape(27, 27))
     # covariance_draw rotation: the run's centred filters rotated, so the second moment is Sigma_w exactly
-    result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--covariance-from", tmp_path / "run",
-                    "--set", "covariance_draw=rotation", "-o", tmp_path / "rotated.h5")
-    assert result.exit_code == 0, result.output
-    with h5py.File(tmp_path / "rotated.h5") as handle:
-        assert handle["construction/conv_0"].attrs["method"] == "learned_covariance_rotation"
-        factor = handle["construction/conv_0"].attrs["rescale_factor"]
-        rotated = handle["weights/conv_0/kernel"][()].astype(np.float64).reshape(27, 27)
+    factor, rotated = drawn("rotation")
     np.testing.assert_allclose(rotated @ rotated.T / 27, np.cov(kernel, bias=True) * factor ** 2, rtol=1e-5, atol=1e-9)
     assert np.linalg.norm(rotated) == pytest.approx(start, rel=1e-5)
     # covariance_draw centred: the run's filters less their mean filter, rescaled
-    result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--covariance-from", tmp_path / "run",
-                    "--set", "covariance_draw=centred", "-o", tmp_path / "centred.h5")
-    assert result.exit_code == 0, result.output
-    with h5py.File(tmp_path / "centred.h5") as handle:
-        assert handle["construction/conv_0"].attrs["method"] == "learned_covariance_centred"
-        factor = handle["construction/conv_0"].attrs["rescale_factor"]
-        centred = handle["weights/conv_0/kernel"][()].astype(np.float64).reshape(27, 27)
+    factor, centred = drawn("centred")
     np.testing.assert_allclose(centred, (kernel - kernel.mean(axis=1, keepdims=True)) * factor, rtol=1e-5, atol=1e-7)
 
 
