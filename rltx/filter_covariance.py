@@ -12,12 +12,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def filter_covariance(kernels: list[np.ndarray]) -> np.ndarray:
-    """Sigma_w = E[(w - mu_w)(w - mu_w)^T] over all filters of the given kernels, pooled (float64).
+def pooled_filters(kernels: list[np.ndarray]) -> np.ndarray:
+    """The filters of all given kernels as the columns of one [kh*kw*c, filters] matrix (float64).
 
     A kernel [kh, kw, c, filters] holds one filter per column of its [kh*kw*c, filters] reshape, in
     the (row, column, channel) order of the input patches."""
-    filters = np.concatenate([k.reshape(-1, k.shape[-1]).astype(np.float64) for k in kernels], axis=1)
+    return np.concatenate([k.reshape(-1, k.shape[-1]).astype(np.float64) for k in kernels], axis=1)
+
+
+def mean_filter(kernels: list[np.ndarray]) -> np.ndarray:
+    """mu_w = E[w] over all filters of the given kernels, pooled (float64), flattened like a filter."""
+    return pooled_filters(kernels).mean(axis=1)
+
+
+def filter_covariance(kernels: list[np.ndarray]) -> np.ndarray:
+    """Sigma_w = E[(w - mu_w)(w - mu_w)^T] over all filters of the given kernels, pooled (float64)."""
+    filters = pooled_filters(kernels)
     centred = filters - filters.mean(axis=1, keepdims=True)
     return centred @ centred.T / filters.shape[1]
 

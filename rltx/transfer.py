@@ -9,8 +9,8 @@ one or more pre-trained runs, then the downstream task is trained with the share
   "mean 0 and the covariance obtained from training"), Sigma_w the covariance of the first-layer
   filters of the sources (rltx.filter_covariance), pooled over all of them; its bias is zero and
   every other layer is fresh. `covariance_draw: centred` instead takes one source's filters less their mean
-  filter, and `rotation` those filters mixed by a random rotation: Sigma_w exactly, without a sample's noise
-  (diagnostics of Sec. 2.4's recovery).
+  filter, `rotation` those filters mixed by a random rotation: Sigma_w exactly, without a sample's noise, and
+  `gaussian_with_mean` A.9's draw plus the sources' mean filter (diagnostics of Sec. 2.4's recovery).
 - `scratch`: the same downstream task from a fresh initialisation (no source weights).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from rltx.config import Recipe
 from rltx.data import input_range_warnings
 from rltx.data.gaussian import random_orthogonal
 from rltx.errors import UsageError
-from rltx.filter_covariance import filter_covariance, sample_filters
+from rltx.filter_covariance import filter_covariance, mean_filter, sample_filters
 from rltx.health import is_flagged
 from rltx.loop import RunSummary, assign_weights, weights_of
 from rltx.models import ARCHITECTURES, conv_layers, init_scale_mismatch, transferable_layers
@@ -90,6 +90,9 @@ def transferred_weights(fresh: dict[str, np.ndarray], source: Checkpoint, layers
     return weights, factors
 
 
+ONE_SOURCE_DRAWS = ("centred", "rotation")  # the draws that keep one source's own filters
+
+
 def covariance_filters(kernels: list[np.ndarray], shape: tuple[int, ...], draw: str,
                        generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """First-layer filters whose second moment is the sources' Sigma_w, and Sigma_w (`covariance_draw`).
@@ -101,10 +104,15 @@ def covariance_filters(kernels: list[np.ndarray], shape: tuple[int, ...], draw: 
     (W_c Q)(W_c Q)^T / f is Sigma_w exactly, where a Gaussian sample's is Sigma_w plus a Wishart error, and no
     source filter survives whole. So transfers from the source's filters, `centred`, `rotation` and `gaussian`
     split Sec. 2.4's recovery gap into what the mean filter, the individual filters beyond their second moment
-    and a finite sample's noise each carry."""
+    and a finite sample's noise each carry.
+    `gaussian_with_mean`: the `gaussian` draw of the same generator plus mu_w, the sources' mean filter, pooled:
+    N(mu_w, Sigma_w), the filters' first two moments, where A.9's draw keeps the second alone."""
     sigma_w = filter_covariance(kernels)
-    if draw == "gaussian":
-        return sample_filters(sigma_w, shape, generator), sigma_w
+    if draw in ("gaussian", "gaussian_with_mean"):
+        sampled = sample_filters(sigma_w, shape, generator)
+        if draw == "gaussian_with_mean":
+            sampled = sampled + mean_filter(kernels).reshape(shape[:-1] + (1,))
+        return sampled, sigma_w
     check_single_source(len(kernels), "the covariance", draw)
     filters = kernels[0].reshape(-1, kernels[0].shape[-1]).astype(np.float64)
     if filters.shape != (int(np.prod(shape[:-1])), shape[-1]):
@@ -125,7 +133,7 @@ def rescaled_to_initial(filters: np.ndarray, initial: dict[str, np.ndarray], lay
 
 
 def check_single_source(count: int, option: str, draw: str) -> None:
-    """`covariance_draw: centred` or `rotation` takes the filters of one source run (`covariance_filters`)."""
+    """`covariance_draw: centred` or `rotation` (ONE_SOURCE_DRAWS) takes the filters of one source run."""
     if count != 1:
         raise UsageError(f"covariance_draw {draw} takes the filters of one source run, but {option} gives {count}; "
                          f"give one, or use covariance_draw gaussian to pool them")
@@ -184,7 +192,8 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
             raise UsageError(f"covariance_draw {recipe.covariance_draw} draws the first layer of transfer_mode "
                              f"covariance, but this transfer copies weights (transfer_mode {recipe.transfer_mode}); "
                              "drop covariance_draw or set transfer_mode covariance")
-        check_single_source(len(sources), "--from", recipe.covariance_draw)
+        if recipe.covariance_draw in ONE_SOURCE_DRAWS:
+            check_single_source(len(sources), "--from", recipe.covariance_draw)
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_distinct_checkpoints([(s.run_dir, s.digest) for s in source_runs], "--from")
     check_compatible(recipe, source_runs)

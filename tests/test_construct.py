@@ -207,6 +207,14 @@ def test_measured_tau_curve_and_learned_covariance(tmp_path):
     # covariance_draw centred: the run's filters less their mean filter, rescaled
     factor, centred = drawn("centred")
     np.testing.assert_allclose(centred, (kernel - kernel.mean(axis=1, keepdims=True)) * factor, rtol=1e-5, atol=1e-7)
+    # covariance_draw gaussian_with_mean: the gaussian layer above (the same seed's draw) plus the run's mean
+    # filter (numpy's mean of its trained filters), each before its own rescale factor
+    with h5py.File(tmp_path / "learned.h5") as handle:
+        gaussian_factor = handle["construction/conv_0"].attrs["rescale_factor"]
+    factor, with_mean = drawn("gaussian_with_mean")
+    np.testing.assert_allclose(with_mean / factor - learned.astype(np.float64).reshape(27, 27) / gaussian_factor,
+                               np.repeat(kernel.mean(axis=1, keepdims=True), 27, axis=1), rtol=1e-4, atol=1e-6)
+    assert np.linalg.norm(with_mean) == pytest.approx(start, rel=1e-5)
 
 
 def test_constructed_filters_do_not_depend_on_the_eigensolvers_signs(monkeypatch):

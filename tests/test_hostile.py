@@ -922,11 +922,13 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
 
 def test_a_rotation_draw_that_cannot_be_made_is_refused_before_anything_is_written(work):
     """`covariance_draw: rotation` (or `centred`) takes one source's filters into a covariance transfer's first
-    layer: with transfer_mode weights, or with two sources (transfer or construct-init), it is one line and no
-    output."""
+    layer: with transfer_mode weights (as `gaussian_with_mean` there), or with two sources (transfer or
+    construct-init), it is one line and no output."""
     rotation = ("--set", "covariance_draw=rotation")
     cases = {
         "weights": (("transfer", "tiny.yaml", "--from", "base", *rotation, "--out", "t_rot_w", "--quiet"), None),
+        "weights, mean": (("transfer", "tiny.yaml", "--from", "base", "--set", "covariance_draw=gaussian_with_mean",
+                           "--out", "t_mean_w", "--quiet"), None),
         "two sources": (("transfer", "tiny.yaml", "--from", "base", "--from", "other", *rotation,
                          "--set", "transfer_mode=covariance", "--out", "t_rot_2", "--quiet"), None),
         "two runs": (("construct-init", "tiny.yaml", "--layers", "1", "--covariance-from", "base",
@@ -935,11 +937,13 @@ def test_a_rotation_draw_that_cannot_be_made_is_refused_before_anything_is_writt
     results = run_cases(work, cases)
     refused(results["weights"], 2, "covariance_draw rotation draws the first layer of transfer_mode covariance",
             "drop covariance_draw or set transfer_mode covariance")
+    refused(results["weights, mean"], 2, "covariance_draw gaussian_with_mean draws the first layer of transfer_mode "
+            "covariance", "drop covariance_draw or set transfer_mode covariance")
     refused(results["two sources"], 2, "takes the filters of one source run, but --from gives 2",
             "use covariance_draw gaussian")
     refused(results["two runs"], 2, "covariance_draw centred takes the filters of one source run, but "
             "--covariance-from gives 2")
-    assert not any((work / name).exists() for name in ("t_rot_w", "t_rot_2", "rot.h5"))
+    assert not any((work / name).exists() for name in ("t_rot_w", "t_mean_w", "t_rot_2", "rot.h5"))
 
 
 def test_an_image_folder_of_one_split_or_one_class_is_named_not_read_as_a_class(work):

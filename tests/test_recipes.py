@@ -89,6 +89,15 @@ def test_recipe_and_reproduce_section_validate(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_named_profile_validates(name):
+    """Every profile, not only quick (fig5's quick_second_order, quick_two_moments, ...): its keys, its reproduce:
+    section and each variant's recipe, so a mistyped key fails here, not after the first pre-training."""
+    file = read_recipe_file(RECIPES / f"{name}.yaml")
+    for profile in file.profiles:
+        _check_file(file.profile(profile))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_quick_profile_validates(name):
     file = read_recipe_file(RECIPES / f"{name}.yaml")
     assert "quick" in file.profiles, f"{name}.yaml has no profiles: quick: (minutes on a 2-core CPU)"

@@ -313,6 +313,29 @@ def test_a_rotation_draw_has_the_sources_second_moment_exactly_where_a_gaussian_
             covariance_filters([kernel], (3, 3, 3, 8), draw, rng)
 
 
+def test_a_draw_with_the_mean_is_the_gaussian_draw_plus_the_sources_pooled_mean_filter():
+    """`covariance_draw: gaussian_with_mean`, N(mu_w, Sigma_w). Oracles: numpy's mean of the two sources' filters
+    pooled, which the draw minus A.9's draw of the same generator state must equal to round-off; and, as an
+    estimator of the distribution it samples, 40,000 drawn filters whose mean is mu_w within 5 standard errors and
+    whose covariance is numpy's Sigma_w within the sampling error (sqrt(27 / 40,000) = 0.026 relative)."""
+    from rltx.transfer import covariance_filters
+    rng = np.random.default_rng(5)
+    kernels = [rng.normal(size=(3, 3, 3, 16)) * np.linspace(0.2, 2.0, 27).reshape(3, 3, 3, 1) + shift
+               for shift in (0.5, -0.2)]
+    pooled = np.concatenate([k.reshape(27, 16) for k in kernels], axis=1)
+    mu_w, sigma = pooled.mean(axis=1), np.cov(pooled, bias=True)
+    with_mean, sigma_w = covariance_filters(kernels, (3, 3, 3, 16), "gaussian_with_mean", np.random.default_rng(9))
+    without, _ = covariance_filters(kernels, (3, 3, 3, 16), "gaussian", np.random.default_rng(9))
+    np.testing.assert_allclose(sigma_w, sigma, rtol=1e-12)
+    np.testing.assert_allclose((with_mean - without).reshape(27, 16), np.repeat(mu_w[:, None], 16, axis=1),
+                               rtol=1e-12, atol=1e-12)
+    many, _ = covariance_filters(kernels, (3, 3, 3, 40_000), "gaussian_with_mean", rng)
+    columns = many.reshape(27, 40_000)
+    standard_error = np.sqrt(np.diag(sigma) / 40_000)
+    assert np.all(np.abs(columns.mean(axis=1) - mu_w) < 5 * standard_error)
+    assert np.linalg.norm(np.cov(columns, bias=True) - sigma) / np.linalg.norm(sigma) < 0.06
+
+
 def test_a_rotation_transfer_starts_from_the_sources_sigma_w_at_its_initial_norm(source_run):
     """End to end from the CLI: the covariance transfer's conv_0 at step 0 has the source's Sigma_w (numpy's
     covariance of its trained filters) times the recorded factor squared as its second moment, exactly, the
