@@ -67,7 +67,7 @@ def summary(run_dir: Path) -> dict:
         return _summary_row(run_dir, *_read(run_dir))
     except UsageError as error:  # a damaged run still gets its row
         return {**dict.fromkeys(SUMMARY_COLUMNS), "name": str(run_dir), "status": "unreadable", "total_steps": None,
-                "reason": str(error), "health": None}
+                "reason": str(error), "health": None, "damage": None}
 
 
 def _read(run_dir: Path) -> tuple:
@@ -78,11 +78,25 @@ def _read(run_dir: Path) -> tuple:
 
 def _summary_row(run_dir: Path, record: store.RunRecord, metrics: list[dict], state_step, status) -> dict:
     last, keys = (metrics[-1] if metrics else {}), record.config
+    total = _total_steps(keys, record.kind)
     return {"name": str(run_dir), "kind": record.kind, "recipe": _recipe_label(keys), "status": status,
             "step": max(state_step or 0, last.get("step", 0)),  # metrics may pass the resume state
             "train_accuracy": last.get("train_accuracy"), "test_accuracy": last.get("test_accuracy"),
-            "age": time.time() - _last_modified(run_dir), "total_steps": _total_steps(keys, record.kind),
-            "reason": record.error, "health": record.health}
+            "age": time.time() - _last_modified(run_dir), "total_steps": total,
+            "reason": record.error, "health": record.health, "damage": _damage(run_dir, status, total)}
+
+
+def _damage(run_dir: Path, status: str, total_steps: int | None) -> str | None:
+    """What a completed run lacks of the files every completed run keeps, its final checkpoint and its metrics
+    (the commands that read them refuse it: runs.check_final_checkpoint); None for a whole run."""
+    if status != "completed":
+        return None
+    missing = []
+    if total_steps is not None and total_steps not in store.checkpoint_steps_stored(run_dir):
+        missing.append(f"its final checkpoint {store.CHECKPOINT_DIR}/{store.checkpoint_path(run_dir, total_steps).name}")
+    if not (run_dir / store.METRICS_FILE).exists():
+        missing.append(store.METRICS_FILE)
+    return f"{' and '.join(missing)} missing; restore from a backup" if missing else None
 
 
 def _sources(run_dir: Path, record: store.RunRecord) -> list[dict]:
@@ -185,6 +199,8 @@ def _status(row: dict) -> str:
     """The status, with the health flag of a run that ended without training (rltx.health): `completed,
     diverged` is no evidence."""
     health = row.get("health") or ""
+    if row.get("damage"):
+        return f"{row['status']}, damaged"
     return f"{row['status']}, {health_kind(health)}" if is_flagged(health) else row["status"]
 
 
@@ -207,7 +223,7 @@ def details_text(info: dict) -> str:
     """`rltx show` as text: one section per part of the run."""
     status = info["status"] + (f" ({info['reason']})" if info["reason"] else "")
     lines = [f"run:         {info['name']}", f"kind:        {info['kind']}", f"status:      {status}",
-             f"health:      {info['health']}",
+             *([f"damaged:     {info['damage']}"] if info["damage"] else []), f"health:      {info['health']}",
              f"step:        {_progress(info)}", f"recipe:      {info['recipe']}",
              f"created:     {info['created']}",
              f"updated:     {_age(info['age'])} ago",

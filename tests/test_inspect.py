@@ -84,6 +84,27 @@ def test_a_run_being_written_shows_as_running(runs):
         store.write_run_record(runs / "stopped", record)
 
 
+def test_a_completed_run_missing_its_final_checkpoint_or_metrics_is_listed_as_damaged(runs, tmp_path):
+    """A completed run keeps its final checkpoint and its metrics; without them `transfer`, `export` and `analyze`
+    refuse it, and `runs` / `show` say so instead of `completed` and health ok."""
+    import shutil
+    for name, removed in (("no_final", f"{store.CHECKPOINT_DIR}/step_00000040.h5"), ("no_metrics", store.METRICS_FILE)):
+        shutil.copytree(runs / "done", tmp_path / name)
+        (tmp_path / name / removed).unlink()
+    shutil.copytree(runs / "done", tmp_path / "whole")
+    rows = rows_of(tmp_path)
+    assert rows["no_final"]["damage"] == ("its final checkpoint checkpoints/step_00000040.h5 missing; "
+                                          "restore from a backup")
+    assert rows["no_metrics"]["damage"] == "metrics.h5 missing; restore from a backup"
+    assert rows["whole"]["damage"] is None and rows["whole"]["status"] == "completed"
+    table = {line.split()[0]: line for line in invoke_ok("runs", tmp_path).output.splitlines()[1:]}
+    assert "completed, damaged" in table[str(tmp_path / "no_final")]
+    assert "damaged" not in table[str(tmp_path / "whole")]
+    text = invoke_ok("show", tmp_path / "no_final").output.splitlines()
+    assert "damaged:     its final checkpoint checkpoints/step_00000040.h5 missing; restore from a backup" in text
+    assert not any(line.startswith("damaged:") for line in invoke_ok("show", tmp_path / "whole").output.splitlines())
+
+
 def test_show_gives_the_reason_sources_with_sha256_and_a_resume_command_that_works(runs, tmp_path):
     shown = json.loads(invoke_ok("show", runs / "tr", "--json").output)
     checkpoint = store.checkpoint_path(runs / "done", 40)
