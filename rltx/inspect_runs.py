@@ -65,9 +65,10 @@ def summary(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     try:
         return _summary_row(run_dir, *_read(run_dir))
-    except UsageError as error:  # a damaged run still gets its row
+    except (UsageError, PermissionError) as error:  # a damaged or unreadable run still gets its row
+        reason = str(error) if isinstance(error, UsageError) else f"{error.filename}: permission denied"
         return {**dict.fromkeys(SUMMARY_COLUMNS), "name": str(run_dir), "status": "unreadable", "total_steps": None,
-                "reason": str(error), "health": None, "damage": None}
+                "reason": reason, "health": None, "damage": None}
 
 
 def _read(run_dir: Path) -> tuple:
@@ -87,8 +88,9 @@ def _summary_row(run_dir: Path, record: store.RunRecord, metrics: list[dict], st
 
 
 def _damage(run_dir: Path, status: str, total_steps: int | None) -> str | None:
-    """What a completed run lacks of the files every completed run keeps, its final checkpoint and its metrics
-    (the commands that read them refuse it: runs.check_final_checkpoint); None for a whole run."""
+    """What a completed run lacks of the files every completed run keeps: its final checkpoint (which transfer,
+    export and analyze then refuse, runs.check_final_checkpoint) and its metrics (which a rerun then refuses);
+    None for a whole run."""
     if status != "completed":
         return None
     missing = []
@@ -196,12 +198,11 @@ def summary_table(rows: list[dict], recipe_width: int = 36) -> str:
 
 
 def _status(row: dict) -> str:
-    """The status, with the health flag of a run that ended without training (rltx.health): `completed,
-    diverged` is no evidence."""
+    """The status, with `damaged` for a completed run missing files (`_damage`) and the health flag of a run that
+    ended without training (rltx.health): `completed, diverged` is no evidence."""
     health = row.get("health") or ""
-    if row.get("damage"):
-        return f"{row['status']}, damaged"
-    return f"{row['status']}, {health_kind(health)}" if is_flagged(health) else row["status"]
+    flags = (["damaged"] if row.get("damage") else []) + ([health_kind(health)] if is_flagged(health) else [])
+    return ", ".join([row["status"], *flags])
 
 
 def _shorten(text: str, width: int) -> str:

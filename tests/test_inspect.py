@@ -85,23 +85,43 @@ def test_a_run_being_written_shows_as_running(runs):
 
 
 def test_a_completed_run_missing_its_final_checkpoint_or_metrics_is_listed_as_damaged(runs, tmp_path):
-    """A completed run keeps its final checkpoint and its metrics; without them `transfer`, `export` and `analyze`
-    refuse it, and `runs` / `show` say so instead of `completed` and health ok."""
+    """A completed run keeps its final checkpoint and its metrics; without the one `transfer`, `export` and
+    `analyze` refuse it, without the other a rerun does, and `runs` / `show` say so instead of `completed` and
+    health ok. Interrupted, failed and whole runs (a transfer's final step is its own) are not damaged."""
     import shutil
-    for name, removed in (("no_final", f"{store.CHECKPOINT_DIR}/step_00000040.h5"), ("no_metrics", store.METRICS_FILE)):
+    assert {name: row["damage"] for name, row in rows_of(runs).items()} == dict.fromkeys(
+        ("done", "stopped", "broken", "tr"))
+    removals = {"no_final": [f"{store.CHECKPOINT_DIR}/step_00000040.h5"], "no_metrics": [store.METRICS_FILE],
+                "neither": [f"{store.CHECKPOINT_DIR}/step_00000040.h5", store.METRICS_FILE],
+                "flagged": [store.METRICS_FILE]}
+    for name, removed in removals.items():
         shutil.copytree(runs / "done", tmp_path / name)
-        (tmp_path / name / removed).unlink()
+        for path in removed:
+            (tmp_path / name / path).unlink()
+    shutil.copytree(runs / "tr", tmp_path / "tr_no_final")
+    (tmp_path / "tr_no_final" / store.CHECKPOINT_DIR / "step_00000010.h5").unlink()
     shutil.copytree(runs / "done", tmp_path / "whole")
+    with store.RunLock(tmp_path / "flagged"):
+        record = store.read_run_record(tmp_path / "flagged")
+        record.health = "diverged: loss nan at step 40"
+        store.write_run_record(tmp_path / "flagged", record)
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / store.RUN_FILE).write_bytes(b"not hdf5")
     rows = rows_of(tmp_path)
-    assert rows["no_final"]["damage"] == ("its final checkpoint checkpoints/step_00000040.h5 missing; "
-                                          "restore from a backup")
+    final = "its final checkpoint checkpoints/step_00000040.h5"
+    assert rows["no_final"]["damage"] == f"{final} missing; restore from a backup"
     assert rows["no_metrics"]["damage"] == "metrics.h5 missing; restore from a backup"
+    assert rows["neither"]["damage"] == f"{final} and metrics.h5 missing; restore from a backup"
+    assert rows["tr_no_final"]["damage"] == ("its final checkpoint checkpoints/step_00000010.h5 missing; "
+                                             "restore from a backup")
     assert rows["whole"]["damage"] is None and rows["whole"]["status"] == "completed"
+    assert rows["garbage"]["status"] == "unreadable" and rows["garbage"]["damage"] is None
     table = {line.split()[0]: line for line in invoke_ok("runs", tmp_path).output.splitlines()[1:]}
     assert "completed, damaged" in table[str(tmp_path / "no_final")]
+    assert "completed, damaged, diverged" in table[str(tmp_path / "flagged")]
     assert "damaged" not in table[str(tmp_path / "whole")]
     text = invoke_ok("show", tmp_path / "no_final").output.splitlines()
-    assert "damaged:     its final checkpoint checkpoints/step_00000040.h5 missing; restore from a backup" in text
+    assert f"damaged:     {final} missing; restore from a backup" in text
     assert not any(line.startswith("damaged:") for line in invoke_ok("show", tmp_path / "whole").output.splitlines())
 
 
