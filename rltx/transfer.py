@@ -136,7 +136,7 @@ def check_single_source(count: int, option: str, draw: str) -> None:
     """`covariance_draw: centred` or `rotation` (ONE_SOURCE_DRAWS) takes the filters of one source run."""
     if count != 1:
         raise UsageError(f"covariance_draw {draw} takes the filters of one source run, but {option} gives {count}; "
-                         f"give one, or use covariance_draw gaussian to pool them")
+                         f"give one, or use covariance_draw gaussian (or gaussian_with_mean) to pool them")
 
 
 def covariance_weights(fresh: dict[str, np.ndarray], sources: list[Checkpoint], first_layer: str, recipe: Recipe,

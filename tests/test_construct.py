@@ -215,6 +215,24 @@ def test_measured_tau_curve_and_learned_covariance(tmp_path):
     np.testing.assert_allclose(with_mean / factor - learned.astype(np.float64).reshape(27, 27) / gaussian_factor,
                                np.repeat(kernel.mean(axis=1, keepdims=True), 27, axis=1), rtol=1e-4, atol=1e-6)
     assert np.linalg.norm(with_mean) == pytest.approx(start, rel=1e-5)
+    # with two runs both draws pool their filters (54): the difference is numpy's mean of all 54, not one run's
+    recipe["seed"] = 1
+    (tmp_path / "r1.yaml").write_text(yaml.safe_dump(recipe))
+    assert invoke("pretrain", tmp_path / "r1.yaml", "--out", tmp_path / "run1", "--quiet").exit_code == 0
+    pooled = np.concatenate([kernel, store.read_checkpoint(tmp_path / "run1", 5)["conv_0/kernel"].reshape(27, 27)],
+                            axis=1).astype(np.float64)
+    layers = {}
+    for draw in ("gaussian", "gaussian_with_mean"):
+        result = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--covariance-from", tmp_path / "run",
+                        "--covariance-from", tmp_path / "run1", "--set", f"covariance_draw={draw}",
+                        "-o", tmp_path / f"two_{draw}.h5")
+        assert result.exit_code == 0, result.output
+        with h5py.File(tmp_path / f"two_{draw}.h5") as handle:
+            assert handle["construction/conv_0"].attrs["source_filters"] == 54
+            layers[draw] = (handle["weights/conv_0/kernel"][()].astype(np.float64).reshape(27, 27)
+                            / handle["construction/conv_0"].attrs["rescale_factor"])
+    np.testing.assert_allclose(layers["gaussian_with_mean"] - layers["gaussian"],
+                               np.repeat(pooled.mean(axis=1, keepdims=True), 27, axis=1), rtol=1e-4, atol=1e-6)
 
 
 def test_constructed_filters_do_not_depend_on_the_eigensolvers_signs(monkeypatch):

@@ -1,4 +1,4 @@
-"""The recipes of recipes/: every one is a valid recipe, with and without its quick profile, has a
+"""The recipes of recipes/: every one is a valid recipe, with and without each of its profiles, has a
 valid reproduce: section, runs on this machine (quick profile on Gaussian or dead-leaves images when the real
 dataset is absent), and the App. B sweeps expand to exactly the paper's experiment counts with every
 drawn value inside its stated range. Pure configuration checks: nothing is trained."""

@@ -336,6 +336,17 @@ def test_a_draw_with_the_mean_is_the_gaussian_draw_plus_the_sources_pooled_mean_
     assert np.linalg.norm(np.cov(columns, bias=True) - sigma) / np.linalg.norm(sigma) < 0.06
 
 
+def test_a_transfer_with_the_mean_takes_several_sources_as_a_gaussian_one_does(source_run, tmp_path):
+    """`gaussian_with_mean` pools its sources like A.9's draw: two --from runs pass the one-source check of
+    `centred` / `rotation` and meet the checks every pooled transfer meets (here: a copy is one run twice)."""
+    shutil.copytree(source_run / "source", tmp_path / "copy")
+    result = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--from", tmp_path / "copy",
+                    "--out", tmp_path / "t", "--set", "transfer_mode=covariance",
+                    "--set", "covariance_draw=gaussian_with_mean", "--quiet")
+    assert result.exit_code == 2 and "holds the same checkpoint as" in result.output, result.output
+    assert not (tmp_path / "t").exists()
+
+
 def test_a_rotation_transfer_starts_from_the_sources_sigma_w_at_its_initial_norm(source_run):
     """End to end from the CLI: the covariance transfer's conv_0 at step 0 has the source's Sigma_w (numpy's
     covariance of its trained filters) times the recorded factor squared as its second moment, exactly, the
