@@ -140,11 +140,10 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
                         init_scale: float, reporter: Reporter) -> LayerRecord:
     """Sec. 2.4: the first layer sampled from N(0, Sigma_w), Sigma_w learned by trained runs (or, with `draw`
     centred or rotation, the one run's centred filters, as they are or rotated, or with gaussian_with_mean from
-    N(mu_w, Sigma_w): `transfer.covariance_filters`), then
-    rescaled to the `norm` the first run's layer had at initialisation, as `transfer_mode: covariance`
-    does (Sec. 2.4: "we always re-scale the weights after pre-training"; A.9). A run whose init_scale
-    reading differs from this rltx's (models.init_scale_mismatch) is named through `reporter`: the sampled
-    layer gets its norm, the fresh layers this recipe's `init_scale`."""
+    N(mu_w, Sigma_w): `transfer.covariance_filters`), then rescaled to the `norm` the first run's layer had at
+    initialisation, as `transfer_mode: covariance` does (Sec. 2.4: "we always re-scale the weights after
+    pre-training"; A.9). A run whose init_scale reading differs from this rltx's (models.init_scale_mismatch) is
+    named through `reporter`: the sampled layer gets its norm, the fresh layers this recipe's `init_scale`."""
     check_distinct(runs, "--covariance-from")
     if draw in ONE_SOURCE_DRAWS:
         check_single_source(len(runs), "--covariance-from", draw)
