@@ -126,8 +126,9 @@ def _samples(samples: dict[str, np.ndarray]) -> dict:
 
 
 def _transfer_details(transfer: dict) -> dict:
-    """How a transfer built its initial weights; Sigma_w is given by its shape, not its entries."""
-    return {key: (f"matrix {np.shape(value)}" if key == "sigma_w" else value) for key, value in transfer.items()}
+    """How a transfer built its initial weights; Sigma_w and mu_w are given by their shapes, not their entries."""
+    shown = {"sigma_w": "matrix", "mu_w": "vector"}
+    return {key: (f"{shown[key]} {np.shape(value)}" if key in shown else value) for key, value in transfer.items()}
 
 
 def resume_command(run_dir: Path, record: store.RunRecord, sources: list[dict] | None = None) -> str:

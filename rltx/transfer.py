@@ -163,6 +163,8 @@ def initial_weights(model: keras.Model, recipe: Recipe, sources: list[Checkpoint
         weights, factors, sigma_w = covariance_weights(fresh, sources, first, recipe)
         details.update(layers=store.listed([first]), sigma_w=sigma_w, covariance_draw=recipe.covariance_draw,
                        sigma_w_filters=sum(s.weights[f"{first}/kernel"].shape[-1] for s in sources))
+        if recipe.covariance_draw == "gaussian_with_mean":  # N(mu_w, Sigma_w): the record holds both parameters
+            details["mu_w"] = mean_filter([source.weights[f"{first}/kernel"] for source in sources])
     else:
         if len(sources) > 1:
             raise UsageError("several --from runs are pooled only with transfer_mode: covariance; give one source")

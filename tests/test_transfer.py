@@ -347,6 +347,21 @@ def test_a_transfer_with_the_mean_takes_several_sources_as_a_gaussian_one_does(s
     assert not (tmp_path / "t").exists()
 
 
+def test_a_transfer_with_the_mean_records_both_parameters_of_its_draw(source_run):
+    """End to end from the CLI: a `gaussian_with_mean` transfer's run.h5 holds mu_w, numpy's mean of the source's
+    trained conv_0 filters, beside Sigma_w (np.cov of them), and `rltx show` gives both by their shapes."""
+    result = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", source_run / "mean",
+                    "--set", "transfer_mode=covariance", "--set", "covariance_draw=gaussian_with_mean", "--quiet")
+    assert result.exit_code == 0, result.output
+    trained = store.read_checkpoint(source_run / "source", 20)["conv_0/kernel"].astype(np.float64)
+    filters = trained.reshape(-1, trained.shape[-1])
+    record = store.read_run_record(source_run / "mean").transfer
+    np.testing.assert_allclose(record["mu_w"], filters.mean(axis=1), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(record["sigma_w"], np.cov(filters, bias=True), rtol=1e-6, atol=1e-12)
+    shown = json.loads(invoke("show", source_run / "mean", "--json").output)["transfer"]
+    assert shown["mu_w"] == f"vector ({filters.shape[0]},)" and shown["covariance_draw"] == "gaussian_with_mean"
+
+
 def test_a_rotation_transfer_starts_from_the_sources_sigma_w_at_its_initial_norm(source_run):
     """End to end from the CLI: the covariance transfer's conv_0 at step 0 has the source's Sigma_w (numpy's
     covariance of its trained filters) times the recorded factor squared as its second moment, exactly, the
