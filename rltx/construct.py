@@ -35,7 +35,7 @@ from rltx.runs import (check_distinct, check_distinct_checkpoints, check_final_c
                        kernel_filters, open_run)
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
-from rltx.transfer import ONE_SOURCE_DRAWS, check_single_source, covariance_filters, rescaled_to_initial, rescaling_norm
+from rltx.transfer import check_single_source, covariance_filters, rescaled_to_initial, rescaling_norm
 
 _RANGE = re.compile(r"^\s*e?(\d+)\s*\.\.\s*e?(\d+)\s*$")
 
@@ -145,8 +145,7 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     pre-training"; A.9). A run whose init_scale reading differs from this rltx's (models.init_scale_mismatch) is
     named through `reporter`: the sampled layer gets its norm, the fresh layers this recipe's `init_scale`."""
     check_distinct(runs, "--covariance-from")
-    if draw in ONE_SOURCE_DRAWS:
-        check_single_source(len(runs), "--covariance-from", draw)
+    check_single_source(len(runs), "--covariance-from", draw)
     opened = [open_run(path) for path in runs]
     check_same_model(opened, "--covariance-from runs")
     for run in opened:

@@ -133,8 +133,9 @@ def rescaled_to_initial(filters: np.ndarray, initial: dict[str, np.ndarray], lay
 
 
 def check_single_source(count: int, option: str, draw: str) -> None:
-    """`covariance_draw: centred` or `rotation` (ONE_SOURCE_DRAWS) takes the filters of one source run."""
-    if count != 1:
+    """`covariance_draw: centred` or `rotation` (ONE_SOURCE_DRAWS) takes the filters of one source run; the other
+    draws pool any number."""
+    if draw in ONE_SOURCE_DRAWS and count != 1:
         raise UsageError(f"covariance_draw {draw} takes the filters of one source run, but {option} gives {count}; "
                          f"give one, or use covariance_draw gaussian (or gaussian_with_mean) to pool them")
 
@@ -194,8 +195,7 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
             raise UsageError(f"covariance_draw {recipe.covariance_draw} draws the first layer of transfer_mode "
                              f"covariance, but this transfer copies weights (transfer_mode {recipe.transfer_mode}); "
                              "drop covariance_draw or set transfer_mode covariance")
-        if recipe.covariance_draw in ONE_SOURCE_DRAWS:
-            check_single_source(len(sources), "--from", recipe.covariance_draw)
+        check_single_source(len(sources), "--from", recipe.covariance_draw)
     source_runs = [open_checkpoint(path, from_step) for path in sources]
     check_distinct_checkpoints([(s.run_dir, s.digest) for s in source_runs], "--from")
     check_compatible(recipe, source_runs)
