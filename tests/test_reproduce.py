@@ -301,3 +301,18 @@ def test_the_activation_trajectory_reports_the_switch_from_the_stored_series(tmp
     assert trajectory.inputs["layers"][-1] == "dense_0"  # the column read above is the dense layer's
     assert (f"dense_0: mean fraction of examples activating a neuron {series[phase == 0][-1]:.3f} at the switch, lowest {after[lowest]:.3f} {steps[lowest]} steps into "
             f"'random labels' (of 12), {after[-1]:.3f} at its end") in verdict
+
+
+def test_a_list_valued_data_key_does_not_stop_the_check_of_real_fine_tuning_labels(tmp_path):
+    """The check of every variant's real labels before pre-training kept the opened sources by their data keys,
+    and a list-valued key (gaussian_spectrum as a list) stopped it with a traceback. It runs now."""
+    import yaml
+    recipe = {**TINY, "seed": 0, "gaussian_spectrum": [2.0] * 27, "gaussian_num_classes": 4,
+              "labels_downstream": "real", "num_classes_downstream": 4, "total_steps": 2, "num_eval_points": 2,
+              "checkpoint_every": 0,
+              "reproduce": {"pipeline": "transfer", "seeds": 1, "variants": [
+                  {"name": "pretrained", "baseline": "from scratch"}, {"name": "from scratch", "from": "scratch"}]},
+              "profiles": {"quick": {}}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert "pretrained vs from scratch: train-accuracy AUC" in reproduce(tmp_path / "r.yaml", tmp_path / "out")
+

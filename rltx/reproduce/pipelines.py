@@ -156,13 +156,14 @@ def variant_runs(context: Context, variant: Variant, sources: dict[int, Path]) -
 def check_variant_classes(context: Context) -> None:
     """Every variant's real fine-tuning labels fit the data, checked before the first pre-training."""
     from rltx.tasks import check_real_classes, open_recipe_source
-    sources = {}  # by data keys: a variant may change them
+    sources = {}  # by data keys (their repr: a list-valued key such as gaussian_spectrum is unhashable)
     for variant in context.spec.variants:
         recipe = with_keys(context.recipe, **variant.keys)
         if recipe.labels_downstream == "real":
-            if recipe.data not in sources:
-                sources[recipe.data] = open_recipe_source(recipe)
-            check_real_classes(recipe, sources[recipe.data], "downstream")
+            data = repr(recipe.data)
+            if data not in sources:
+                sources[data] = open_recipe_source(recipe)
+            check_real_classes(recipe, sources[data], "downstream")
 
 
 def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], dict[str, list[Path]], Result]:
