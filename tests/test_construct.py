@@ -310,3 +310,18 @@ def test_constructed_layers_follow_construct_signs_and_rotate_through_the_recipe
     with pytest.raises(UsageError, match="construct_signs random flips the direct filters"):
         gapped_recipe(construct_method="sample", construct_signs="random")
     assert np.max(np.abs(direct.T @ rotated)) / np.sqrt(8) < 0.99  # no filter is one of the eigenvectors
+
+
+def test_init_files_group_runs_by_what_they_hold_not_by_their_path(tmp_path):
+    """`analyze curves` / `plot curves` group runs by their recipe keys but the seed. Each seed of a construction has
+    an init file of its own: files built from the same keys with other seeds give one group value, files with other
+    constructed layers or other keys another; a file that cannot be read counts by its path."""
+    from rltx.analysis.curves import init_group_value
+    values = {}
+    for name, seed, layers, tau in (("a", 0, [1], "f2"), ("b", 1, [1], "f2"), ("c", 0, [], "f2"), ("d", 0, [1], "f1")):
+        store.write_init(tmp_path / f"{name}.h5", gapped_recipe(seed=seed, construct_tau=tau).to_yaml(),
+                         *construct_init(gapped_recipe(seed=seed, construct_tau=tau), layers))
+        values[name] = init_group_value(str(tmp_path / f"{name}.h5"))
+    assert values["a"] == values["b"] and values["a"].startswith("conv_0 constructed [")
+    assert len({values["a"], values["c"], values["d"]}) == 3 and values["c"].startswith("none constructed [")
+    assert init_group_value(str(tmp_path / "gone.h5")) == str(tmp_path / "gone.h5")

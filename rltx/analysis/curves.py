@@ -37,6 +37,7 @@ Definitions
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,10 +141,32 @@ def _load_curve(path) -> _Curve:
 def _key_values(curve: _Curve, group_by) -> dict:
     """The values that define the group of a run (kind always included)."""
     recipe = curve.run.recipe.to_dict()
-    every = {**recipe, "kind": curve.run.kind, "from_step": curve.record.from_steps}
     if group_by == "auto":
-        return {name: value for name, value in every.items() if name not in NOT_GROUPED}
+        return auto_group_values(recipe, curve.run.kind, curve.record.from_steps)
+    every = {**recipe, "kind": curve.run.kind, "from_step": curve.record.from_steps}
     return {"kind": curve.run.kind, **{name: every[name] for name in group_by}}
+
+
+def auto_group_values(recipe: dict, kind: str, from_steps) -> dict:
+    """What puts runs in one group under group_by auto: every recipe key but NOT_GROUPED, the kind and the source
+    step. An init file counts by what it holds (`init_group_value`), not by its path: each seed of a
+    construction has a file of its own, and the seeds are one group."""
+    values = {name: value for name, value in recipe.items() if name not in NOT_GROUPED}
+    if values.get("init_file"):
+        values["init_file"] = init_group_value(values["init_file"])
+    return {**values, "kind": kind, "from_step": from_steps}
+
+
+def init_group_value(path: str) -> str:
+    """An init file as a group value: the layers it constructed and a digest of the recipe keys it was built with
+    but NOT_GROUPED ones (the seed among them); its path where it cannot be read."""
+    try:
+        keys, layers = store.read_init_construction(Path(path))
+    except UsageError:
+        return path
+    built = {name: value for name, value in keys.items() if name not in NOT_GROUPED}
+    digest = hashlib.sha256(json.dumps(built, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{', '.join(layers) or 'none'} constructed [{digest}]"
 
 
 def _group_keys(group_by) -> str | tuple[str, ...]:

@@ -66,7 +66,7 @@ def _group_label(key: dict, varying: list[str]) -> str:
 def run_groups(run_dirs) -> list[dict]:
     """Runs grouped as in `rltx analyze curves` (all recipe keys but the seed, plus kind and source
     step), in order of first appearance: [{"label", "key", "runs": [(run_dir, metric rows)]}]."""
-    from rltx.analysis.curves import NOT_GROUPED
+    from rltx.analysis.curves import auto_group_values
     from rltx.runs import open_run
     groups: dict[str, dict] = {}
     for run_dir in run_dirs:
@@ -75,8 +75,7 @@ def run_groups(run_dirs) -> list[dict]:
         if not rows:
             raise UsageError(f"{run_dir} lacks metrics.h5 (no evaluation point yet); produce it with "
                              "`rltx pretrain` or `rltx transfer` (let the run reach its first eval point)")
-        key = {name: value for name, value in run.recipe.to_dict().items() if name not in NOT_GROUPED}
-        key.update(kind=run.kind, from_step=run.record.from_steps)
+        key = auto_group_values(run.recipe.to_dict(), run.kind, run.record.from_steps)
         text = json.dumps(key, sort_keys=True, default=str)
         group = groups.setdefault(text, {"key": key, "runs": []})
         if any(Path(d).resolve() == run.run_dir for d, _ in group["runs"]):
