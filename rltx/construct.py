@@ -206,10 +206,11 @@ def check_layer_choice(recipe: Recipe, layer_numbers: list[int], convs: list[str
 
 
 def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tuple[Path, ...] = (),
-                   reporter: Reporter | None = None):
+                   reporter: Reporter | None = None, init_seed: int | None = None):
     """The initial weights with conv layers `layer_numbers` (1-based, as in Table 1) constructed,
     how each was built, and the training examples used (the recipe's upstream sample, A.1);
-    warnings about `covariance_runs` go to `reporter`."""
+    warnings about `covariance_runs` go to `reporter`. The other layers are the standard initialisation
+    drawn with `init_seed` (default: the recipe's seed)."""
     configure_gpus()  # before the data's first TensorFlow op initialises the devices
     source = open_recipe_source(recipe)
     if recipe.num_examples_upstream > source.num_train:
@@ -219,7 +220,8 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     if recipe.construct_num_examples:
         indices = indices[:recipe.construct_num_examples]
     inputs = np.asarray(to_model_input(source.train(indices).x))
-    model = build_recipe_model(recipe, tuple(inputs.shape[1:]), recipe.num_classes_upstream, with_init_file=False)
+    model = build_recipe_model(recipe, tuple(inputs.shape[1:]), recipe.num_classes_upstream, with_init_file=False,
+                               init_seed=init_seed)
     convs = conv_layers(model)
     check_layer_choice(recipe, layer_numbers, convs, "--layers")
     if covariance_runs and 1 not in layer_numbers:

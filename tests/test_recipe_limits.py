@@ -349,6 +349,11 @@ def test_sweep_sections_that_cannot_be_planned_give_one_line(tmp_path, change, w
     ({"pipeline": ["x"] * 10000}, "is not one of"),
     ({"pipeline": "construct-table", "expect_sets": [1, 2]}, "expect_sets must be a list of constructed layer sets"),
     ({"pipeline": "transfer", "variants": [{"name": "a", "expect": "same"}]}, "has expect: 'same'; use positive, negative or level"),
+    ({"pipeline": "transfer", "variants": [{"name": "a", "from": "built"}]}, "use pretrained, scratch or constructed"),
+    ({"pipeline": "transfer", "variants": [{"name": "a", "from": "constructed"}]}, "from: constructed needs the conv layers"),
+    ({"pipeline": "transfer", "variants": [{"name": "a", "from": "constructed", "layers": [0]}]}, "has layers: [0]; from: constructed"),
+    ({"pipeline": "transfer", "variants": [{"name": "a", "from": "constructed", "layers": 3}]}, "has layers: 3; from: constructed"),
+    ({"pipeline": "transfer", "variants": [{"name": "a", "layers": [1]}]}, "only a variant from: constructed takes"),
 ])
 def test_reproduce_sections_that_cannot_run_give_one_line(section, words):
     from rltx.reproduce.spec import ReproduceSpec

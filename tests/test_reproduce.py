@@ -303,6 +303,58 @@ def test_the_activation_trajectory_reports_the_switch_from_the_stored_series(tmp
             f"'random labels' (of 12), {after[-1]:.3f} at its end") in verdict
 
 
+def _constructed_recipe(tmp_path, **changes):
+    """TINY's one-conv network on Gaussian patches whose covariance has a gap after its 8th eigenvalue (randomly
+    rotated): the span of its top 8 eigenvectors is the oracle a constructed first layer must span (E.3)."""
+    import yaml
+    recipe = {**TINY, "seed": 0, "gaussian_spectrum": [10.0] * 8 + [1.0] * 19, "gaussian_num_train": 4096,
+              "num_examples_upstream": 3000, "num_examples_downstream": 512, "total_steps": 6,
+              "total_steps_downstream": 6, "checkpoint_every": 3, "num_eval_points": 3,
+              "labels_downstream": "random", "num_classes_downstream": 4,
+              "construct_tau": "f2", "construct_rescale": "none", **changes,
+              "reproduce": {"pipeline": "transfer", "seeds": 1, "variants": [
+                  {"name": "transfer {1}", "set": {"transfer_layers": 1}, "baseline": "scratch {}", "expect": "positive"},
+                  {"name": "constructed {1}", "from": "constructed", "layers": [1], "baseline": "transfer {1}",
+                   "expect": "level"},
+                  {"name": "scratch {}", "from": "scratch"}]},
+              "profiles": {"quick": {}}}
+    path = tmp_path / "constructed.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_a_constructed_variant_starts_from_the_datas_top_eigenvectors_beside_shared_fresh_layers(tmp_path):
+    """Sec. 2.5 / Table 7's caption compare layers constructed from the data with transferred ones. A `from:
+    constructed` variant starts from conv layer 1 built from the images its seed's pre-training read (the init
+    file's sample is that run's upstream sample), spanning the top-8 eigenspace of the generator's covariance (its
+    known parameter), and from the very fresh dense layer and head of its from-scratch and transfer pairs."""
+    from scipy.linalg import subspace_angles
+
+    from rltx.config import make_recipe
+    from rltx.tasks import open_recipe_source
+    out, path = tmp_path / "out", _constructed_recipe(tmp_path)
+    verdict = reproduce(path, out, "--seeds", "2")
+    runs = out / "runs"
+    assert "  - constructed {1} vs transfer {1}: train-accuracy AUC" in verdict and "of 2 same-seed pairs" in verdict
+    # each seed has an init file of its own, yet the seeds of a variant are one group (by what the file holds)
+    assert list(stored(out / "curves.h5", "groups/count")) == [2, 2, 2]
+    init = runs / "constructed_1" / "init-s0.h5"
+    assert store.read_run_record(runs / "constructed_1" / "s0").config["init_file"] == str(init)
+    start = {name: store.read_checkpoint(runs / name / "s0", 0) for name in ("constructed_1", "scratch", "transfer_1")}
+    kernel = start["constructed_1"]["conv_0/kernel"].reshape(27, 8).astype(np.float64)
+    pretraining = store.read_run_record(runs / "pretrain-s0")
+    truth = np.linalg.eigh(open_recipe_source(make_recipe(pretraining.config)).covariance)[1][:, -8:]
+    np.testing.assert_array_equal(stored(init, "sample_indices"), pretraining.samples["upstream_indices"])
+    assert np.max(subspace_angles(kernel, truth)) < 0.05  # radians; 12000 patches of a gap of 10x
+    assert np.max(subspace_angles(start["scratch"]["conv_0/kernel"].reshape(27, 8).astype(np.float64), truth)) > 0.5
+    for name in ("dense_0/kernel", "dense_0/bias", "head/kernel", "head/bias"):
+        np.testing.assert_array_equal(start["constructed_1"][name], start["scratch"][name], err_msg=name)
+        np.testing.assert_array_equal(start["constructed_1"][name], start["transfer_1"][name], err_msg=name)
+    # the same command again trains nothing and leaves the init file as it was
+    before = init.stat().st_mtime_ns
+    assert reproduce(path, out, "--seeds", "2") == verdict and init.stat().st_mtime_ns == before
+
+
 def test_a_list_valued_data_key_does_not_stop_the_check_of_real_fine_tuning_labels(tmp_path):
     """The check of every variant's real labels before pre-training kept the opened sources by their data keys,
     and a list-valued key (gaussian_spectrum as a list) stopped it with a traceback. It runs now."""
@@ -316,3 +368,23 @@ def test_a_list_valued_data_key_does_not_stop_the_check_of_real_fine_tuning_labe
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert "pretrained vs from scratch: train-accuracy AUC" in reproduce(tmp_path / "r.yaml", tmp_path / "out")
 
+
+def test_constructed_layers_the_model_lacks_are_refused_before_pre_training(tmp_path):
+    """TINY has one conv layer; a variant constructing layer 2: `rltx` in a subprocess stops with exit 2 and one
+    line naming the variant, its layers and the model's conv layers before any run is written."""
+    import subprocess
+    import sys
+
+    import yaml
+    path = _constructed_recipe(tmp_path)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["reproduce"]["variants"][1]["layers"] = [1, 2]
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "rltx", "reproduce", str(path), "--quick", "--quiet", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: variant constructed {1}: layers 1,2 must be increasing numbers among 1..1 (the model's conv layers: "
+        "conv_0)"], result.stderr
+    assert not (out / "runs").exists()

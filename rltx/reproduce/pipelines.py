@@ -149,16 +149,39 @@ def variant_runs(context: Context, variant: Variant, sources: dict[int, Path]) -
         if paths and not completed(paths[0]):
             context.echo(f"skip: {paths[0]} did not complete (it diverged), so there is nothing to transfer")
             continue
+        if variant.source == "constructed":
+            recipe = constructed_start(recipe, variant.layers, run_dir)
         train_or_flag(context, run_dir, lambda: transfer(recipe, run_dir, paths, reporter=context.reporter("transfer")))
     return runs
 
 
-def check_variant_classes(context: Context) -> None:
-    """Every variant's real fine-tuning labels fit the data, checked before the first pre-training."""
+def constructed_start(recipe: Recipe, layers: tuple[int, ...], run_dir: Path) -> Recipe:
+    """`from: constructed`: the run starts from conv `layers` built from the data alone (Sec. 2.5,
+    rltx.construct) out of the images a pre-training run of this seed reads (A.1's upstream sample; no
+    label is used), its other layers those of its from-scratch and transfer pairs (the fresh layers'
+    seed, rltx.hyperrule). The init file lies beside the run; it is built again unless the run
+    completed, which gives the same bytes for the same recipe and seed."""
+    from rltx.construct import construct_init
+    from rltx.hyperrule import fresh_layers_seed
+    init = run_dir.parent / f"init-{run_dir.name}.h5"
+    if not (init.exists() and completed(run_dir)):
+        store.make_directory(run_dir.parent)
+        store.write_init(init, recipe.to_yaml(), *construct_init(recipe, list(layers),
+                                                                 init_seed=fresh_layers_seed(recipe.seed)))
+    return with_keys(recipe, init_file=str(init))
+
+
+def check_variants(context: Context) -> None:
+    """Every variant's real fine-tuning labels fit the data, and a constructed variant's layers are conv
+    layers of its model, checked before the first pre-training."""
+    from rltx.construct import check_layer_choice, recipe_conv_layers
     from rltx.tasks import check_real_classes, open_recipe_source
     sources = {}  # by data keys (their repr: a list-valued key such as gaussian_spectrum is unhashable)
     for variant in context.spec.variants:
         recipe = with_keys(context.recipe, **variant.keys)
+        if variant.source == "constructed":
+            check_layer_choice(recipe, list(variant.layers), recipe_conv_layers(recipe),
+                               f"variant {variant.name}: layers")
         if recipe.labels_downstream == "real":
             data = repr(recipe.data)
             if data not in sources:
@@ -169,7 +192,7 @@ def check_variant_classes(context: Context) -> None:
 def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], dict[str, list[Path]], Result]:
     """Every variant's runs by name (one per seed), those of them that completed, and their curves."""
     from rltx.analysis.curves import analyze_curves
-    check_variant_classes(context)
+    check_variants(context)
     needs_sources = any(v.source == "pretrained" for v in context.spec.variants)
     sources = dict(zip(context.seeds, pretrain_seeds(context))) if needs_sources else {}
     runs = {v.name: variant_runs(context, v, sources) for v in context.spec.variants}

@@ -13,12 +13,15 @@ table, and what the paper reports, so the run can end with a verdict.
       trajectory: true            # activations: also the activation trajectory across the switch (Fig. 24)
       variants:                   # transfer, activations: the downstream runs, one curve each
         - name: pretrained
-          from: pretrained        # pretrained (the seed's pre-training run) | scratch
+          from: pretrained        # pretrained (the seed's pre-training run) | scratch | constructed
           set: {rescaling: l2}    # recipe keys of this variant
           baseline: from scratch  # compare with this variant ...
           expect: positive        # ... where the paper saw positive (faster) or negative transfer, or the
                                   #     two curves level (Fig. 5: covariance vs pretrained conv, no bias)
         - {name: from scratch, from: scratch}
+        - name: constructed {1, 2, 3}
+          from: constructed       # conv layers built from the data alone (Sec. 2.5, rltx.construct), the
+          layers: [1, 2, 3]       # others fresh: Table 7's caption compares them with transferred layers
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from rltx.config import FIELDS, check_section
 from rltx.errors import UsageError, clip, shorten
 
 PIPELINES = ("alignment", "transfer", "construct-table", "activations", "sweep")
+SOURCES = ("pretrained", "scratch", "constructed")  # where a variant's first layers come from
 SHAPES = ("rise-then-fall", "rising", "falling")
 MAX_SEEDS = 10_000  # far beyond the paper's 12 (Fig. 5, A.9)
 # a transfer variant's `expect:` -> the transfer rule's direction (rltx.reproduce.verdicts) that agrees with it;
@@ -45,6 +49,7 @@ class Variant:
     keys: dict = dataclasses.field(default_factory=dict)
     baseline: str | None = None
     expect: str | None = None
+    layers: tuple[int, ...] = ()  # from: constructed: the conv layers built (1-based, as Table 1's columns)
 
     @property
     def expected_direction(self) -> str | None:
@@ -121,20 +126,37 @@ class ReproduceSpec:
         return [layer_sets.index(layers) for layers in self.expect_sets]
 
 
+def _constructed_layers(raw: dict, name: str, where: str) -> tuple[int, ...]:
+    """A `from: constructed` variant's `layers`, the conv layers built from the data (1-based); no other
+    variant takes them."""
+    layers = raw.get("layers")
+    if raw.get("from") != "constructed":
+        if layers is not None:
+            raise UsageError(f"{where}: variant {name} has layers, which only a variant from: constructed takes; "
+                             "drop layers or set from: constructed")
+        return ()
+    if not (isinstance(layers, list) and layers and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+                                                         for k in layers)):
+        raise UsageError(f"{where}: variant {name} has layers: {shorten(layers)}; from: constructed needs the conv "
+                         "layers to build, numbers from 1, e.g. layers: [1, 2, 3]")
+    return tuple(layers)
+
+
 def _variant(raw, where: str) -> Variant:
     if not isinstance(raw, dict) or "name" not in raw:
         raise UsageError(f"{where}: every reproduce variant is a mapping with a name, e.g. {{name: pretrained}}")
     name = shorten(raw["name"])
-    unknown = sorted(map(str, set(raw) - {"name", "from", "set", "baseline", "expect"}))
+    unknown = sorted(map(str, set(raw) - {"name", "from", "set", "baseline", "expect", "layers"}))
     if unknown:
         raise UsageError(f"{where}: variant {name} has unknown entries {clip(', '.join(unknown))}")
     if not isinstance(raw.get("set") or {}, dict):
         raise UsageError(f"{where}: variant {name} has set: {shorten(raw['set'])}; give a mapping of recipe keys, "
                          "e.g. {rescaling: l2}")
     variant = Variant(str(raw["name"]), raw.get("from", "pretrained"), dict(raw.get("set") or {}),
-                      raw.get("baseline"), raw.get("expect"))
-    if variant.source not in ("pretrained", "scratch"):
-        raise UsageError(f"{where}: variant {name} has from: {shorten(variant.source)}; use pretrained or scratch")
+                      raw.get("baseline"), raw.get("expect"), _constructed_layers(raw, name, where))
+    if variant.source not in SOURCES:
+        raise UsageError(f"{where}: variant {name} has from: {shorten(variant.source)}; use {', '.join(SOURCES[:-1])} "
+                         f"or {SOURCES[-1]}")
     if variant.expect not in (None, *EXPECTED_DIRECTIONS):
         raise UsageError(f"{where}: variant {name} has expect: {shorten(variant.expect)}; use positive, negative or level")
     bad = [str(k) for k in variant.keys if k not in FIELDS]
