@@ -388,3 +388,13 @@ def test_constructed_layers_the_model_lacks_are_refused_before_pre_training(tmp_
         "Error: variant constructed {1}: layers 1,2 must be increasing numbers among 1..1 (the model's conv layers: "
         "conv_0)"], result.stderr
     assert not (out / "runs").exists()
+    # an init file given to every run would be replaced in the constructed one: refused, not ignored
+    recipe["reproduce"]["variants"][1]["layers"] = [1]
+    path.write_text(yaml.safe_dump(recipe))
+    result = subprocess.run([sys.executable, "-m", "rltx", "reproduce", str(path), "--quick", "--quiet", "--out", str(out),
+                             "--set", "init_file=mine.h5"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"Error: init_file {tmp_path / 'mine.h5'} would be replaced in variant constructed {{1}}, which builds its own "
+        "(from: constructed); drop init_file"], result.stderr
+    assert not (out / "runs").exists()

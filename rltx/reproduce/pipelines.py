@@ -180,6 +180,10 @@ def check_variants(context: Context) -> None:
     for variant in context.spec.variants:
         recipe = with_keys(context.recipe, **variant.keys)
         if variant.source == "constructed":
+            if recipe.init_file:
+                from rltx.errors import UsageError
+                raise UsageError(f"init_file {recipe.init_file} would be replaced in variant {variant.name}, which "
+                                 "builds its own (from: constructed); drop init_file")
             check_layer_choice(recipe, list(variant.layers), recipe_conv_layers(recipe),
                                f"variant {variant.name}: layers")
         if recipe.labels_downstream == "real":
