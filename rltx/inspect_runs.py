@@ -90,12 +90,15 @@ def _summary_row(run_dir: Path, record: store.RunRecord, metrics: list[dict], st
 def _damage(run_dir: Path, status: str, total_steps: int | None) -> str | None:
     """What a completed run lacks of the files every completed run keeps: its final checkpoint (which transfer,
     export and analyze then refuse, runs.check_final_checkpoint) and its metrics (which a rerun then refuses);
-    None for a whole run."""
+    None for a whole run. Where the final step cannot be worked out (keys of an older rltx), a run with no
+    checkpoint at all is damaged."""
     if status != "completed":
         return None
-    missing = []
-    if total_steps is not None and total_steps not in store.checkpoint_steps_stored(run_dir):
+    missing, stored = [], store.checkpoint_steps_stored(run_dir)
+    if total_steps is not None and total_steps not in stored:
         missing.append(f"its final checkpoint {store.CHECKPOINT_DIR}/{store.checkpoint_path(run_dir, total_steps).name}")
+    elif total_steps is None and not stored:
+        missing.append(f"every checkpoint ({store.CHECKPOINT_DIR}/)")
     if not (run_dir / store.METRICS_FILE).exists():
         missing.append(store.METRICS_FILE)
     return f"{' and '.join(missing)} missing; restore from a backup" if missing else None

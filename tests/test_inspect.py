@@ -105,9 +105,18 @@ def test_a_completed_run_missing_its_final_checkpoint_or_metrics_is_listed_as_da
         record = store.read_run_record(tmp_path / "flagged")
         record.health = "diverged: loss nan at step 40"
         store.write_run_record(tmp_path / "flagged", record)
+    for name in ("old_keys", "old_keys_no_checkpoints"):  # keys of an older rltx: the final step is unknown
+        shutil.copytree(runs / "done", tmp_path / name)
+        with store.RunLock(tmp_path / name):
+            record = store.read_run_record(tmp_path / name)
+            record.config_yaml += "a_key_since_renamed: 1\n"
+            store.write_run_record(tmp_path / name, record)
+    shutil.rmtree(tmp_path / "old_keys_no_checkpoints" / store.CHECKPOINT_DIR)
     (tmp_path / "garbage").mkdir()
     (tmp_path / "garbage" / store.RUN_FILE).write_bytes(b"not hdf5")
     rows = rows_of(tmp_path)
+    assert rows["old_keys"]["total_steps"] is None and rows["old_keys"]["damage"] is None
+    assert rows["old_keys_no_checkpoints"]["damage"] == "every checkpoint (checkpoints/) missing; restore from a backup"
     final = "its final checkpoint checkpoints/step_00000040.h5"
     assert rows["no_final"]["damage"] == f"{final} missing; restore from a backup"
     assert rows["no_metrics"]["damage"] == "metrics.h5 missing; restore from a backup"
