@@ -102,6 +102,21 @@ def oriented(vectors: np.ndarray, signs: str, generator: np.random.Generator) ->
     return vectors
 
 
+def layer_plan(recipe: Recipe, layer: str, shape: tuple[int, ...], spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """The eigenvectors chosen for conv `layer` of kernel `shape` (0-based, decreasing eigenvalue; its input patches
+    have prod(shape[:-1]) dimensions) and their weights tau, checked before any patch is read."""
+    dimension, filters = int(np.prod(shape[:-1])), shape[-1]
+    chosen = select_eigenvectors(spec, dimension, filters)
+    tau = tau_values(recipe.construct_tau, chosen, dimension)
+    if not (np.all(np.isfinite(tau)) and np.all(tau >= 0) and np.any(tau > 0)):
+        raise UsageError(f"construct_tau gives {layer} the factors {np.round(tau, 4).tolist()[:8]}: they must be finite, "
+                         "non-negative and not all zero; choose another construct_tau")
+    if recipe.construct_method in ("direct", "rotate") and len(chosen) != filters:
+        raise UsageError(f"{recipe.construct_method} construction uses one eigenvector per filter: {len(chosen)} chosen "
+                         f"for {filters} filters; choose {filters} or use construct_method: sample")
+    return chosen, tau
+
+
 def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: Recipe, spec: str,
                     generator: np.random.Generator) -> LayerRecord:
     """Build `layer`'s filters from the covariance of its input patches (the current weights of the
@@ -114,11 +129,7 @@ def construct_layer(model: keras.Model, layer: str, inputs: np.ndarray, recipe: 
     eigenvalues, eigenvectors = eigenvalues[::-1], fix_signs(eigenvectors[:, ::-1].T).T
     target = model.get_layer(layer)
     shape = tuple(target.kernel.shape)
-    chosen = select_eigenvectors(spec, len(eigenvalues), shape[-1])
-    tau = tau_values(recipe.construct_tau, chosen, len(eigenvalues))
-    if not (np.all(np.isfinite(tau)) and np.all(tau >= 0) and np.any(tau > 0)):
-        raise UsageError(f"construct_tau gives {layer} the factors {np.round(tau, 4).tolist()[:8]}: they must be finite, "
-                         "non-negative and not all zero; choose another construct_tau")
+    chosen, tau = layer_plan(recipe, layer, shape, spec)
     vectors = oriented(eigenvectors[:, chosen], recipe.construct_signs, generator)
     kernel = filters_from_eigenvectors(vectors, tau, shape, recipe.construct_method, generator)
     factor = 1.0
@@ -184,11 +195,24 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
                        {"source_filters": sum(f.shape[1] for f in filters), "rescale_factor": factor})
 
 
-def recipe_conv_layers(recipe: Recipe) -> list[str]:
-    """The conv layers of the recipe's model, the layers construct-init can build (Sec. 2.5)."""
+def check_construction(recipe: Recipe, layer_sets: list[list[int]], what: str) -> None:
+    """Every choice `construct_init` makes for each set of conv layers (which layers, their eigenvectors, tau
+    and method), checked on the model's shapes before any patch is read or any run trains; what only the data
+    decides (a factor overflowing float32) is checked when the layers are built."""
     source = open_recipe_source(recipe)
     model = build_recipe_model(recipe, source.input_shape, recipe.num_classes_upstream, with_init_file=False)
-    return conv_layers(model)
+    convs = conv_layers(model)
+    for layer_numbers in layer_sets:
+        check_layer_choice(recipe, list(layer_numbers), convs, what)
+        for number in layer_numbers:
+            layer = convs[number - 1]
+            layer_plan(recipe, layer, tuple(model.get_layer(layer).kernel.shape), _eigenvector_choice(recipe, number))
+
+
+def _eigenvector_choice(recipe: Recipe, number: int) -> str:
+    """`construct_eigenvectors` for conv layer `number` (1-based): a list gives one choice per layer in turn."""
+    specs = recipe.construct_eigenvectors
+    return specs[number - 1] if isinstance(specs, list) else specs
 
 
 def check_layer_choice(recipe: Recipe, layer_numbers: list[int], convs: list[str], what: str) -> None:
@@ -227,11 +251,10 @@ def construct_init(recipe: Recipe, layer_numbers: list[int], covariance_runs: tu
     if covariance_runs and 1 not in layer_numbers:
         raise UsageError("--covariance-from builds conv layer 1 from the runs' filters; add 1 to --layers or drop "
                          "--covariance-from")
-    specs = recipe.construct_eigenvectors  # a list gives the choice for conv layer 1, 2, ... in turn
     generator = hyperrule.rng(recipe.seed, hyperrule.STREAM_COVARIANCE)
     records = {}
     for number in layer_numbers:
-        name, spec = convs[number - 1], specs[number - 1] if isinstance(specs, list) else specs
+        name, spec = convs[number - 1], _eigenvector_choice(recipe, number)
         if number == 1 and covariance_runs:
             records[name] = learned_first_layer(model, name, list(covariance_runs), generator, rescaling_norm(recipe),
                                                 recipe.covariance_draw, recipe.init_scale, reporter or Reporter())

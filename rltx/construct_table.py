@@ -13,7 +13,7 @@ import numpy as np
 from rltx import store
 from rltx.analysis.results import Result
 from rltx.config import Recipe
-from rltx.construct import check_layer_choice, construct_init, recipe_conv_layers
+from rltx.construct import check_construction, construct_init
 from rltx.errors import UsageError
 from rltx.loop import Diverged
 from rltx.pretrain import pretrain
@@ -29,9 +29,7 @@ def construct_table(recipe: Recipe, out_dir: Path, reporter=None):
     if recipe.schedule_steps is not None and recipe.schedule_steps < iterations[-1]:
         raise UsageError(f"schedule_steps {recipe.schedule_steps} is shorter than the table's {iterations[-1]} "
                          f"iterations; give at least {iterations[-1]}, or null")
-    convs = recipe_conv_layers(recipe)  # every set is checked before the first one trains
-    for layers in recipe.table_layer_sets:
-        check_layer_choice(recipe, list(layers), convs, "table_layer_sets entry")
+    check_construction(recipe, recipe.table_layer_sets, "table_layer_sets entry")  # before the first set trains
     out_dir = Path(out_dir)
     store.check_outside_runs(out_dir / "table.h5", "--table")  # before the first init file is built
     store.make_directory(out_dir)

@@ -696,13 +696,14 @@ def write_init(path: Path, recipe_yaml: str, weights: dict[str, np.ndarray], rec
             write_arrays(entry, record.arrays)
 
 
-def read_init_construction(path: Path) -> tuple[dict, list[str]]:
-    """An init file's recipe (the keys it was built with) and the layers it constructed."""
+def read_init_construction(path: Path) -> tuple[dict, dict[str, str]]:
+    """An init file's recipe (the keys it was built with) and the layers it constructed, each with its method."""
     with open_h5(Path(path), "check the path, or build an init file with `rltx construct-init RECIPE -o FILE`",
                  "an init file written by `rltx construct-init`") as handle:
         if not (isinstance(handle.get("construction"), h5py.Group) and "recipe_yaml" in handle.attrs):
             raise UsageError(f"{path} is not an init file of `rltx construct-init`; build one with it")
-        return yaml.safe_load(text(handle.attrs["recipe_yaml"])) or {}, sorted(handle["construction"])
+        methods = {layer: text(entry.attrs.get("method", "")) for layer, entry in handle["construction"].items()}
+        return yaml.safe_load(text(handle.attrs["recipe_yaml"])) or {}, dict(sorted(methods.items()))
 
 
 def read_init_weights(path: Path) -> dict[str, np.ndarray]:

@@ -325,3 +325,8 @@ def test_init_files_group_runs_by_what_they_hold_not_by_their_path(tmp_path):
     assert values["a"] == values["b"] and values["a"].startswith("conv_0 constructed [")
     assert len({values["a"], values["c"], values["d"]}) == 3 and values["c"].startswith("none constructed [")
     assert init_group_value(str(tmp_path / "gone.h5")) == str(tmp_path / "gone.h5")
+    # a layer drawn from trained runs' covariance (--covariance-from): the file does not record the runs, so its path
+    weights, _, indices = construct_init(gapped_recipe(), [])
+    store.write_init(tmp_path / "learned.h5", gapped_recipe().to_yaml(), weights,
+                     {"conv_0": store.LayerRecord("learned_covariance")}, indices)
+    assert init_group_value(str(tmp_path / "learned.h5")) == str(tmp_path / "learned.h5")

@@ -338,8 +338,8 @@ def test_a_constructed_variant_starts_from_the_datas_top_eigenvectors_beside_sha
     assert "  - constructed {1} vs transfer {1}: train-accuracy AUC" in verdict and "of 2 same-seed pairs" in verdict
     # each seed has an init file of its own, yet the seeds of a variant are one group (by what the file holds)
     assert list(stored(out / "curves.h5", "groups/count")) == [2, 2, 2]
-    init = runs / "constructed_1" / "init-s0.h5"
-    assert store.read_run_record(runs / "constructed_1" / "s0").config["init_file"] == str(init)
+    init = runs / "constructed_1" / "init-1-s0.h5"
+    assert store.read_run_record(runs / "constructed_1" / "s0").config["init_file"] == str(init.resolve())
     start = {name: store.read_checkpoint(runs / name / "s0", 0) for name in ("constructed_1", "scratch", "transfer_1")}
     kernel = start["constructed_1"]["conv_0/kernel"].reshape(27, 8).astype(np.float64)
     pretraining = store.read_run_record(runs / "pretrain-s0")
@@ -350,9 +350,13 @@ def test_a_constructed_variant_starts_from_the_datas_top_eigenvectors_beside_sha
     for name in ("dense_0/kernel", "dense_0/bias", "head/kernel", "head/bias"):
         np.testing.assert_array_equal(start["constructed_1"][name], start["scratch"][name], err_msg=name)
         np.testing.assert_array_equal(start["constructed_1"][name], start["transfer_1"][name], err_msg=name)
-    # the same command again trains nothing and leaves the init file as it was
+    # the same command again trains nothing and leaves the init file as it was; a changed construction leaves the
+    # file of the run that recorded it alone (the transfer then refuses that run)
     before = init.stat().st_mtime_ns
     assert reproduce(path, out, "--seeds", "2") == verdict and init.stat().st_mtime_ns == before
+    changed = make_recipe({**pretraining.config, "construct_tau": "f1", "seed": 0})
+    assert pipelines.constructed_start(changed, (1,), runs / "constructed_1" / "s0").init_file == str(init.resolve())
+    assert init.stat().st_mtime_ns == before
 
 
 def test_a_list_valued_data_key_does_not_stop_the_check_of_real_fine_tuning_labels(tmp_path):
@@ -388,9 +392,17 @@ def test_constructed_layers_the_model_lacks_are_refused_before_pre_training(tmp_
         "Error: variant constructed {1}: layers 1,2 must be increasing numbers among 1..1 (the model's conv layers: "
         "conv_0)"], result.stderr
     assert not (out / "runs").exists()
-    # an init file given to every run would be replaced in the constructed one: refused, not ignored
+    # a choice of eigenvectors the layer's 27-dimensional input cannot give: refused before pre-training too
     recipe["reproduce"]["variants"][1]["layers"] = [1]
     path.write_text(yaml.safe_dump(recipe))
+    result = subprocess.run([sys.executable, "-m", "rltx", "reproduce", str(path), "--quick", "--quiet", "--out", str(out),
+                             "--set", "construct_eigenvectors=e25..e32"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: eigenvectors 'e25..e32' do not fit a layer input of dimension 27; choose at most 27, a range within "
+        "e1..e27"], result.stderr
+    assert not (out / "runs").exists()
+    # an init file given to every run would be replaced in the constructed one: refused, not ignored
     result = subprocess.run([sys.executable, "-m", "rltx", "reproduce", str(path), "--quick", "--quiet", "--out", str(out),
                              "--set", "init_file=mine.h5"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 2, result.stderr

@@ -18,7 +18,8 @@ Definitions
   hyper-parameters and differ in the random seed). `group_by="auto"`: runs whose resolved recipes
   are equal apart from `seed` (and `description`, `data_dir`, `manual_dir`, `offline`, which say
   where the data lives, not what is trained), with the same kind (pretrain / transfer / scratch) and
-  the same source step (`from_step`). An explicit key (one recipe key or a list of them, "from_step" allowed)
+  the same source step (`from_step`). An `init_file` counts by what the file holds, not its path
+  (`init_group_value`): each seed of a construction has a file of its own. An explicit key (one recipe key or a list of them, "from_step" allowed)
   groups on those values only; the kind is always part of the key, so pre-trained and from-scratch
   runs are never pooled. Statistics over a group: mean, standard deviation with ddof=1 (the sample
   standard deviation; NaN for a group of one run), minimum and maximum.
@@ -144,6 +145,8 @@ def _key_values(curve: _Curve, group_by) -> dict:
     if group_by == "auto":
         return auto_group_values(recipe, curve.run.kind, curve.record.from_steps)
     every = {**recipe, "kind": curve.run.kind, "from_step": curve.record.from_steps}
+    if every.get("init_file"):
+        every["init_file"] = init_group_value(every["init_file"])
     return {"kind": curve.run.kind, **{name: every[name] for name in group_by}}
 
 
@@ -158,15 +161,19 @@ def auto_group_values(recipe: dict, kind: str, from_steps) -> dict:
 
 
 def init_group_value(path: str) -> str:
-    """An init file as a group value: the layers it constructed and a digest of the recipe keys it was built with
-    but NOT_GROUPED ones (the seed among them); its path where it cannot be read."""
+    """An init file as a group value: the layers it constructed from the data, with their methods, and a digest of
+    the recipe keys it was built with but NOT_GROUPED ones (the seed among them), which decide the rest. A
+    file with a layer drawn from trained runs' covariance (`--covariance-from`, whose runs it does not
+    record), or one that cannot be read, counts by its path."""
     try:
-        keys, layers = store.read_init_construction(Path(path))
+        keys, methods = store.read_init_construction(Path(path))
     except UsageError:
         return path
+    if any(method.startswith("learned") for method in methods.values()):
+        return path
     built = {name: value for name, value in keys.items() if name not in NOT_GROUPED}
-    digest = hashlib.sha256(json.dumps(built, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"{', '.join(layers) or 'none'} constructed [{digest}]"
+    digest = hashlib.sha256(json.dumps([built, methods], sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{', '.join(methods) or 'none'} constructed [{digest}]"
 
 
 def _group_keys(group_by) -> str | tuple[str, ...]:

@@ -8,7 +8,8 @@
   the activation frequency over pre-training then fine-tuning (Fig. 24).
 
 Groups of runs (`curves`): runs whose resolved recipes are equal apart from the seed (and the keys
-that only say where the data lives, `rltx.analysis.curves.NOT_GROUPED`), with the same kind
+that only say where the data lives, `rltx.analysis.curves.NOT_GROUPED`; an init file counts by what it holds),
+with the same kind
 (pretrain / transfer / scratch) and source step, as in `rltx analyze curves` (App. B). Runs of a
 group that were evaluated at different points are put on the union of their x values by linear
 interpolation, restricted to the range every run of the group covers (no extrapolation); runs with

@@ -15,6 +15,7 @@ from rltx import store
 from rltx.analysis.alignment import isotropic_sampling_spread, shape_change
 from rltx.analysis.results import Result, write_result
 from rltx.config import Recipe, make_recipe
+from rltx.errors import UsageError
 from rltx.health import health_kind, is_flagged
 from rltx.reproduce import verdicts
 from rltx.reproduce.spec import ReproduceSpec, Variant
@@ -159,33 +160,49 @@ def constructed_start(recipe: Recipe, layers: tuple[int, ...], run_dir: Path) ->
     """`from: constructed`: the run starts from conv `layers` built from the data alone (Sec. 2.5,
     rltx.construct) out of the images a pre-training run of this seed reads (A.1's upstream sample; no
     label is used), its other layers those of its from-scratch and transfer pairs (the fresh layers'
-    seed, rltx.hyperrule). The init file lies beside the run; it is built again unless the run
-    completed, which gives the same bytes for the same recipe and seed."""
+    seed, rltx.hyperrule). The init file lies beside the run, named by its layers. It is built when it
+    does not hold this recipe's construction, unless the run holds another recipe (the transfer then
+    refuses it, and its file stays as that run recorded it)."""
     from rltx.construct import construct_init
     from rltx.hyperrule import fresh_layers_seed
-    init = run_dir.parent / f"init-{run_dir.name}.h5"
-    if not (init.exists() and completed(run_dir)):
+    init = run_dir.parent.resolve() / f"init-{'_'.join(map(str, layers))}-{run_dir.name}.h5"
+    started = with_keys(recipe, init_file=str(init))
+    other_run = (run_dir / store.RUN_FILE).exists() and store.read_run_record(run_dir).config != _keys(started)
+    if not (_holds_construction(init, recipe) or other_run):
         store.make_directory(run_dir.parent)
         store.write_init(init, recipe.to_yaml(), *construct_init(recipe, list(layers),
                                                                  init_seed=fresh_layers_seed(recipe.seed)))
-    return with_keys(recipe, init_file=str(init))
+    return started
+
+
+def _keys(recipe: Recipe) -> dict:
+    """The recipe's keys as a stored record reads them back (its YAML)."""
+    import yaml
+    return yaml.safe_load(recipe.to_yaml())
+
+
+def _holds_construction(init: Path, recipe: Recipe) -> bool:
+    """Whether `init` was built from `recipe` (a file built from the same keys, seed and data holds the same
+    bytes: the construction is deterministic)."""
+    try:
+        return init.is_file() and store.read_init_construction(init)[0] == _keys(recipe)
+    except UsageError:  # damaged: built again
+        return False
 
 
 def check_variants(context: Context) -> None:
     """Every variant's real fine-tuning labels fit the data, and a constructed variant's layers are conv
     layers of its model, checked before the first pre-training."""
-    from rltx.construct import check_layer_choice, recipe_conv_layers
+    from rltx.construct import check_construction
     from rltx.tasks import check_real_classes, open_recipe_source
     sources = {}  # by data keys (their repr: a list-valued key such as gaussian_spectrum is unhashable)
     for variant in context.spec.variants:
         recipe = with_keys(context.recipe, **variant.keys)
         if variant.source == "constructed":
             if recipe.init_file:
-                from rltx.errors import UsageError
                 raise UsageError(f"init_file {recipe.init_file} would be replaced in variant {variant.name}, which "
                                  "builds its own (from: constructed); drop init_file")
-            check_layer_choice(recipe, list(variant.layers), recipe_conv_layers(recipe),
-                               f"variant {variant.name}: layers")
+            check_construction(recipe, [list(variant.layers)], f"variant {variant.name}: layers")
         if recipe.labels_downstream == "real":
             data = repr(recipe.data)
             if data not in sources:
@@ -202,7 +219,6 @@ def transfer_variants(context: Context) -> tuple[dict[str, list[Path]], dict[str
     runs = {v.name: variant_runs(context, v, sources) for v in context.spec.variants}
     trained = {name: [run for run in group if completed(run)] for name, group in runs.items()}
     if not any(trained.values()):
-        from rltx.errors import UsageError
         raise UsageError(f"every run of this reproduction diverged (runs in {context.out / 'runs'}); "
                          "lower learning_rate or init_scale")
     curves = analyze_curves([run for group in trained.values() for run in group])
@@ -332,7 +348,6 @@ def sweep_pipeline(context: Context, recipe_file, workers: int, overrides: tuple
     failed = [o.name for o in outcomes if o.status == "failed" and not _diverged(context, plan, o.name)]
     result = summarize(plan)
     if result is None or failed:  # a run that diverged is excluded like any flagged run; the runs behind it wait on it
-        from rltx.errors import UsageError
         stuck = failed + [o.name for o in outcomes if o.status == "blocked"]
         raise UsageError(f"{len(stuck)} sweep runs failed or were blocked (logs in {plan.out}/logs); "
                          "fix the cause and rerun the same command")
