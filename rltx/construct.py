@@ -104,7 +104,8 @@ def oriented(vectors: np.ndarray, signs: str, generator: np.random.Generator) ->
 
 def layer_plan(recipe: Recipe, layer: str, shape: tuple[int, ...], spec: str) -> tuple[np.ndarray, np.ndarray]:
     """The eigenvectors chosen for conv `layer` of kernel `shape` (0-based, decreasing eigenvalue; its input patches
-    have prod(shape[:-1]) dimensions) and their weights tau, checked before any patch is read."""
+    have prod(shape[:-1]) dimensions) and their weights tau, checked. It needs no patch, so `check_construction`
+    runs it before any is read."""
     dimension, filters = int(np.prod(shape[:-1])), shape[-1]
     chosen = select_eigenvectors(spec, dimension, filters)
     tau = tau_values(recipe.construct_tau, chosen, dimension)

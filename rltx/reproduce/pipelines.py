@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import yaml
 
 from rltx import store
 from rltx.analysis.alignment import isotropic_sampling_spread, shape_change
@@ -177,7 +178,6 @@ def constructed_start(recipe: Recipe, layers: tuple[int, ...], run_dir: Path) ->
 
 def _keys(recipe: Recipe) -> dict:
     """The recipe's keys as a stored record reads them back (its YAML)."""
-    import yaml
     return yaml.safe_load(recipe.to_yaml())
 
 
@@ -191,8 +191,8 @@ def _holds_construction(init: Path, recipe: Recipe) -> bool:
 
 
 def check_variants(context: Context) -> None:
-    """Every variant's real fine-tuning labels fit the data, and a constructed variant's layers are conv
-    layers of its model, checked before the first pre-training."""
+    """Every variant's real fine-tuning labels fit the data, and a constructed variant's construction fits its
+    model (rltx.construct.check_construction), checked before the first pre-training."""
     from rltx.construct import check_construction
     from rltx.tasks import check_real_classes, open_recipe_source
     sources = {}  # by data keys (their repr: a list-valued key such as gaussian_spectrum is unhashable)
