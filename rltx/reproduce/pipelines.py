@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import yaml
 
 from rltx import store
 from rltx.analysis.alignment import isotropic_sampling_spread, shape_change
@@ -168,7 +167,7 @@ def constructed_start(recipe: Recipe, layers: tuple[int, ...], run_dir: Path) ->
     from rltx.hyperrule import fresh_layers_seed
     init = run_dir.parent.resolve() / f"init-{'_'.join(map(str, layers))}-{run_dir.name}.h5"
     started = with_keys(recipe, init_file=str(init))
-    other_run = (run_dir / store.RUN_FILE).exists() and store.read_run_record(run_dir).config != _keys(started)
+    other_run = (run_dir / store.RUN_FILE).exists() and store.read_run_record(run_dir).config != started.to_dict()
     if not (_holds_construction(init, recipe) or other_run):
         store.make_directory(run_dir.parent)
         store.write_init(init, recipe.to_yaml(), *construct_init(recipe, list(layers),
@@ -176,16 +175,11 @@ def constructed_start(recipe: Recipe, layers: tuple[int, ...], run_dir: Path) ->
     return started
 
 
-def _keys(recipe: Recipe) -> dict:
-    """The recipe's keys as a stored record reads them back (its YAML)."""
-    return yaml.safe_load(recipe.to_yaml())
-
-
 def _holds_construction(init: Path, recipe: Recipe) -> bool:
     """Whether `init` was built from `recipe` (a file built from the same keys, seed and data holds the same
     bytes: the construction is deterministic)."""
     try:
-        return init.is_file() and store.read_init_construction(init)[0] == _keys(recipe)
+        return init.is_file() and store.read_init_construction(init)[0] == recipe.to_dict()
     except UsageError:  # damaged: built again
         return False
 
