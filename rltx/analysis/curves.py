@@ -144,20 +144,21 @@ def _key_values(curve: _Curve, group_by) -> dict:
     recipe = curve.run.recipe.to_dict()
     if group_by == "auto":
         return auto_group_values(recipe, curve.run.kind, curve.record.from_steps)
-    every = {**recipe, "kind": curve.run.kind, "from_step": curve.record.from_steps}
-    if every.get("init_file"):
-        every["init_file"] = init_group_value(every["init_file"])
+    every = {**_grouped_init(recipe), "kind": curve.run.kind, "from_step": curve.record.from_steps}
     return {"kind": curve.run.kind, **{name: every[name] for name in group_by}}
 
 
 def auto_group_values(recipe: dict, kind: str, from_steps) -> dict:
     """What puts runs in one group under group_by auto: every recipe key but NOT_GROUPED, the kind and the source
-    step. An init file counts by what it holds (`init_group_value`), not by its path: each seed of a
-    construction has a file of its own, and the seeds are one group."""
-    values = {name: value for name, value in recipe.items() if name not in NOT_GROUPED}
-    if values.get("init_file"):
-        values["init_file"] = init_group_value(values["init_file"])
+    step."""
+    values = {name: value for name, value in _grouped_init(recipe).items() if name not in NOT_GROUPED}
     return {**values, "kind": kind, "from_step": from_steps}
+
+
+def _grouped_init(recipe: dict) -> dict:
+    """The recipe with its init file counted by what it holds (`init_group_value`), not by its path: each seed of
+    a construction has a file of its own, and the seeds are one group."""
+    return {**recipe, "init_file": init_group_value(recipe["init_file"])} if recipe.get("init_file") else recipe
 
 
 def init_group_value(path: str) -> str:
