@@ -114,6 +114,16 @@ def _sources(run_dir: Path, record: store.RunRecord) -> list[dict]:
     return sources
 
 
+def _init_file(run_dir: Path, record: store.RunRecord) -> dict | None:
+    """The init file the run began from, with where it is now (`store.located_init`: a file moved with the run is
+    found beside it by its sha256; None when it is nowhere); None for a run without one."""
+    recorded = record.config.get("init_file")
+    if not recorded:
+        return None
+    now = store.located_init(run_dir, record)
+    return {"run": recorded, "sha256": record.init_digest, "now": now if Path(now).is_file() else None}
+
+
 def _samples(samples: dict[str, np.ndarray]) -> dict:
     """Each stored sample array by its size (and distinct labels); scalars by value."""
     described = {}
@@ -136,10 +146,13 @@ def _transfer_details(transfer: dict) -> dict:
 
 def resume_command(run_dir: Path, record: store.RunRecord, sources: list[dict] | None = None) -> str:
     """The command that continues the run (for a completed run it reports it and does nothing); `sources`:
-    `_sources` of the run when the caller has them (each is looked for, and a moved one hashed, once)."""
+    `_sources` of the run when the caller has them (each is looked for, and a moved one hashed, once). An init
+    file moved with the run is given where it is now."""
     run_dir = Path(run_dir)
+    init = store.located_init(run_dir, record)
+    moved_init = f" --init {shlex.quote(init)}" if init and init != record.config.get("init_file") else ""
     if record.kind == "pretrain":
-        return f"rltx pretrain {shlex.quote(str(run_dir / store.RUN_FILE))}"
+        return f"rltx pretrain {shlex.quote(str(run_dir / store.RUN_FILE))}{moved_init}"
     sources = _sources(run_dir, record) if sources is None else sources
     paired = record.paired_with
     out, baseline = run_dir, ""
@@ -149,7 +162,7 @@ def resume_command(run_dir: Path, record: store.RunRecord, sources: list[dict] |
     froms = " ".join(f"--from {shlex.quote(s['now'] or s['run'])}" for s in sources) or "--from scratch"
     steps = {s["step"] for s in sources}
     from_step = f" --from-step {steps.pop()}" if len(steps) == 1 else ""
-    return (f"rltx transfer {shlex.quote(str(out / store.RUN_FILE))} {froms}{from_step}{baseline} "
+    return (f"rltx transfer {shlex.quote(str(out / store.RUN_FILE))} {froms}{from_step}{baseline}{moved_init} "
             f"--out {shlex.quote(str(out))}")
 
 
@@ -164,7 +177,7 @@ def details(run_dir: Path) -> dict:
     record, metrics, state_step, status = _read(run_dir)  # `runs` lists a damaged run; `show` names the file
     sources = _sources(run_dir, record)
     return {**_summary_row(run_dir, record, metrics, state_step, status), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
-            "sources": sources, "samples": _samples(record.samples),
+            "sources": sources, "init_file": _init_file(run_dir, record), "samples": _samples(record.samples),
             "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
             "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),
             "environment": record.environment, "resume_command": resume_command(run_dir, record, sources)}
@@ -218,7 +231,7 @@ def _number(value) -> str:
 
 
 def _whereabouts(source: dict) -> str:
-    """A source no longer at its recorded path: where it is now, or that it is missing."""
+    """A source or init file no longer at its recorded path: where it is now, or that it is missing."""
     if source["now"] is None:
         return "  (not found)"
     return "" if Path(source["now"]) == Path(source["run"]) else f"  (moved: now {source['now']})"
@@ -236,6 +249,10 @@ def details_text(info: dict) -> str:
     if info["sources"]:
         lines.append("sources:")
         lines += [f"  {s['run']} at step {s['step']}  sha256 {s['sha256']}{_whereabouts(s)}" for s in info["sources"]]
+    if info["init_file"]:
+        init = info["init_file"]
+        lines.append(f"init file:   {init['run']}{'  sha256 ' + init['sha256'] if init['sha256'] else ''}"
+                     f"{_whereabouts(init)}")
     if info["transfer"]:
         lines.append("transfer:")
         lines += [f"  {key}: {_number(value)}" for key, value in info["transfer"].items()]

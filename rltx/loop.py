@@ -301,6 +301,7 @@ def _start(run_dir: Path, identity: dict, resume: bool):
     for name in identity.keys() - stored.keys():  # added to rltx after the run was made: it ran with the default
         if (default := key_default(name)) is not MISSING:
             stored[name] = default
+    _known_init_file(run_dir, stored, identity)
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
     if changed:
         fix = "choose another --out"
@@ -309,6 +310,19 @@ def _start(run_dir: Path, identity: dict, resume: bool):
                    f"`rltx show {run_dir}` prints, or {fix}")
         raise UsageError(f"{run_dir} holds another run ({'; '.join(changed[:3])}); {fix}")
     return record
+
+
+def _known_init_file(run_dir: Path, stored: dict, identity: dict) -> None:
+    """An init file at another path with the recorded sha256 (moved or copied with its run) is the recorded one:
+    `stored` takes the new path; one with other bytes, wherever it lies, is refused. A record without the digest
+    (older rltx) cannot show either: the path decides."""
+    digest, recorded = identity.get("init_digest"), stored.get("init_digest")
+    if digest is not None and recorded is not None and digest != recorded:
+        raise UsageError(f"init_file {identity.get('init_file')} is not the file {run_dir} began from (its sha256 "
+                         "differs from the recorded one); give that file, or choose another --out")
+    if digest is not None and recorded == digest:
+        stored["init_file"] = identity.get("init_file")
+    stored.setdefault("init_digest", digest)
 
 
 def _refuse_orphans(run_dir: Path) -> None:

@@ -15,6 +15,7 @@ from rltx.tasks import build_recipe_model, load_examples, open_recipe_source, up
 def pretrain(recipe: Recipe, run_dir: Path, *, resume: bool = True, reporter: Reporter | None = None) -> RunSummary:
     """Pre-train `recipe` into `run_dir`, resuming the run already there if it has the same recipe."""
     reporter = reporter or Reporter()
+    init = store.init_links(recipe.init_file)
 
     def prepare(existing: store.RunRecord | None) -> loop.Training:
         source = open_recipe_source(recipe)
@@ -24,8 +25,9 @@ def pretrain(recipe: Recipe, run_dir: Path, *, resume: bool = True, reporter: Re
         examples = load_examples(source, samples["upstream_indices"], samples["upstream_labels"], samples)
         input_shape = tuple(examples.train_x.shape[1:])
         return loop.Training(loop.TrainPlan.from_recipe(recipe, downstream=False),
-                             store.RunRecord(recipe.to_yaml(), {}, samples, kind="pretrain"), examples,
+                             store.RunRecord(recipe.to_yaml(), {}, samples, kind="pretrain", identity=init),
+                             examples,
                              lambda policy: build_recipe_model(recipe, input_shape, recipe.num_classes_upstream,
                                                                dtype_policy=policy))
 
-    return loop.run(Path(run_dir), recipe.to_dict(), prepare, resume=resume, reporter=reporter)
+    return loop.run(Path(run_dir), {**recipe.to_dict(), **init}, prepare, resume=resume, reporter=reporter)

@@ -40,6 +40,11 @@ class Run:
         return self.record.environment.get("version/rltx", "unknown")
 
     @property
+    def init_file(self) -> str | None:
+        """Where the init file the run began from is now (store.located_init: beside a moved run)."""
+        return store.located_init(self.run_dir, self.record)
+
+    @property
     def num_classes(self) -> int:
         return self.recipe.num_classes_upstream if self.kind == "pretrain" else self.recipe.num_classes_downstream
 

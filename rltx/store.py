@@ -309,6 +309,11 @@ class RunRecord:
         return json.loads(self.identity.get("source_digests", "[]"))
 
     @property
+    def init_digest(self) -> str | None:
+        """The sha256 of the run's init_file when it began (`init_links`); None without one, or from older rltx."""
+        return self.identity.get("init_digest")
+
+    @property
     def paired_with(self) -> list[str]:
         """The other run of a transfer / from-scratch pair (`rltx transfer --with-baseline`)."""
         return json.loads(self.transfer.get("paired_with", "[]"))
@@ -326,6 +331,15 @@ def listed(values: list) -> str:
 def source_links(sources: list[str], digests: list[str], steps: list[int]) -> dict[str, str]:
     """A transfer's identity attributes: its sources, their checkpoints' sha256 and steps."""
     return {"sources": listed(sources), "source_digests": listed(digests), "from_step": listed(steps)}
+
+
+def init_links(init_file: str | None) -> dict[str, str]:
+    """A run's identity attribute for its init_file: the file's sha256, by which the run knows the file at
+    another path when both were moved or copied (a reproduction's folder from a cluster to a laptop).
+    Empty without an init file, or while the file is missing (reading the file reports that)."""
+    if not init_file or not Path(init_file).is_file():
+        return {}
+    return {"init_digest": file_sha256(Path(init_file))}
 
 
 def write_run_record(run_dir: Path, record: RunRecord) -> None:
@@ -523,9 +537,13 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"step_{step:08d}.h5"
 
 
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def checkpoint_sha256(run_dir: Path, step: int) -> str:
     """The checkpoint file's sha256: what a transfer records of its source and checks when it is used again."""
-    return hashlib.sha256(checkpoint_path(Path(run_dir), step).read_bytes()).hexdigest()
+    return file_sha256(checkpoint_path(Path(run_dir), step))
 
 
 def located_source(run_dir: Path, record: RunRecord, index: int = 0) -> Path | None:
@@ -538,6 +556,20 @@ def located_source(run_dir: Path, record: RunRecord, index: int = 0) -> Path | N
             and checkpoint_sha256(beside, step) == digests[index]:
         return beside
     return recorded if (recorded / RUN_FILE).exists() else None
+
+
+def located_init(run_dir: Path, record: RunRecord) -> str | None:
+    """Where the init file of the run in `run_dir` is now: next to the run's folder under the recorded name
+    when that file has the recorded sha256 (a run moved or copied with its init file, as a reproduction's
+    table or constructed variant), else the recorded path (which may be gone); None for a run without one."""
+    recorded = record.config.get("init_file")
+    if not recorded:
+        return None
+    beside = Path(run_dir).resolve().parent / Path(recorded).name
+    if beside != Path(recorded).resolve() and record.init_digest and beside.is_file() \
+            and file_sha256(beside) == record.init_digest:
+        return str(beside)
+    return recorded
 
 
 def located_partner(run_dir: Path, recorded: str) -> Path | None:

@@ -221,8 +221,8 @@ def transfer(recipe: Recipe, run_dir: Path, sources: list[Path], *, from_step: i
             raise UsageError(f"{overlap.size} downstream examples (e.g. {overlap[:3].tolist()}) are upstream "
                              f"examples of {source.run_dir}; downstream examples must be fresh (A.1)")
     examples = load_examples(data, samples["downstream_indices"], samples["downstream_labels"], samples)
-    links = store.source_links([str(s.run_dir) for s in source_runs], [s.digest for s in source_runs],
-                               [s.step for s in source_runs])
+    links = {**store.source_links([str(s.run_dir) for s in source_runs], [s.digest for s in source_runs],
+                                  [s.step for s in source_runs]), **store.init_links(recipe.init_file)}
     runs = [("transfer", run_dir)] if source_runs else [("scratch", run_dir)]
     if source_runs and with_baseline:
         runs.append(("scratch", Path(f"{run_dir}-scratch")))

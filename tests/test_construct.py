@@ -1,4 +1,5 @@
 """construct-init: filters from the data's patch covariances (Sec. 2.5, E.3)."""
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from rltx.construct import construct_init, filters_from_eigenvectors, select_eig
 from rltx.errors import UsageError
 from rltx.hyperrule import TAU_CURVES
 from rltx.tasks import open_recipe_source
-from tests_support import tiny_recipe_dict
+from tests_support import file_digests, tiny_recipe_dict
 
 
 def invoke(*args):
@@ -155,6 +156,15 @@ def test_table_from_the_cli_on_real_images(tmp_path):
     metrics = {row["step"]: row for row in store.read_metrics(tmp_path / "table" / "layers_1_2")}
     assert table.arrays["accuracy"][2, 1, 1] == metrics[20]["test_accuracy"]
     assert (tmp_path / "table" / "layers_1_2_3.h5").exists() and not (tmp_path / "table" / "layers_none.h5").exists()
+    # moved elsewhere, the table is read again from its runs, which know their init files by their sha256
+    import shutil
+    shutil.move(tmp_path / "table", tmp_path / "moved")
+    before = file_digests(tmp_path / "moved")
+    again = invoke("construct-init", tmp_path / "t.yaml", "--table", tmp_path / "moved")
+    assert again.exit_code == 0, again.output
+    assert read_result(tmp_path / "moved" / "table.h5").arrays["accuracy"].tolist() == table.arrays["accuracy"].tolist()
+    assert {k: v for k, v in file_digests(tmp_path / "moved").items() if k != "table.h5"} == \
+        {k: v for k, v in before.items() if k != "table.h5"}  # nothing trained again
 
 
 def test_every_recipe_loads():
@@ -330,3 +340,57 @@ def test_init_files_group_runs_by_what_they_hold_not_by_their_path(tmp_path):
     store.write_init(tmp_path / "learned.h5", gapped_recipe().to_yaml(), weights,
                      {"conv_0": store.LayerRecord("learned_covariance")}, indices)
     assert init_group_value(str(tmp_path / "learned.h5")) == str(tmp_path / "learned.h5")
+
+
+def test_a_run_moved_with_its_init_file_knows_the_file_by_its_sha256(tmp_path):
+    """A run records its init file's sha256: moved or copied together (a reproduction's folder from a cluster to
+    a laptop), the run is known at the new path and resumes; a file changed in place, or another file, is refused;
+    a record without the digest (older rltx) is known by its path alone."""
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    from rltx.runs import open_run
+    recipe = {**tiny_recipe_dict(), "total_steps": 4, "num_eval_points": 2, "checkpoint_every": 0}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    first = tmp_path / "first"
+    first.mkdir()
+    assert invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", first / "init.h5").exit_code == 0
+    assert invoke("pretrain", tmp_path / "r.yaml", "--init", first / "init.h5", "--out", first / "run",
+                  "--quiet").exit_code == 0
+    assert store.read_run_record(first / "run").init_digest == store.file_sha256(first / "init.h5")
+    moved = tmp_path / "moved"
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)  # the recorded path is gone
+    assert open_run(moved / "run").init_file == str((moved / "init.h5").resolve())
+    again = invoke("pretrain", tmp_path / "r.yaml", "--init", moved / "init.h5", "--out", moved / "run", "--resume",
+                   "--quiet")
+    assert again.exit_code == 0, again.output
+    shown = invoke("show", moved / "run").output  # the file as recorded, where it is now, and a resume command with it
+    digest = store.read_run_record(moved / "run").init_digest
+    assert f"init file:   {first / 'init.h5'}  sha256 {digest}  (moved: now {(moved / 'init.h5').resolve()})" in shown
+    resume = next(line for line in shown.splitlines() if line.startswith("resume:")).split(None, 1)[1]
+    assert resume.endswith(f"--init {(moved / 'init.h5').resolve()}")
+    assert invoke(*shlex.split(resume)[1:], "--quiet").exit_code == 0
+    # another file, or the file rebuilt in place with other keys, is refused in one line
+    other = make_recipe({**recipe, "construct_tau": "f3"})
+    store.write_init(tmp_path / "other.h5", other.to_yaml(), *construct_init(other, [1]))
+    refused = invoke("pretrain", tmp_path / "r.yaml", "--init", tmp_path / "other.h5", "--out", moved / "run",
+                     "--resume", "--quiet")
+    assert refused.exit_code == 2 and f"init_file {tmp_path / 'other.h5'} is not the file" in refused.output
+    before = file_digests(moved / "run")
+    shutil.copy(tmp_path / "other.h5", moved / "init.h5")
+    changed = subprocess.run([sys.executable, "-m", "rltx", "pretrain", str(tmp_path / "r.yaml"), "--init",
+                              str(moved / "init.h5"), "--out", str(moved / "run"), "--resume", "--quiet"],
+                             capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr
+    assert changed.stderr == (f"Error: init_file {moved / 'init.h5'} is not the file {moved / 'run'} began from (its "
+                              "sha256 differs from the recorded one); give that file, or choose another --out\n")
+    assert file_digests(moved / "run") == before  # nothing written
+    # a record of older rltx, without the digest: the path decides
+    record = store.read_run_record(moved / "run")
+    store.write_run_record(moved / "run", dataclasses.replace(record, identity={}))
+    assert invoke("pretrain", tmp_path / "r.yaml", "--init", moved / "init.h5", "--out", moved / "run", "--resume",
+                  "--quiet").exit_code == 2
+    assert open_run(moved / "run").init_file == str(first / "init.h5")

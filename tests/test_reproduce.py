@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests_support import TINY, stored
+from tests_support import TINY, file_digests, stored
 
 from rltx import store
 from rltx.analysis.results import read_result
@@ -357,6 +357,15 @@ def test_a_constructed_variant_starts_from_the_datas_top_eigenvectors_beside_sha
     changed = make_recipe({**pretraining.config, "construct_tau": "f1", "seed": 0})
     assert pipelines.constructed_start(changed, (1,), runs / "constructed_1" / "s0").init_file == str(init.resolve())
     assert init.stat().st_mtime_ns == before
+    # moved to another folder, the reproduction trains nothing again: each run knows its init file by its sha256,
+    # and the seeds of the constructed variant stay one group
+    import shutil
+    shutil.move(out, tmp_path / "moved")
+    digests = file_digests(tmp_path / "moved" / "runs")
+    moved = reproduce(path, tmp_path / "moved", "--seeds", "2")
+    assert moved.replace(str(tmp_path / "moved"), str(out)) == verdict
+    assert file_digests(tmp_path / "moved" / "runs") == digests
+    assert list(stored(tmp_path / "moved" / "curves.h5", "groups/count")) == [2, 2, 2]
 
 
 def test_a_list_valued_data_key_does_not_stop_the_check_of_real_fine_tuning_labels(tmp_path):

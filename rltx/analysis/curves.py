@@ -141,24 +141,25 @@ def _load_curve(path) -> _Curve:
 
 def _key_values(curve: _Curve, group_by) -> dict:
     """The values that define the group of a run (kind always included)."""
-    recipe = curve.run.recipe.to_dict()
     if group_by == "auto":
-        return auto_group_values(recipe, curve.run.kind, curve.record.from_steps)
-    every = {**_grouped_init(recipe), "kind": curve.run.kind, "from_step": curve.record.from_steps}
+        return auto_group_values(curve.run)
+    every = {**_grouped_recipe(curve.run), "kind": curve.run.kind, "from_step": curve.record.from_steps}
     return {"kind": curve.run.kind, **{name: every[name] for name in group_by}}
 
 
-def auto_group_values(recipe: dict, kind: str, from_steps) -> dict:
-    """What puts runs in one group under group_by auto: every recipe key but NOT_GROUPED, the kind and the source
-    step."""
-    values = {name: value for name, value in _grouped_init(recipe).items() if name not in NOT_GROUPED}
-    return {**values, "kind": kind, "from_step": from_steps}
+def auto_group_values(run) -> dict:
+    """What puts runs (rltx.runs.Run) in one group under group_by auto: every recipe key but NOT_GROUPED, the
+    kind and the source step."""
+    values = {name: value for name, value in _grouped_recipe(run).items() if name not in NOT_GROUPED}
+    return {**values, "kind": run.kind, "from_step": run.record.from_steps}
 
 
-def _grouped_init(recipe: dict) -> dict:
-    """The recipe with its init file counted by what it holds (`init_group_value`), not by its path: each seed of
-    a construction has a file of its own, and the seeds are one group."""
-    return {**recipe, "init_file": init_group_value(recipe["init_file"])} if recipe.get("init_file") else recipe
+def _grouped_recipe(run) -> dict:
+    """The run's recipe with its init file counted by what it holds (`init_group_value`), not by its path: each
+    seed of a construction has a file of its own, and the seeds are one group. The file is read where it is now
+    (Run.init_file: beside a moved run)."""
+    recipe = run.recipe.to_dict()
+    return {**recipe, "init_file": init_group_value(run.init_file)} if recipe.get("init_file") else recipe
 
 
 def init_group_value(path: str) -> str:

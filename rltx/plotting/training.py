@@ -76,7 +76,7 @@ def run_groups(run_dirs) -> list[dict]:
         if not rows:
             raise UsageError(f"{run_dir} lacks metrics.h5 (no evaluation point yet); produce it with "
                              "`rltx pretrain` or `rltx transfer` (let the run reach its first eval point)")
-        key = auto_group_values(run.recipe.to_dict(), run.kind, run.record.from_steps)
+        key = auto_group_values(run)
         text = json.dumps(key, sort_keys=True, default=str)
         group = groups.setdefault(text, {"key": key, "runs": []})
         if any(Path(d).resolve() == run.run_dir for d, _ in group["runs"]):

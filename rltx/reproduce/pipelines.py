@@ -162,12 +162,14 @@ def constructed_start(recipe: Recipe, layers: tuple[int, ...], run_dir: Path) ->
     label is used), its other layers those of its from-scratch and transfer pairs (the fresh layers'
     seed, rltx.hyperrule). The init file lies beside the run, named by its layers. It is built when it
     does not hold this recipe's construction, unless the run holds another recipe (the transfer then
-    refuses it, and its file stays as that run recorded it)."""
+    refuses it, and its file stays as that run recorded it). A run moved with its folder knows its file
+    by the recorded sha256 (rltx.loop)."""
     from rltx.construct import construct_init
     from rltx.hyperrule import fresh_layers_seed
     init = run_dir.parent.resolve() / f"init-{'_'.join(map(str, layers))}-{run_dir.name}.h5"
     started = with_keys(recipe, init_file=str(init))
-    other_run = (run_dir / store.RUN_FILE).exists() and store.read_run_record(run_dir).config != started.to_dict()
+    other_run = (run_dir / store.RUN_FILE).exists() and \
+        {**store.read_run_record(run_dir).config, "init_file": None} != recipe.to_dict()
     if not (_holds_construction(init, recipe) or other_run):
         store.make_directory(run_dir.parent)
         store.write_init(init, recipe.to_yaml(), *construct_init(recipe, list(layers),
