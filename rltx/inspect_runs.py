@@ -230,6 +230,12 @@ def _number(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _no_checkpoint(status: str) -> str:
+    """What an empty checkpoint list means: none yet while the run may still write one; a completed run's are
+    missing (`_damage` says which)."""
+    return "none (missing)" if status == "completed" else "none yet"
+
+
 def _whereabouts(source: dict) -> str:
     """A source or init file no longer at its recorded path: where it is now, or that it is missing."""
     if source["now"] is None:
@@ -245,7 +251,7 @@ def details_text(info: dict) -> str:
              f"step:        {_progress(info)}", f"recipe:      {info['recipe']}",
              f"created:     {info['created']}",
              f"updated:     {_age(info['age'])} ago",
-             f"checkpoints: {', '.join(map(str, info['checkpoints'])) or 'none yet'}"]
+             f"checkpoints: {', '.join(map(str, info['checkpoints'])) or _no_checkpoint(info['status'])}"]
     if info["sources"]:
         lines.append("sources:")
         lines += [f"  {s['run']} at step {s['step']}  sha256 {s['sha256']}{_whereabouts(s)}" for s in info["sources"]]

@@ -132,6 +132,8 @@ def test_a_completed_run_missing_its_final_checkpoint_or_metrics_is_listed_as_da
     text = invoke_ok("show", tmp_path / "no_final").output.splitlines()
     assert f"damaged:     {final} missing; restore from a backup" in text
     assert not any(line.startswith("damaged:") for line in invoke_ok("show", tmp_path / "whole").output.splitlines())
+    # a completed run with no checkpoint left has none missing, not none yet
+    assert "checkpoints: none (missing)" in invoke_ok("show", tmp_path / "old_keys_no_checkpoints").output.splitlines()
 
 
 def test_show_gives_the_reason_sources_with_sha256_and_a_resume_command_that_works(runs, tmp_path):
