@@ -28,6 +28,17 @@ NATURAL_SIZE = 32  # dead_leaves, photos: the side of their images when image_si
 NATURAL_LABELS = ("shape_colour", "orientation", "orientation_colour")
 
 
+# Keys that name a run or say where its data lives, not what it computes (the data is known by its other keys):
+# a run rerun with other values of these is the same run (rltx.loop), and runs differing only in them share a
+# group (rltx.analysis.curves). So a renamed profile, or a dataset prepared in another folder, reuses the runs.
+NOT_RUN_DEFINING = ("description", "data_dir", "manual_dir", "offline")
+
+
+def run_defining(keys: dict) -> dict:
+    """`keys` without NOT_RUN_DEFINING ones."""
+    return {name: value for name, value in keys.items() if name not in NOT_RUN_DEFINING}
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """The data of a run (A.1, A.3), a value of its own: the recipe's data keys (`Recipe.data`),
@@ -64,8 +75,9 @@ class DataSpec:
 
     def identity(self) -> dict:
         """The keys that decide which data a run sees (a transfer must use its source's data); where
-        the data is found (manual_dir, offline) is not among them, nor the run's seed unless it draws the data."""
-        excluded = ("manual_dir", "offline") + (() if self.seed_draws_data() else ("seed",))
+        the data is found (data_dir, manual_dir, offline: NOT_RUN_DEFINING) is not among them, nor the run's
+        seed unless it draws the data."""
+        excluded = NOT_RUN_DEFINING + (() if self.seed_draws_data() else ("seed",))
         return {name: value for name, value in dataclasses.asdict(self).items() if name not in excluded}
 
     def seed_draws_data(self) -> bool:

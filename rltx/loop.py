@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from rltx import hyperrule, native_memory, store
-from rltx.config import Recipe, key_default
+from rltx.config import Recipe, key_default, run_defining
 from rltx.distribute import (WholeSet, check_batch_divides, choose_strategy, distributed_batches, host_tensor,
                              is_chief, replica_part, use_xla, whole_set)
 from rltx.environment import describe_environment
@@ -302,7 +302,7 @@ def _start(run_dir: Path, identity: dict, resume: bool):
         if (default := key_default(name)) is not MISSING:
             stored[name] = default
     _known_init_file(run_dir, stored, identity)
-    changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in identity.items() if stored.get(k) != v]
+    changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in run_defining(identity).items() if stored.get(k) != v]
     if changed:
         fix = "choose another --out"
         if record.kind == "scratch" and record.paired_with:  # a pair resumes together, from its transfer

@@ -72,10 +72,15 @@ def test_run_holds_every_item_and_metrics_are_whole_set(tiny_recipe, tmp_path):
         np.sqrt(sum(np.sum(v ** 2) for k, v in store.read_checkpoint(run_dir, 0).items() if k.startswith("conv_0/"))))
 
 
-def test_rerun_of_completed_run_changes_nothing_and_other_recipe_refused(tiny_recipe, tmp_path):
+def test_rerun_of_completed_run_changes_nothing_and_other_recipe_refused_but_not_another_name(tiny_recipe, tmp_path):
     pretrain(tiny_recipe, tmp_path)
     before = (tmp_path / store.RUN_FILE).read_bytes()
     assert pretrain(tiny_recipe, tmp_path).status == "completed"
+    assert (tmp_path / store.RUN_FILE).read_bytes() == before
+    # a new name (a renamed profile) or another data folder is the same run
+    renamed = make_recipe({**tiny_recipe.to_dict(), "description": "renamed [other profile]",
+                           "data_dir": str(tmp_path / "elsewhere"), "offline": True})
+    assert pretrain(renamed, tmp_path).status == "completed"
     assert (tmp_path / store.RUN_FILE).read_bytes() == before
     other = make_recipe({**tiny_recipe.to_dict(), "learning_rate": 0.5})
     with pytest.raises(UsageError, match="holds another run.*learning_rate: 0.05 -> 0.5"):

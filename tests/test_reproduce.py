@@ -366,6 +366,10 @@ def test_a_constructed_variant_starts_from_the_datas_top_eigenvectors_beside_sha
     assert moved.replace(str(tmp_path / "moved"), str(out)) == verdict
     assert file_digests(tmp_path / "moved" / "runs") == digests
     assert list(stored(tmp_path / "moved" / "curves.h5", "groups/count")) == [2, 2, 2]
+    # renamed (another description, as a renamed profile gives), the runs and their init files are the same
+    renamed = _constructed_recipe(tmp_path / "moved", description="renamed")
+    reproduce(renamed, tmp_path / "moved", "--seeds", "2")
+    assert file_digests(tmp_path / "moved" / "runs") == digests
 
 
 def test_a_list_valued_data_key_does_not_stop_the_check_of_real_fine_tuning_labels(tmp_path):

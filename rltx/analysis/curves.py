@@ -47,7 +47,7 @@ import numpy as np
 
 from rltx import store
 from rltx.analysis.results import Result
-from rltx.config import FIELDS, format_value
+from rltx.config import FIELDS, NOT_RUN_DEFINING, format_value
 from rltx.errors import UsageError
 from rltx.health import is_flagged
 from rltx.runs import Run, check_same_model, open_run
@@ -56,7 +56,7 @@ METRICS = ("train_auc", "test_auc", "final_train_accuracy", "final_test_accuracy
 STATISTICS = ("mean", "std", "min", "max")
 STD_DDOF = 1  # sample standard deviation over the seeds of a group
 # group_by="auto" ignores the seed and the keys that only say where the data lives or describe the run
-NOT_GROUPED = ("seed", "description", "data_dir", "manual_dir", "offline")
+NOT_GROUPED = ("seed", *NOT_RUN_DEFINING)
 SAME_SAMPLES = ("downstream_indices", "downstream_labels", "test_indices", "test_labels")
 
 

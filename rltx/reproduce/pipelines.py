@@ -14,7 +14,7 @@ import numpy as np
 from rltx import store
 from rltx.analysis.alignment import isotropic_sampling_spread, shape_change
 from rltx.analysis.results import Result, write_result
-from rltx.config import Recipe, make_recipe
+from rltx.config import Recipe, make_recipe, run_defining
 from rltx.errors import UsageError
 from rltx.health import health_kind, is_flagged
 from rltx.reproduce import verdicts
@@ -169,7 +169,7 @@ def constructed_start(recipe: Recipe, layers: tuple[int, ...], run_dir: Path) ->
     init = run_dir.parent.resolve() / f"init-{'_'.join(map(str, layers))}-{run_dir.name}.h5"
     started = with_keys(recipe, init_file=str(init))
     other_run = (run_dir / store.RUN_FILE).exists() and \
-        {**store.read_run_record(run_dir).config, "init_file": None} != recipe.to_dict()
+        run_defining({**store.read_run_record(run_dir).config, "init_file": None}) != run_defining(recipe.to_dict())
     if not (_holds_construction(init, recipe) or other_run):
         store.make_directory(run_dir.parent)
         store.write_init(init, recipe.to_yaml(), *construct_init(recipe, list(layers),
@@ -178,10 +178,10 @@ def constructed_start(recipe: Recipe, layers: tuple[int, ...], run_dir: Path) ->
 
 
 def _holds_construction(init: Path, recipe: Recipe) -> bool:
-    """Whether `init` was built from `recipe` (a file built from the same keys, seed and data holds the same
-    bytes: the construction is deterministic)."""
+    """Whether `init` was built from `recipe`, names and data folders aside (rltx.config.NOT_RUN_DEFINING; a file
+    built from the same keys, seed and data holds the same bytes: the construction is deterministic)."""
     try:
-        return init.is_file() and store.read_init_construction(init)[0] == recipe.to_dict()
+        return init.is_file() and run_defining(store.read_init_construction(init)[0]) == run_defining(recipe.to_dict())
     except UsageError:  # damaged: built again
         return False
 
