@@ -107,6 +107,10 @@ class Group(click.Group):
             store = sys.modules.get("rltx.store")  # not imported (help, completion): no write could fail
             if store is not None and isinstance(error, store.StoreWriteError):
                 raise click.ClickException(str(error)) from None
+            loop = sys.modules.get("rltx.loop")  # a run of reproduce, sweep or construct-init --table stopped by a
+            if loop is not None and isinstance(error, loop.Interrupted):  # signal, its state saved (pretrain and
+                click.echo(str(error), err=True)                         # transfer say it in _train_and_report)
+                raise SystemExit(130) from None
             raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -423,3 +423,32 @@ def test_constructed_layers_the_model_lacks_are_refused_before_pre_training(tmp_
         f"Error: init_file {tmp_path / 'mine.h5'} would be replaced in variant constructed {{1}}, which builds its own "
         "(from: constructed); drop init_file"], result.stderr
     assert not (out / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["reproduce", "construct-init --table"])
+def test_a_signal_stops_a_reproduction_or_table_in_one_line_with_exit_130(tmp_path, command):
+    """As for pretrain and transfer (README): SIGINT saves the run's state and says, in one line and with exit
+    code 130, how to resume; no traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+    from tests_support import wait_for_rows
+    recipe = {**TINY, "seed": 0, "total_steps": 100000, "num_eval_points": 2000, "checkpoint_every": 0,
+              "table_layer_sets": [[]], "table_iterations": [100000],
+              "reproduce": {"pipeline": "construct-table", "seeds": 1, "expect": "better"}}
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    args = (["reproduce", str(tmp_path / "long.yaml"), "--out", str(out)] if command == "reproduce" else
+            ["construct-init", str(tmp_path / "long.yaml"), "--table", str(out)])
+    process = subprocess.Popen([sys.executable, "-m", "rltx", *args, "--quiet"], stderr=subprocess.PIPE, text=True)
+    run = (out / "table" if command == "reproduce" else out) / "layers_none"  # one seed: no s0 folder
+    wait_for_rows(run, 3, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if "cuda" not in line.lower()]  # TensorFlow's own log line
+    assert len(lines) == 1 and lines[0].startswith("interrupted at step ") and \
+        lines[0].endswith(f"state saved in {run}. Rerun the same command to resume"), stderr
+    assert store.read_run_record(run).status == "interrupted"
