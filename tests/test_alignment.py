@@ -212,6 +212,17 @@ def test_figure_2_baseline_random_basis_is_misaligned():
     assert misalignment_in_basis(random_orthonormal_basis(d, seed=1), b) > 1.0
 
 
+def test_the_random_basis_does_not_diagonalise_rotated_gaussian_data_of_the_same_seed():
+    """Fig. 2's baseline must be independent of the data: rotated Gaussian data of seed s has its covariance
+    diagonal in its own rotation (misalignment 0 there); the random basis of the same seed must see it misaligned
+    like any other (a numpy default_rng(s) basis was that very rotation for s = 0)."""
+    from rltx.data.gaussian import GaussianSource
+    for seed in range(3):
+        data = GaussianSource(np.geomspace(10.0, 0.1, 27), num_train=4, num_test=4, seed=seed, rotate=True)
+        assert abs(misalignment_in_basis(data.rotation, data.covariance)) <= noise_floor(data.covariance)
+        assert misalignment_in_basis(random_orthonormal_basis(27, seed), data.covariance) > 1.0
+
+
 def test_random_orthonormal_basis_is_haar():
     q = random_orthonormal_basis(7, seed=3)
     assert q.shape == (7, 7)
