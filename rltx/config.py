@@ -80,6 +80,16 @@ class DataSpec:
         excluded = NOT_RUN_DEFINING + (() if self.seed_draws_data() else ("seed",))
         return {name: value for name, value in dataclasses.asdict(self).items() if name not in excluded}
 
+    def distribution(self) -> dict:
+        """The keys that decide the law of the inputs, which a Sigma_w pooled over runs is measured against
+        (rltx.analysis.covariance): `identity()` without the data's seeds where the law does not depend on them
+        (dead_leaves and photos draw other images of one law, unrotated Gaussian data without class means has
+        one covariance); a rotation or class means drawn from the seed make it another law."""
+        keys = self.identity()
+        if self.dataset.strip().lower() == "gaussian" and (self.gaussian_rotate or self.gaussian_num_classes > 0):
+            return keys
+        return {name: value for name, value in keys.items() if name not in ("seed", self._own_seed_key())}
+
     def seed_draws_data(self) -> bool:
         """Generated data whose own seed key is null is drawn from the run's seed (`data_seed`)."""
         own = self._own_seed_key()

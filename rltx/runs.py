@@ -173,6 +173,20 @@ def check_same_model(runs: list[Run], what: str = "these runs") -> None:
                              f"({'; '.join(differ[:3])}); give runs of the same architecture")
 
 
+def check_same_distribution(runs: list[Run], what: str) -> None:
+    """Runs pooled against one Sigma_x must see inputs of one law (`DataSpec.distribution`): rotated Gaussian data
+    of another seed has another covariance, and the pooled filters would be measured against the wrong one."""
+    first = runs[0].recipe.data.distribution()
+    for run in runs[1:]:
+        theirs = run.recipe.data.distribution()
+        differ = [f"{k}={first.get(k)!r} vs {theirs.get(k)!r}" for k in sorted(first.keys() | theirs.keys())
+                  if first.get(k) != theirs.get(k)]
+        if differ:
+            raise UsageError(f"{what} need inputs of one distribution, but {run.run_dir} differs from "
+                             f"{runs[0].run_dir} ({'; '.join(differ[:3])}); give runs of the same data (rotated or "
+                             "labelled Gaussian data: the same gaussian_seed)")
+
+
 def _layer_shapes(run: Run) -> dict[str, tuple]:
     if not run.steps:
         return {}

@@ -140,3 +140,25 @@ def test_a_result_table_too_wide_for_the_terminal_is_printed_one_block_per_row()
         text = console.export_text()
         assert ("  group: transfer, from_step=[300], transfer_mode=covariance" in text) == blocks, text
         assert "…" not in text and "0.529608" in text and "0.0025668" in text
+
+
+def test_runs_of_another_data_law_are_not_pooled_into_one_sigma_w(paired_runs, tmp_path):
+    """pre0 and pre1 ran on rotated Gaussian data of their own seeds: two covariances. Pooling their filters
+    against the first run's Sigma_x would measure pre1 against data it never saw, so it is refused in one line
+    (as a user meets it); runs of one law (the WIDE runs: one gaussian_seed) pool (test_sigma_w_pooled_over_runs)."""
+    import subprocess
+    import sys
+    for command in ("misalignment", "transfer-function"):
+        result = subprocess.run([sys.executable, "-m", "rltx", "analyze", command, str(paired_runs / "pre0"),
+                                 str(paired_runs / "pre1"), "-o", str(tmp_path / f"{command}.h5")],
+                                capture_output=True, text=True, timeout=300)
+        lines = [line for line in result.stderr.splitlines() if "cuda" not in line.lower()]  # TensorFlow's log line
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith("Error: runs pooled into one Sigma_w need inputs of one distribution, but ")
+        assert "gaussian_seed" in lines[0] and not (tmp_path / f"{command}.h5").exists()
+    from rltx.config import DataSpec
+    law = DataSpec.of("dead_leaves", seed=1).distribution()  # other images of one law: pooled
+    assert law == DataSpec.of("dead_leaves", seed=2, natural_seed=5).distribution()
+    assert DataSpec.of("gaussian", seed=1).distribution() == DataSpec.of("gaussian", seed=2).distribution()
+    assert DataSpec.of("gaussian", seed=1, gaussian_rotate=True).distribution() != \
+        DataSpec.of("gaussian", seed=2, gaussian_rotate=True).distribution()

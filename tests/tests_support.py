@@ -21,8 +21,9 @@ PAIRED = {**TINY, "labels_downstream": "random", "num_classes_downstream": 3, "t
           "num_examples_upstream": 128, "num_examples_downstream": 64, "batch_size": 32, "eval_batch_size": 64}
 PAIRED_SEEDS = (0, 1)
 # The recipe of the session's shared runs for the alignment analyses (conftest.py `wide_runs`):
-# 32 first-layer filters (more than the 27 patch dimensions), checkpoints and metrics at 0, 5, 10, 15, 20.
-WIDE = {**TINY, "num_filters": 32, "total_steps": 20, "checkpoint_every": 5, "num_eval_points": 2}
+# 32 first-layer filters (more than the 27 patch dimensions), checkpoints and metrics at 0, 5, 10, 15, 20; one
+# rotated covariance for every seed (gaussian_seed), so the runs' filters may be pooled against it.
+WIDE = {**TINY, "num_filters": 32, "total_steps": 20, "checkpoint_every": 5, "num_eval_points": 2, "gaussian_seed": 3}
 
 
 def tiny_recipe_dict() -> dict:

@@ -17,8 +17,8 @@ from rltx.analysis.results import Result
 from rltx.errors import UsageError
 from rltx.filter_covariance import filter_covariance
 from rltx.models import transferable_layers
-from rltx.runs import (check_distinct, check_distinct_checkpoints, check_same_model, examples, kernel_filters,
-                       model_at, open_run, select_steps)
+from rltx.runs import (check_distinct, check_distinct_checkpoints, check_same_distribution, check_same_model, examples,
+                       kernel_filters, model_at, open_run, select_steps)
 
 
 class Setting:
@@ -28,6 +28,7 @@ class Setting:
         check_distinct(paths, "the RUN arguments")  # a run given twice would count twice in the pooled Sigma_w
         self.runs = [open_run(p) for p in paths]
         check_same_model(self.runs, "runs pooled into one Sigma_w")
+        check_same_distribution(self.runs, "runs pooled into one Sigma_w")
         self.steps = select_steps(self.runs[0], step, all_steps)
         for run in self.runs[1:]:
             for s in self.steps:
