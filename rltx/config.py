@@ -82,13 +82,16 @@ class DataSpec:
 
     def distribution(self) -> dict:
         """The keys that decide the law of the inputs, which a Sigma_w pooled over runs is measured against
-        (rltx.analysis.covariance): `identity()` without the data's seeds where the law does not depend on them
-        (dead_leaves and photos draw other images of one law, unrotated Gaussian data without class means has
-        one covariance); a rotation or class means drawn from the seed make it another law."""
-        keys = self.identity()
+        (rltx.analysis.covariance): `identity()` without the split sizes, which change the sample, not the law,
+        and without the data's seed keys; the seed the data is drawn with (`data_seed`) counts only where it
+        draws the law (a Gaussian rotation or class means), not other images of one law (dead_leaves, photos,
+        unrotated Gaussian data without class means)."""
+        sizes = ("gaussian_num_train", "gaussian_num_test", "natural_num_train", "natural_num_test")
+        keys = {name: value for name, value in self.identity().items()
+                if name not in (*sizes, "seed", "gaussian_seed", "natural_seed")}
         if self.dataset.strip().lower() == "gaussian" and (self.gaussian_rotate or self.gaussian_num_classes > 0):
-            return keys
-        return {name: value for name, value in keys.items() if name not in ("seed", self._own_seed_key())}
+            keys["data_seed"] = self.data_seed()
+        return keys
 
     def seed_draws_data(self) -> bool:
         """Generated data whose own seed key is null is drawn from the run's seed (`data_seed`)."""

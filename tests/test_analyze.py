@@ -162,3 +162,10 @@ def test_runs_of_another_data_law_are_not_pooled_into_one_sigma_w(paired_runs, t
     assert DataSpec.of("gaussian", seed=1).distribution() == DataSpec.of("gaussian", seed=2).distribution()
     assert DataSpec.of("gaussian", seed=1, gaussian_rotate=True).distribution() != \
         DataSpec.of("gaussian", seed=2, gaussian_rotate=True).distribution()
+    # the seed the data is drawn with counts, not how it is given; split sizes change the sample, not the law
+    assert DataSpec.of("gaussian", seed=0, gaussian_rotate=True).distribution() == \
+        DataSpec.of("gaussian", seed=1, gaussian_rotate=True, gaussian_seed=0).distribution()
+    assert DataSpec.of("gaussian", seed=1, gaussian_num_test=64).distribution() == \
+        DataSpec.of("gaussian", seed=2, gaussian_num_test=128).distribution()
+    assert DataSpec.of("gaussian", seed=1, gaussian_num_classes=3).distribution() != \
+        DataSpec.of("gaussian", seed=2, gaussian_num_classes=3).distribution()  # class means drawn from the seed

@@ -452,3 +452,21 @@ def test_a_signal_stops_a_reproduction_or_table_in_one_line_with_exit_130(tmp_pa
     assert len(lines) == 1 and lines[0].startswith("interrupted at step ") and \
         lines[0].endswith(f"state saved in {run}. Rerun the same command to resume"), stderr
     assert store.read_run_record(run).status == "interrupted"
+
+
+def test_an_alignment_reproduction_whose_seeds_draw_other_covariances_is_refused_before_training(tmp_path):
+    """Rotated Gaussian data without gaussian_seed: each seed would draw its own covariance, while the pipeline pools
+    the seeds' filters against one. One line, exit 2, before any run trains (as a user meets it)."""
+    import subprocess
+    import sys
+
+    import yaml
+    recipe = {**TINY, "seed": 0, "total_steps": 4, "reproduce": {"pipeline": "alignment", "seeds": 1}}
+    (tmp_path / "rotated.yaml").write_text(yaml.safe_dump(recipe))
+    result = subprocess.run([sys.executable, "-m", "rltx", "reproduce", str(tmp_path / "rotated.yaml"), "--seeds", "2",
+                             "--out", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1:] == [
+        "Error: the 2 seeds would each draw their own gaussian covariance, and their filters are pooled against one: "
+        "set gaussian_seed (e.g. --set gaussian_seed=0, into another --out), or give --seeds 1"]
+    assert not (tmp_path / "out" / "runs").exists()

@@ -130,6 +130,8 @@ def reproduce(name: str, *, profile: str | None = None, out: Path | None = None,
                          "one run at a time: drop --workers")
     if spec.pipeline == "construct-table":
         spec.judged_sets(recipe.table_layer_sets)  # checked before anything is trained or written
+    if spec.pipeline == "alignment" and spec.seeds > 1:  # its seeds' filters are pooled against one Sigma_x
+        pipelines.check_pooled_seeds(recipe, spec.seeds)
     if spec.pipeline == "sweep":  # its sweep: section (with --seeds/--groups) checked before --out is made
         from rltx.sweep.plan import SweepSpec
         SweepSpec.from_section(recipe_file.sweep, str(path))

@@ -124,6 +124,17 @@ def alignment(context: Context) -> Outcome:
                                verdicts.f_sigma_shape(sigma[0], tau[0]))], context.seeds)
 
 
+def check_pooled_seeds(recipe: Recipe, seeds: int) -> None:
+    """The alignment pipeline pools its seeds' filters against the first seed's Sigma_x: data whose law the
+    seed draws (rotated or labelled Gaussian data without gaussian_seed) is refused before any run trains."""
+    first = recipe.data.distribution()
+    if any(with_keys(recipe, seed=seed).data.distribution() != first
+           for seed in range(recipe.seed + 1, recipe.seed + seeds)):
+        raise UsageError(f"the {seeds} seeds would each draw their own {recipe.dataset} covariance, and their filters "
+                         f"are pooled against one: set gaussian_seed (e.g. --set gaussian_seed={recipe.seed}, into "
+                         "another --out), or give --seeds 1")
+
+
 def layer_shaping(misalignment) -> verdicts.LayerShaping:
     """How far the pooled Sigma_w's shape moved from the first stored step to the last, against the
     scatter of as many random initial filters."""
