@@ -120,7 +120,7 @@ def _init_file(run_dir: Path, record: store.RunRecord) -> dict | None:
     recorded = record.config.get("init_file")
     if not recorded:
         return None
-    now = store.located_init(run_dir, record)
+    now = recorded if Path(recorded).is_file() else store.located_init(run_dir, record)  # a relative path: from here
     return {"run": recorded, "sha256": record.init_digest, "now": now if Path(now).is_file() else None}
 
 
@@ -147,10 +147,10 @@ def _transfer_details(transfer: dict) -> dict:
 def resume_command(run_dir: Path, record: store.RunRecord, sources: list[dict] | None = None) -> str:
     """The command that continues the run (for a completed run it reports it and does nothing); `sources`:
     `_sources` of the run when the caller has them (each is looked for, and a moved one hashed, once). An init
-    file moved with the run is given where it is now."""
+    file no longer at its recorded path (from the current directory) but beside the moved run is given there."""
     run_dir = Path(run_dir)
-    init = store.located_init(run_dir, record)
-    moved_init = f" --init {shlex.quote(init)}" if init and init != record.config.get("init_file") else ""
+    recorded, init = record.config.get("init_file"), store.located_init(run_dir, record)
+    moved_init = f" --init {shlex.quote(init)}" if recorded and not Path(recorded).is_file() and init != recorded else ""
     if record.kind == "pretrain":
         return f"rltx pretrain {shlex.quote(str(run_dir / store.RUN_FILE))}{moved_init}"
     sources = _sources(run_dir, record) if sources is None else sources
@@ -257,8 +257,10 @@ def details_text(info: dict) -> str:
         lines += [f"  {s['run']} at step {s['step']}  sha256 {s['sha256']}{_whereabouts(s)}" for s in info["sources"]]
     if info["init_file"]:
         init = info["init_file"]
-        lines.append(f"init file:   {init['run']}{'  sha256 ' + init['sha256'] if init['sha256'] else ''}"
-                     f"{_whereabouts(init)}")
+        where = _whereabouts(init)  # a relative recorded path (construct-init --table DIR) was not moved: found
+        if where.startswith("  (moved") and not Path(init["run"]).is_absolute():  # beside the run from here
+            where = f"  (relative to where the run began; found at {init['now']})"
+        lines.append(f"init file:   {init['run']}{'  sha256 ' + init['sha256'] if init['sha256'] else ''}{where}")
     if info["transfer"]:
         lines.append("transfer:")
         lines += [f"  {key}: {_number(value)}" for key, value in info["transfer"].items()]
