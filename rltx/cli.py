@@ -107,9 +107,11 @@ class Group(click.Group):
             store = sys.modules.get("rltx.store")  # not imported (help, completion): no write could fail
             if store is not None and isinstance(error, store.StoreWriteError):
                 raise click.ClickException(str(error)) from None
-            loop = sys.modules.get("rltx.loop")  # a run of reproduce, sweep or construct-init --table stopped by a
-            if loop is not None and isinstance(error, loop.Interrupted):  # signal, its state saved (pretrain and
-                click.echo(str(error), err=True)                         # transfer say it in _train_and_report)
+            loop = sys.modules.get("rltx.loop")
+            if loop is not None and isinstance(error, loop.Interrupted):
+                # a signal stopped a run of reproduce, sweep or construct-init --table, its state saved (pretrain
+                # and transfer say it in _train_and_report)
+                click.echo(str(error), err=True)
                 raise SystemExit(130) from None
             raise
         except KeyboardInterrupt:
