@@ -31,8 +31,8 @@ from rltx.health import is_flagged
 from rltx.loop import weights_of
 from rltx.models import conv_layers, init_scale_mismatch
 from rltx.progress import Reporter
-from rltx.runs import (check_distinct, check_distinct_checkpoints, check_final_checkpoint, check_same_model,
-                       kernel_filters, open_run)
+from rltx.runs import (check_distinct, check_distinct_checkpoints, check_final_checkpoint, check_same_distribution,
+                       check_same_model, kernel_filters, open_run)
 from rltx.store import LayerRecord
 from rltx.tasks import build_recipe_model, open_recipe_source
 from rltx.transfer import check_single_source, covariance_filters, rescaled_to_initial, rescaling_norm
@@ -160,6 +160,7 @@ def learned_first_layer(model: keras.Model, layer: str, runs: list[Path], genera
     check_single_source(len(runs), "--covariance-from", draw)
     opened = [open_run(path) for path in runs]
     check_same_model(opened, "--covariance-from runs")
+    check_same_distribution(opened, "--covariance-from runs")  # a Sigma_w pooled over two covariances is neither's
     for run in opened:
         if run.kind != "pretrain":  # as a covariance transfer's sources (A.9): Sigma_w learned on random labels
             raise UsageError(f"{run.run_dir} is a {run.kind} run; --covariance-from takes pre-training runs")

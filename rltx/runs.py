@@ -125,8 +125,8 @@ def check_distinct_checkpoints(runs_and_digests, option: str) -> None:
     seen = {}
     for run_dir, digest in runs_and_digests:
         if digest in seen:
-            raise UsageError(f"{run_dir} holds the same checkpoint as {seen[digest]} (equal sha256: a copy); give "
-                             f"each run once to {option}")
+            raise UsageError(f"{run_dir} holds the same checkpoint as {seen[digest]} (equal sha256: the same weights, "
+                             f"a copy or one initialisation); give each run once to {option}")
         seen[digest] = run_dir
 
 

@@ -176,7 +176,8 @@ def test_every_recipe_loads():
 def test_measured_tau_curve_and_learned_covariance(tmp_path):
     """A tau curve measured by `analyze transfer-function`, and layer 1 sampled from the Sigma_w
     of trained runs (Sec. 2.4): both recorded in the init file."""
-    recipe = {**tiny_recipe_dict(), "num_filters": 27, "total_steps": 5, "num_eval_points": 2}
+    # one rotated covariance for every seed (gaussian_seed: TINY's seed), so the runs of two seeds below may pool
+    recipe = {**tiny_recipe_dict(), "num_filters": 27, "total_steps": 5, "num_eval_points": 2, "gaussian_seed": 3}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert invoke("pretrain", tmp_path / "r.yaml", "--out", tmp_path / "run", "--quiet").exit_code == 0
     assert invoke("analyze", "transfer-function", tmp_path / "run", "-o", tmp_path / "f.h5").exit_code == 0
@@ -229,6 +230,13 @@ def test_measured_tau_curve_and_learned_covariance(tmp_path):
     recipe["seed"] = 1
     (tmp_path / "r1.yaml").write_text(yaml.safe_dump(recipe))
     assert invoke("pretrain", tmp_path / "r1.yaml", "--out", tmp_path / "run1", "--quiet").exit_code == 0
+    # a run on another rotation (its own seed's) has another covariance: its filters are not pooled with these
+    (tmp_path / "r2.yaml").write_text(yaml.safe_dump({**recipe, "seed": 2, "gaussian_seed": None}))
+    assert invoke("pretrain", tmp_path / "r2.yaml", "--out", tmp_path / "run2", "--quiet").exit_code == 0
+    other = invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "--covariance-from", tmp_path / "run",
+                   "--covariance-from", tmp_path / "run2", "-o", tmp_path / "mixed.h5")
+    assert other.exit_code == 2 and "--covariance-from runs need inputs of one distribution" in other.output
+    assert not (tmp_path / "mixed.h5").exists()
     pooled = np.concatenate([kernel, store.read_checkpoint(tmp_path / "run1", 5)["conv_0/kernel"].reshape(27, 27)],
                             axis=1).astype(np.float64)
     layers = {}
