@@ -144,13 +144,16 @@ def _transfer_details(transfer: dict) -> dict:
     return {key: (f"{shown[key]} {np.shape(value)}" if key in shown else value) for key, value in transfer.items()}
 
 
-def resume_command(run_dir: Path, record: store.RunRecord, sources: list[dict] | None = None) -> str:
-    """The command that continues the run (for a completed run it reports it and does nothing); `sources`:
-    `_sources` of the run when the caller has them (each is looked for, and a moved one hashed, once). An init
-    file no longer at its recorded path (from the current directory) but beside the moved run is given there."""
+def resume_command(run_dir: Path, record: store.RunRecord, sources: list[dict] | None = None,
+                   init: dict | None = None) -> str:
+    """The command that continues the run (for a completed run it reports it and does nothing); `sources` and
+    `init`: `_sources` and `_init_file` of the run when the caller has them (each file is looked for, and a moved
+    one hashed, once). An init file no longer at its recorded path (from the current directory) but beside the
+    moved run is given there."""
     run_dir = Path(run_dir)
-    recorded, init = record.config.get("init_file"), store.located_init(run_dir, record)
-    moved_init = f" --init {shlex.quote(init)}" if recorded and not Path(recorded).is_file() and init != recorded else ""
+    init = _init_file(run_dir, record) if init is None else init
+    moved = init is not None and init["now"] is not None and init["now"] != init["run"]
+    moved_init = f" --init {shlex.quote(init['now'])}" if moved else ""
     if record.kind == "pretrain":
         return f"rltx pretrain {shlex.quote(str(run_dir / store.RUN_FILE))}{moved_init}"
     sources = _sources(run_dir, record) if sources is None else sources
@@ -175,12 +178,12 @@ def details(run_dir: Path) -> dict:
     elif run_dir.is_file():
         raise UsageError(f"{run_dir} is a file, not a run; give a run directory (or RUN/run.h5)")
     record, metrics, state_step, status = _read(run_dir)  # `runs` lists a damaged run; `show` names the file
-    sources = _sources(run_dir, record)
+    sources, init = _sources(run_dir, record), _init_file(run_dir, record)
     return {**_summary_row(run_dir, record, metrics, state_step, status), "recipe_yaml": record.config_yaml, "created": store.iso_time(record.created),
-            "sources": sources, "init_file": _init_file(run_dir, record), "samples": _samples(record.samples),
+            "sources": sources, "init_file": init, "samples": _samples(record.samples),
             "transfer": _transfer_details(record.transfer), "eval_points": len(metrics),
             "last_metrics": metrics[-1] if metrics else {}, "checkpoints": store.checkpoint_steps_stored(run_dir),
-            "environment": record.environment, "resume_command": resume_command(run_dir, record, sources)}
+            "environment": record.environment, "resume_command": resume_command(run_dir, record, sources, init)}
 
 
 # --- text ---------------------------------------------------------------------------------
@@ -257,9 +260,9 @@ def details_text(info: dict) -> str:
         lines += [f"  {s['run']} at step {s['step']}  sha256 {s['sha256']}{_whereabouts(s)}" for s in info["sources"]]
     if info["init_file"]:
         init = info["init_file"]
-        where = _whereabouts(init)  # a relative recorded path (construct-init --table DIR) was not moved: found
-        if where.startswith("  (moved") and not Path(init["run"]).is_absolute():  # beside the run from here
-            where = f"  (relative to where the run began; found at {init['now']})"
+        relative = init["now"] is not None and init["now"] != init["run"] and not Path(init["run"]).is_absolute()
+        where = (f"  (relative to where the run began; found at {init['now']})" if relative  # construct-init
+                 else _whereabouts(init))                                                  # --table DIR: not moved
         lines.append(f"init file:   {init['run']}{'  sha256 ' + init['sha256'] if init['sha256'] else ''}{where}")
     if info["transfer"]:
         lines.append("transfer:")
