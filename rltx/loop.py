@@ -301,7 +301,7 @@ def _start(run_dir: Path, identity: dict, resume: bool):
     for name in identity.keys() - stored.keys():  # added to rltx after the run was made: it ran with the default
         if (default := key_default(name)) is not MISSING:
             stored[name] = default
-    _known_init_file(run_dir, stored, identity)
+    _known_init_file(run_dir, stored, identity, training_left=record.status != "completed")
     changed = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in run_defining(identity).items() if stored.get(k) != v]
     if changed:
         fix = "choose another --out"
@@ -312,11 +312,15 @@ def _start(run_dir: Path, identity: dict, resume: bool):
     return record
 
 
-def _known_init_file(run_dir: Path, stored: dict, identity: dict) -> None:
+def _known_init_file(run_dir: Path, stored: dict, identity: dict, training_left: bool) -> None:
     """An init file at another path with the recorded sha256 (moved or copied with its run) is the recorded one:
-    `stored` takes the new path; one with other bytes, wherever it lies, is refused. A record without the digest
-    (older rltx) cannot show either: the path decides."""
+    `stored` takes the new path; one with other bytes, wherever it lies, is refused, and so is a missing file (a run
+    moved without it) while the run has training left: the one line gives the digest to look for. A record without
+    the digest (older rltx) cannot show either: the path decides."""
     digest, recorded = identity.get("init_digest"), stored.get("init_digest")
+    if training_left and identity.get("init_file") and digest is None and recorded is not None:  # no file there
+        raise UsageError(f"init_file {identity['init_file']} does not exist; {run_dir} began from the init file of "
+                         f"sha256 {recorded}: give that file with --init FILE, or choose another --out")
     if digest is not None and recorded is not None and digest != recorded:
         raise UsageError(f"init_file {identity.get('init_file')} is not the file {run_dir} began from (its sha256 "
                          "differs from the recorded one); give that file, or choose another --out")

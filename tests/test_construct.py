@@ -330,6 +330,46 @@ def test_constructed_layers_follow_construct_signs_and_rotate_through_the_recipe
     assert np.max(np.abs(direct.T @ rotated)) / np.sqrt(8) < 0.99  # no filter is one of the eigenvectors
 
 
+def test_a_run_moved_without_its_init_file_names_the_file_to_give_and_accepts_it_rebuilt(tmp_path):
+    """A run with training left that was moved without its init file (the recorded path gone) is refused in one
+    line naming the file's sha256, and nothing is written; `rltx show` says the file was not found. The construction
+    is deterministic: the file rebuilt by `construct-init` from the same recipe has the recorded sha256, and the run
+    resumes from it. A completed run needs no file: rerunning it reports it."""
+    import shutil
+    import subprocess
+    import sys
+
+    recipe = {**tiny_recipe_dict(), "total_steps": 4, "num_eval_points": 2, "checkpoint_every": 0}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "first").mkdir()
+    assert invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", tmp_path / "first/init.h5"
+                  ).exit_code == 0
+    assert invoke("pretrain", tmp_path / "r.yaml", "--init", tmp_path / "first/init.h5", "--out",
+                  tmp_path / "first/run", "--quiet").exit_code == 0
+    digest = store.read_run_record(tmp_path / "first/run").init_digest
+    run = tmp_path / "moved/run"
+    shutil.copytree(tmp_path / "first/run", run)
+    shutil.rmtree(tmp_path / "first")
+    assert invoke("pretrain", run / "run.h5", "--quiet").exit_code == 0  # completed: reported, no file needed
+    assert f"sha256 {digest}  (not found)" in invoke("show", run).output
+    record = store.read_run_record(run)
+    store.write_run_record(run, dataclasses.replace(record, status="interrupted"))
+    before = file_digests(run)
+    refused = subprocess.run([sys.executable, "-m", "rltx", "pretrain", str(run / "run.h5"), "--quiet"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr == (f"Error: init_file {tmp_path / 'first/init.h5'} does not exist; {run} began from the "
+                              f"init file of sha256 {digest}: give that file with --init FILE, or choose another "
+                              "--out\n")
+    assert file_digests(run) == before
+    assert invoke("construct-init", tmp_path / "r.yaml", "--layers", "1", "-o", tmp_path / "rebuilt.h5"
+                  ).exit_code == 0
+    assert store.file_sha256(tmp_path / "rebuilt.h5") == digest
+    resumed = invoke("pretrain", run / "run.h5", "--init", tmp_path / "rebuilt.h5", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert store.read_run_record(run).status == "completed"
+
+
 def test_init_files_group_runs_by_what_they_hold_not_by_their_path(tmp_path):
     """`analyze curves` / `plot curves` group runs by their recipe keys but the seed. Each seed of a construction has
     an init file of its own: files built from the same keys with other seeds give one group value, files with other
