@@ -181,6 +181,25 @@ def test_a_transfer_moved_with_its_source_resumes_there_and_another_source_is_re
     assert store.read_run_record(source_run / "altered" / "run").status == "interrupted"
 
 
+def test_a_transfer_pair_resumes_under_another_name_or_data_folder(source_run):
+    """A renamed profile (the description) or the data prepared in another folder (data_dir, offline) leaves a
+    transfer and its from-scratch pair the same runs (config.NOT_RUN_DEFINING), for the source's data too: an
+    interrupted pair resumes with them and completes; another value of a defining key is another run."""
+    out = source_run / "renaming"
+    args = ("transfer", source_run / "r.yaml", "--from", source_run / "source", "--with-baseline", "--set",
+            "transfer_layers=1", "--quiet")
+    assert invoke(*args, "--out", out).exit_code == 0
+    for run in (out, source_run / "renaming-scratch"):
+        with h5py.File(run / store.RUN_FILE, "r+") as record:
+            record.attrs["status"] = "interrupted"
+    renamed = invoke(*args, "--out", out, "--set", "description=renamed [another profile]", "--set",
+                     f"data_dir={source_run / 'elsewhere'}", "--set", "offline=true")
+    assert renamed.exit_code == 0, renamed.output
+    assert {store.read_run_record(run).status for run in (out, source_run / "renaming-scratch")} == {"completed"}
+    other = invoke(*args, "--out", out, "--set", "learning_rate=0.5")
+    assert other.exit_code == 2 and "holds another run (learning_rate: " in other.output, other.output
+
+
 def test_pretrained_conv_without_bias(source_run):
     result = invoke("transfer", source_run / "r.yaml", "--from", source_run / "source", "--out", source_run / "nb",
                     "--set", "transfer_layers=conv", "--set", "zero_transferred_biases=true", "--quiet")
