@@ -245,7 +245,9 @@ def test_reproduce_set_wins_over_the_values_a_sweep_draws_as_rltx_sweep_set_does
     recipe = reproduce_sweep_file(tmp_path, {**SECTION, "sample": {"learning_rate": {"log_uniform": [0.01, 0.1]}}})
     plan = planned_by_reproduce(monkeypatch, recipe, tmp_path / "out", overrides=("learning_rate=0.05",))
     planned = [yaml.safe_load(group["yaml"]) for group in plan.groups]
-    invoke_ok("sweep", recipe, "--out", tmp_path / "swept", "--plan-only", "--set", "learning_rate=0.05")
+    swept_output = invoke_ok("sweep", recipe, "--out", tmp_path / "swept", "--plan-only", "--set", "learning_rate=0.05")
+    assert ("note: --set learning_rate=0.05 replaces the value each group draws (sweep: sample); every group trains "
+            "with it, and plan.json keeps the draws") in swept_output.output
     swept = [yaml.safe_load(group["yaml"]) for group in json.loads((tmp_path / "swept" / "plan.json").read_text())["groups"]]
     assert [group["learning_rate"] for group in planned] == [0.05, 0.05] and planned == swept
     # plan.json keeps each group's draw; the associations rank the value its runs trained with

@@ -348,9 +348,12 @@ def sweep_pipeline(context: Context, recipe_file, workers: int, overrides: tuple
     """App. B's sweep of `recipe_file`; `overrides` (--set) win over the values each group draws, as in `rltx sweep`."""
     from rltx.plotting.training import draw_auc_scatter
     from rltx.sweep import expand, run_local, summarize, write_plan
+    from rltx.sweep.plan import fixed_draws
     from rltx.sweep.panels import counted_pairs
     plan = expand(recipe_file, context.out / "runs", overrides)
     write_plan(plan)
+    for line in fixed_draws(plan, overrides):
+        context.echo(line)
     outcomes = run_local(plan, workers=workers, echo=context.echo)
     failed = [o.name for o in outcomes if o.status == "failed" and not _diverged(context, plan, o.name)]
     result = summarize(plan)

@@ -11,7 +11,7 @@ from rltx.cluster import check_environment
 from rltx.recipe_file import parse_overrides, read_recipe_file
 from rltx.errors import UsageError
 from rltx.sweep import expand, run_local, summarize, write_plan
-from rltx.sweep.plan import PLAN_FILE
+from rltx.sweep.plan import PLAN_FILE, fixed_draws
 from rltx.throughput import summary_lines
 
 EXECUTORS = ("local", "ray")
@@ -75,6 +75,8 @@ def sweep(recipe: Path, out: Path | None, profile: str | None, quick: bool, over
                "each training a pre-trained model and its from-scratch pair)", err=plan_only)
     for line in summary_lines(plan):
         click.echo(line, err=plan_only)
+    for line in fixed_draws(plan, overrides):
+        click.echo(line, err=True)
     if plan_only:
         for stage in ("pretrain", "transfer"):
             click.echo(f"# stage {stage}: start after the previous stage completed" if stage == "transfer"

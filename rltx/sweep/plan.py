@@ -164,6 +164,15 @@ def trained_values(group: dict) -> dict:
     return {key: recipe.get(key, value) for key, value in group["values"].items()}
 
 
+def fixed_draws(plan: Plan, overrides: tuple[str, ...]) -> list[str]:
+    """One note per key the sweep draws per group that a --set fixes for every group (`trained_values`): the
+    groups no longer differ in it, so its association with the transfer cannot be measured."""
+    fixed = parse_overrides(overrides)
+    drawn = {key for group in plan.groups for key in group["values"]}
+    return [f"note: --set {key}={fixed[key]} replaces the value each group draws (sweep: sample); every group "
+            "trains with it, and plan.json keeps the draws" for key in sorted(drawn & set(fixed))]
+
+
 def group_values(spec: SweepSpec, architecture: str, group: int) -> dict:
     """The sampled (and per-architecture fixed) recipe keys of one group."""
     generator = hyperrule.group_generator(spec.seed, ARCHITECTURE_NAMES.index(architecture), group)
