@@ -72,16 +72,20 @@ def _errno_in(message: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def temporary_path(path: Path, keep_suffix: bool = False) -> Path:
+    """Where `path` is built before it replaces the file: hidden, marked as rltx's with the writer's pid
+    (`.NAME.rltx-PID.tmp`; a plot keeps its format's suffix, `.STEM.rltx-PID.png`), so that
+    `remove_dead_temporaries` removes only rltx's own, never a user's hidden file."""
+    name = f".{path.stem}.rltx-{os.getpid()}{path.suffix}" if keep_suffix else f".{path.name}.rltx-{os.getpid()}.tmp"
+    return path.with_name(name)
 
 
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.(tmp|png|pdf|svg)$")
+_TEMPORARY = re.compile(r"^\..+\.rltx-(\d+)\.(tmp|png|pdf|svg)$")
 
 
 def remove_dead_temporaries(directory: Path) -> None:
-    """Temporaries of this naming (`.NAME.PID.tmp`, plots `.STEM.PID.EXT`) whose writer is no longer
-    alive: what a SIGKILL during a write left behind."""
+    """Temporaries of rltx's naming (`temporary_path`) whose writer is no longer alive: what a SIGKILL
+    during a write left behind."""
     try:
         candidates = [p for p in Path(directory).iterdir() if _TEMPORARY.match(p.name)]
     except OSError:
@@ -111,7 +115,7 @@ def atomic_h5(path: Path):
     file-size limit is one OSError of that write. Written by HDF5 itself, a failed write surfaced inside
     HDF5's clean-up of its handles, printed dozens of "Exception ignored" tracebacks and crashed the process
     (exit 139) before rltx could say anything. The price is the file's size in memory twice, briefly."""
-    temporary = _temporary(path)
+    temporary = temporary_path(path)
     remove_dead_temporaries(path.parent)
     try:
         with h5py.File(str(temporary), "w", driver="core", backing_store=False) as handle:
@@ -136,7 +140,7 @@ def atomic_h5(path: Path):
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file so that `path` is always either the old or the complete new file."""
-    temporary = _temporary(path)
+    temporary = temporary_path(path)
     remove_dead_temporaries(path.parent)
     try:
         temporary.write_text(text, encoding="utf-8")
@@ -204,7 +208,7 @@ def check_outside_runs(path: Path, option: str) -> None:
                          f"(choose another {option})")
 
 
-MAX_NAME = 255 - 24  # the file system's 255 bytes, less what a temporary adds (`.NAME.PID.tmp`)
+MAX_NAME = 255 - 24  # the file system's 255 bytes, less what a temporary adds (`.NAME.rltx-PID.tmp`: 18 at most)
 
 
 def check_folder(path: Path) -> None:

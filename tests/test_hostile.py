@@ -92,9 +92,12 @@ def dead_pid() -> int:
 def test_outputs_never_replace_run_files_or_foreign_files_and_temporaries_are_cleaned(work):
     """Items 1, 8 (missing folder, long name, path under a file) and 11 (stale temporaries)."""
     (work / "results").mkdir()
-    stale = [work / "results" / f".w.h5.{dead_pid()}.tmp", work / "results" / f".fig.{dead_pid()}.png"]
+    stale = [work / "results" / f".w.h5.rltx-{dead_pid()}.tmp", work / "results" / f".fig.rltx-{dead_pid()}.png"]
     for path in stale:
         path.write_bytes(b"left by a SIGKILL")
+    own = [work / "results" / f".draft.{dead_pid()}.png", work / "results" / f".notes.{dead_pid()}.tmp"]
+    for path in own:  # a user's hidden files that look like numbered temporaries: never rltx's to remove
+        path.write_bytes(b"the user's")
     (work / "results" / "other.h5").write_bytes(b"")
     with h5py.File(work / "results" / "foreign.h5", "w") as handle:
         handle["x"] = np.zeros(3)
@@ -127,6 +130,7 @@ def test_outputs_never_replace_run_files_or_foreign_files_and_temporaries_are_cl
     succeeded(results["same kind"])
     succeeded(results["plot"])
     assert not any(path.exists() for path in stale)
+    assert all(path.read_bytes() == b"the user's" for path in own)
     from rltx.analysis.results import Result, write_result
     from rltx.errors import UsageError
     with pytest.raises(UsageError, match="not an rltx spectrum result"):

@@ -89,7 +89,7 @@ def save(figure, output: Path, title: str | None = None, style: str = "paper") -
     check_image_output(output)
     if not output.parent.exists() or not os.access(output.parent, os.W_OK):
         raise UsageError(f"cannot write {output}: {output.parent} does not exist or is not writable; choose another -o")
-    temporary = output.with_name(f".{output.stem}.{os.getpid()}{output.suffix}")
+    temporary = store.temporary_path(output, keep_suffix=True)
     store.remove_dead_temporaries(output.parent)
     try:
         with style_context(style):
