@@ -264,6 +264,26 @@ def test_distance_between_two_runs(runs):
     assert pair["other_distance"][0, 0] > 0
 
 
+def test_a_copied_run_is_refused_as_a_second_seed_by_curves_and_their_plot(runs, tmp_path):
+    """A copy of a run beside it (a folder copied by hand) counted as a second seed of its group: the mean kept,
+    the spread 0, the count 2. `analyze curves` and `plot curves` refuse it in one line, as a user meets it,
+    and write nothing; another seed of the same group is no copy."""
+    import subprocess
+    import sys
+    shutil.copytree(runs / "pre0", tmp_path / "pre0-copy")
+    for command in ("analyze", "plot"):
+        out = tmp_path / f"curves-{command}.{'h5' if command == 'analyze' else 'png'}"
+        result = subprocess.run([sys.executable, "-m", "rltx", command, "curves", str(runs / "pre0"),
+                                 str(tmp_path / "pre0-copy"), "-o", str(out)], capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 2 and result.stderr == (
+            f"Error: {tmp_path / 'pre0-copy'} has the same metrics as {runs / 'pre0'} (a copy of that run): it would "
+            "count twice in its group's statistics; give each run once\n"), result.stderr
+        assert not out.exists()
+    from rltx.analysis.curves import analyze_curves
+    assert analyze_curves([runs / "pre0", runs / "pre1"]).arrays["groups/count"].tolist() == [2]
+
+
 def test_fixable_errors(runs, tmp_path):
     with pytest.raises(UsageError, match="--reference source needs a transfer run.*pretrain"):
         analyze_weights([runs / "pre0"], reference="source")

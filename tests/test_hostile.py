@@ -112,13 +112,20 @@ def test_outputs_never_replace_run_files_or_foreign_files_and_temporaries_are_cl
         "long name": (("analyze", "weights", "base", "-o", "results/" + "w" * 300 + ".h5"), None),
         "init missing folder": (("construct-init", "tiny.yaml", "--layers", "1", "-o", "missing/i.h5"), None),
         "same kind": (("analyze", "weights", "base", "-o", "results/w.h5"), None),
+        # refused when the command line is read, before the analysis (here it would fail on the empty folder):
+        # not after hours of it, at the write
+        "other kind": (("analyze", "weights", "-o", "results/spectrum.h5", "results"), None),
         "plot": (("plot", "curves", "base", "-o", "results/fig.png"), None),
     }
     (work / "tiny.png").write_text("not an image")
+    from rltx.analysis.results import Result, write_result
+    write_result(Result("spectrum", {}, {}), work / "results" / "spectrum.h5")
     results = run_cases(work, cases)
     refused(results["run file"], 2, "inside the run directory")
-    refused(results["recipe"], 2, "not an rltx analysis result")
-    refused(results["foreign hdf5"], 2, "not an rltx analysis result")
+    refused(results["recipe"], 2, "not an rltx weights result")
+    refused(results["foreign hdf5"], 2, "not an rltx weights result")
+    refused(results["other kind"], 2, "results/spectrum.h5 exists and is not an rltx weights result; choose another -o")
+    assert store.result_kind(work / "results" / "spectrum.h5") == "spectrum"
     refused(results["plot into run"], 2, "inside the run directory")
     refused(results["plot over recipe"], 2, "not a PNG image")
     refused(results["missing folder"], 2, "not an existing folder")
@@ -131,7 +138,6 @@ def test_outputs_never_replace_run_files_or_foreign_files_and_temporaries_are_cl
     succeeded(results["plot"])
     assert not any(path.exists() for path in stale)
     assert all(path.read_bytes() == b"the user's" for path in own)
-    from rltx.analysis.results import Result, write_result
     from rltx.errors import UsageError
     with pytest.raises(UsageError, match="not an rltx spectrum result"):
         write_result(Result("spectrum", {}, {}), work / "results" / "w.h5")

@@ -46,8 +46,8 @@ def planned_by_reproduce(monkeypatch, recipe, out, **options):
     def capture(plan, workers, echo):
         planned.append(plan)
         raise KeyboardInterrupt  # stop before anything trains
-    monkeypatch.setattr(sweep, "run_local", capture)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):  # undone before the test goes on: a
+        patch.setattr(sweep, "run_local", capture)  # `rltx sweep` imported later would bind the capture for good
         reproduce(str(recipe), out=out, reporter=lambda label: None, echo=lambda line: None, **options)
     return planned[0]
 

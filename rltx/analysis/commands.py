@@ -20,12 +20,14 @@ NON_NEGATIVE = FiniteRange(min=0)
 POSITIVE = FiniteRange(min=0, min_open=True)
 
 
-def _checked_output(_context, _parameter, path: Path | None) -> Path | None:
-    """-o is refused before any work when it points into a run or at a file that is not a result."""
+def _checked_output(context, _parameter, path: Path | None) -> Path | None:
+    """-o is refused before any work when it points into a run or at a file that is not a result of this
+    command's kind (an hour of Hessian iterations was lost to the refusal when it came only at the write)."""
     if path is not None:
         from rltx import store
-        store.check_output(path, lambda existing: store.result_kind(existing) is not None,
-                           "an rltx analysis result")
+        name = context.command.name
+        kinds = {name, name.replace("-", "_")}  # the result kind is the command's name, some with underscores
+        store.check_output(path, lambda existing: store.result_kind(existing) in kinds, f"an rltx {name} result")
     return path
 
 

@@ -114,6 +114,7 @@ class _Curve:
     steps: np.ndarray
     train: np.ndarray
     test: np.ndarray
+    fingerprint: str
     numbers: dict = field(default_factory=dict)
 
     @property
@@ -132,11 +133,30 @@ def _load_curve(path) -> _Curve:
         raise UsageError(f"{run.run_dir} has {len(rows)} evaluation point(s); an accuracy curve needs step 0 and a "
                          "later one: let the run go on, or leave it out")
     curve = _Curve(run, record, np.array([r["step"] for r in rows], dtype=np.int64),
-                   np.array([r["train_accuracy"] for r in rows]), np.array([r["test_accuracy"] for r in rows]))
+                   np.array([r["train_accuracy"] for r in rows]), np.array([r["test_accuracy"] for r in rows]),
+                   metrics_fingerprint(rows))
     train_auc, test_auc = curve.auc()
     curve.numbers = {"train_auc": train_auc, "test_auc": test_auc,
                      "final_train_accuracy": float(curve.train[-1]), "final_test_accuracy": float(curve.test[-1])}
     return curve
+
+
+def metrics_fingerprint(rows: list[dict]) -> str:
+    """The sha256 of a run's metric rows, every column: two runs with the same are copies of one run. Losses
+    make coincidence impossible (accuracies alone can coincide: two runs collapsed at chance), and the measured
+    throughput tells an experiment made twice from a copy (on deterministic hardware the rest may agree)."""
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=float).encode()).hexdigest()
+
+
+def check_no_copies(members) -> None:
+    """`members`: (group, run directory, metrics fingerprint) of each run. A copy of a run in its group would
+    count as a second seed in the group's mean and spread."""
+    seen = {}
+    for group, run_dir, fingerprint in members:
+        if (group, fingerprint) in seen:
+            raise UsageError(f"{run_dir} has the same metrics as {seen[group, fingerprint]} (a copy of that run): it "
+                             "would count twice in its group's statistics; give each run once")
+        seen[group, fingerprint] = run_dir
 
 
 def _key_values(curve: _Curve, group_by) -> dict:
@@ -236,6 +256,7 @@ def analyze_curves(run_paths, *, group_by="auto") -> Result:
     keys = _group_keys(group_by)
     curves = _load_curves(run_paths)
     group_of, group_keys, labels = _groups(curves, keys)
+    check_no_copies((group, curve.name, curve.fingerprint) for group, curve in zip(group_of, curves))
     arrays = {
         "runs": store.string_array(c.name for c in curves),
         "kind": store.string_array(c.run.kind for c in curves),

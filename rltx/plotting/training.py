@@ -67,7 +67,7 @@ def _group_label(key: dict, varying: list[str]) -> str:
 def run_groups(run_dirs) -> list[dict]:
     """Runs grouped as in `rltx analyze curves` (all recipe keys but the seed, plus kind and source
     step), in order of first appearance: [{"label", "key", "runs": [(run_dir, metric rows)]}]."""
-    from rltx.analysis.curves import auto_group_values
+    from rltx.analysis.curves import auto_group_values, check_no_copies, metrics_fingerprint
     from rltx.runs import open_run
     groups: dict[str, dict] = {}
     for run_dir in run_dirs:
@@ -82,6 +82,8 @@ def run_groups(run_dirs) -> list[dict]:
         if any(Path(d).resolve() == run.run_dir for d, _ in group["runs"]):
             raise UsageError(f"{run_dir} is given twice; pass each run once")
         group["runs"].append((run.run_dir, rows))
+    check_no_copies((text, run_dir, metrics_fingerprint(rows)) for text, group in groups.items()
+                    for run_dir, rows in group["runs"])
     keys = [g["key"] for g in groups.values()]
     varying = sorted({k for key in keys for k in key if any(other.get(k) != key[k] for other in keys)})
     for group in groups.values():
