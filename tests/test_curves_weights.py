@@ -284,6 +284,35 @@ def test_a_copied_run_is_refused_as_a_second_seed_by_curves_and_their_plot(runs,
     assert analyze_curves([runs / "pre0", runs / "pre1"]).arrays["groups/count"].tolist() == [2]
 
 
+def test_a_metrics_file_edited_to_nan_or_disordered_steps_is_refused_in_one_line(runs, tmp_path):
+    """rltx writes finite accuracies at increasing steps; a file edited by hand (a NaN accuracy, steps out of
+    order) gave a traceback from `analyze curves` and numpy warnings from `plot curves`, which drew it anyway."""
+    import subprocess
+    import sys
+    edited = {"nan": tmp_path / "nan", "order": tmp_path / "order"}
+    for run in edited.values():
+        shutil.copytree(runs / "pre0", run)
+    with h5py.File(edited["nan"] / "metrics.h5", "r+") as handle:
+        handle["train_accuracy"][-1] = np.nan
+    with h5py.File(edited["order"] / "metrics.h5", "r+") as handle:
+        steps = handle["step"][()]
+        handle["step"][...] = steps[::-1]
+    metrics = edited["nan"] / "metrics.h5"
+    last = int(steps[-1])
+    for command, run, line in (
+            ("analyze", "nan", f"{metrics} holds a non-finite accuracy at step {last}; restore the file rltx wrote, "
+                               "or leave the run out"),
+            ("plot", "nan", f"{metrics} holds a non-finite accuracy at step {last}; restore the file rltx wrote, or "
+                            "leave the run out"),
+            ("analyze", "order", f"{edited['order'] / 'metrics.h5'}: steps must be strictly increasing; restore the "
+                                 "file rltx wrote, or leave the run out")):
+        out = tmp_path / f"{command}-{run}.{'h5' if command == 'analyze' else 'png'}"
+        result = subprocess.run([sys.executable, "-m", "rltx", command, "curves", str(edited[run]), "-o", str(out)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and result.stderr == f"Error: {line}\n", result.stderr
+        assert not out.exists()
+
+
 def test_fixable_errors(runs, tmp_path):
     with pytest.raises(UsageError, match="--reference source needs a transfer run.*pretrain"):
         analyze_weights([runs / "pre0"], reference="source")
