@@ -26,16 +26,21 @@ def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = 
     input is checked before anything is written; returns what was written, one line each."""
     if model_path is None and csv_path is None:
         raise UsageError("export needs -o MODEL.keras and/or --csv METRICS.csv")
+    if step is not None and model_path is None:
+        raise UsageError("--step chooses the model's checkpoint, and the CSV holds every eval point: add -o "
+                         "MODEL.keras or drop --step")
     for path, suffix in ((model_path, ".keras"), (csv_path, ".csv")):
         if path is not None:
             _check_new(Path(path), suffix)
-    run_dir = Path(run_dir)
-    record = store.read_run_record(run_dir)  # a fixable error for anything that is not a run
+    from rltx.runs import open_run, select_steps
+    run = open_run(run_dir)  # a fixable error for anything that is not a run; RUN/run.h5 is the run
+    run_dir, record = run.run_dir, run.record
     caveat = _caveat(run_dir, record)  # read before anything is written
+    if csv_path is not None:
+        _check_metrics(run_dir, record)
     written = []
     if model_path is not None:
-        from rltx.runs import open_run, select_steps
-        chosen = select_steps(open_run(run_dir), step, all_steps=False)[0]
+        chosen = select_steps(run, step, all_steps=False)[0]
         _save_model(run_dir, chosen, Path(model_path))
         written.append(f"wrote {model_path} (the model at step {chosen}{caveat})")
     if csv_path is not None:
@@ -43,6 +48,18 @@ def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = 
         store.write_metrics_csv(Path(csv_path), rows)
         written.append(f"wrote {csv_path} ({len(rows)} eval points{caveat})")
     return written
+
+
+def _check_metrics(run_dir: Path, record: store.RunRecord) -> None:
+    """A CSV of no rows would pass for the run's metrics: a completed run without metrics.h5 is damaged, and
+    a run that has not reached its first eval point has none yet."""
+    if (run_dir / store.METRICS_FILE).exists():
+        return
+    if record.status == "completed":
+        raise UsageError(f"{run_dir} is completed but its {store.METRICS_FILE} is missing: the run is damaged; "
+                         "restore the file from a backup")
+    raise UsageError(f"{run_dir} has no eval point yet ({store.METRICS_FILE} is missing); let it reach one, or "
+                     "export only the model with -o")
 
 
 def _caveat(run_dir: Path, record: store.RunRecord) -> str:

@@ -193,6 +193,28 @@ def test_export_refuses_an_existing_file_and_a_step_not_stored_writing_nothing(r
     assert not (tmp_path / "b.keras").exists()
 
 
+def test_export_takes_run_h5_and_refuses_a_step_for_csv_alone_and_a_run_without_metrics(runs, tmp_path):
+    """`export RUN/run.h5` is the run, as for show and analyze (it read RUN/run.h5/run.h5); --step with --csv
+    alone did nothing; a completed run that lost its metrics.h5 gave a CSV of no rows. Each refusal is one line,
+    as a user meets it, and writes nothing."""
+    import shutil
+    invoke_ok("export", runs / "done" / store.RUN_FILE, "--csv", tmp_path / "all.csv")
+    assert len((tmp_path / "all.csv").read_text().splitlines()) == 1 + len(store.read_metrics(runs / "done"))
+    shutil.copytree(runs / "done", tmp_path / "lost")
+    (tmp_path / "lost" / store.METRICS_FILE).unlink()
+    for args, line in (
+            (("--step", "7", "--csv", tmp_path / "s.csv"), "--step chooses the model's checkpoint, and the CSV holds "
+                                                          "every eval point: add -o MODEL.keras or drop --step"),
+            (("--csv", tmp_path / "s.csv"), None)):
+        run = runs / "done" if line else tmp_path / "lost"
+        line = line or (f"{(tmp_path / 'lost').resolve()} is completed but its metrics.h5 is missing: the run is "
+                        "damaged; restore the file from a backup")
+        result = subprocess.run([sys.executable, "-m", "rltx", "export", str(run), *map(str, args)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and result.stderr == f"Error: {line}\n", result.stderr
+        assert not (tmp_path / "s.csv").exists()
+
+
 def test_import_rltx_does_not_import_tensorflow():
     code = "import sys, rltx; assert callable(rltx.load_model); print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
