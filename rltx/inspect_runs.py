@@ -24,7 +24,9 @@ SUMMARY_COLUMNS = ("name", "kind", "recipe", "status", "step", "train_accuracy",
 
 def find_runs(paths: list[Path], unreadable: list[str] | None = None) -> list[Path]:
     """The run directories (holding run.h5) at or under each of `paths`, in path order; folders that
-    cannot be listed (permissions) are appended to `unreadable` instead of being skipped unseen."""
+    cannot be listed (permissions) are appended to `unreadable` instead of being skipped unseen. Symbolic
+    links to folders are followed (runs linked in from scratch storage), each real folder once, so a link
+    back up the tree ends there."""
     found = []
     for path in map(Path, paths):
         if not path.exists():
@@ -34,8 +36,13 @@ def find_runs(paths: list[Path], unreadable: list[str] | None = None) -> list[Pa
                 raise UsageError(f"{path} is a file, not a run; give directories holding runs (or RUN/run.h5)")
             path = path.parent
         on_error = (lambda error: unreadable.append(str(error.filename))) if unreadable is not None else None
-        under = []
-        for folder, folders, files in os.walk(path, onerror=on_error):
+        under, visited = [], set()
+        for folder, folders, files in os.walk(path, onerror=on_error, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in visited:  # reached again through a link
+                folders[:] = []
+                continue
+            visited.add(real)
             if store.RUN_FILE in files:
                 under.append(Path(folder))
                 folders[:] = [name for name in folders if name not in RUN_SUBFOLDERS]

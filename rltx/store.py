@@ -642,11 +642,12 @@ def read_state_step(run_dir: Path) -> int | None:
     path = run_dir / STATE_FILE
     if not path.exists():
         return None
-    with open_h5(path) as handle:
+    fix = "delete it (a completed run does not need it; an unfinished one then restarts from step 0)"
+    with open_h5(path, expected=f"the resume state rltx wrote, or {fix}") as handle:
         step = handle.attrs.get("step")
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool):
-        raise UsageError(f"{path} is not an rltx resume state (no integer step); delete it to restart the run "
-                         "from step 0, or restore the file rltx wrote")
+        raise UsageError(f"{path} is not an rltx resume state (no integer step); restore the file rltx wrote, or "
+                         f"{fix}")
     return int(step)
 
 

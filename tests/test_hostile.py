@@ -724,7 +724,8 @@ def test_runs_lists_and_show_names_damaged_records_and_both_show_a_run_flagged_u
               "created": lambda run: _set_attribute(run / "run.h5", "/", "created", "garbage"),
               "recipe_list": lambda run: _set_attribute(run / "run.h5", "config", "yaml", "- 1\n- 2\n"),
               "recipe_broken": lambda run: _set_attribute(run / "run.h5", "config", "yaml", "a: [\n"),
-              "metric_text": lambda run: _replace_dataset(run / "metrics.h5", "step", lambda v: np.array([b"a"] * len(v)))}
+              "metric_text": lambda run: _replace_dataset(run / "metrics.h5", "step", lambda v: np.array([b"a"] * len(v))),
+              "state_truncated": lambda run: os.truncate(run / "state.h5", 100)}
     for name, change in damage.items():
         shutil.copytree(work / "base", listing / name)
         change(listing / name)
@@ -743,7 +744,10 @@ def test_runs_lists_and_show_names_damaged_records_and_both_show_a_run_flagged_u
     assert "health:      diverged: loss 9.1 at step 40" in results["show flagged"].stdout
     curves = _strict_json(results["curves json"].stdout)
     assert any(value is None for row in curves["table"] for value in row.values())  # one seed: no spread
-    refused(results["state"], 2, "state.h5 is not an rltx resume state (no integer step); delete it to restart")
+    refused(results["state"], 2, "state.h5 is not an rltx resume state (no integer step); restore the file rltx "
+            "wrote, or delete it (a completed run does not need it; an unfinished one then restarts from step 0)")
+    refused(results["state_truncated"], 2, "state.h5 is not a readable HDF5 file (truncated or another format); give "
+            "the resume state rltx wrote, or delete it (a completed run does not need it")
     refused(results["created"], 2, "run.h5 holds a damaged `created` time")
     for name in ("recipe_list", "recipe_broken"):
         refused(results[name], 2, "run.h5 holds a damaged recipe (config/yaml is not a mapping of recipe keys)")

@@ -136,6 +136,18 @@ def test_a_completed_run_missing_its_final_checkpoint_or_metrics_is_listed_as_da
     assert "checkpoints: none (missing)" in invoke_ok("show", tmp_path / "old_keys_no_checkpoints").output.splitlines()
 
 
+def test_runs_linked_in_are_listed_and_plotted_and_a_link_cycle_ends(runs, tmp_path):
+    """Run folders linked in by symbolic links (from scratch storage) were skipped: `rltx runs` said no runs,
+    `plot curves` that the folder holds none. Each real folder is walked once, so a link back up ends."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "done").symlink_to(runs / "done", target_is_directory=True)
+    (linked / "loop").symlink_to(linked, target_is_directory=True)
+    assert list(rows_of(linked)) == ["done"]
+    invoke_ok("plot", "curves", linked, "-o", tmp_path / "linked.png")
+    assert (tmp_path / "linked.png").stat().st_size > 0
+
+
 def test_show_gives_the_reason_sources_with_sha256_and_a_resume_command_that_works(runs, tmp_path):
     shown = json.loads(invoke_ok("show", runs / "tr", "--json").output)
     checkpoint = store.checkpoint_path(runs / "done", 40)
