@@ -177,6 +177,10 @@ def test_landscape_cli_centre_equals_the_checkpoint_loss(runs, tmp_path):
     assert printed["arrays"]["0/loss"][1][1] == pytest.approx(independent_loss(runs[0], 0, 64), rel=1e-5)
     bad = invoke("analyze", "landscape", runs[0], "--layer", "nope", code=2)
     assert "no trainable layer 'nope'" in bad.output
+    assert stored.arrays["0/num_examples"] == 64
+    every = json.loads(invoke("analyze", "landscape", runs[0], "--points", "3", "--json").output)  # default 512
+    assert every["inputs"]["options"]["num_examples"] == 512  # as asked; what was used, the run's whole set:
+    assert every["arrays"]["0/num_examples"] == len(open_run(runs[0]).samples["upstream_labels"]) < 512
 
 
 def test_hessian_cli_on_two_runs(runs, tmp_path):
@@ -188,6 +192,7 @@ def test_hessian_cli_on_two_runs(runs, tmp_path):
         assert stored.arrays[f"{r}/steps"].tolist() == [6] and values.shape == (1, 3)
         assert np.all(np.diff(values, axis=1) <= 0) and np.all(values[:, 0] > 0)
         assert stored.arrays[f"{r}/loss"][-1] == pytest.approx(independent_loss(runs[r], 6, 64), rel=1e-5)
+        assert stored.arrays[f"{r}/num_examples"] == 64
 
 
 def test_gradient_cli_on_two_runs(runs, tmp_path):
@@ -200,7 +205,7 @@ def test_gradient_cli_on_two_runs(runs, tmp_path):
         layers = list(stored.arrays[f"{r}/layers"])
         assert [n.decode() if isinstance(n, bytes) else n for n in layers] == ["conv_0", "dense_0", "head"]
         variation = stored.arrays[f"{r}/loss_variation"]
-        assert variation.shape == (3, 3) and np.all(variation[:, 0] == 0)
+        assert variation.shape == (3, 3) and np.all(variation[:, 0] == 0) and stored.arrays[f"{r}/num_examples"] == 64
         norms = stored.arrays[f"{r}/layer_gradient_norm"]
         # sums of squares of the same n float64 entries in two groupings: relative n eps (Higham
         # Sec. 4.2), n = 820 parameters of the TINY model; a missing layer is off by > 1e-3

@@ -7,7 +7,8 @@ Definitions
 -----------
 - Objective: the mean softmax cross-entropy of the run's model (logits, `training=False`) on a FIXED
   subset of its training examples: the first `num_examples` of them in stored order, with the run's
-  own labels (`upstream_labels` for pre-training, `downstream_labels` for transfer/scratch). Liu et
+  own labels (`upstream_labels` for pre-training, `downstream_labels` for transfer/scratch); all of them
+  when the run has fewer (the count used is stored per run, `{r}/num_examples`). Liu et
   al. App. A: "The gradient is computed based on 256 fixed samples". Parameters theta are the model's
   trainable variables, flattened in `model.trainable_variables` order. Losses, gradients and
   Hessian-vector products are computed by TensorFlow in the variables' dtype over minibatches and
@@ -270,7 +271,8 @@ def analyze_hessian(runs, *, step=None, all_steps=False, top_k=5, iterations=30,
         inputs["runs"].append(str(run.run_dir))
         inputs["steps"].append(steps)
         arrays.update({f"{r}/steps": np.array(steps), f"{r}/eigenvalues": np.array(values),
-                       f"{r}/residuals": np.array(residuals), f"{r}/loss": np.array(losses)})
+                       f"{r}/residuals": np.array(residuals), f"{r}/loss": np.array(losses),
+                       f"{r}/num_examples": np.array(objective.n)})
     arrays["runs"] = store.string_array(inputs["runs"])
     return Result("hessian", inputs, arrays, table)
 
@@ -335,6 +337,7 @@ def analyze_landscape(runs, *, step=None, layer=None, two_d=False, span=1.0, poi
         inputs["runs"].append(str(run.run_dir))
         inputs["steps"].append(steps)
         arrays.update({f"{r}/loss": losses, f"{r}/center_loss": np.array(objective.loss()),
+                       f"{r}/num_examples": np.array(objective.n),
                        f"{r}/direction_norms": np.array([objective.flatten(d1) @ objective.flatten(d1)] +
                                                         ([objective.flatten(d2) @ objective.flatten(d2)]
                                                          if two_d else [])) ** 0.5})
@@ -420,6 +423,7 @@ def analyze_gradient(runs, *, step=None, all_steps=False, num_examples=512, etas
         inputs["steps"].append(steps)
         inputs["layers"].append(layers)
         arrays.update({f"{r}/steps": np.array(steps), f"{r}/layers": store.string_array(layers),
+                       f"{r}/num_examples": np.array(objective.n),
                        **{f"{r}/{k}": np.array(v, np.float64) for k, v in rows.items()}})
         for layer, pairs in spectra.items():
             arrays[f"{r}/singular_values/{layer}"] = np.array([p[0] for p in pairs])
