@@ -907,6 +907,7 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
         "analysis copy": (("analyze", "transfer-function", "base", "slip_base_copy", "-o", "copy_tf.h5"), None),
         "export, no final": (("export", "slip_no_final", "-o", "slip_no_final.keras"), None),
         "weights, no final": (("analyze", "weights", "slip_no_final"), None),
+        "all steps, no final": (("analyze", "weights", "slip_no_final", "--all-steps"), None),  # ended early unseen
     })
     refused(results["completed, no metrics"], 2, "marked completed but has no metrics.h5")  # and no "nothing to do"
     refused(results["result is a folder"], 2, "base is a folder, not a file; give an analysis result")
@@ -921,7 +922,8 @@ def test_a_first_users_slips_get_the_line_that_names_them_and_leave_nothing_behi
     for name in ("no layer", "no layer list"):
         refused(results[name], 2, "transfers no layer", "--from scratch")
     refused(results["reproduce refused"], 2, "num_classes_downstream")
-    for name in ("export, no final", "weights, no final"):  # as transfer refuses it: never silently an earlier step
+    for name in ("export, no final", "weights, no final", "all steps, no final"):  # as transfer refuses it: never
+        # silently an earlier step
         refused(results[name], 2, f"final checkpoint (step {final}) is missing", "pass --step")
     assert results["sweep by name"].returncode == 0, results["sweep by name"].stderr  # its summary is on stderr
     assert (work / "named_sweep" / "plan.json").is_file()
