@@ -189,6 +189,8 @@ def test_curves_groups_and_pairs_on_real_runs(runs, tmp_path):
     assert by_lr["group"].tolist() == [0, 0, 1, 1, 2, 2]
     with pytest.raises(UsageError, match="unknown key"):
         analyze_curves([runs / "sweep" / "t0"], group_by="learning_rat")
+    with pytest.raises(UsageError, match=r"group_by 'kind,' holds an empty key \(a comma too many\?\)"):
+        analyze_curves([runs / "sweep" / "t0"], group_by=["kind", ""])  # `--group-by kind,`: "unknown key(s) (none)"
 
 
 def test_distance_to_init_is_zero_at_step_0_and_numpy_at_the_last_step(runs):

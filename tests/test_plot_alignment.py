@@ -9,6 +9,7 @@ from matplotlib import image
 
 from rltx import store
 from rltx.cli import Group, main
+from rltx.errors import UsageError
 from rltx.plotting import alignment as plots
 from rltx.plotting.commands import plot
 
@@ -101,6 +102,10 @@ def test_eigenvector_patches_are_the_stored_vectors(files, tmp_path):
         else:
             assert not axes[r, 4].images
     assert np.array(plots.draw_eigenvectors([files / "e.h5"], rows=2).axes).size == 10
+    kept = len(arrays["w_vectors"])
+    with pytest.raises(UsageError, match=f"stores {kept} eigenvectors, fewer than --rows {kept + 1}; give --rows "
+                                         f"{kept} or fewer, or rerun `rltx analyze eigenvectors` with --top-k"):
+        plots.draw_eigenvectors([files / "e.h5"], rows=kept + 1)  # fewer rows drawn than asked, without a word
     grey = plots.patch_image(np.array([-2.0, 0.0, 1.0, 2.0]), (2, 2, 1))
     np.testing.assert_allclose(grey, [[0.0, 0.5], [0.75, 1.0]])
     result = draw("eigenvectors", files / "e.h5", "-o", tmp_path / "e.png")

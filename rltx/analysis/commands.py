@@ -188,7 +188,7 @@ def curves(runs, group_by, output, as_json):
     """Area under the train/test accuracy curves, group statistics over seeds, and pretrained vs
     from-scratch pairs (App. B, the table behind Fig. 12-15)."""
     from rltx.analysis.curves import analyze_curves, caveats
-    keys = group_by if group_by == "auto" or "," not in group_by else group_by.split(",")
+    keys = group_by if group_by == "auto" or "," not in group_by else [key.strip() for key in group_by.split(",")]
     result = analyze_curves(runs, group_by=keys)
     for line in caveats(result):
         click.echo(line, err=True)

@@ -217,6 +217,9 @@ def _group_keys(group_by) -> str | tuple[str, ...]:
         return "auto"
     keys = (group_by,) if isinstance(group_by, str) else tuple(group_by)
     valid = set(FIELDS) | {"kind", "from_step"}
+    if not all(keys):
+        raise UsageError(f"group_by {','.join(keys)!r} holds an empty key (a comma too many?); give recipe keys "
+                         "separated by commas, e.g. kind,learning_rate")
     unknown = [k for k in keys if k not in valid]
     if unknown or not keys:
         raise UsageError(f"group_by names unknown key(s) {', '.join(unknown) or '(none)'}; use 'auto' or recipe "

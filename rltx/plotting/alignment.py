@@ -158,9 +158,13 @@ def draw_eigenvectors(inputs, *, style: str = "paper", rows: int | None = None):
     path = files[0]
     arrays = _read(path, "eigenvectors", ("w_vectors", "w_values", "x_vectors", "inner", "matches", "combined",
                                           "captured", "patch_shape")).arrays
-    count = len(arrays["w_vectors"]) if rows is None else min(int(rows), len(arrays["w_vectors"]))
+    stored = len(arrays["w_vectors"])
+    count = stored if rows is None else int(rows)
     if count < 1:
         raise UsageError("--rows must be at least 1")
+    if count > stored:  # drawing fewer rows than asked would pass for all of them
+        raise UsageError(f"{path} stores {stored} eigenvectors, fewer than --rows {count}; give --rows {stored} or "
+                         f"fewer, or rerun `rltx analyze eigenvectors` with --top-k {count}")
     shape = arrays["patch_shape"]
     columns = 2 + MAX_MATCHES
     figure, axes = new_figure(style, count, columns)
