@@ -32,15 +32,16 @@ def export(run_dir: Path, *, step: int | None = None, model_path: Path | None = 
     for path, suffix in ((model_path, ".keras"), (csv_path, ".csv")):
         if path is not None:
             _check_new(Path(path), suffix)
-    from rltx.runs import open_run, select_steps
-    run = open_run(run_dir)  # a fixable error for anything that is not a run; RUN/run.h5 is the run
-    run_dir, record = run.run_dir, run.record
+    run_dir = Path(run_dir)
+    run_dir = run_dir.parent if run_dir.name == store.RUN_FILE else run_dir  # RUN/run.h5 is the run
+    record = store.read_run_record(run_dir)  # a fixable error for anything that is not a run
     caveat = _caveat(run_dir, record)  # read before anything is written
     if csv_path is not None:
         _check_metrics(run_dir, record)
     written = []
-    if model_path is not None:
-        chosen = select_steps(run, step, all_steps=False)[0]
+    if model_path is not None:  # the model needs the recipe; the metrics do not (runs of an older rltx export them)
+        from rltx.runs import open_run, select_steps
+        chosen = select_steps(open_run(run_dir), step, all_steps=False)[0]
         _save_model(run_dir, chosen, Path(model_path))
         written.append(f"wrote {model_path} (the model at step {chosen}{caveat})")
     if csv_path is not None:
@@ -73,7 +74,7 @@ def _caveat(run_dir: Path, record: store.RunRecord) -> str:
 def _save_model(run_dir: Path, step: int, path: Path) -> None:
     from rltx.runs import load_model
     model = load_model(run_dir, step)
-    temporary = path.with_name(f".{path.stem}.tmp.keras")  # complete or absent, never half-written
+    temporary = store.temporary_path(path, keep_suffix=True)  # complete or absent, never half-written
     try:
         model.save(temporary)
         temporary.replace(path)

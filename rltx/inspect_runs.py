@@ -25,9 +25,10 @@ SUMMARY_COLUMNS = ("name", "kind", "recipe", "status", "step", "train_accuracy",
 def find_runs(paths: list[Path], unreadable: list[str] | None = None) -> list[Path]:
     """The run directories (holding run.h5) at or under each of `paths`, in path order; folders that
     cannot be listed (permissions) are appended to `unreadable` instead of being skipped unseen. Symbolic
-    links to folders are followed (runs linked in from scratch storage), each real folder once, so a link
-    back up the tree ends there."""
-    found = []
+    links to folders are followed (runs linked in from scratch storage), each real folder once over all
+    `paths` (a link back up the tree ends there), and a folder's own subfolders before its links, so a run
+    is listed under its real name where the walk meets it, not under a link to it (`latest -> exp7`)."""
+    found, visited = [], set()
     for path in map(Path, paths):
         if not path.exists():
             raise UsageError(f"{path} does not exist; give directories holding runs (default: runs)")
@@ -36,7 +37,7 @@ def find_runs(paths: list[Path], unreadable: list[str] | None = None) -> list[Pa
                 raise UsageError(f"{path} is a file, not a run; give directories holding runs (or RUN/run.h5)")
             path = path.parent
         on_error = (lambda error: unreadable.append(str(error.filename))) if unreadable is not None else None
-        under, visited = [], set()
+        under = []
         for folder, folders, files in os.walk(path, onerror=on_error, followlinks=True):
             real = os.path.realpath(folder)
             if real in visited:  # reached again through a link
@@ -46,6 +47,7 @@ def find_runs(paths: list[Path], unreadable: list[str] | None = None) -> list[Pa
             if store.RUN_FILE in files:
                 under.append(Path(folder))
                 folders[:] = [name for name in folders if name not in RUN_SUBFOLDERS]
+            folders.sort(key=lambda name: os.path.islink(os.path.join(folder, name)))  # real folders first
         found += sorted(under)
     return list(dict.fromkeys(found))
 

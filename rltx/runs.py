@@ -202,13 +202,13 @@ def _layer_shapes(run: Run) -> dict[str, tuple]:
 def select_steps(run: Run, step: int | None, all_steps: bool) -> list[int]:
     """The checkpoints to analyse: one given step, all stored ones (a curve over training), or the last. A
     completed run that lost its final checkpoint is damaged: its curve or last step would end early unseen."""
-    if step is None and run.steps and run.record.status == "completed":
+    if step is None and run.record.status == "completed":
         check_final_checkpoint(run, str(run.run_dir), "--step")
+    if step is None and not run.steps:
+        raise UsageError(f"{run.run_dir} has no checkpoint yet; wait for its first one")
     if all_steps:
         return list(run.steps)
     if step is None:
-        if not run.steps:
-            raise UsageError(f"{run.run_dir} has no checkpoint yet; wait for its first one")
         return [run.steps[-1]]
     if step not in run.steps:
         raise UsageError(f"{run.run_dir} has no checkpoint at step {step}; stored steps: "

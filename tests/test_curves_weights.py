@@ -306,13 +306,31 @@ def test_a_metrics_file_edited_to_nan_or_disordered_steps_is_refused_in_one_line
                                "or leave the run out"),
             ("plot", "nan", f"{metrics} holds a non-finite accuracy at step {last}; restore the file rltx wrote, or "
                             "leave the run out"),
-            ("analyze", "order", f"{edited['order'] / 'metrics.h5'}: steps must be strictly increasing; restore the "
-                                 "file rltx wrote, or leave the run out")):
+            ("analyze", "order", f"{edited['order'] / 'metrics.h5'} holds steps out of order (step {int(steps[-2])} "
+                                 f"after step {last}); restore the file rltx wrote, or leave the run out"),
+            ("plot", "order", f"{edited['order'] / 'metrics.h5'} holds steps out of order (step {int(steps[-2])} "
+                              f"after step {last}); restore the file rltx wrote, or leave the run out")):
         out = tmp_path / f"{command}-{run}.{'h5' if command == 'analyze' else 'png'}"
         result = subprocess.run([sys.executable, "-m", "rltx", command, "curves", str(edited[run]), "-o", str(out)],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 2 and result.stderr == f"Error: {line}\n", result.stderr
         assert not out.exists()
+
+
+def test_all_steps_of_a_run_without_checkpoints_is_refused_not_an_empty_or_borrowed_result(runs, tmp_path):
+    """--all-steps on a run with no checkpoint gave an empty result, and a traceback once the curvature analyses
+    stored the examples they used; a completed run without its checkpoints is damaged."""
+    for status in ("interrupted", "completed"):
+        run = tmp_path / status
+        shutil.copytree(runs / "pre0", run)
+        shutil.rmtree(run / store.CHECKPOINT_DIR)
+        with h5py.File(run / store.RUN_FILE, "r+") as record:
+            record.attrs["status"] = status
+        for command in (("hessian", "--num-examples", "8", "--iterations", "2", "--top-k", "1"),
+                        ("gradient", "--num-examples", "8")):
+            result = CliRunner().invoke(main, ["analyze", command[0], str(run), "--all-steps", *command[1:]])
+            assert result.exit_code == 2, result.output
+            assert ("has no checkpoint yet" if status == "interrupted" else "the run is damaged") in result.output
 
 
 def test_fixable_errors(runs, tmp_path):

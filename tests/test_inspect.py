@@ -139,11 +139,18 @@ def test_a_completed_run_missing_its_final_checkpoint_or_metrics_is_listed_as_da
 def test_runs_linked_in_are_listed_and_plotted_and_a_link_cycle_ends(runs, tmp_path):
     """Run folders linked in by symbolic links (from scratch storage) were skipped: `rltx runs` said no runs,
     `plot curves` that the folder holds none. Each real folder is walked once, so a link back up ends."""
+    import shutil
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "done").symlink_to(runs / "done", target_is_directory=True)
     (linked / "loop").symlink_to(linked, target_is_directory=True)
-    assert list(rows_of(linked)) == ["done"]
+    shutil.copytree(runs / "done", linked / "exp7")
+    (linked / "a_latest").symlink_to(linked / "exp7", target_is_directory=True)  # listed by its real name, once
+    assert sorted(rows_of(linked)) == ["done", "exp7"]
+    both = [row["name"] for row in json.loads(invoke_ok("runs", linked / "exp7", linked, "--json").output)]
+    assert both == [str(linked / "exp7"), str(linked / "done")]  # each real folder once over all the paths given
+    shutil.rmtree(linked / "exp7")
+    (linked / "a_latest").unlink()
     invoke_ok("plot", "curves", linked, "-o", tmp_path / "linked.png")
     assert (tmp_path / "linked.png").stat().st_size > 0
 
@@ -212,6 +219,13 @@ def test_export_takes_run_h5_and_refuses_a_step_for_csv_alone_and_a_run_without_
     import shutil
     invoke_ok("export", runs / "done" / store.RUN_FILE, "--csv", tmp_path / "all.csv")
     assert len((tmp_path / "all.csv").read_text().splitlines()) == 1 + len(store.read_metrics(runs / "done"))
+    shutil.copytree(runs / "done", tmp_path / "older")  # a recipe key of an older rltx: its metrics still export
+    with store.RunLock(tmp_path / "older"):
+        record = store.read_run_record(tmp_path / "older")
+        record.config_yaml += "a_key_since_renamed: 1\n"
+        store.write_run_record(tmp_path / "older", record)
+    invoke_ok("export", tmp_path / "older", "--csv", tmp_path / "older.csv")
+    assert (tmp_path / "older.csv").read_text() == (tmp_path / "all.csv").read_text()
     shutil.copytree(runs / "done", tmp_path / "lost")
     (tmp_path / "lost" / store.METRICS_FILE).unlink()
     for args, line in (

@@ -132,27 +132,27 @@ def _load_curve(path) -> _Curve:
     if len(rows) < 2:
         raise UsageError(f"{run.run_dir} has {len(rows)} evaluation point(s); an accuracy curve needs step 0 and a "
                          "later one: let the run go on, or leave it out")
-    check_finite_accuracy(run.run_dir, rows)
+    check_curve_rows(run.run_dir, rows)
     curve = _Curve(run, record, np.array([r["step"] for r in rows], dtype=np.int64),
                    np.array([r["train_accuracy"] for r in rows]), np.array([r["test_accuracy"] for r in rows]),
                    metrics_fingerprint(rows))
-    try:
-        train_auc, test_auc = curve.auc()
-    except ValueError as error:  # steps out of order: a metrics file edited or mixed by hand
-        raise UsageError(f"{run.run_dir / store.METRICS_FILE}: {error}; restore the file rltx wrote, or leave the "
-                         "run out") from None
+    train_auc, test_auc = curve.auc()
     curve.numbers = {"train_auc": train_auc, "test_auc": test_auc,
                      "final_train_accuracy": float(curve.train[-1]), "final_test_accuracy": float(curve.test[-1])}
     return curve
 
 
-def check_finite_accuracy(run_dir: Path, rows: list[dict]) -> None:
-    """rltx stores finite accuracies (a diverged run predicts something); a NaN or inf one was written by hand."""
+def check_curve_rows(run_dir: Path, rows: list[dict]) -> None:
+    """rltx stores finite accuracies (a diverged run predicts something) at increasing steps; a NaN or inf
+    accuracy, or steps out of order, were written by hand (a curve drawn or integrated from them is wrong)."""
+    path, fix = Path(run_dir) / store.METRICS_FILE, "restore the file rltx wrote, or leave the run out"
     bad = [row["step"] for row in rows if not all(np.isfinite(row.get(k, 0.0)) for k in ("train_accuracy",
                                                                                           "test_accuracy"))]
     if bad:
-        raise UsageError(f"{Path(run_dir) / store.METRICS_FILE} holds a non-finite accuracy at step {bad[0]}; restore "
-                         "the file rltx wrote, or leave the run out")
+        raise UsageError(f"{path} holds a non-finite accuracy at step {bad[0]}; {fix}")
+    back = [(a["step"], b["step"]) for a, b in zip(rows, rows[1:]) if b["step"] <= a["step"]]
+    if back:
+        raise UsageError(f"{path} holds steps out of order (step {back[0][1]} after step {back[0][0]}); {fix}")
 
 
 def metrics_fingerprint(rows: list[dict]) -> str:

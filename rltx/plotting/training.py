@@ -67,7 +67,7 @@ def _group_label(key: dict, varying: list[str]) -> str:
 def run_groups(run_dirs) -> list[dict]:
     """Runs grouped as in `rltx analyze curves` (all recipe keys but the seed, plus kind and source
     step), in order of first appearance: [{"label", "key", "runs": [(run_dir, metric rows)]}]."""
-    from rltx.analysis.curves import auto_group_values, check_finite_accuracy, check_no_copies, metrics_fingerprint
+    from rltx.analysis.curves import auto_group_values, check_curve_rows, check_no_copies, metrics_fingerprint
     from rltx.runs import open_run
     groups: dict[str, dict] = {}
     for run_dir in run_dirs:
@@ -76,7 +76,7 @@ def run_groups(run_dirs) -> list[dict]:
         if not rows:
             raise UsageError(f"{run_dir} lacks metrics.h5 (no evaluation point yet); produce it with "
                              "`rltx pretrain` or `rltx transfer` (let the run reach its first eval point)")
-        check_finite_accuracy(run.run_dir, rows)
+        check_curve_rows(run.run_dir, rows)
         key = auto_group_values(run)
         text = json.dumps(key, sort_keys=True, default=str)
         group = groups.setdefault(text, {"key": key, "runs": []})
