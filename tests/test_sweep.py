@@ -37,8 +37,9 @@ def reproduce_sweep_file(tmp_path, section=SECTION, **keys):
     return sweep_file(tmp_path, section, **keys, reproduce={"pipeline": "sweep", "paper": "App. B"})
 
 
-def planned_by_reproduce(monkeypatch, recipe, out, **options):
-    """The plan `rltx reproduce` makes of the sweep recipe `recipe`, captured before anything trains."""
+def planned_by_reproduce(monkeypatch, recipe, out, echo=lambda line: None, **options):
+    """The plan `rltx reproduce` makes of the sweep recipe `recipe`, captured before anything trains (`echo`
+    gets the lines it prints until then)."""
     from rltx import sweep
     from rltx.reproduce import reproduce
     planned = []
@@ -48,7 +49,7 @@ def planned_by_reproduce(monkeypatch, recipe, out, **options):
         raise KeyboardInterrupt  # stop before anything trains
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):  # undone before the test goes on: a
         patch.setattr(sweep, "run_local", capture)  # `rltx sweep` imported later would bind the capture for good
-        reproduce(str(recipe), out=out, reporter=lambda label: None, echo=lambda line: None, **options)
+        reproduce(str(recipe), out=out, reporter=lambda label: None, echo=echo, **options)
     return planned[0]
 
 
@@ -243,11 +244,15 @@ def test_reproduce_set_wins_over_the_values_a_sweep_draws_as_rltx_sweep_set_does
     (the pipeline used to drop the overrides, so each group kept its drawn rate while the verdict's command
     line listed the --set): the two plans' group recipes are the same."""
     recipe = reproduce_sweep_file(tmp_path, {**SECTION, "sample": {"learning_rate": {"log_uniform": [0.01, 0.1]}}})
-    plan = planned_by_reproduce(monkeypatch, recipe, tmp_path / "out", overrides=("learning_rate=0.05",))
+    printed = []
+    plan = planned_by_reproduce(monkeypatch, recipe, tmp_path / "out", echo=printed.append,
+                                overrides=("learning_rate=0.05",))
+    note = ("note: --set learning_rate=0.05 replaces the value each group draws (sweep: sample); every group trains "
+            "with it, and plan.json keeps the draws")
+    assert printed.count(note) == 1
     planned = [yaml.safe_load(group["yaml"]) for group in plan.groups]
     swept_output = invoke_ok("sweep", recipe, "--out", tmp_path / "swept", "--plan-only", "--set", "learning_rate=0.05")
-    assert ("note: --set learning_rate=0.05 replaces the value each group draws (sweep: sample); every group trains "
-            "with it, and plan.json keeps the draws") in swept_output.output
+    assert note in swept_output.output
     swept = [yaml.safe_load(group["yaml"]) for group in json.loads((tmp_path / "swept" / "plan.json").read_text())["groups"]]
     assert [group["learning_rate"] for group in planned] == [0.05, 0.05] and planned == swept
     # plan.json keeps each group's draw; the associations rank the value its runs trained with
