@@ -142,6 +142,32 @@ def test_a_result_table_too_wide_for_the_terminal_is_printed_one_block_per_row()
         assert "…" not in text and "0.529608" in text and "0.0025668" in text
 
 
+def test_labelled_gaussian_runs_of_two_seeds_are_not_pooled_but_unlabelled_ones_are(tmp_path):
+    """Unrotated Gaussian data is one law for every seed, unless it carries class means, which the data seed draws
+    (`DataSpec.distribution`): from the CLI, two labelled runs of seeds 0 and 1 are refused in one line, the same
+    pair without labels pools."""
+    import subprocess
+    import sys
+
+    from tests_support import TINY
+    base = {**TINY, "gaussian_rotate": False, "num_filters": 32, "total_steps": 2, "num_eval_points": 2,
+            "checkpoint_every": 0}  # 2 x 32 filters: a full-rank Sigma_w over 27 dimensions
+    for name, keys in (("labelled", {"gaussian_num_classes": 3, "num_classes_upstream": 3,
+                                     "labels_upstream": "real"}), ("unlabelled", {})):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**base, **keys}))
+        for seed in (0, 1):
+            made = CliRunner().invoke(main, ["pretrain", str(tmp_path / f"{name}.yaml"), "--set", f"seed={seed}",
+                                             "--out", str(tmp_path / f"{name}{seed}"), "--quiet"])
+            assert made.exit_code == 0, made.output
+    runs = lambda name: [str(tmp_path / f"{name}{seed}") for seed in (0, 1)]  # noqa: E731
+    refused = subprocess.run([sys.executable, "-m", "rltx", "analyze", "misalignment", *runs("labelled")],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith("Error: runs pooled into one Sigma_w need inputs of one distribution, but ")
+    pooled = CliRunner().invoke(main, ["analyze", "misalignment", *runs("unlabelled")])
+    assert pooled.exit_code == 0, pooled.output
+
+
 def test_runs_of_another_data_law_are_not_pooled_into_one_sigma_w(paired_runs, tmp_path):
     """pre0 and pre1 ran on rotated Gaussian data of their own seeds: two covariances. Pooling their filters
     against the first run's Sigma_x would measure pre1 against data it never saw, so it is refused in one line
