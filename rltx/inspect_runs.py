@@ -81,9 +81,12 @@ def summary(run_dir: Path) -> dict:
 
 
 def _read(run_dir: Path) -> tuple:
-    """What a summary shows, from the run's files: its record, metrics, resume step and status."""
+    """What a summary shows, from the run's files: its record, metrics, resume step and status. A completed
+    run's resume state is read by nothing (a rerun reports the run, transfers and analyses read checkpoints), so
+    a damaged one does not hide the run; an unfinished run's is its next step, and a damaged one is named."""
     record = store.read_run_record(run_dir)
-    return record, store.read_metrics(run_dir), store.read_state_step(run_dir), store.live_status(run_dir, record.status)
+    state_step = None if record.status == "completed" else store.read_state_step(run_dir)
+    return record, store.read_metrics(run_dir), state_step, store.live_status(run_dir, record.status)
 
 
 def _summary_row(run_dir: Path, record: store.RunRecord, metrics: list[dict], state_step, status) -> dict:

@@ -720,25 +720,31 @@ def test_runs_lists_and_show_names_damaged_records_and_both_show_a_run_flagged_u
     tracebacks that took down the whole `rltx runs` listing; a run flagged diverged was listed as plain
     completed; `--json` wrote bare NaN (a single seed's AUC spread)."""
     listing = work / "listing"
-    damage = {"state": lambda run: h5py.File(run / "state.h5", "w").close(),
+    unfinished = lambda run: _set_attribute(run / "run.h5", "/", "status", "interrupted")  # noqa: E731
+    damage = {"state": lambda run: (h5py.File(run / "state.h5", "w").close(), unfinished(run)),
               "created": lambda run: _set_attribute(run / "run.h5", "/", "created", "garbage"),
               "recipe_list": lambda run: _set_attribute(run / "run.h5", "config", "yaml", "- 1\n- 2\n"),
               "recipe_broken": lambda run: _set_attribute(run / "run.h5", "config", "yaml", "a: [\n"),
               "metric_text": lambda run: _replace_dataset(run / "metrics.h5", "step", lambda v: np.array([b"a"] * len(v))),
-              "state_truncated": lambda run: os.truncate(run / "state.h5", 100)}
+              "state_truncated": lambda run: (os.truncate(run / "state.h5", 100), unfinished(run))}
     for name, change in damage.items():
         shutil.copytree(work / "base", listing / name)
         change(listing / name)
     shutil.copytree(work / "base", listing / "flagged")
+    shutil.copytree(work / "base", listing / "done_state_truncated")  # completed: nothing reads its resume state
+    os.truncate(listing / "done_state_truncated" / "state.h5", 100)
     _set_attribute(listing / "flagged" / "run.h5", "/", "health", "diverged: loss 9.1 at step 40, 3.6x its initial 2.5")
     results = run_cases(work, {"runs": (("runs", "listing"), None), "runs json": (("runs", "listing", "--json"), None),
                                "show flagged": (("show", "listing/flagged"), None),
+                               "show done": (("show", "listing/done_state_truncated"), None),
                                "curves json": (("analyze", "curves", "base", "--json"), None),
                                **{name: (("show", f"listing/{name}"), None) for name in damage}})
     succeeded(results["runs"])
     rows = {line.split()[0]: line for line in results["runs"].stdout.splitlines()[1:]}
     assert all("unreadable" in rows[f"listing/{name}"] for name in damage), results["runs"].stdout
     assert "completed, diverged" in rows["listing/flagged"]
+    assert "completed" in rows["listing/done_state_truncated"] and "unreadable" not in rows["listing/done_state_truncated"]
+    succeeded(results["show done"])
     listed = {Path(row["name"]).name: row for row in _strict_json(results["runs json"].stdout)}
     assert listed["flagged"]["health"].startswith("diverged") and listed["state"]["status"] == "unreadable"
     assert "health:      diverged: loss 9.1 at step 40" in results["show flagged"].stdout
